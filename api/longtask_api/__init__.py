@@ -1,0 +1,1 @@
+"""The longtask HTTP gateway (FastAPI): creates LongTasks and streams their progress."""

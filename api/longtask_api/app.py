@@ -1,0 +1,76 @@
+"""create_app(): the gateway's FastAPI application, its lifespan and its error answers.
+
+Run with `longtask api` (uvicorn --factory longtask_api.app:create_app).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import prometheus_client
+import redis.asyncio as aioredis
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from longtask_api import errors, kube, settings
+from longtask_api.routes import tasks
+
+
+def _field(loc: tuple[int | str, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body",)]
+    return ".".join(parts) or "body"
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problem = errors.Problem(status=422, detail="the request is invalid", errors=[
+        errors.FieldError(field=_field(tuple(e.get("loc", ()))), message=str(e.get("msg", "")))
+        for e in exc.errors()
+    ])
+    return JSONResponse(problem.model_dump(), status_code=422)
+
+
+async def _api_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, errors.ApiError)
+    return JSONResponse(exc.problem().model_dump(), status_code=exc.status)
+
+
+async def _redis_down(_: Request, exc: Exception) -> JSONResponse:
+    problem = errors.Problem(status=503, detail=f"Redis is unreachable: {exc}")
+    return JSONResponse(problem.model_dump(), status_code=503)
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    cfg = settings.get_settings()
+    api = await kube.connect()
+    app.state.tasks = kube.LongTasks(api)
+    app.state.redis = aioredis.Redis.from_url(cfg.redis_url)
+    try:
+        yield
+    finally:
+        await app.state.redis.aclose()
+        await api.close()
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="longtask gateway",
+        version="0.1.0",
+        summary="Create long-running LongTasks and follow their progress live.",
+        lifespan=_lifespan,
+    )
+    app.include_router(tasks.router)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(errors.ApiError, _api_error)
+    app.add_exception_handler(RedisConnectionError, _redis_down)
+    app.mount("/metrics", prometheus_client.make_asgi_app())
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

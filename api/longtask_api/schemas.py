@@ -1,0 +1,109 @@
+"""The gateway's request and answer models (TaskCreate, TaskPublic, TaskList, ProgressEvent).
+
+Pure data and pure conversions from LongTask objects; no I/O here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from longtask_contracts import models, names, phases
+
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
+LABEL_KEY = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+
+
+class TaskCreate(BaseModel):
+    """A task to create: the LongTask's spec, and optionally its name and labels."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"spec": {"task": "demo.sleep", "params": {"seconds": 10, "steps": 20}}},
+        {"name": "embed-handbook", "labels": {"team": "search"},
+         "spec": {"task": "docs.embed", "params": {"directory": "/data/handbook"},
+                  "retry": {"maxRetries": 5}}},
+    ]})
+
+    name: Annotated[str | None, Field(
+        default=None, pattern=DNS_SUBDOMAIN, max_length=253,
+        description="The LongTask's name; generated from the task name when omitted.")]
+    labels: Annotated[dict[Annotated[str, Field(pattern=LABEL_KEY, max_length=316)],
+                           Annotated[str, Field(max_length=63)]], Field(
+        default_factory=dict, max_length=32, description="Kubernetes labels to set.")]
+    spec: models.LongTaskSpec
+
+    def to_resource(self) -> dict[str, Any]:
+        metadata: dict[str, Any] = {"labels": self.labels}
+        if self.name:
+            metadata["name"] = self.name
+        else:
+            metadata["generateName"] = self.spec.task.replace(".", "-").replace("_", "-")[:50] + "-"
+        return {"apiVersion": names.API_VERSION, "kind": names.KIND, "metadata": metadata,
+                "spec": self.spec.to_k8s()}
+
+
+class Links(BaseModel):
+    self: str = Field(examples=["/v1/namespaces/default/tasks/demo-sleep-x7k2p"])
+    events: str = Field(examples=["/v1/namespaces/default/tasks/demo-sleep-x7k2p/events"])
+
+
+class TaskCreated(BaseModel):
+    name: str
+    namespace: str
+    uid: str
+    phase: phases.Phase = phases.Phase.PENDING
+    links: Links
+
+
+class TaskPublic(BaseModel):
+    name: str
+    namespace: str
+    uid: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    created_at: str | None = Field(default=None, alias="createdAt")
+    spec: dict[str, Any]
+    status: models.LongTaskStatus
+    links: Links
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class TaskList(BaseModel):
+    items: list[TaskPublic]
+    continue_token: str | None = Field(
+        default=None, alias="continue",
+        description="Pass as ?continue= to get the next page; absent on the last page.")
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class ProgressEvent(BaseModel):
+    """The data of one SSE event (the SSE id is the Redis stream id; the event name is kind)."""
+
+    kind: str = Field(examples=["progress"])
+    phase: phases.Phase
+    attempt: int = 0
+    at: float
+    progress: float | None = None
+    message: str | None = None
+    step: str | None = None
+    worker: str | None = None
+    result: Any = None
+    error: dict[str, str] | None = None
+
+
+def links(namespace: str, name: str) -> Links:
+    base = f"/v1/namespaces/{namespace}/tasks/{name}"
+    return Links(self=base, events=f"{base}/events")
+
+
+def public(obj: dict[str, Any]) -> TaskPublic:
+    meta = obj["metadata"]
+    return TaskPublic(
+        name=meta["name"], namespace=meta["namespace"], uid=meta["uid"],
+        labels=meta.get("labels") or {}, createdAt=meta.get("creationTimestamp"),
+        spec=obj.get("spec") or {},
+        status=models.LongTaskStatus.model_validate(obj.get("status") or {}),
+        links=links(meta["namespace"], meta["name"]),
+    )

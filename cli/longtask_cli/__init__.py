@@ -1,0 +1,1 @@
+"""The `longtask` command line: run the components, and the local dev platform."""

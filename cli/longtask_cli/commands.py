@@ -1,0 +1,110 @@
+"""What each `longtask` command does: start a component, or the local dev platform."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from types import FrameType
+
+
+def operator(args: argparse.Namespace) -> int:
+    import kopf  # imported here: the other commands do not need Kopf
+
+    from longtask_operator import handlers  # noqa: F401 - registers the handlers
+
+    kopf.configure(verbose=False)
+    kopf.run(clusterwide=not args.namespace, namespaces=args.namespace, standalone=True)
+    return 0
+
+
+def worker(args: argparse.Namespace) -> int:
+    for flag, env in (("pool", "LONGTASK_POOL"), ("tasks", "LONGTASK_TASK_MODULES"),
+                      ("concurrency", "LONGTASK_CONCURRENCY")):
+        value = getattr(args, flag)
+        if value is not None:
+            os.environ[env] = str(value)
+    from longtask_contracts import names
+    from longtask_worker import app, settings
+
+    cfg = settings.get_settings()
+    celery = app.create_app(cfg)
+    node = args.name or f"{cfg.pool}@%h"
+    celery.worker_main(["worker", "--queues", names.queue(cfg.pool), "--hostname", node,
+                        "--loglevel", "INFO", "--without-gossip", "--without-mingle"])
+    return 0
+
+
+def api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    uvicorn.run("longtask_api.app:create_app", factory=True, host=args.host, port=args.port,
+                log_level="info", timeout_graceful_shutdown=5)
+    return 0
+
+
+def _wait_for_signal() -> None:
+    stop = {"sig": 0}
+
+    def handler(signum: int, _: FrameType | None) -> None:
+        stop["sig"] = signum
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    while not stop["sig"]:
+        signal.pause()
+
+
+def dev_cluster(args: argparse.Namespace) -> int:
+    from longtask_dev import cluster
+
+    began = time.monotonic()
+    c = cluster.Cluster(state_dir=args.state_dir.resolve())
+    c.start()
+    try:
+        print(f"kubeconfig: {c.kubeconfig}\nenv:        {c.env_file}  (source it)")
+        print(f"ready in {time.monotonic() - began:.1f} s", flush=True)
+        _wait_for_signal()
+    finally:
+        c.stop()
+    return 0
+
+
+def dev_up(args: argparse.Namespace) -> int:
+    from longtask_dev import cluster, platform
+
+    began = time.monotonic()
+    c = cluster.Cluster(state_dir=args.state_dir.resolve())
+    c.start()
+    try:
+        p = platform.Platform(c, api_port=args.api_port).start()
+        print(_next_steps(c.env_file, p.api_url))
+        print(f"ready in {time.monotonic() - began:.1f} s", flush=True)
+        _wait_for_signal()
+    except Exception as exc:
+        print(f"longtask dev up failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        c.stop()
+    return 0
+
+
+def _next_steps(env_file: object, api_url: str) -> str:
+    return f"""\
+longtask is up. In another shell:
+
+  set -a; source {env_file}; set +a          # KUBECONFIG, REDIS_URL, LONGTASK_API
+  kubectl apply -f examples/sleep.yaml      # a 20-second task with progress
+  kubectl get lt -w                         # watch Phase and Progress
+  kubectl wait lt/sleep-demo --for=jsonpath='{{.status.phase}}'=Succeeded
+
+or through the gateway ({api_url}/docs):
+
+  curl -s -XPOST {api_url}/v1/namespaces/default/tasks \\
+       -H 'content-type: application/json' \\
+       -d '{{"spec": {{"task": "demo.sleep", "params": {{"seconds": 10, "steps": 20}}}}}}'
+  curl -N {api_url}/v1/namespaces/default/tasks/<name>/events
+
+Ctrl-C stops everything."""

@@ -1,0 +1,103 @@
+"""The event format shared by workers, the operator and the gateway; pure data, no I/O.
+
+A task's events go to its own Redis Stream (read by SSE clients; the stream id is the
+SSE event id) and to the shared status stream (read by the operator, which mirrors them
+into the LongTask status). Each stream entry has one field, `event`, holding JSON.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from longtask_contracts import names, phases
+
+FIELD = "event"
+
+
+class Kind(enum.StrEnum):
+    QUEUED = "queued"  # the operator sent the attempt to its queue
+    STARTED = "started"  # a worker began an attempt
+    PROGRESS = "progress"  # the task reported progress
+    RETRYING = "retrying"  # an attempt failed; another will follow
+    SUCCEEDED = "succeeded"  # finished with a result
+    FAILED = "failed"  # finished with an error
+    CANCELLED = "cancelled"  # stopped on request
+
+
+PHASE_OF: dict[Kind, phases.Phase] = {
+    Kind.QUEUED: phases.Phase.QUEUED,
+    Kind.STARTED: phases.Phase.RUNNING,
+    Kind.PROGRESS: phases.Phase.RUNNING,
+    Kind.RETRYING: phases.Phase.RETRYING,
+    Kind.SUCCEEDED: phases.Phase.SUCCEEDED,
+    Kind.FAILED: phases.Phase.FAILED,
+    Kind.CANCELLED: phases.Phase.CANCELLED,
+}
+
+
+class TaskEvent(BaseModel):
+    """One thing that happened to one LongTask."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    kind: Kind
+    namespace: str
+    name: str
+    uid: str
+    attempt: int = 0
+    at: float = Field(default_factory=time.time, description="Unix time of the event.")
+    progress: float | None = Field(default=None, ge=0, le=100)
+    message: str | None = None
+    step: str | None = None
+    worker: str | None = None
+    result: Any = None
+    error: dict[str, str] | None = None
+
+    @property
+    def phase(self) -> phases.Phase:
+        return PHASE_OF[self.kind]
+
+    @property
+    def terminal(self) -> bool:
+        return phases.is_terminal(self.phase)
+
+    def encode(self) -> dict[str, str]:
+        """The Redis Stream entry fields."""
+        return {FIELD: self.model_dump_json(exclude_none=True)}
+
+    @classmethod
+    def decode(cls, fields: dict[Any, Any]) -> TaskEvent:
+        raw = fields.get(FIELD, fields.get(FIELD.encode()))
+        if raw is None:
+            raise ValueError(f"stream entry has no {FIELD!r} field")
+        return cls.model_validate_json(raw)
+
+
+class Dispatch(BaseModel):
+    """The Celery message body of one attempt (JSON; never pickle)."""
+
+    namespace: str
+    name: str
+    uid: str
+    task: str
+    params: dict[str, Any]
+    attempt: int = 1
+    timeout_seconds: int = 3600
+    deadline: float | None = Field(default=None, description="Unix time the whole task must end by.")
+
+
+def queue_publish(pipe: Any, event: TaskEvent) -> None:
+    """Queue, on a Redis pipeline (sync or asyncio), the writes that publish `event`.
+
+    The event goes to the task's own stream (SSE) and to the shared status stream
+    (operator). Run in one MULTI, neither reader sees an event the other will not.
+    This only queues commands; the caller executes the pipeline.
+    """
+    fields = event.encode()
+    pipe.xadd(names.events_stream(event.uid), fields, maxlen=names.TASK_STREAM_MAXLEN,
+              approximate=True)
+    pipe.xadd(names.STATUS_STREAM, fields, maxlen=names.STATUS_STREAM_MAXLEN, approximate=True)

@@ -1,0 +1,103 @@
+"""Pydantic models of the LongTask resource (spec and status); pure data, no I/O here.
+
+Field names are the resource's camelCase names; the limits here are the CRD's limits
+(tests/integration/test_validation.py runs one table of bad specs against both).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from longtask_contracts import phases
+
+TASK_NAME_PATTERN = r"^[a-z0-9]([a-z0-9_.-]{0,126}[a-z0-9])?$"
+POOL_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+PARAMS_MAX_PROPERTIES = 64
+PARAMS_MAX_BYTES = 64 * 1024  # JSON-encoded; the gateway enforces it, etcd objects stay small
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=False
+    )
+
+    def to_k8s(self) -> dict[str, Any]:
+        """The resource form: camelCase keys, no unset optional fields, JSON values."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class RetryPolicy(_Model):
+    """How failed attempts are retried: exponential backoff with jitter."""
+
+    max_retries: Annotated[int, Field(ge=0, le=100, description="Retries after the first attempt.")] = 3
+    backoff_seconds: Annotated[float, Field(ge=0, le=3600, description="Delay before the first retry.")] = 2
+    backoff_factor: Annotated[float, Field(ge=1, le=10, description="Each retry's delay is the previous one times this.")] = 2
+    max_backoff_seconds: Annotated[float, Field(ge=0, le=86400, description="Upper bound of one delay.")] = 600
+    jitter: Annotated[float, Field(ge=0, le=1, description="Random fraction added to or taken from each delay.")] = 0.1
+
+    @model_validator(mode="after")
+    def _bounds_ordered(self) -> RetryPolicy:
+        if self.max_backoff_seconds < self.backoff_seconds:
+            raise ValueError("maxBackoffSeconds must be at least backoffSeconds")
+        return self
+
+
+class LongTaskSpec(_Model):
+    """What to run, where, and under which limits."""
+
+    task: Annotated[str, Field(
+        pattern=TASK_NAME_PATTERN, max_length=128,
+        description="Registered task name, e.g. demo.sleep (lowercase, digits, '.', '_', '-').",
+        examples=["demo.sleep"],
+    )]
+    params: Annotated[dict[str, Any], Field(
+        max_length=PARAMS_MAX_PROPERTIES,
+        description=f"Keyword arguments of the task (JSON object, at most {PARAMS_MAX_BYTES} bytes).",
+        examples=[{"seconds": 5, "steps": 10}],
+    )] = Field(default_factory=dict)
+    pool: Annotated[str, Field(pattern=POOL_PATTERN, max_length=63, description="Worker pool (and so queue) that runs it.")] = "default"
+    priority: Annotated[int, Field(ge=0, le=9, description="0 (default) to 9; higher runs first within a pool.")] = 0
+    timeout_seconds: Annotated[int, Field(ge=1, le=604800, description="Deadline of the whole task, retries included.")] = 3600
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    ttl_seconds_after_finished: Annotated[int | None, Field(ge=0, le=31536000, description="Delete the LongTask this long after it finished.")] = None
+    cancel: Annotated[bool, Field(description="Set true to cancel the task.")] = False
+
+    @field_validator("params")
+    @classmethod
+    def _params_small(cls, value: dict[str, Any]) -> dict[str, Any]:
+        size = len(json.dumps(value, separators=(",", ":")).encode())
+        if size > PARAMS_MAX_BYTES:
+            raise ValueError(f"params is {size} bytes encoded as JSON; the limit is {PARAMS_MAX_BYTES}")
+        return value
+
+
+class TaskError(_Model):
+    type: str = Field(description="Error class, e.g. UnknownTask, PermanentError, TimeoutError.")
+    message: str = Field(description="What went wrong.")
+
+
+class LongTaskStatus(_Model):
+    """What is true now; written only by the operator."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    phase: phases.Phase = phases.Phase.PENDING
+    progress: float = 0
+    progress_text: str | None = None
+    message: str | None = None
+    step: str | None = None
+    attempts: int = 0
+    worker: str | None = None
+    queued_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    result: Any = None
+    error: TaskError | None = None
+    dead_lettered: bool | None = None
+    observed_generation: int | None = None
+    conditions: list[dict[str, Any]] = Field(default_factory=list)

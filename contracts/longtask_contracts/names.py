@@ -1,0 +1,70 @@
+"""Every Kubernetes name, Redis key, queue and Celery task name longtask uses; no I/O here.
+
+Keeping them in one module means a reader can see the whole Redis layout at a glance, and
+a rename cannot leave one component talking to a key the others no longer use.
+"""
+
+from __future__ import annotations
+
+# -- Kubernetes ---------------------------------------------------------------
+GROUP = "longtask.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "LongTask"
+PLURAL = "longtasks"
+SHORT_NAME = "lt"
+FINALIZER = f"{GROUP}/finalizer"
+ANNOTATION_PREFIX = GROUP  # Kopf keeps its progress and diff-base under this prefix.
+MANAGER = "longtask-operator"  # field manager and Event source component
+
+# -- Celery ---------------------------------------------------------------------
+RUN_TASK = "longtask.run"  # the one Celery task; it looks the user task up by name.
+QUEUE_PREFIX = "longtask."
+
+
+def queue(pool: str) -> str:
+    """The Celery queue that the workers of `pool` consume."""
+    return f"{QUEUE_PREFIX}{pool}"
+
+
+def celery_task_id(uid: str, attempt: int) -> str:
+    """Deterministic Celery task id: the same attempt of the same LongTask has one id."""
+    return f"{uid}.{attempt}"
+
+
+# -- Redis ------------------------------------------------------------------------
+KEY_PREFIX = "longtask:"
+STATUS_STREAM = f"{KEY_PREFIX}status"  # every task's events, read by the operator
+STATUS_GROUP = "operator"  # consumer group on STATUS_STREAM
+STATUS_STREAM_MAXLEN = 200_000  # approximate cap; entries are acked well before this
+TASK_STREAM_MAXLEN = 10_000  # approximate cap of one task's SSE history
+
+
+def events_stream(uid: str) -> str:
+    """One task's event stream: every event, read by SSE clients (ids are SSE ids)."""
+    return f"{KEY_PREFIX}events:{uid}"
+
+
+def dispatch_guard(uid: str) -> str:
+    """Set (NX) once the first attempt of a LongTask has been sent to its queue."""
+    return f"{KEY_PREFIX}dispatched:{uid}"
+
+
+def claim(uid: str) -> str:
+    """The lease a worker holds while it runs an attempt; value 'attempt:worker'."""
+    return f"{KEY_PREFIX}claim:{uid}"
+
+
+def done(uid: str) -> str:
+    """Set when a task reached a terminal phase on a worker; redeliveries then do nothing."""
+    return f"{KEY_PREFIX}done:{uid}"
+
+
+def cancel_flag(uid: str) -> str:
+    """Set while a LongTask's spec.cancel is true; workers poll it cooperatively."""
+    return f"{KEY_PREFIX}cancel:{uid}"
+
+
+def task_keys(uid: str) -> list[str]:
+    """All per-task keys, for garbage collection when a LongTask goes away."""
+    return [events_stream(uid), dispatch_guard(uid), claim(uid), done(uid), cancel_flag(uid)]

@@ -1,0 +1,274 @@
+"""The embedded control plane: etcd, kube-apiserver, controller manager, scheduler and Redis.
+
+It runs real upstream binaries as local child processes on loopback ports and writes a
+kubeconfig usable by kubectl, helm, Kopf and the Python clients. It must not know
+anything about longtask's own resources: `platform.py` builds on it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+import yaml
+
+from longtask_dev import binaries, pki, procs
+
+NODE_NAME = "longtask-node-0"
+_SERVICE_CIDR = "10.96.0.0/12"
+
+
+def redis_server_path() -> str:
+    found = shutil.which("redis-server")
+    if found is None:
+        raise binaries.BinaryError(
+            "redis-server is not installed: apt-get install redis-server (see .ci/run)"
+        )
+    return found
+
+
+class Cluster:
+    """A local Kubernetes control plane plus Redis, started and stopped as one unit.
+
+    Use as a context manager, or call start() and stop(). With `state_dir` the files
+    (kubeconfig, env, logs, data) stay there; without it a temporary folder is used and
+    removed on stop.
+    """
+
+    def __init__(self, *, state_dir: Path | None = None, with_redis: bool = True) -> None:
+        self._owns_dir = state_dir is None
+        self.state_dir = Path(state_dir or tempfile.mkdtemp(prefix="longtask-cluster-"))
+        self.with_redis = with_redis
+        self.children: list[procs.Child] = []
+        self.token = secrets.token_hex(16)
+        self.api_port = 0
+        self.redis_port = 0
+        self.startup_seconds = 0.0
+
+    # -- paths ----------------------------------------------------------------
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state_dir / "kubeconfig"
+
+    @property
+    def env_file(self) -> Path:
+        return self.state_dir / "env"
+
+    @property
+    def api_url(self) -> str:
+        return f"https://127.0.0.1:{self.api_port}"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    def _pki(self, name: str) -> str:
+        return str(self.state_dir / "pki" / name)
+
+    # -- lifecycle --------------------------------------------------------------
+    def __enter__(self) -> Cluster:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> Cluster:
+        tools = binaries.ensure(*binaries.CONTROL_PLANE)
+        began = time.monotonic()
+        try:
+            self._prepare_files()
+            self._start_etcd(tools["etcd"])
+            self._start_apiserver(tools["kube-apiserver"])
+            self._write_kubeconfig()
+            self._start_controllers(tools)
+            if self.with_redis:
+                self._start_redis()
+            self._register_node(tools["kubectl"])
+            self._write_env()
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - began
+        return self
+
+    def stop(self) -> None:
+        """Stop the children in reverse order of start; remove the temporary state dir."""
+        for child in reversed(self.children):
+            child.stop()
+        self.children.clear()
+        if self._owns_dir:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def child(self, name: str) -> procs.Child:
+        return next(c for c in self.children if c.name == name)
+
+    def add(self, child: procs.Child) -> procs.Child:
+        """Start and supervise one more child (stopped before the control plane)."""
+        self.children.append(child.start())
+        return child
+
+    # -- components ------------------------------------------------------------
+    def _prepare_files(self) -> None:
+        (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
+        pki.write_pki(self.state_dir / "pki")
+        (self.state_dir / "pki" / "tokens.csv").write_text(
+            f'{self.token},longtask-admin,longtask-admin,"system:masters"\n'
+        )
+
+    def _log(self, name: str) -> Path:
+        return self.state_dir / "logs" / f"{name}.log"
+
+    def _start_etcd(self, etcd: Path) -> None:
+        client, peer = procs.free_port(), procs.free_port()
+        data = self.state_dir / "etcd"
+        shutil.rmtree(data, ignore_errors=True)
+        self._etcd_url = f"http://127.0.0.1:{client}"
+        child = self.add(procs.Child("etcd", [
+            str(etcd), "--name=default", f"--data-dir={data}",
+            f"--listen-client-urls={self._etcd_url}",
+            f"--advertise-client-urls={self._etcd_url}",
+            f"--listen-peer-urls=http://127.0.0.1:{peer}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
+            f"--initial-cluster=default=http://127.0.0.1:{peer}",
+            "--unsafe-no-fsync", "--log-level=warn",
+        ], self._log("etcd")))
+        procs.wait_until(lambda: procs.http_ok(f"{self._etcd_url}/health"), timeout=30,
+                         what="etcd /health", child=child)
+
+    def _start_apiserver(self, apiserver: Path) -> None:
+        self.api_port = procs.free_port()
+        child = self.add(procs.Child("kube-apiserver", [
+            str(apiserver),
+            f"--etcd-servers={self._etcd_url}",
+            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+            f"--secure-port={self.api_port}",
+            f"--cert-dir={self.state_dir / 'pki'}",
+            f"--tls-cert-file={self._pki('serving.crt')}",
+            f"--tls-private-key-file={self._pki('serving.key')}",
+            f"--client-ca-file={self._pki('ca.crt')}",
+            f"--token-auth-file={self._pki('tokens.csv')}",
+            "--authorization-mode=Node,RBAC",
+            f"--service-cluster-ip-range={_SERVICE_CIDR}",
+            "--service-account-issuer=https://kubernetes.default.svc",
+            f"--service-account-key-file={self._pki('sa.pub')}",
+            f"--service-account-signing-key-file={self._pki('sa.key')}",
+            "--disable-admission-plugins=ServiceAccount",
+            "--allow-privileged=true",
+        ], self._log("kube-apiserver")))
+        procs.wait_until(self._api_ready, timeout=90, what="kube-apiserver /readyz", child=child)
+
+    def _api_ready(self) -> bool:
+        ctx = ssl.create_default_context(cafile=self._pki("ca.crt"))
+        return procs.http_ok(f"{self.api_url}/readyz", token=self.token, context=ctx)
+
+    def _write_kubeconfig(self) -> None:
+        config = {
+            "apiVersion": "v1", "kind": "Config",
+            "clusters": [{"name": "longtask-dev", "cluster": {
+                "server": self.api_url, "certificate-authority": self._pki("ca.crt")}}],
+            "users": [{"name": "longtask-admin", "user": {"token": self.token}}],
+            "contexts": [{"name": "longtask-dev", "context": {
+                "cluster": "longtask-dev", "user": "longtask-admin", "namespace": "default"}}],
+            "current-context": "longtask-dev",
+        }
+        self.kubeconfig.write_text(yaml.safe_dump(config))
+        self.kubeconfig.chmod(0o600)
+
+    def _start_controllers(self, tools: dict[str, Path]) -> None:
+        common = [
+            f"--kubeconfig={self.kubeconfig}",
+            f"--authentication-kubeconfig={self.kubeconfig}",
+            f"--authorization-kubeconfig={self.kubeconfig}",
+            "--leader-elect=false", "--bind-address=127.0.0.1",
+        ]
+        self.add(procs.Child("kube-controller-manager", [
+            str(tools["kube-controller-manager"]), *common,
+            f"--secure-port={procs.free_port()}",
+            f"--service-account-private-key-file={self._pki('sa.key')}",
+            f"--root-ca-file={self._pki('ca.crt')}",
+            "--use-service-account-credentials=false",
+            # No kubelet heartbeats here: the node lifecycle controller would taint the
+            # registered node unreachable and evict every pod after five minutes.
+            "--controllers=*,-serviceaccount-token,-node-lifecycle-controller",
+        ], self._log("kube-controller-manager")))
+        self.add(procs.Child("kube-scheduler", [
+            str(tools["kube-scheduler"]), *common, f"--secure-port={procs.free_port()}",
+        ], self._log("kube-scheduler")))
+
+    def _start_redis(self) -> None:
+        self.redis_port = procs.free_port()
+        data = self.state_dir / "redis"
+        data.mkdir(exist_ok=True)
+        child = self.add(procs.Child("redis", [
+            redis_server_path(), "--port", str(self.redis_port), "--bind", "127.0.0.1",
+            "--dir", str(data), "--appendonly", "yes", "--appendfsync", "everysec",
+            "--save", "", "--protected-mode", "no", "--daemonize", "no",
+        ], self._log("redis")))
+        procs.wait_until(lambda: _redis_ping(self.redis_port), timeout=30,
+                         what="redis PING", child=child)
+
+    def _register_node(self, kubectl: Path) -> None:
+        """A Node object (no kubelet behind it) so that the scheduler can bind pods."""
+        node = {
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": NODE_NAME, "labels": {"kubernetes.io/hostname": NODE_NAME}},
+        }
+        self.kubectl(kubectl, "apply", "-f", "-", input=yaml.safe_dump(node))
+        status = {"status": {
+            "capacity": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
+            "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                            "message": "embedded dev node"}],
+        }}
+        self.kubectl(kubectl, "patch", "node", NODE_NAME, "--subresource=status",
+                     "--type=merge", "-p", json.dumps(status))
+
+    def kubectl(self, kubectl: Path | None = None, *args: str, input: str | None = None,
+                check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run kubectl against this cluster and return the completed process."""
+        exe = kubectl or binaries.path("kubectl")
+        return subprocess.run(
+            [str(exe), f"--kubeconfig={self.kubeconfig}", *args],
+            input=input, capture_output=True, text=True, check=check,
+        )
+
+    def _write_env(self) -> None:
+        lines = [f"KUBECONFIG={self.kubeconfig}"]
+        if self.with_redis:
+            lines.append(f"REDIS_URL={self.redis_url}")
+        self.env_file.write_text("".join(f"{line}\n" for line in lines))
+
+    def append_env(self, **values: str) -> None:
+        """Add shell-sourceable KEY=value lines to the env file (later commands extend it)."""
+        with self.env_file.open("a") as env:
+            for key, value in values.items():
+                env.write(f"{key}={value}\n")
+
+    def environ(self) -> dict[str, str]:
+        """os.environ plus this cluster's KUBECONFIG and REDIS_URL, for child processes."""
+        env = dict(os.environ, KUBECONFIG=str(self.kubeconfig))
+        if self.with_redis:
+            env["REDIS_URL"] = self.redis_url
+        return env
+
+
+def _redis_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False

@@ -1,0 +1,26 @@
+"""Operator settings, read once from the environment (LONGTASK_* and REDIS_URL); no I/O."""
+
+from __future__ import annotations
+
+import functools
+import socket
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class OperatorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LONGTASK_", extra="ignore")
+
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", validation_alias="REDIS_URL")
+    # At most one status patch per task per this many seconds; every event still reaches SSE.
+    status_interval_seconds: float = 1.0
+    # The consumer name in the status stream's group; unacked entries of a restarted
+    # operator with the same name are read again, so nothing is lost.
+    consumer: str = Field(default_factory=socket.gethostname)
+    metrics_port: int = 0  # 0: no metrics server
+
+
+@functools.cache
+def get_settings() -> OperatorSettings:
+    return OperatorSettings()

@@ -1,0 +1,133 @@
+"""Mirrors worker events from the shared status stream into LongTask statuses.
+
+Events arrive through a Redis consumer group, so an operator that restarts re-reads
+what it had not yet written. Writes are coalesced: each task gets at most one status
+patch per `interval` seconds, whatever its event rate; SSE clients read the per-task
+streams and see every event regardless. An entry is acknowledged only after the patch
+that covers it succeeded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from longtask_contracts import events, names
+from longtask_operator import fold, kube, metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Task:
+    namespace: str
+    name: str
+    status: dict[str, Any] | None = None  # last known status; None until loaded
+    written_phase: str | None = None
+    dirty: bool = False
+    last_write: float = 0.0
+    entry_ids: list[bytes] = field(default_factory=list)
+
+
+class StatusSync:
+    def __init__(self, *, redis: aioredis.Redis, kube: kube.Kube, consumer: str,
+                 interval: float) -> None:
+        self.redis = redis
+        self.kube = kube
+        self.consumer = consumer
+        self.interval = interval
+        self.tasks: dict[str, _Task] = {}
+
+    async def ensure_group(self) -> None:
+        try:
+            await self.redis.xgroup_create(names.STATUS_STREAM, names.STATUS_GROUP, id="0",
+                                           mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def run(self) -> None:
+        """Consume forever: first our own unacknowledged entries, then new ones."""
+        await self.ensure_group()
+        backlog = True
+        while True:
+            try:
+                start = "0" if backlog else ">"
+                reply = await self.redis.xreadgroup(
+                    names.STATUS_GROUP, self.consumer, {names.STATUS_STREAM: start},
+                    count=1000, block=None if backlog else 100)
+                entries = reply[0][1] if reply else []
+                backlog = backlog and bool(entries)
+                for entry_id, fields in entries:
+                    await self._take(entry_id, fields)
+                await self._flush_due()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # Redis or apiserver restarting: back off, then re-read
+                log.exception("status sync failed; retrying")
+                backlog = True
+                await asyncio.sleep(1)
+
+    async def _take(self, entry_id: bytes, fields: dict[Any, Any]) -> None:
+        try:
+            event = events.TaskEvent.decode(fields)
+        except ValueError:
+            log.warning("dropping malformed status entry %r", entry_id)
+            await self.redis.xack(names.STATUS_STREAM, names.STATUS_GROUP, entry_id)
+            return
+        metrics.EVENTS.labels(kind=event.kind.value).inc()
+        task = self.tasks.setdefault(event.uid, _Task(event.namespace, event.name))
+        task.entry_ids.append(entry_id)
+        if task.status is None:
+            task.status = await self._load(event)
+            task.written_phase = task.status.get("phase") if task.status is not None else None
+        if task.status is None:
+            return  # gone: acked on the next flush
+        new = fold.fold(task.status, event)
+        if new is not None and new != task.status:
+            task.status, task.dirty = new, True
+
+    async def _load(self, event: events.TaskEvent) -> dict[str, Any] | None:
+        try:
+            obj = await self.kube.get(namespace=event.namespace, name=event.name)
+        except kube.Gone:
+            return None
+        if obj["metadata"]["uid"] != event.uid:
+            return None
+        return dict(obj.get("status") or {})
+
+    async def _flush_due(self) -> None:
+        now = time.monotonic()
+        for uid, task in list(self.tasks.items()):
+            if task.dirty and now - task.last_write < self.interval:
+                continue
+            if task.dirty and task.status is not None:
+                await self._write(uid, task)
+            if not task.dirty and task.entry_ids:
+                await self.redis.xack(names.STATUS_STREAM, names.STATUS_GROUP, *task.entry_ids)
+                task.entry_ids.clear()
+            if task.status is None or (not task.dirty and task.status.get("finishedAt")):
+                del self.tasks[uid]  # finished or gone: nothing more to coalesce
+
+    async def _write(self, uid: str, task: _Task) -> None:
+        assert task.status is not None
+        try:
+            await self.kube.patch_status(namespace=task.namespace, name=task.name, uid=uid,
+                                         status=task.status)
+        except kube.Gone:
+            task.status, task.dirty = None, False
+            return
+        metrics.STATUS_PATCHES.inc()
+        task.dirty, task.last_write = False, time.monotonic()
+        phase = task.status.get("phase")
+        if phase != task.written_phase:
+            task.written_phase = phase
+            message, warning = fold.event_message(task.status)
+            await self.kube.post_event(namespace=task.namespace, name=task.name, uid=uid,
+                                       reason=str(phase), message=message, warning=warning)

@@ -1,0 +1,1 @@
+"""longtask's Celery worker: the app, the task SDK and the built-in example tasks."""

@@ -1,0 +1,32 @@
+"""Worker settings, read once from the environment (LONGTASK_* and REDIS_URL); no I/O."""
+
+from __future__ import annotations
+
+import functools
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class WorkerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LONGTASK_", extra="ignore")
+
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", validation_alias="REDIS_URL")
+    pool: str = "default"
+    # Comma-separated modules that register tasks with @sdk.task; the built-ins always load.
+    task_modules: str = ""
+    concurrency: int = 2
+    # A running attempt holds a lease this long; a heartbeat renews it every third of it.
+    lease_seconds: float = 30.0
+    # Redis' visibility timeout: how long an unacked message waits before Redis redelivers
+    # it. Liveness comes from the lease, so this only needs to exceed the longest task.
+    visibility_timeout_seconds: int = 7 * 24 * 3600
+    result_max_bytes: int = 16 * 1024
+
+    def module_list(self) -> list[str]:
+        return [m.strip() for m in self.task_modules.split(",") if m.strip()]
+
+
+@functools.cache
+def get_settings() -> WorkerSettings:
+    return WorkerSettings()

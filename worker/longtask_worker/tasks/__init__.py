@@ -1,0 +1,1 @@
+"""Built-in tasks: demos for trying longtask out, and realistic examples to copy from."""

@@ -1,0 +1,42 @@
+"""Demo tasks for trying longtask and for its tests: sleep with progress, fail, crash, no-op."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from longtask_worker import sdk
+
+
+@sdk.task("demo.sleep")
+def sleep(ctx: sdk.TaskContext, *, seconds: float = 5, steps: int = 10) -> dict[str, float]:
+    """Sleep `seconds` in `steps` equal steps, reporting progress after each step."""
+    if seconds < 0 or steps < 1:
+        raise sdk.PermanentError("seconds must be >= 0 and steps >= 1")
+    began = time.monotonic()
+    for i in range(steps):
+        ctx.check_cancelled()
+        time.sleep(seconds / steps)
+        ctx.progress(100 * (i + 1) / steps, f"step {i + 1} of {steps}", step=f"{i + 1}/{steps}")
+    return {"slept": round(time.monotonic() - began, 3), "steps": steps}
+
+
+@sdk.task("demo.noop")
+def noop(ctx: sdk.TaskContext) -> None:
+    """Do nothing: measures the platform's own overhead."""
+
+
+@sdk.task("demo.fail")
+def fail(ctx: sdk.TaskContext, *, permanent: bool = False, message: str = "demo failure") -> None:
+    """Raise a permanent error (no retry helps) or a retryable one."""
+    if permanent:
+        raise sdk.PermanentError(message)
+    raise sdk.RetryableError(message)
+
+
+@sdk.task("demo.crash")
+def crash(ctx: sdk.TaskContext) -> None:
+    """Kill the worker process running this task, as a segfault or OOM kill would."""
+    ctx.progress(1, "about to crash the worker process")
+    os.kill(os.getpid(), signal.SIGKILL)
