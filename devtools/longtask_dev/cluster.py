@@ -36,6 +36,10 @@ def redis_server_path() -> str:
     return found
 
 
+class KubectlError(RuntimeError):
+    """kubectl exited non-zero; the message carries its stderr."""
+
+
 class Cluster:
     """A local Kubernetes control plane plus Redis, started and stopped as one unit.
 
@@ -154,6 +158,9 @@ class Cluster:
             str(apiserver),
             f"--etcd-servers={self._etcd_url}",
             "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+            # Loopback may not be advertised through the `kubernetes` Service's endpoints;
+            # nothing here runs in a pod, so that Service needs none.
+            "--endpoint-reconciler-type=none",
             f"--secure-port={self.api_port}",
             f"--cert-dir={self.state_dir / 'pki'}",
             f"--tls-cert-file={self._pki('serving.crt')}",
@@ -202,7 +209,7 @@ class Cluster:
             "--use-service-account-credentials=false",
             # No kubelet heartbeats here: the node lifecycle controller would taint the
             # registered node unreachable and evict every pod after five minutes.
-            "--controllers=*,-serviceaccount-token,-node-lifecycle-controller",
+            "--controllers=*,-serviceaccount-token-controller,-node-lifecycle-controller",
         ], self._log("kube-controller-manager")))
         self.add(procs.Child("kube-scheduler", [
             str(tools["kube-scheduler"]), *common, f"--secure-port={procs.free_port()}",
@@ -236,14 +243,18 @@ class Cluster:
         self.kubectl(kubectl, "patch", "node", NODE_NAME, "--subresource=status",
                      "--type=merge", "-p", json.dumps(status))
 
+    def kubectl_argv(self, kubectl: Path | None = None) -> list[str]:
+        return [str(kubectl or binaries.path("kubectl")), f"--kubeconfig={self.kubeconfig}"]
+
     def kubectl(self, kubectl: Path | None = None, *args: str, input: str | None = None,
                 check: bool = True) -> subprocess.CompletedProcess[str]:
-        """Run kubectl against this cluster and return the completed process."""
-        exe = kubectl or binaries.path("kubectl")
-        return subprocess.run(
-            [str(exe), f"--kubeconfig={self.kubeconfig}", *args],
-            input=input, capture_output=True, text=True, check=check,
-        )
+        """Run kubectl against this cluster; on failure raise with kubectl's stderr."""
+        result = subprocess.run([*self.kubectl_argv(kubectl), *args], input=input,
+                                capture_output=True, text=True, check=False)
+        if check and result.returncode != 0:
+            raise KubectlError(f"kubectl {' '.join(args)} exited {result.returncode}: "
+                               f"{result.stderr.strip()}")
+        return result
 
     def _write_env(self) -> None:
         lines = [f"KUBECONFIG={self.kubeconfig}"]

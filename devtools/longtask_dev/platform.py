@@ -62,6 +62,12 @@ class Platform:
                          timeout=60, what="the operator's metrics endpoint", child=child)
         return child
 
+    def kill_operator(self) -> None:
+        """SIGKILL the operator, as a crash or an evicted pod would end it."""
+        child = self.cluster.child("operator")
+        child.kill()
+        self.cluster.children.remove(child)
+
     def start_worker(self, *, pool: str = "default", concurrency: int = 2,
                      extra_env: dict[str, str] | None = None) -> procs.Child:
         self._workers += 1

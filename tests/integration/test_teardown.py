@@ -1,0 +1,83 @@
+"""Stopping the embedded cluster leaves nothing behind.
+
+Covers: stop() ends every child process and frees every port; a SIGKILLed parent takes
+its children with it (no orphans); the temporary state folder is removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from longtask_dev import cluster as cluster_mod
+
+pytestmark = pytest.mark.cluster
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers kill(0); it is dead for our purpose once reaped or a zombie.
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _wait_dead(pids: list[int], timeout: float = 30) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while (alive := [p for p in pids if _alive(p)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return alive
+
+
+def test_stop_leaves_no_process_port_or_folder():
+    c = cluster_mod.Cluster().start()
+    pids = [child.pid for child in c.children]
+    ports = [c.api_port, c.redis_port]
+    state = c.state_dir
+    assert all(_alive(p) for p in pids) and all(_listening(p) for p in ports)
+    c.stop()
+    assert _wait_dead(pids, timeout=1) == []
+    assert [p for p in ports if _listening(p)] == []
+    assert not state.exists()
+
+
+def test_children_die_with_a_sigkilled_parent():
+    script = (
+        "import json, sys, time\n"
+        "from longtask_dev import cluster\n"
+        "c = cluster.Cluster().start()\n"
+        "print(json.dumps({'pids': [ch.pid for ch in c.children], 'port': c.api_port, 'dir': str(c.state_dir)}), flush=True)\n"
+        "time.sleep(3600)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        info = json.loads(parent.stdout.readline())
+        assert all(_alive(p) for p in info["pids"])
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        assert _wait_dead(info["pids"]) == [], "children outlived their SIGKILLed parent"
+        assert not _listening(info["port"])
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        if "info" in locals():
+            shutil.rmtree(info["dir"], ignore_errors=True)  # a killed parent cannot clean up

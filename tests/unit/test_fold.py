@@ -1,0 +1,50 @@
+"""Folding worker events into a LongTask status (pure)."""
+
+from __future__ import annotations
+
+from longtask_contracts import events
+from longtask_operator import fold
+
+K = events.Kind
+
+
+def ev(kind: events.Kind, **fields) -> events.TaskEvent:
+    return events.TaskEvent(kind=kind, namespace="ns", name="t", uid="u", at=1_700_000_000, **fields)
+
+
+def test_a_whole_run():
+    status: dict = {}
+    for event in [ev(K.QUEUED, attempt=1, progress=0), ev(K.STARTED, attempt=1, worker="w1"),
+                  ev(K.PROGRESS, attempt=1, progress=42.123, message="half", step="embed"),
+                  ev(K.SUCCEEDED, attempt=1, progress=100, result={"n": 3})]:
+        status = fold.fold(status, event) or status
+    assert status["phase"] == "Succeeded"
+    assert status["progress"] == 100 and status["progressText"] == "100%"
+    assert status["attempts"] == 1 and status["worker"] == "w1"
+    assert status["result"] == {"n": 3} and status["step"] == "embed"
+    assert status["startedAt"] == status["finishedAt"] == "2023-11-14T22:13:20Z"
+    assert status["conditions"][0]["type"] == "Succeeded" and status["conditions"][0]["status"] == "True"
+
+
+def test_late_events_after_the_end_are_refused():
+    done = {"phase": "Succeeded", "progress": 100, "attempts": 1}
+    assert fold.fold(done, ev(K.PROGRESS, attempt=1, progress=50)) is None
+    assert fold.fold(done, ev(K.QUEUED, attempt=1)) is None
+
+
+def test_events_of_a_superseded_attempt_are_refused():
+    assert fold.fold({"phase": "Running", "attempts": 2}, ev(K.PROGRESS, attempt=1, progress=5)) is None
+
+
+def test_failure_carries_the_error_into_message_and_condition():
+    status = fold.fold({"phase": "Running", "attempts": 1},
+                       ev(K.FAILED, attempt=1, error={"type": "UnknownTask", "message": "no task x"}))
+    assert status is not None
+    assert status["error"]["type"] == "UnknownTask" and status["message"] == "no task x"
+    assert status["conditions"][0]["status"] == "False"
+    assert fold.event_message(status) == ("UnknownTask: no task x", True)
+
+
+def test_progress_text_rounds_down():
+    status = fold.fold({"phase": "Running", "attempts": 1}, ev(K.PROGRESS, attempt=1, progress=99.9))
+    assert status is not None and status["progressText"] == "99%"
