@@ -32,8 +32,9 @@ class SseEvent:
     data: dict[str, Any]
 
 
-def sse_events(client: httpx.Client, url: str, *, last_event_id: str | None = None,
-               timeout: float = 60) -> Iterator[SseEvent]:
+def sse_events(
+    client: httpx.Client, url: str, *, last_event_id: str | None = None, timeout: float = 60
+) -> Iterator[SseEvent]:
     """Yield parsed SSE events from `url` until the server ends the stream."""
     headers = {"Accept": "text/event-stream"}
     if last_event_id:
@@ -44,8 +45,9 @@ def sse_events(client: httpx.Client, url: str, *, last_event_id: str | None = No
         for line in response.iter_lines():
             if line == "":
                 if "data" in fields:
-                    yield SseEvent(fields.get("id"), fields.get("event", "message"),
-                                   json.loads(fields["data"]))
+                    yield SseEvent(
+                        fields.get("id"), fields.get("event", "message"), json.loads(fields["data"])
+                    )
                 fields = {}
             elif not line.startswith(":"):
                 key, _, value = line.partition(":")

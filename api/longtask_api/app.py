@@ -26,10 +26,14 @@ def _field(loc: tuple[int | str, ...]) -> str:
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    problem = errors.Problem(status=422, detail="the request is invalid", errors=[
-        errors.FieldError(field=_field(tuple(e.get("loc", ()))), message=str(e.get("msg", "")))
-        for e in exc.errors()
-    ])
+    problem = errors.Problem(
+        status=422,
+        detail="the request is invalid",
+        errors=[
+            errors.FieldError(field=_field(tuple(e.get("loc", ()))), message=str(e.get("msg", "")))
+            for e in exc.errors()
+        ],
+    )
     return JSONResponse(problem.model_dump(), status_code=422)
 
 

@@ -6,8 +6,9 @@ from pydantic import BaseModel, Field
 
 
 class FieldError(BaseModel):
-    field: str = Field(description="Dotted path of the offending field, e.g. spec.retry.maxRetries.",
-                       examples=["spec.task"])
+    field: str = Field(
+        description="Dotted path of the offending field, e.g. spec.retry.maxRetries.", examples=["spec.task"]
+    )
     message: str = Field(description="What is wrong and what would be accepted.")
 
 
@@ -15,8 +16,9 @@ class Problem(BaseModel):
     """Every 4xx/5xx answer of the gateway has this shape."""
 
     status: int = Field(examples=[422])
-    detail: str = Field(description="One sentence saying what went wrong.",
-                        examples=["the task spec is invalid"])
+    detail: str = Field(
+        description="One sentence saying what went wrong.", examples=["the task spec is invalid"]
+    )
     errors: list[FieldError] = Field(default_factory=list)
 
 

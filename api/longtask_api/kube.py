@@ -18,7 +18,7 @@ from longtask_contracts import names
 async def connect() -> client.ApiClient:
     """In-cluster config when running in a pod, else $KUBECONFIG."""
     try:
-        config.load_incluster_config()
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
         await config.load_kube_config()
     return client.ApiClient()
@@ -36,10 +36,10 @@ def _translate(exc: ApiException, what: str) -> errors.ApiError:
         return errors.Conflict(message)
     if exc.status in (400, 422):
         causes = (body.get("details") or {}).get("causes") or []
-        return errors.Invalid(message, [
-            errors.FieldError(field=c.get("field", ""), message=c.get("message", ""))
-            for c in causes
-        ])
+        return errors.Invalid(
+            message,
+            [errors.FieldError(field=c.get("field", ""), message=c.get("message", "")) for c in causes],
+        )
     if exc.status == 403:
         return errors.ApiError(f"the gateway may not access {what}: {message}")
     return errors.Unavailable(f"Kubernetes API answered {exc.status}: {message}")
@@ -54,7 +54,8 @@ class LongTasks:
     async def create(self, *, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
             obj: dict[str, Any] = await self.custom.create_namespaced_custom_object(
-                names.GROUP, names.VERSION, namespace, names.PLURAL, body)
+                names.GROUP, names.VERSION, namespace, names.PLURAL, body
+            )
         except ApiException as exc:
             raise _translate(exc, f"namespace {namespace!r}") from None
         return obj
@@ -62,13 +63,21 @@ class LongTasks:
     async def get(self, *, namespace: str, name: str) -> dict[str, Any]:
         try:
             obj: dict[str, Any] = await self.custom.get_namespaced_custom_object(
-                names.GROUP, names.VERSION, namespace, names.PLURAL, name)
+                names.GROUP, names.VERSION, namespace, names.PLURAL, name
+            )
         except ApiException as exc:
             raise _translate(exc, f"task {namespace}/{name}") from None
         return obj
 
-    async def list(self, *, namespace: str, limit: int, continue_token: str | None,
-                   field_selector: str | None, label_selector: str | None) -> dict[str, Any]:
+    async def list(
+        self,
+        *,
+        namespace: str,
+        limit: int,
+        continue_token: str | None,
+        field_selector: str | None,
+        label_selector: str | None,
+    ) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"limit": limit}
         if continue_token:
             kwargs["_continue"] = continue_token
@@ -78,7 +87,8 @@ class LongTasks:
             kwargs["label_selector"] = label_selector
         try:
             obj: dict[str, Any] = await self.custom.list_namespaced_custom_object(
-                names.GROUP, names.VERSION, namespace, names.PLURAL, **kwargs)
+                names.GROUP, names.VERSION, namespace, names.PLURAL, **kwargs
+            )
         except ApiException as exc:
             if exc.status == 410:
                 raise errors.Invalid("the continue token has expired; list again from the start") from None
@@ -88,8 +98,14 @@ class LongTasks:
     async def patch_spec(self, *, namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
         try:
             obj: dict[str, Any] = await self.custom.patch_namespaced_custom_object(
-                names.GROUP, names.VERSION, namespace, names.PLURAL, name, {"spec": spec},
-                _content_type="application/merge-patch+json")
+                names.GROUP,
+                names.VERSION,
+                namespace,
+                names.PLURAL,
+                name,
+                {"spec": spec},
+                _content_type="application/merge-patch+json",  # type: ignore[call-arg]
+            )
         except ApiException as exc:
             raise _translate(exc, f"task {namespace}/{name}") from None
         return obj

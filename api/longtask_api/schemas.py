@@ -18,19 +18,37 @@ LABEL_KEY = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61
 class TaskCreate(BaseModel):
     """A task to create: the LongTask's spec, and optionally its name and labels."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"spec": {"task": "demo.sleep", "params": {"seconds": 10, "steps": 20}}},
-        {"name": "embed-handbook", "labels": {"team": "search"},
-         "spec": {"task": "docs.embed", "params": {"directory": "/data/handbook"},
-                  "retry": {"maxRetries": 5}}},
-    ]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"spec": {"task": "demo.sleep", "params": {"seconds": 10, "steps": 20}}},
+                {
+                    "name": "embed-handbook",
+                    "labels": {"team": "search"},
+                    "spec": {
+                        "task": "docs.embed",
+                        "params": {"directory": "/data/handbook"},
+                        "retry": {"maxRetries": 5},
+                    },
+                },
+            ]
+        },
+    )
 
-    name: Annotated[str | None, Field(
-        default=None, pattern=DNS_SUBDOMAIN, max_length=253,
-        description="The LongTask's name; generated from the task name when omitted.")]
-    labels: Annotated[dict[Annotated[str, Field(pattern=LABEL_KEY, max_length=316)],
-                           Annotated[str, Field(max_length=63)]], Field(
-        default_factory=dict, max_length=32, description="Kubernetes labels to set.")]
+    name: Annotated[
+        str | None,
+        Field(
+            default=None,
+            pattern=DNS_SUBDOMAIN,
+            max_length=253,
+            description="The LongTask's name; generated from the task name when omitted.",
+        ),
+    ]
+    labels: Annotated[
+        dict[Annotated[str, Field(pattern=LABEL_KEY, max_length=316)], Annotated[str, Field(max_length=63)]],
+        Field(default_factory=dict, max_length=32, description="Kubernetes labels to set."),
+    ]
     spec: models.LongTaskSpec
 
     def to_resource(self) -> dict[str, Any]:
@@ -39,8 +57,12 @@ class TaskCreate(BaseModel):
             metadata["name"] = self.name
         else:
             metadata["generateName"] = self.spec.task.replace(".", "-").replace("_", "-")[:50] + "-"
-        return {"apiVersion": names.API_VERSION, "kind": names.KIND, "metadata": metadata,
-                "spec": self.spec.to_k8s()}
+        return {
+            "apiVersion": names.API_VERSION,
+            "kind": names.KIND,
+            "metadata": metadata,
+            "spec": self.spec.to_k8s(),
+        }
 
 
 class Links(BaseModel):
@@ -72,8 +94,10 @@ class TaskPublic(BaseModel):
 class TaskList(BaseModel):
     items: list[TaskPublic]
     continue_token: str | None = Field(
-        default=None, alias="continue",
-        description="Pass as ?continue= to get the next page; absent on the last page.")
+        default=None,
+        alias="continue",
+        description="Pass as ?continue= to get the next page; absent on the last page.",
+    )
 
     model_config = ConfigDict(populate_by_name=True)
 
@@ -101,8 +125,11 @@ def links(namespace: str, name: str) -> Links:
 def public(obj: dict[str, Any]) -> TaskPublic:
     meta = obj["metadata"]
     return TaskPublic(
-        name=meta["name"], namespace=meta["namespace"], uid=meta["uid"],
-        labels=meta.get("labels") or {}, createdAt=meta.get("creationTimestamp"),
+        name=meta["name"],
+        namespace=meta["namespace"],
+        uid=meta["uid"],
+        labels=meta.get("labels") or {},
+        createdAt=meta.get("creationTimestamp"),
         spec=obj.get("spec") or {},
         status=models.LongTaskStatus.model_validate(obj.get("status") or {}),
         links=links(meta["namespace"], meta["name"]),

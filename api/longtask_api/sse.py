@@ -25,8 +25,10 @@ def parse_last_event_id(value: str | None) -> str:
     if value is None or value == "":
         return "0"
     if not _STREAM_ID.match(value):
-        raise errors.Invalid("Last-Event-ID must be an event id this stream sent, like 1719400000000-0",
-                             [errors.FieldError(field="Last-Event-ID", message=f"not a stream id: {value!r}")])
+        raise errors.Invalid(
+            "Last-Event-ID must be an event id this stream sent, like 1719400000000-0",
+            [errors.FieldError(field="Last-Event-ID", message=f"not a stream id: {value!r}")],
+        )
     return value
 
 
@@ -35,8 +37,9 @@ def _sse(entry_id: str, event: events.TaskEvent) -> dict[str, Any]:
     return {"id": entry_id, "event": event.kind.value, "data": data.model_dump_json(exclude_none=True)}
 
 
-async def stream(*, redis: aioredis.Redis, obj: dict[str, Any], after: str,
-                 block_ms: int) -> AsyncIterator[dict[str, Any]]:
+async def stream(
+    *, redis: aioredis.Redis, obj: dict[str, Any], after: str, block_ms: int
+) -> AsyncIterator[dict[str, Any]]:
     """Yield SSE dicts (id, event, data) for the LongTask `obj` after stream id `after`."""
     uid = obj["metadata"]["uid"]
     key = names.events_stream(uid)
@@ -46,7 +49,7 @@ async def stream(*, redis: aioredis.Redis, obj: dict[str, Any], after: str,
         yield {"event": "status", "data": schemas.public(obj).status.model_dump_json(by_alias=True)}
         return
     while True:
-        reply = await redis.xread({key: after}, count=500, block=block_ms)
+        reply: Any = await redis.xread({key: after}, count=500, block=block_ms)
         for _, entries in reply or []:
             for raw_id, fields in entries:
                 after = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)

@@ -21,8 +21,11 @@ def operator(args: argparse.Namespace) -> int:
 
 
 def worker(args: argparse.Namespace) -> int:
-    for flag, env in (("pool", "LONGTASK_POOL"), ("tasks", "LONGTASK_TASK_MODULES"),
-                      ("concurrency", "LONGTASK_CONCURRENCY")):
+    for flag, env in (
+        ("pool", "LONGTASK_POOL"),
+        ("tasks", "LONGTASK_TASK_MODULES"),
+        ("concurrency", "LONGTASK_CONCURRENCY"),
+    ):
         value = getattr(args, flag)
         if value is not None:
             os.environ[env] = str(value)
@@ -32,16 +35,33 @@ def worker(args: argparse.Namespace) -> int:
     cfg = settings.get_settings()
     celery = app.create_app(cfg)
     node = args.name or f"{cfg.pool}@%h"
-    celery.worker_main(["worker", "--queues", names.queue(cfg.pool), "--hostname", node,
-                        "--loglevel", "INFO", "--without-gossip", "--without-mingle"])
+    celery.worker_main(
+        [
+            "worker",
+            "--queues",
+            names.queue(cfg.pool),
+            "--hostname",
+            node,
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
     return 0
 
 
 def api(args: argparse.Namespace) -> int:
     import uvicorn
 
-    uvicorn.run("longtask_api.app:create_app", factory=True, host=args.host, port=args.port,
-                log_level="info", timeout_graceful_shutdown=5)
+    uvicorn.run(
+        "longtask_api.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        timeout_graceful_shutdown=5,
+    )
     return 0
 
 

@@ -18,23 +18,43 @@ quick start:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="longtask", description="A Kubernetes-native platform for long-running jobs.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="longtask",
+        description="A Kubernetes-native platform for long-running jobs.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     op = sub.add_parser("operator", help="run the operator (Kopf) against $KUBECONFIG / in-cluster")
-    op.add_argument("--namespace", "-n", action="append", default=[],
-                    help="watch only this namespace (repeatable; default: all namespaces)")
+    op.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        default=[],
+        help="watch only this namespace (repeatable; default: all namespaces)",
+    )
     op.set_defaults(func=commands.operator)
 
     worker = sub.add_parser("worker", help="run a Celery worker of one pool")
-    worker.add_argument("--pool", default=None, help="worker pool; consumes queue longtask.<pool> "
-                        "(env LONGTASK_POOL, default: default)")
-    worker.add_argument("--tasks", default=None, metavar="MODULES",
-                        help="comma-separated modules registering tasks with @sdk.task "
-                        "(env LONGTASK_TASK_MODULES); the built-in demo/docs/agent tasks always load")
-    worker.add_argument("--concurrency", "-c", type=int, default=None,
-                        help="parallel tasks (env LONGTASK_CONCURRENCY, default 2)")
+    worker.add_argument(
+        "--pool",
+        default=None,
+        help="worker pool; consumes queue longtask.<pool> (env LONGTASK_POOL, default: default)",
+    )
+    worker.add_argument(
+        "--tasks",
+        default=None,
+        metavar="MODULES",
+        help="comma-separated modules registering tasks with @sdk.task "
+        "(env LONGTASK_TASK_MODULES); the built-in demo/docs/agent tasks always load",
+    )
+    worker.add_argument(
+        "--concurrency",
+        "-c",
+        type=int,
+        default=None,
+        help="parallel tasks (env LONGTASK_CONCURRENCY, default 2)",
+    )
     worker.add_argument("--name", default=None, help="worker node name (default: <pool>@<host>)")
     worker.set_defaults(func=commands.worker)
 
@@ -46,15 +66,24 @@ def build_parser() -> argparse.ArgumentParser:
     dev = sub.add_parser("dev", help="local development: embedded control plane and platform")
     dev_sub = dev.add_subparsers(dest="dev_command", required=True, metavar="DEV_COMMAND")
     for name, helptext, func in (
-        ("cluster", "start etcd, kube-apiserver, controller manager, scheduler and Redis",
-         commands.dev_cluster),
-        ("up", "start the cluster plus CRDs, operator, a worker and the gateway",
-         commands.dev_up),
+        (
+            "cluster",
+            "start etcd, kube-apiserver, controller manager, scheduler and Redis",
+            commands.dev_cluster,
+        ),
+        ("up", "start the cluster plus CRDs, operator, a worker and the gateway", commands.dev_up),
     ):
-        p = dev_sub.add_parser(name, help=helptext, description=helptext +
-                               "; writes DIR/kubeconfig and DIR/env, runs until Ctrl-C.")
-        p.add_argument("--state-dir", type=Path, default=Path(".longtask"),
-                       help="where kubeconfig, env, logs and data go (default: .longtask)")
+        p = dev_sub.add_parser(
+            name,
+            help=helptext,
+            description=helptext + "; writes DIR/kubeconfig and DIR/env, runs until Ctrl-C.",
+        )
+        p.add_argument(
+            "--state-dir",
+            type=Path,
+            default=Path(".longtask"),
+            help="where kubeconfig, env, logs and data go (default: .longtask)",
+        )
         if name == "up":
             p.add_argument("--api-port", type=int, default=8080, help="gateway port (default 8080)")
         p.set_defaults(func=func)

@@ -98,6 +98,5 @@ def queue_publish(pipe: Any, event: TaskEvent) -> None:
     This only queues commands; the caller executes the pipeline.
     """
     fields = event.encode()
-    pipe.xadd(names.events_stream(event.uid), fields, maxlen=names.TASK_STREAM_MAXLEN,
-              approximate=True)
+    pipe.xadd(names.events_stream(event.uid), fields, maxlen=names.TASK_STREAM_MAXLEN, approximate=True)
     pipe.xadd(names.STATUS_STREAM, fields, maxlen=names.STATUS_STREAM_MAXLEN, approximate=True)

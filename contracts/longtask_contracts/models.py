@@ -22,9 +22,7 @@ PARAMS_MAX_BYTES = 64 * 1024  # JSON-encoded; the gateway enforces it, etcd obje
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=False
-    )
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=False)
 
     def to_k8s(self) -> dict[str, Any]:
         """The resource form: camelCase keys, no unset optional fields, JSON values."""
@@ -36,9 +34,15 @@ class RetryPolicy(_Model):
 
     max_retries: Annotated[int, Field(ge=0, le=100, description="Retries after the first attempt.")] = 3
     backoff_seconds: Annotated[float, Field(ge=0, le=3600, description="Delay before the first retry.")] = 2
-    backoff_factor: Annotated[float, Field(ge=1, le=10, description="Each retry's delay is the previous one times this.")] = 2
-    max_backoff_seconds: Annotated[float, Field(ge=0, le=86400, description="Upper bound of one delay.")] = 600
-    jitter: Annotated[float, Field(ge=0, le=1, description="Random fraction added to or taken from each delay.")] = 0.1
+    backoff_factor: Annotated[
+        float, Field(ge=1, le=10, description="Each retry's delay is the previous one times this.")
+    ] = 2
+    max_backoff_seconds: Annotated[float, Field(ge=0, le=86400, description="Upper bound of one delay.")] = (
+        600
+    )
+    jitter: Annotated[
+        float, Field(ge=0, le=1, description="Random fraction added to or taken from each delay.")
+    ] = 0.1
 
     @model_validator(mode="after")
     def _bounds_ordered(self) -> RetryPolicy:
@@ -50,21 +54,37 @@ class RetryPolicy(_Model):
 class LongTaskSpec(_Model):
     """What to run, where, and under which limits."""
 
-    task: Annotated[str, Field(
-        pattern=TASK_NAME_PATTERN, max_length=128,
-        description="Registered task name, e.g. demo.sleep (lowercase, digits, '.', '_', '-').",
-        examples=["demo.sleep"],
-    )]
-    params: Annotated[dict[str, Any], Field(
-        max_length=PARAMS_MAX_PROPERTIES,
-        description=f"Keyword arguments of the task (JSON object, at most {PARAMS_MAX_BYTES} bytes).",
-        examples=[{"seconds": 5, "steps": 10}],
-    )] = Field(default_factory=dict)
-    pool: Annotated[str, Field(pattern=POOL_PATTERN, max_length=63, description="Worker pool (and so queue) that runs it.")] = "default"
-    priority: Annotated[int, Field(ge=0, le=9, description="0 (default) to 9; higher runs first within a pool.")] = 0
-    timeout_seconds: Annotated[int, Field(ge=1, le=604800, description="Deadline of the whole task, retries included.")] = 3600
+    task: Annotated[
+        str,
+        Field(
+            pattern=TASK_NAME_PATTERN,
+            max_length=128,
+            description="Registered task name, e.g. demo.sleep (lowercase, digits, '.', '_', '-').",
+            examples=["demo.sleep"],
+        ),
+    ]
+    params: Annotated[
+        dict[str, Any],
+        Field(
+            max_length=PARAMS_MAX_PROPERTIES,
+            description=f"Keyword arguments of the task (JSON object, at most {PARAMS_MAX_BYTES} bytes).",
+            examples=[{"seconds": 5, "steps": 10}],
+        ),
+    ] = Field(default_factory=dict)
+    pool: Annotated[
+        str,
+        Field(pattern=POOL_PATTERN, max_length=63, description="Worker pool (and so queue) that runs it."),
+    ] = "default"
+    priority: Annotated[
+        int, Field(ge=0, le=9, description="0 (default) to 9; higher runs first within a pool.")
+    ] = 0
+    timeout_seconds: Annotated[
+        int, Field(ge=1, le=604800, description="Deadline of the whole task, retries included.")
+    ] = 3600
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
-    ttl_seconds_after_finished: Annotated[int | None, Field(ge=0, le=31536000, description="Delete the LongTask this long after it finished.")] = None
+    ttl_seconds_after_finished: Annotated[
+        int | None, Field(ge=0, le=31536000, description="Delete the LongTask this long after it finished.")
+    ] = None
     cancel: Annotated[bool, Field(description="Set true to cancel the task.")] = False
 
     @field_validator("params")

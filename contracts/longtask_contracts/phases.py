@@ -20,15 +20,9 @@ TERMINAL: frozenset[Phase] = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.CAN
 # Which phase may follow which. A move to the same phase (progress while Running) is allowed.
 TRANSITIONS: dict[Phase, frozenset[Phase]] = {
     Phase.PENDING: frozenset({Phase.QUEUED, Phase.RUNNING, Phase.FAILED, Phase.CANCELLED}),
-    Phase.QUEUED: frozenset(
-        {Phase.RUNNING, Phase.RETRYING, Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED}
-    ),
-    Phase.RUNNING: frozenset(
-        {Phase.RETRYING, Phase.QUEUED, Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED}
-    ),
-    Phase.RETRYING: frozenset(
-        {Phase.QUEUED, Phase.RUNNING, Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED}
-    ),
+    Phase.QUEUED: frozenset({Phase.RUNNING, Phase.RETRYING, Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED}),
+    Phase.RUNNING: frozenset({Phase.RETRYING, Phase.QUEUED, Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED}),
+    Phase.RETRYING: frozenset({Phase.QUEUED, Phase.RUNNING, Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED}),
     Phase.SUCCEEDED: frozenset(),
     Phase.FAILED: frozenset({Phase.QUEUED}),  # a replay from the dead-letter queue
     Phase.CANCELLED: frozenset(),

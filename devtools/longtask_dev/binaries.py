@@ -23,7 +23,9 @@ class BinaryError(RuntimeError):
 def bin_dir(tool: str) -> Path:
     out = subprocess.run(
         ["bash", str(BUILD_SCRIPT), "--print-bin-dir", tool],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return Path(out.stdout.strip())
 

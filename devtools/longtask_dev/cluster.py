@@ -84,7 +84,9 @@ class Cluster:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.stop()
@@ -140,41 +142,58 @@ class Cluster:
         data = self.state_dir / "etcd"
         shutil.rmtree(data, ignore_errors=True)
         self._etcd_url = f"http://127.0.0.1:{client}"
-        child = self.add(procs.Child("etcd", [
-            str(etcd), "--name=default", f"--data-dir={data}",
-            f"--listen-client-urls={self._etcd_url}",
-            f"--advertise-client-urls={self._etcd_url}",
-            f"--listen-peer-urls=http://127.0.0.1:{peer}",
-            f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
-            f"--initial-cluster=default=http://127.0.0.1:{peer}",
-            "--unsafe-no-fsync", "--log-level=warn",
-        ], self._log("etcd")))
-        procs.wait_until(lambda: procs.http_ok(f"{self._etcd_url}/health"), timeout=30,
-                         what="etcd /health", child=child)
+        child = self.add(
+            procs.Child(
+                "etcd",
+                [
+                    str(etcd),
+                    "--name=default",
+                    f"--data-dir={data}",
+                    f"--listen-client-urls={self._etcd_url}",
+                    f"--advertise-client-urls={self._etcd_url}",
+                    f"--listen-peer-urls=http://127.0.0.1:{peer}",
+                    f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
+                    f"--initial-cluster=default=http://127.0.0.1:{peer}",
+                    "--unsafe-no-fsync",
+                    "--log-level=warn",
+                ],
+                self._log("etcd"),
+            )
+        )
+        procs.wait_until(
+            lambda: procs.http_ok(f"{self._etcd_url}/health"), timeout=30, what="etcd /health", child=child
+        )
 
     def _start_apiserver(self, apiserver: Path) -> None:
         self.api_port = procs.free_port()
-        child = self.add(procs.Child("kube-apiserver", [
-            str(apiserver),
-            f"--etcd-servers={self._etcd_url}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-            # Loopback may not be advertised through the `kubernetes` Service's endpoints;
-            # nothing here runs in a pod, so that Service needs none.
-            "--endpoint-reconciler-type=none",
-            f"--secure-port={self.api_port}",
-            f"--cert-dir={self.state_dir / 'pki'}",
-            f"--tls-cert-file={self._pki('serving.crt')}",
-            f"--tls-private-key-file={self._pki('serving.key')}",
-            f"--client-ca-file={self._pki('ca.crt')}",
-            f"--token-auth-file={self._pki('tokens.csv')}",
-            "--authorization-mode=Node,RBAC",
-            f"--service-cluster-ip-range={_SERVICE_CIDR}",
-            "--service-account-issuer=https://kubernetes.default.svc",
-            f"--service-account-key-file={self._pki('sa.pub')}",
-            f"--service-account-signing-key-file={self._pki('sa.key')}",
-            "--disable-admission-plugins=ServiceAccount",
-            "--allow-privileged=true",
-        ], self._log("kube-apiserver")))
+        child = self.add(
+            procs.Child(
+                "kube-apiserver",
+                [
+                    str(apiserver),
+                    f"--etcd-servers={self._etcd_url}",
+                    "--bind-address=127.0.0.1",
+                    "--advertise-address=127.0.0.1",
+                    # Loopback may not be advertised through the `kubernetes` Service's endpoints;
+                    # nothing here runs in a pod, so that Service needs none.
+                    "--endpoint-reconciler-type=none",
+                    f"--secure-port={self.api_port}",
+                    f"--cert-dir={self.state_dir / 'pki'}",
+                    f"--tls-cert-file={self._pki('serving.crt')}",
+                    f"--tls-private-key-file={self._pki('serving.key')}",
+                    f"--client-ca-file={self._pki('ca.crt')}",
+                    f"--token-auth-file={self._pki('tokens.csv')}",
+                    "--authorization-mode=Node,RBAC",
+                    f"--service-cluster-ip-range={_SERVICE_CIDR}",
+                    "--service-account-issuer=https://kubernetes.default.svc",
+                    f"--service-account-key-file={self._pki('sa.pub')}",
+                    f"--service-account-signing-key-file={self._pki('sa.key')}",
+                    "--disable-admission-plugins=ServiceAccount",
+                    "--allow-privileged=true",
+                ],
+                self._log("kube-apiserver"),
+            )
+        )
         procs.wait_until(self._api_ready, timeout=90, what="kube-apiserver /readyz", child=child)
 
     def _api_ready(self) -> bool:
@@ -183,12 +202,21 @@ class Cluster:
 
     def _write_kubeconfig(self) -> None:
         config = {
-            "apiVersion": "v1", "kind": "Config",
-            "clusters": [{"name": "longtask-dev", "cluster": {
-                "server": self.api_url, "certificate-authority": self._pki("ca.crt")}}],
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "longtask-dev",
+                    "cluster": {"server": self.api_url, "certificate-authority": self._pki("ca.crt")},
+                }
+            ],
             "users": [{"name": "longtask-admin", "user": {"token": self.token}}],
-            "contexts": [{"name": "longtask-dev", "context": {
-                "cluster": "longtask-dev", "user": "longtask-admin", "namespace": "default"}}],
+            "contexts": [
+                {
+                    "name": "longtask-dev",
+                    "context": {"cluster": "longtask-dev", "user": "longtask-admin", "namespace": "default"},
+                }
+            ],
             "current-context": "longtask-dev",
         }
         self.kubeconfig.write_text(yaml.safe_dump(config))
@@ -199,61 +227,116 @@ class Cluster:
             f"--kubeconfig={self.kubeconfig}",
             f"--authentication-kubeconfig={self.kubeconfig}",
             f"--authorization-kubeconfig={self.kubeconfig}",
-            "--leader-elect=false", "--bind-address=127.0.0.1",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
         ]
-        self.add(procs.Child("kube-controller-manager", [
-            str(tools["kube-controller-manager"]), *common,
-            f"--secure-port={procs.free_port()}",
-            f"--service-account-private-key-file={self._pki('sa.key')}",
-            f"--root-ca-file={self._pki('ca.crt')}",
-            "--use-service-account-credentials=false",
-            # No kubelet heartbeats here: the node lifecycle controller would taint the
-            # registered node unreachable and evict every pod after five minutes.
-            "--controllers=*,-serviceaccount-token-controller,-node-lifecycle-controller",
-        ], self._log("kube-controller-manager")))
-        self.add(procs.Child("kube-scheduler", [
-            str(tools["kube-scheduler"]), *common, f"--secure-port={procs.free_port()}",
-        ], self._log("kube-scheduler")))
+        self.add(
+            procs.Child(
+                "kube-controller-manager",
+                [
+                    str(tools["kube-controller-manager"]),
+                    *common,
+                    f"--secure-port={procs.free_port()}",
+                    f"--service-account-private-key-file={self._pki('sa.key')}",
+                    f"--root-ca-file={self._pki('ca.crt')}",
+                    "--use-service-account-credentials=false",
+                    # No kubelet heartbeats here: the node lifecycle controller would taint the
+                    # registered node unreachable and evict every pod after five minutes.
+                    "--controllers=*,-serviceaccount-token-controller,-node-lifecycle-controller",
+                ],
+                self._log("kube-controller-manager"),
+            )
+        )
+        self.add(
+            procs.Child(
+                "kube-scheduler",
+                [
+                    str(tools["kube-scheduler"]),
+                    *common,
+                    f"--secure-port={procs.free_port()}",
+                ],
+                self._log("kube-scheduler"),
+            )
+        )
 
     def _start_redis(self) -> None:
         self.redis_port = procs.free_port()
         data = self.state_dir / "redis"
         data.mkdir(exist_ok=True)
-        child = self.add(procs.Child("redis", [
-            redis_server_path(), "--port", str(self.redis_port), "--bind", "127.0.0.1",
-            "--dir", str(data), "--appendonly", "yes", "--appendfsync", "everysec",
-            "--save", "", "--protected-mode", "no", "--daemonize", "no",
-        ], self._log("redis")))
-        procs.wait_until(lambda: _redis_ping(self.redis_port), timeout=30,
-                         what="redis PING", child=child)
+        child = self.add(
+            procs.Child(
+                "redis",
+                [
+                    redis_server_path(),
+                    "--port",
+                    str(self.redis_port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--dir",
+                    str(data),
+                    "--appendonly",
+                    "yes",
+                    "--appendfsync",
+                    "everysec",
+                    "--save",
+                    "",
+                    "--protected-mode",
+                    "no",
+                    "--daemonize",
+                    "no",
+                ],
+                self._log("redis"),
+            )
+        )
+        procs.wait_until(lambda: _redis_ping(self.redis_port), timeout=30, what="redis PING", child=child)
 
     def _register_node(self, kubectl: Path) -> None:
         """A Node object (no kubelet behind it) so that the scheduler can bind pods."""
         node = {
-            "apiVersion": "v1", "kind": "Node",
+            "apiVersion": "v1",
+            "kind": "Node",
             "metadata": {"name": NODE_NAME, "labels": {"kubernetes.io/hostname": NODE_NAME}},
         }
         self.kubectl(kubectl, "apply", "-f", "-", input=yaml.safe_dump(node))
-        status = {"status": {
-            "capacity": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
-            "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
-            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                            "message": "embedded dev node"}],
-        }}
-        self.kubectl(kubectl, "patch", "node", NODE_NAME, "--subresource=status",
-                     "--type=merge", "-p", json.dumps(status))
+        status = {
+            "status": {
+                "capacity": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
+                "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
+                "conditions": [
+                    {
+                        "type": "Ready",
+                        "status": "True",
+                        "reason": "KubeletReady",
+                        "message": "embedded dev node",
+                    }
+                ],
+            }
+        }
+        self.kubectl(
+            kubectl,
+            "patch",
+            "node",
+            NODE_NAME,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps(status),
+        )
 
     def kubectl_argv(self, kubectl: Path | None = None) -> list[str]:
         return [str(kubectl or binaries.path("kubectl")), f"--kubeconfig={self.kubeconfig}"]
 
-    def kubectl(self, kubectl: Path | None = None, *args: str, input: str | None = None,
-                check: bool = True) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, kubectl: Path | None = None, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         """Run kubectl against this cluster; on failure raise with kubectl's stderr."""
-        result = subprocess.run([*self.kubectl_argv(kubectl), *args], input=input,
-                                capture_output=True, text=True, check=False)
+        result = subprocess.run(
+            [*self.kubectl_argv(kubectl), *args], input=input, capture_output=True, text=True, check=False
+        )
         if check and result.returncode != 0:
-            raise KubectlError(f"kubectl {' '.join(args)} exited {result.returncode}: "
-                               f"{result.stderr.strip()}")
+            raise KubectlError(
+                f"kubectl {' '.join(args)} exited {result.returncode}: {result.stderr.strip()}"
+            )
         return result
 
     def _write_env(self) -> None:

@@ -48,18 +48,22 @@ class Platform:
 
     def apply_crds(self) -> None:
         self.cluster.kubectl(None, "apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR))
-        self.cluster.kubectl(None, "wait", "--for=condition=Established", "--timeout=60s",
-                             "crd", "--all")
+        self.cluster.kubectl(None, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
 
     def _log(self, name: str) -> Path:
         return self.cluster.state_dir / "logs" / f"{name}.log"
 
     def start_operator(self) -> procs.Child:
         env = dict(self.cluster.environ(), LONGTASK_METRICS_PORT=str(self.operator_metrics_port))
-        child = self.cluster.add(procs.Child(
-            "operator", longtask_argv("operator"), self._log("operator"), env=env))
-        procs.wait_until(lambda: procs.http_ok(f"http://127.0.0.1:{self.operator_metrics_port}/metrics"),
-                         timeout=60, what="the operator's metrics endpoint", child=child)
+        child = self.cluster.add(
+            procs.Child("operator", longtask_argv("operator"), self._log("operator"), env=env)
+        )
+        procs.wait_until(
+            lambda: procs.http_ok(f"http://127.0.0.1:{self.operator_metrics_port}/metrics"),
+            timeout=60,
+            what="the operator's metrics endpoint",
+            child=child,
+        )
         return child
 
     def kill_operator(self) -> None:
@@ -68,22 +72,51 @@ class Platform:
         child.kill()
         self.cluster.children.remove(child)
 
-    def start_worker(self, *, pool: str = "default", concurrency: int = 2,
-                     extra_env: dict[str, str] | None = None) -> procs.Child:
+    def start_worker(
+        self, *, pool: str = "default", concurrency: int = 2, extra_env: dict[str, str] | None = None
+    ) -> procs.Child:
         self._workers += 1
         name = f"worker-{pool}-{self._workers}"
         env = dict(self.cluster.environ(), **(extra_env or {}))
-        child = self.cluster.add(procs.Child(name, longtask_argv(
-            "worker", "--pool", pool, "--concurrency", str(concurrency), "--name", name,
-        ), self._log(name), env=env))
+        child = self.cluster.add(
+            procs.Child(
+                name,
+                longtask_argv(
+                    "worker",
+                    "--pool",
+                    pool,
+                    "--concurrency",
+                    str(concurrency),
+                    "--name",
+                    name,
+                ),
+                self._log(name),
+                env=env,
+            )
+        )
         # Celery logs "<name>@<host> ready." once it consumes from its queue.
-        procs.wait_until(lambda: " ready." in child.log_tail(200), timeout=60,
-                         what=f"{name} to consume", child=child, interval=0.1)
+        procs.wait_until(
+            lambda: " ready." in child.log_tail(200),
+            timeout=60,
+            what=f"{name} to consume",
+            child=child,
+            interval=0.1,
+        )
         return child
 
     def start_api(self) -> procs.Child:
-        child = self.cluster.add(procs.Child("api", longtask_argv(
-            "api", "--port", str(self.api_port)), self._log("api"), env=self.cluster.environ()))
-        procs.wait_until(lambda: procs.http_ok(f"{self.api_url}/healthz"), timeout=60,
-                         what="the gateway's /healthz", child=child)
+        child = self.cluster.add(
+            procs.Child(
+                "api",
+                longtask_argv("api", "--port", str(self.api_port)),
+                self._log("api"),
+                env=self.cluster.environ(),
+            )
+        )
+        procs.wait_until(
+            lambda: procs.http_ok(f"{self.api_url}/healthz"),
+            timeout=60,
+            what="the gateway's /healthz",
+            child=child,
+        )
         return child

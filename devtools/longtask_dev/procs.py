@@ -13,9 +13,9 @@ import signal
 import socket
 import ssl
 import subprocess
+import time
 import urllib.error
 import urllib.request
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,7 +61,7 @@ class Child:
                 env=dict(self.env) if self.env is not None else None,
                 cwd=self.cwd,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - the parent is single-threaded here
+                preexec_fn=_die_with_parent,
             )
         return self
 
@@ -99,7 +99,11 @@ class Child:
 
 
 def wait_until(
-    check: Callable[[], bool], *, timeout: float, what: str, child: Child | None = None,
+    check: Callable[[], bool],
+    *,
+    timeout: float,
+    what: str,
+    child: Child | None = None,
     interval: float = 0.05,
 ) -> None:
     """Poll `check` until it is true; fail early with the child's log if the child exits."""

@@ -33,11 +33,17 @@ def celery_sender(redis_url: str) -> Celery:
     return app
 
 
-def build(*, namespace: str, name: str, uid: str, spec: models.LongTaskSpec,
-          attempt: int, now: float) -> events.Dispatch:
+def build(
+    *, namespace: str, name: str, uid: str, spec: models.LongTaskSpec, attempt: int, now: float
+) -> events.Dispatch:
     return events.Dispatch(
-        namespace=namespace, name=name, uid=uid, task=spec.task, params=spec.params,
-        attempt=attempt, timeout_seconds=spec.timeout_seconds,
+        namespace=namespace,
+        name=name,
+        uid=uid,
+        task=spec.task,
+        params=spec.params,
+        attempt=attempt,
+        timeout_seconds=spec.timeout_seconds,
         deadline=now + spec.timeout_seconds,
     )
 
@@ -51,18 +57,29 @@ async def dispatch(*, redis: aioredis.Redis, celery: Celery, body: dict[str, Any
     if await redis.exists(names.dispatch_guard(uid)):
         return False
     spec = models.LongTaskSpec.model_validate(body.get("spec") or {})
-    message = build(namespace=meta["namespace"], name=meta["name"], uid=uid, spec=spec,
-                    attempt=1, now=time.time())
-    queued = events.TaskEvent(kind=events.Kind.QUEUED, namespace=message.namespace,
-                              name=message.name, uid=uid, attempt=1, progress=0,
-                              message=f"queued on {names.queue(spec.pool)}")
+    message = build(
+        namespace=meta["namespace"], name=meta["name"], uid=uid, spec=spec, attempt=1, now=time.time()
+    )
+    queued = events.TaskEvent(
+        kind=events.Kind.QUEUED,
+        namespace=message.namespace,
+        name=message.name,
+        uid=uid,
+        attempt=1,
+        progress=0,
+        message=f"queued on {names.queue(spec.pool)}",
+    )
     pipe = redis.pipeline(transaction=True)
     events.queue_publish(pipe, queued)
     await pipe.execute()
     await asyncio.to_thread(
-        celery.send_task, names.RUN_TASK, args=[message.model_dump(mode="json")],
-        task_id=names.celery_task_id(uid, message.attempt), queue=names.queue(spec.pool),
-        priority=spec.priority, soft_time_limit=spec.timeout_seconds,
+        celery.send_task,
+        names.RUN_TASK,
+        args=[message.model_dump(mode="json")],
+        task_id=names.celery_task_id(uid, message.attempt),
+        queue=names.queue(spec.pool),
+        priority=spec.priority,
+        soft_time_limit=spec.timeout_seconds,
         time_limit=spec.timeout_seconds + _HARD_LIMIT_GRACE_SECONDS,
     )
     await redis.set(names.dispatch_guard(uid), str(message.attempt))

@@ -58,7 +58,9 @@ def _finished_condition(event: events.TaskEvent) -> dict[str, str]:
     """A Succeeded condition, so `kubectl wait --for=condition=Succeeded` works too."""
     ok = event.kind == Kind.SUCCEEDED
     return {
-        "type": "Succeeded", "status": "True" if ok else "False", "reason": event.phase.value,
+        "type": "Succeeded",
+        "status": "True" if ok else "False",
+        "reason": event.phase.value,
         "message": (event.error or {}).get("message", event.message or event.phase.value),
         "lastTransitionTime": _iso(event.at),
     }

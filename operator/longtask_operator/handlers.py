@@ -25,8 +25,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.redis = aioredis.Redis.from_url(cfg.redis_url)
     memo.celery = dispatch.celery_sender(cfg.redis_url)
     memo.kube = await kube.Kube.connect()
-    sync = statussync.StatusSync(redis=memo.redis, kube=memo.kube, consumer=cfg.consumer,
-                                 interval=cfg.status_interval_seconds)
+    sync = statussync.StatusSync(
+        redis=memo.redis, kube=memo.kube, consumer=cfg.consumer, interval=cfg.status_interval_seconds
+    )
     memo.sync_task = asyncio.create_task(sync.run(), name="status-sync")
     if cfg.metrics_port:
         prometheus_client.start_http_server(cfg.metrics_port, addr="127.0.0.1")
@@ -40,9 +41,11 @@ def configure(kopf_settings: kopf.OperatorSettings) -> settings.OperatorSettings
     # Handler progress and the last-handled spec live in annotations under our prefix,
     # not in .status, which belongs to the LongTask's own phase and progress.
     kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
-        prefix=names.ANNOTATION_PREFIX)
+        prefix=names.ANNOTATION_PREFIX
+    )
     kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=names.ANNOTATION_PREFIX, key="last-handled-configuration")
+        prefix=names.ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
     # Watches are renewed every 5 minutes by the server; the client gives it 30 s more.
     kopf_settings.watching.server_timeout = 300
     kopf_settings.watching.client_timeout = 330

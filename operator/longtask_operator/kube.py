@@ -19,7 +19,7 @@ from longtask_contracts import names
 log = logging.getLogger(__name__)
 
 
-class Gone(Exception):  # noqa: N818 - reads as what happened
+class Gone(Exception):
     """The LongTask no longer exists."""
 
 
@@ -33,7 +33,7 @@ class Kube:
     async def connect(cls) -> Kube:
         """In-cluster config when running in a pod, else $KUBECONFIG."""
         try:
-            config.load_incluster_config()
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
         except config.ConfigException:
             await config.load_kube_config()
         return cls(client.ApiClient())
@@ -44,39 +44,51 @@ class Kube:
     async def get(self, *, namespace: str, name: str) -> dict[str, Any]:
         try:
             obj: dict[str, Any] = await self.custom.get_namespaced_custom_object(
-                names.GROUP, names.VERSION, namespace, names.PLURAL, name)
+                names.GROUP, names.VERSION, namespace, names.PLURAL, name
+            )
         except ApiException as exc:
             if exc.status == 404:
                 raise Gone(f"{namespace}/{name}") from None
             raise
         return obj
 
-    async def patch_status(self, *, namespace: str, name: str, uid: str,
-                           status: dict[str, Any]) -> None:
+    async def patch_status(self, *, namespace: str, name: str, uid: str, status: dict[str, Any]) -> None:
         """Merge-patch the status subresource, guarded by uid so a recreated namesake is safe."""
         body = {"metadata": {"uid": uid}, "status": status}
         try:
             await self.custom.patch_namespaced_custom_object_status(
-                names.GROUP, names.VERSION, namespace, names.PLURAL, name, body,
-                _content_type="application/merge-patch+json")
+                names.GROUP,
+                names.VERSION,
+                namespace,
+                names.PLURAL,
+                name,
+                body,
+                _content_type="application/merge-patch+json",  # type: ignore[call-arg]
+            )
         except ApiException as exc:
             if exc.status in (404, 409):  # deleted, or a new object with the same name
                 raise Gone(f"{namespace}/{name}") from None
             raise
 
-    async def post_event(self, *, namespace: str, name: str, uid: str, reason: str,
-                         message: str, warning: bool = False) -> None:
+    async def post_event(
+        self, *, namespace: str, name: str, uid: str, reason: str, message: str, warning: bool = False
+    ) -> None:
         """A core/v1 Event on the LongTask; failures are logged, never raised."""
         now = datetime.datetime.now(datetime.UTC)
         event = client.CoreV1Event(
             metadata=client.V1ObjectMeta(name=f"{name}.{uuid.uuid4().hex[:12]}", namespace=namespace),
             involved_object=client.V1ObjectReference(
-                api_version=names.API_VERSION, kind=names.KIND, name=name,
-                namespace=namespace, uid=uid),
-            reason=reason, message=message[:1024], type="Warning" if warning else "Normal",
+                api_version=names.API_VERSION, kind=names.KIND, name=name, namespace=namespace, uid=uid
+            ),
+            reason=reason,
+            message=message[:1024],
+            type="Warning" if warning else "Normal",
             source=client.V1EventSource(component=names.MANAGER),
-            first_timestamp=now, last_timestamp=now, count=1,
-            reporting_component=names.MANAGER, reporting_instance=names.MANAGER,
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            reporting_component=names.MANAGER,
+            reporting_instance=names.MANAGER,
         )
         try:
             await self.core.create_namespaced_event(namespace, event)

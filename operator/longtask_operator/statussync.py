@@ -36,8 +36,7 @@ class _Task:
 
 
 class StatusSync:
-    def __init__(self, *, redis: aioredis.Redis, kube: kube.Kube, consumer: str,
-                 interval: float) -> None:
+    def __init__(self, *, redis: aioredis.Redis, kube: kube.Kube, consumer: str, interval: float) -> None:
         self.redis = redis
         self.kube = kube
         self.consumer = consumer
@@ -46,8 +45,7 @@ class StatusSync:
 
     async def ensure_group(self) -> None:
         try:
-            await self.redis.xgroup_create(names.STATUS_STREAM, names.STATUS_GROUP, id="0",
-                                           mkstream=True)
+            await self.redis.xgroup_create(names.STATUS_STREAM, names.STATUS_GROUP, id="0", mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
@@ -59,9 +57,13 @@ class StatusSync:
         while True:
             try:
                 start = "0" if backlog else ">"
-                reply = await self.redis.xreadgroup(
-                    names.STATUS_GROUP, self.consumer, {names.STATUS_STREAM: start},
-                    count=1000, block=None if backlog else 100)
+                reply: Any = await self.redis.xreadgroup(
+                    names.STATUS_GROUP,
+                    self.consumer,
+                    {names.STATUS_STREAM: start},
+                    count=1000,
+                    block=None if backlog else 100,
+                )
                 entries = reply[0][1] if reply else []
                 backlog = backlog and bool(entries)
                 for entry_id, fields in entries:
@@ -118,8 +120,9 @@ class StatusSync:
     async def _write(self, uid: str, task: _Task) -> None:
         assert task.status is not None
         try:
-            await self.kube.patch_status(namespace=task.namespace, name=task.name, uid=uid,
-                                         status=task.status)
+            await self.kube.patch_status(
+                namespace=task.namespace, name=task.name, uid=uid, status=task.status
+            )
         except kube.Gone:
             task.status, task.dirty = None, False
             return
@@ -129,5 +132,11 @@ class StatusSync:
         if phase != task.written_phase:
             task.written_phase = phase
             message, warning = fold.event_message(task.status)
-            await self.kube.post_event(namespace=task.namespace, name=task.name, uid=uid,
-                                       reason=str(phase), message=message, warning=warning)
+            await self.kube.post_event(
+                namespace=task.namespace,
+                name=task.name,
+                uid=uid,
+                reason=str(phase),
+                message=message,
+                warning=warning,
+            )

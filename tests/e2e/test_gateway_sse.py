@@ -59,8 +59,11 @@ def test_get_and_list_with_phase_filter_and_pages(platform, namespace):
     base = f"/v1/namespaces/{namespace}/tasks"
     with httpx.Client(base_url=platform.api_url) as client:
         names = [_submit(client, namespace, task="demo.noop")["name"] for _ in range(3)]
-        helpers.poll(lambda: all(client.get(f"{base}/{n}").json()["status"]["phase"] == "Succeeded"
-                                 for n in names), timeout=30, what="all three Succeeded")
+        helpers.poll(
+            lambda: all(client.get(f"{base}/{n}").json()["status"]["phase"] == "Succeeded" for n in names),
+            timeout=30,
+            what="all three Succeeded",
+        )
         got = client.get(f"{base}/{names[0]}").json()
         assert got["spec"]["task"] == "demo.noop" and got["status"]["attempts"] == 1
 

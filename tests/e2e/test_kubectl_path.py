@@ -30,8 +30,9 @@ def _short_example(tmp_path: Path) -> Path:
 
 def test_applied_example_runs_to_succeeded(platform, kubectl, namespace, tmp_path):
     kubectl("apply", "-n", namespace, "-f", str(_short_example(tmp_path)))
-    kubectl("wait", "-n", namespace, "lt/sleep-demo", "--for=jsonpath={.status.phase}=Succeeded",
-            "--timeout=60s")
+    kubectl(
+        "wait", "-n", namespace, "lt/sleep-demo", "--for=jsonpath={.status.phase}=Succeeded", "--timeout=60s"
+    )
     status = json.loads(kubectl("get", "-n", namespace, "lt/sleep-demo", "-o", "json").stdout)["status"]
     assert status["progress"] == 100
     assert status["attempts"] == 1
@@ -43,17 +44,28 @@ def test_applied_example_runs_to_succeeded(platform, kubectl, namespace, tmp_pat
     assert table[1].split()[:5] == ["sleep-demo", "demo.sleep", "Succeeded", "100%", "1"]
 
     kubectl("wait", "-n", namespace, "lt/sleep-demo", "--for=condition=Succeeded", "--timeout=5s")
-    reasons = kubectl("get", "events", "-n", namespace, "--field-selector",
-                      "involvedObject.name=sleep-demo", "-o", "jsonpath={.items[*].reason}").stdout
+    reasons = kubectl(
+        "get",
+        "events",
+        "-n",
+        namespace,
+        "--field-selector",
+        "involvedObject.name=sleep-demo",
+        "-o",
+        "jsonpath={.items[*].reason}",
+    ).stdout
     assert {"Queued", "Running", "Succeeded"} <= set(reasons.split())
 
 
 def test_unknown_task_name_fails_clearly(platform, kubectl, namespace):
-    lt = {"apiVersion": "longtask.io/v1alpha1", "kind": "LongTask",
-          "metadata": {"name": "typo"}, "spec": {"task": "demo.sleeep"}}
+    lt = {
+        "apiVersion": "longtask.io/v1alpha1",
+        "kind": "LongTask",
+        "metadata": {"name": "typo"},
+        "spec": {"task": "demo.sleeep"},
+    }
     kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(lt))
-    kubectl("wait", "-n", namespace, "lt/typo", "--for=jsonpath={.status.phase}=Failed",
-            "--timeout=60s")
+    kubectl("wait", "-n", namespace, "lt/typo", "--for=jsonpath={.status.phase}=Failed", "--timeout=60s")
     status = json.loads(kubectl("get", "-n", namespace, "lt/typo", "-o", "json").stdout)["status"]
     assert status["error"]["type"] == "UnknownTask"
     assert "demo.sleeep" in status["error"]["message"] and "demo.sleep" in status["error"]["message"]

@@ -19,10 +19,15 @@ pytestmark = pytest.mark.cluster
 
 
 def _create(kubectl, namespace: str, name: str, params: dict) -> str:
-    lt = {"apiVersion": "longtask.io/v1alpha1", "kind": "LongTask",
-          "metadata": {"name": name}, "spec": {"task": "demo.sleep", "params": params}}
-    out = kubectl("create", "-n", namespace, "-f", "-", "-o", "jsonpath={.metadata.uid}",
-                  input=json.dumps(lt))
+    lt = {
+        "apiVersion": "longtask.io/v1alpha1",
+        "kind": "LongTask",
+        "metadata": {"name": name},
+        "spec": {"task": "demo.sleep", "params": params},
+    }
+    out = kubectl(
+        "create", "-n", namespace, "-f", "-", "-o", "jsonpath={.metadata.uid}", input=json.dumps(lt)
+    )
     return out.stdout
 
 
@@ -37,33 +42,58 @@ def _status(kubectl, namespace: str, name: str) -> dict:
 
 def test_kill_between_dispatch_and_status_update(platform, kubectl, namespace, redis_client):
     uid = _create(kubectl, namespace, "crash-dispatch", {"seconds": 1, "steps": 2})
-    helpers.poll(lambda: redis_client.exists(names.dispatch_guard(uid)), timeout=30,
-                 what="the dispatch guard", interval=0.005)
+    helpers.poll(
+        lambda: redis_client.exists(names.dispatch_guard(uid)),
+        timeout=30,
+        what="the dispatch guard",
+        interval=0.005,
+    )
     platform.kill_operator()
     try:
-        helpers.poll(lambda: redis_client.exists(names.done(uid)), timeout=30,
-                     what="the worker to finish while the operator is down")
+        helpers.poll(
+            lambda: redis_client.exists(names.done(uid)),
+            timeout=30,
+            what="the worker to finish while the operator is down",
+        )
     finally:
         platform.start_operator()
-    kubectl("wait", "-n", namespace, "lt/crash-dispatch",
-            "--for=jsonpath={.status.phase}=Succeeded", "--timeout=60s")
+    kubectl(
+        "wait",
+        "-n",
+        namespace,
+        "lt/crash-dispatch",
+        "--for=jsonpath={.status.phase}=Succeeded",
+        "--timeout=60s",
+    )
     assert _status(kubectl, namespace, "crash-dispatch")["attempts"] == 1
     assert _started_count(redis_client, uid) == 1
 
 
 def test_kill_while_running_converges_after_restart(platform, kubectl, namespace, redis_client):
     uid = _create(kubectl, namespace, "crash-running", {"seconds": 3, "steps": 6})
-    helpers.poll(lambda: _status(kubectl, namespace, "crash-running").get("phase") == "Running",
-                 timeout=30, what="Running")
+    helpers.poll(
+        lambda: _status(kubectl, namespace, "crash-running").get("phase") == "Running",
+        timeout=30,
+        what="Running",
+    )
     platform.kill_operator()
     try:
-        helpers.poll(lambda: redis_client.exists(names.done(uid)), timeout=30,
-                     what="the task to finish while the operator is down")
+        helpers.poll(
+            lambda: redis_client.exists(names.done(uid)),
+            timeout=30,
+            what="the task to finish while the operator is down",
+        )
         assert _status(kubectl, namespace, "crash-running")["phase"] == "Running"
     finally:
         platform.start_operator()
-    kubectl("wait", "-n", namespace, "lt/crash-running",
-            "--for=jsonpath={.status.phase}=Succeeded", "--timeout=60s")
+    kubectl(
+        "wait",
+        "-n",
+        namespace,
+        "lt/crash-running",
+        "--for=jsonpath={.status.phase}=Succeeded",
+        "--timeout=60s",
+    )
     status = _status(kubectl, namespace, "crash-running")
     assert status["progress"] == 100 and status["attempts"] == 1
     assert _started_count(redis_client, uid) == 1

@@ -20,8 +20,11 @@ BAD_SPECS = [
     ("priority too high", {"task": "demo.noop", "priority": 42}, "spec.priority"),
     ("zero timeout", {"task": "demo.noop", "timeoutSeconds": 0}, "spec.timeoutSeconds"),
     ("negative retries", {"task": "demo.noop", "retry": {"maxRetries": -1}}, "spec.retry.maxRetries"),
-    ("backoff bounds reversed", {"task": "demo.noop",
-                                 "retry": {"backoffSeconds": 100, "maxBackoffSeconds": 10}}, "spec.retry"),
+    (
+        "backoff bounds reversed",
+        {"task": "demo.noop", "retry": {"backoffSeconds": 100, "maxBackoffSeconds": 10}},
+        "spec.retry",
+    ),
     ("too many params", {"task": "demo.noop", "params": {f"k{i}": i for i in range(65)}}, "spec.params"),
     ("params not an object", {"task": "demo.noop", "params": [1, 2]}, "spec.params"),
     ("bad pool name", {"task": "demo.noop", "pool": "Bad_Pool"}, "spec.pool"),
@@ -31,10 +34,10 @@ BAD_SPECS = [
 
 @pytest.mark.parametrize(("case", "spec", "field"), BAD_SPECS, ids=[c[0] for c in BAD_SPECS])
 def test_apiserver_rejects_naming_the_field(platform, kubectl, namespace, case, spec, field):
-    lt = {"apiVersion": "longtask.io/v1alpha1", "kind": "LongTask",
-          "metadata": {"name": "bad"}, "spec": spec}
-    result = kubectl("create", "--validate=strict", "-n", namespace, "-f", "-",
-                     input=json.dumps(lt), check=False)
+    lt = {"apiVersion": "longtask.io/v1alpha1", "kind": "LongTask", "metadata": {"name": "bad"}, "spec": spec}
+    result = kubectl(
+        "create", "--validate=strict", "-n", namespace, "-f", "-", input=json.dumps(lt), check=False
+    )
     assert result.returncode != 0, f"{case}: accepted"
     assert field in result.stderr, result.stderr
 
@@ -47,18 +50,41 @@ def test_gateway_answers_422_naming_the_field(platform, namespace, case, spec, f
     assert body["detail"] and any(e["field"].startswith(field) for e in body["errors"]), body
 
 
-@pytest.mark.parametrize(("method", "path", "kwargs", "status"), [
-    ("POST", "/v1/namespaces/{ns}/tasks", {"content": b"{not json", "headers": {"content-type": "application/json"}}, 422),
-    ("POST", "/v1/namespaces/{ns}/tasks", {"content": b"task=x", "headers": {"content-type": "text/plain"}}, 422),
-    ("POST", "/v1/namespaces/{ns}/tasks", {"json": {"spec": {"task": "demo.noop"}, "name": "UPPER"}}, 422),
-    ("POST", "/v1/namespaces/{ns}/tasks", {"json": {"spec": {"task": "demo.noop", "params": {"blob": "x" * 70_000}}}}, 422),
-    ("POST", "/v1/namespaces/Bad_NS/tasks", {"json": {"spec": {"task": "demo.noop"}}}, 422),
-    ("POST", "/v1/namespaces/no-such-ns/tasks", {"json": {"spec": {"task": "demo.noop"}}}, 404),
-    ("GET", "/v1/namespaces/{ns}/tasks/x/events", {"headers": {"Last-Event-ID": "garbage"}}, 422),
-    ("GET", "/v1/namespaces/{ns}/tasks", {"params": {"phase": "Sleeping"}}, 422),
-    ("GET", "/v1/namespaces/{ns}/tasks", {"params": {"limit": 0}}, 422),
-    ("GET", "/v1/namespaces/{ns}/tasks", {"params": {"labelSelector": "a in in"}}, 422),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status"),
+    [
+        (
+            "POST",
+            "/v1/namespaces/{ns}/tasks",
+            {"content": b"{not json", "headers": {"content-type": "application/json"}},
+            422,
+        ),
+        (
+            "POST",
+            "/v1/namespaces/{ns}/tasks",
+            {"content": b"task=x", "headers": {"content-type": "text/plain"}},
+            422,
+        ),
+        (
+            "POST",
+            "/v1/namespaces/{ns}/tasks",
+            {"json": {"spec": {"task": "demo.noop"}, "name": "UPPER"}},
+            422,
+        ),
+        (
+            "POST",
+            "/v1/namespaces/{ns}/tasks",
+            {"json": {"spec": {"task": "demo.noop", "params": {"blob": "x" * 70_000}}}},
+            422,
+        ),
+        ("POST", "/v1/namespaces/Bad_NS/tasks", {"json": {"spec": {"task": "demo.noop"}}}, 422),
+        ("POST", "/v1/namespaces/no-such-ns/tasks", {"json": {"spec": {"task": "demo.noop"}}}, 404),
+        ("GET", "/v1/namespaces/{ns}/tasks/x/events", {"headers": {"Last-Event-ID": "garbage"}}, 422),
+        ("GET", "/v1/namespaces/{ns}/tasks", {"params": {"phase": "Sleeping"}}, 422),
+        ("GET", "/v1/namespaces/{ns}/tasks", {"params": {"limit": 0}}, 422),
+        ("GET", "/v1/namespaces/{ns}/tasks", {"params": {"labelSelector": "a in in"}}, 422),
+    ],
+)
 def test_malformed_requests_get_a_reason_never_500(platform, namespace, method, path, kwargs, status):
     response = httpx.request(method, platform.api_url + path.format(ns=namespace), **kwargs)
     assert response.status_code == status, response.text

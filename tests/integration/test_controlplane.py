@@ -17,12 +17,17 @@ import pytest
 import yaml
 from kubernetes_asyncio import client, config
 
-from longtask_dev import binaries, cluster as cluster_mod, platform
+from longtask_dev import binaries, platform
+from longtask_dev import cluster as cluster_mod
 
 pytestmark = pytest.mark.cluster
 
-SLEEP = {"apiVersion": "longtask.io/v1alpha1", "kind": "LongTask",
-         "metadata": {"name": "plain"}, "spec": {"task": "demo.sleep"}}
+SLEEP = {
+    "apiVersion": "longtask.io/v1alpha1",
+    "kind": "LongTask",
+    "metadata": {"name": "plain"},
+    "spec": {"task": "demo.sleep"},
+}
 
 
 def _poll(check, *, timeout: float, what: str):  # type: ignore[no-untyped-def]
@@ -54,40 +59,75 @@ def test_invalid_custom_resource_is_rejected_with_the_field_named(kubectl, names
 
 def test_deployment_becomes_replicaset_and_scheduled_pods(cluster, kubectl, namespace):
     deployment = {
-        "apiVersion": "apps/v1", "kind": "Deployment",
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
         "metadata": {"name": "web", "namespace": namespace},
-        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
-                 "template": {"metadata": {"labels": {"app": "web"}},
-                              "spec": {"containers": [{"name": "c", "image": "example/none"}]}}},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "c", "image": "example/none"}]},
+            },
+        },
     }
     kubectl("apply", "-f", "-", input=json.dumps(deployment))
-    _poll(lambda: kubectl("get", "rs", "-n", namespace, "-l", "app=web", "-o", "name").stdout.strip(),
-          timeout=60, what="a ReplicaSet")
+    _poll(
+        lambda: kubectl("get", "rs", "-n", namespace, "-l", "app=web", "-o", "name").stdout.strip(),
+        timeout=60,
+        what="a ReplicaSet",
+    )
 
     def scheduled_pods() -> list[dict]:
         pods = json.loads(kubectl("get", "pods", "-n", namespace, "-l", "app=web", "-o", "json").stdout)
         return [p for p in pods["items"] if p["spec"].get("nodeName") == cluster_mod.NODE_NAME]
 
-    assert len(_poll(lambda: len(scheduled_pods()) == 2 and scheduled_pods(), timeout=60,
-                     what="two pods bound to the node")) == 2
+    assert (
+        len(
+            _poll(
+                lambda: len(scheduled_pods()) == 2 and scheduled_pods(),
+                timeout=60,
+                what="two pods bound to the node",
+            )
+        )
+        == 2
+    )
 
 
 def test_helm_install_of_a_chart(cluster, namespace, tmp_path: Path):
     helm = binaries.ensure("helm")["helm"]
     chart = tmp_path / "hello"
     (chart / "templates").mkdir(parents=True)
-    (chart / "Chart.yaml").write_text(yaml.safe_dump(
-        {"apiVersion": "v2", "name": "hello", "version": "0.1.0"}))
+    (chart / "Chart.yaml").write_text(
+        yaml.safe_dump({"apiVersion": "v2", "name": "hello", "version": "0.1.0"})
+    )
     (chart / "templates" / "cm.yaml").write_text(
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-cm\n"
-        "data:\n  greeting: {{ .Values.greeting | quote }}\n")
+        "data:\n  greeting: {{ .Values.greeting | quote }}\n"
+    )
     (chart / "values.yaml").write_text("greeting: hello\n")
     result = subprocess.run(
-        [str(helm), "install", "hi", str(chart), "-n", namespace, "--wait", "--timeout", "60s",
-         "--kubeconfig", str(cluster.kubeconfig)], capture_output=True, text=True, check=False)
+        [
+            str(helm),
+            "install",
+            "hi",
+            str(chart),
+            "-n",
+            namespace,
+            "--wait",
+            "--timeout",
+            "60s",
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
-    data = cluster.kubectl(None, "get", "cm", "hi-cm", "-n", namespace, "-o",
-                           "jsonpath={.data.greeting}").stdout
+    data = cluster.kubectl(
+        None, "get", "cm", "hi-cm", "-n", namespace, "-o", "jsonpath={.data.greeting}"
+    ).stdout
     assert data == "hello"
 
 

@@ -64,7 +64,8 @@ def test_children_die_with_a_sigkilled_parent():
         "import json, sys, time\n"
         "from longtask_dev import cluster\n"
         "c = cluster.Cluster().start()\n"
-        "print(json.dumps({'pids': [ch.pid for ch in c.children], 'port': c.api_port, 'dir': str(c.state_dir)}), flush=True)\n"
+        "info = {'pids': [ch.pid for ch in c.children], 'port': c.api_port, 'dir': str(c.state_dir)}\n"
+        "print(json.dumps(info), flush=True)\n"
         "time.sleep(3600)\n"
     )
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)

@@ -14,9 +14,12 @@ def ev(kind: events.Kind, **fields) -> events.TaskEvent:
 
 def test_a_whole_run():
     status: dict = {}
-    for event in [ev(K.QUEUED, attempt=1, progress=0), ev(K.STARTED, attempt=1, worker="w1"),
-                  ev(K.PROGRESS, attempt=1, progress=42.123, message="half", step="embed"),
-                  ev(K.SUCCEEDED, attempt=1, progress=100, result={"n": 3})]:
+    for event in [
+        ev(K.QUEUED, attempt=1, progress=0),
+        ev(K.STARTED, attempt=1, worker="w1"),
+        ev(K.PROGRESS, attempt=1, progress=42.123, message="half", step="embed"),
+        ev(K.SUCCEEDED, attempt=1, progress=100, result={"n": 3}),
+    ]:
         status = fold.fold(status, event) or status
     assert status["phase"] == "Succeeded"
     assert status["progress"] == 100 and status["progressText"] == "100%"
@@ -37,8 +40,10 @@ def test_events_of_a_superseded_attempt_are_refused():
 
 
 def test_failure_carries_the_error_into_message_and_condition():
-    status = fold.fold({"phase": "Running", "attempts": 1},
-                       ev(K.FAILED, attempt=1, error={"type": "UnknownTask", "message": "no task x"}))
+    status = fold.fold(
+        {"phase": "Running", "attempts": 1},
+        ev(K.FAILED, attempt=1, error={"type": "UnknownTask", "message": "no task x"}),
+    )
     assert status is not None
     assert status["error"]["type"] == "UnknownTask" and status["message"] == "no task x"
     assert status["conditions"][0]["status"] == "False"

@@ -21,13 +21,13 @@ def test_params_byte_limit():
 
 
 def test_camel_case_names_are_accepted():
-    spec = models.LongTaskSpec.model_validate({"task": "x", "timeoutSeconds": 5,
-                                               "retry": {"maxRetries": 0}})
+    spec = models.LongTaskSpec.model_validate({"task": "x", "timeoutSeconds": 5, "retry": {"maxRetries": 0}})
     assert spec.timeout_seconds == 5 and spec.retry.max_retries == 0
 
 
 def test_event_round_trip():
-    event = events.TaskEvent(kind=events.Kind.PROGRESS, namespace="n", name="t", uid="u",
-                             attempt=2, progress=12.5, message="m")
+    event = events.TaskEvent(
+        kind=events.Kind.PROGRESS, namespace="n", name="t", uid="u", attempt=2, progress=12.5, message="m"
+    )
     back = events.TaskEvent.decode({b"event": event.encode()["event"].encode()})
     assert back == event and back.phase.value == "Running" and not back.terminal

@@ -7,6 +7,8 @@ nothing.
 
 from __future__ import annotations
 
+import pytest
+
 from longtask_contracts import events
 from longtask_worker import runner, sdk
 from longtask_worker.tasks import demo  # noqa: F401 - registers the demo tasks
@@ -42,8 +44,13 @@ class MemoryStore:
 
 def run(store: MemoryStore, task: str, **params) -> events.Kind | None:
     dispatch = events.Dispatch(namespace="ns", name="t", uid="u1", task=task, params=params)
-    return runner.run(dispatch=dispatch, store=store, worker="w", lease_seconds=30,  # type: ignore[arg-type]
-                      result_max_bytes=1024)
+    return runner.run(
+        dispatch=dispatch,
+        store=store,
+        worker="w",
+        lease_seconds=30,  # type: ignore[arg-type]
+        result_max_bytes=1024,
+    )
 
 
 def test_success_reports_progress_and_result():
@@ -84,10 +91,7 @@ def test_registering_a_name_twice_is_an_error():
     @sdk.task("test.once")
     def first(ctx: sdk.TaskContext) -> None: ...
 
-    try:
+    with pytest.raises(ValueError, match="registered twice"):
+
         @sdk.task("test.once")
         def second(ctx: sdk.TaskContext) -> None: ...
-    except ValueError as exc:
-        assert "registered twice" in str(exc)
-    else:
-        raise AssertionError("a second registration was accepted")

@@ -24,8 +24,11 @@ from celery import Celery, Task
 from longtask_contracts import events, names
 from longtask_worker import runner, settings, store
 
-BUILTIN_TASK_MODULES = ("longtask_worker.tasks.demo", "longtask_worker.tasks.docs",
-                        "longtask_worker.tasks.agent")
+BUILTIN_TASK_MODULES = (
+    "longtask_worker.tasks.demo",
+    "longtask_worker.tasks.docs",
+    "longtask_worker.tasks.agent",
+)
 
 
 def configure(app: Celery, cfg: settings.WorkerSettings) -> None:
@@ -78,11 +81,13 @@ def create_app(cfg: settings.WorkerSettings | None = None) -> Celery:
     load_task_modules(cfg)
 
     @app.task(name=names.RUN_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
-    def run_longtask(self: Task, dispatch: dict[str, Any]) -> str | None:
+    def run_longtask(self: Task[Any, Any], dispatch: dict[str, Any]) -> str | None:
         worker = f"{self.request.hostname or socket.gethostname()}/{os.getpid()}"
         kind = runner.run(
-            dispatch=events.Dispatch.model_validate(dispatch), store=_store(cfg),
-            worker=worker, lease_seconds=cfg.lease_seconds,
+            dispatch=events.Dispatch.model_validate(dispatch),
+            store=_store(cfg),
+            worker=worker,
+            lease_seconds=cfg.lease_seconds,
             result_max_bytes=cfg.result_max_bytes,
         )
         return kind.value if kind else None

@@ -22,8 +22,9 @@ _CANCEL_CHECK_INTERVAL = 0.25
 class RunContext:
     """The sdk.TaskContext of one running attempt."""
 
-    def __init__(self, *, dispatch: events.Dispatch, store: store.Store, worker: str,
-                 lease_seconds: float) -> None:
+    def __init__(
+        self, *, dispatch: events.Dispatch, store: store.Store, worker: str, lease_seconds: float
+    ) -> None:
         self.dispatch = dispatch
         self.namespace = dispatch.namespace
         self.name = dispatch.name
@@ -35,18 +36,25 @@ class RunContext:
         self._cancelled = False
         self._cancel_checked = 0.0
         self._stop = threading.Event()
-        self._beat = threading.Thread(target=self._beat_loop, name=f"heartbeat-{self.uid}",
-                                      daemon=True)
+        self._beat = threading.Thread(target=self._beat_loop, name=f"heartbeat-{self.uid}", daemon=True)
 
     def event(self, kind: events.Kind, **fields: Any) -> str:
-        return self._store.publish(events.TaskEvent(
-            kind=kind, namespace=self.namespace, name=self.name, uid=self.uid,
-            attempt=self.attempt, worker=self.worker, **fields,
-        ))
+        return self._store.publish(
+            events.TaskEvent(
+                kind=kind,
+                namespace=self.namespace,
+                name=self.name,
+                uid=self.uid,
+                attempt=self.attempt,
+                worker=self.worker,
+                **fields,
+            )
+        )
 
     def progress(self, percent: float, message: str | None = None, *, step: str | None = None) -> None:
-        self.event(events.Kind.PROGRESS, progress=max(0.0, min(100.0, float(percent))),
-                   message=message, step=step)
+        self.event(
+            events.Kind.PROGRESS, progress=max(0.0, min(100.0, float(percent))), message=message, step=step
+        )
 
     def heartbeat(self) -> None:
         self._store.renew(uid=self.uid, lease_seconds=self._lease)
@@ -81,23 +89,25 @@ class RunContext:
                 log.warning("heartbeat of %s failed", self.uid, exc_info=True)
 
 
-def run(*, dispatch: events.Dispatch, store: store.Store, worker: str, lease_seconds: float,
-        result_max_bytes: int) -> events.Kind | None:
+def run(
+    *, dispatch: events.Dispatch, store: store.Store, worker: str, lease_seconds: float, result_max_bytes: int
+) -> events.Kind | None:
     """Run the attempt; returns the kind of its final event, or None if it was not ours."""
-    if not store.claim(uid=dispatch.uid, attempt=dispatch.attempt, worker=worker,
-                       lease_seconds=lease_seconds):
+    if not store.claim(
+        uid=dispatch.uid, attempt=dispatch.attempt, worker=worker, lease_seconds=lease_seconds
+    ):
         log.info("skipping %s attempt %s: done or running elsewhere", dispatch.uid, dispatch.attempt)
         return None
-    with RunContext(dispatch=dispatch, store=store, worker=worker,
-                    lease_seconds=lease_seconds) as ctx:
+    with RunContext(dispatch=dispatch, store=store, worker=worker, lease_seconds=lease_seconds) as ctx:
         ctx.event(events.Kind.STARTED, progress=0)
         kind, fields = _outcome(ctx, dispatch, result_max_bytes)
         ctx.event(kind, **fields)
         return kind
 
 
-def _outcome(ctx: RunContext, dispatch: events.Dispatch,
-             result_max_bytes: int) -> tuple[events.Kind, dict[str, Any]]:
+def _outcome(
+    ctx: RunContext, dispatch: events.Dispatch, result_max_bytes: int
+) -> tuple[events.Kind, dict[str, Any]]:
     try:
         fn = sdk.lookup(dispatch.task)
         bound = sdk.bind(fn, ctx, dispatch.params)

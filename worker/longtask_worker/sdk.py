@@ -37,15 +37,15 @@ class RetryableError(TaskError):
     """A transient failure (rate limit, timeout upstream): the attempt may be retried."""
 
 
-class Cancelled(TaskError):  # noqa: N818 - reads as the outcome it is
+class Cancelled(TaskError):
     """Raised by TaskContext.check_cancelled() once the LongTask was cancelled."""
 
 
-class UnknownTask(PermanentError):  # noqa: N818
+class UnknownTask(PermanentError):
     """No task of that name is registered in this worker."""
 
 
-class InvalidParams(PermanentError):  # noqa: N818
+class InvalidParams(PermanentError):
     """The params do not fit the task function's signature."""
 
 

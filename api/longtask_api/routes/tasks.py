@@ -19,71 +19,114 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, operation_id="createTask",
-             response_model=schemas.TaskCreated,
-             responses={409: {"model": errors.Problem, "description": "The name is taken."}, **_ERRORS})
-async def create_task(namespace: deps.Namespace, body: schemas.TaskCreate,
-                      tasks: deps.Tasks) -> schemas.TaskCreated:
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    operation_id="createTask",
+    response_model=schemas.TaskCreated,
+    responses={409: {"model": errors.Problem, "description": "The name is taken."}, **_ERRORS},
+)
+async def create_task(
+    namespace: deps.Namespace, body: schemas.TaskCreate, tasks: deps.Tasks
+) -> schemas.TaskCreated:
     """Create a LongTask and return at once; follow `links.events` for its progress."""
     obj = await tasks.create(namespace=namespace, body=body.to_resource())
     meta = obj["metadata"]
-    return schemas.TaskCreated(name=meta["name"], namespace=namespace, uid=meta["uid"],
-                               links=schemas.links(namespace, meta["name"]))
+    return schemas.TaskCreated(
+        name=meta["name"], namespace=namespace, uid=meta["uid"], links=schemas.links(namespace, meta["name"])
+    )
 
 
-@router.get("/{name}", operation_id="getTask", response_model=schemas.TaskPublic,
-            response_model_by_alias=True, responses=_ERRORS)
-async def get_task(namespace: deps.Namespace, name: deps.TaskName,
-                   tasks: deps.Tasks) -> schemas.TaskPublic:
+@router.get(
+    "/{name}",
+    operation_id="getTask",
+    response_model=schemas.TaskPublic,
+    response_model_by_alias=True,
+    responses=_ERRORS,
+)
+async def get_task(namespace: deps.Namespace, name: deps.TaskName, tasks: deps.Tasks) -> schemas.TaskPublic:
     """The task's spec and current status (phase, progress, result or error)."""
     return schemas.public(await tasks.get(namespace=namespace, name=name))
 
 
 @router.get("", operation_id="listTasks", response_model=schemas.TaskList, responses=_ERRORS)
 async def list_tasks(
-    namespace: deps.Namespace, tasks: deps.Tasks,
+    namespace: deps.Namespace,
+    tasks: deps.Tasks,
     phase: Annotated[phases.Phase | None, Query(description="Only tasks in this phase.")] = None,
-    task: Annotated[str | None, Query(max_length=128, description="Only tasks running this task name.")] = None,
-    label_selector: Annotated[str | None, Query(alias="labelSelector", max_length=1024,
-                                                description="Kubernetes label selector.")] = None,
+    task: Annotated[
+        str | None, Query(max_length=128, description="Only tasks running this task name.")
+    ] = None,
+    label_selector: Annotated[
+        str | None, Query(alias="labelSelector", max_length=1024, description="Kubernetes label selector.")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 50,
-    continue_token: Annotated[str | None, Query(alias="continue", max_length=4096,
-                                                description="Token from the previous page.")] = None,
+    continue_token: Annotated[
+        str | None, Query(alias="continue", max_length=4096, description="Token from the previous page.")
+    ] = None,
 ) -> schemas.TaskList:
     """Tasks in the namespace, newest pages first as Kubernetes returns them, paginated."""
     selectors = [f"status.phase={phase.value}"] if phase else []
     if task:
         selectors.append(f"spec.task={task}")
-    page = await tasks.list(namespace=namespace, limit=limit, continue_token=continue_token,
-                            field_selector=",".join(selectors) or None, label_selector=label_selector)
-    return schemas.TaskList(items=[schemas.public(o) for o in page.get("items", [])],
-                            continue_token=(page.get("metadata") or {}).get("continue") or None)
+    page = await tasks.list(
+        namespace=namespace,
+        limit=limit,
+        continue_token=continue_token,
+        field_selector=",".join(selectors) or None,
+        label_selector=label_selector,
+    )
+    return schemas.TaskList.model_validate(
+        {
+            "items": [schemas.public(o) for o in page.get("items", [])],
+            "continue": (page.get("metadata") or {}).get("continue") or None,
+        }
+    )
 
 
-@router.post("/{name}/cancel", status_code=status.HTTP_202_ACCEPTED, operation_id="cancelTask",
-             response_model=schemas.TaskPublic, responses=_ERRORS)
-async def cancel_task(namespace: deps.Namespace, name: deps.TaskName,
-                      tasks: deps.Tasks) -> schemas.TaskPublic:
+@router.post(
+    "/{name}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    operation_id="cancelTask",
+    response_model=schemas.TaskPublic,
+    responses=_ERRORS,
+)
+async def cancel_task(
+    namespace: deps.Namespace, name: deps.TaskName, tasks: deps.Tasks
+) -> schemas.TaskPublic:
     """Ask for cancellation (sets spec.cancel); the phase becomes Cancelled when it took effect."""
     return schemas.public(await tasks.patch_spec(namespace=namespace, name=name, spec={"cancel": True}))
 
 
-@router.get("/{name}/events", operation_id="streamTaskEvents", responses={
-    200: {"content": {"text/event-stream": {}},
-          "description": "Server-Sent Events: `id` is the Redis stream id, `event` the kind "
-                         "(queued, started, progress, succeeded, failed, cancelled), `data` a "
-                         "ProgressEvent. The stream ends after the terminal event."},
-    **_ERRORS})
+@router.get(
+    "/{name}/events",
+    operation_id="streamTaskEvents",
+    responses={
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "Server-Sent Events: `id` is the Redis stream id, `event` the kind "
+            "(queued, started, progress, succeeded, failed, cancelled), `data` a "
+            "ProgressEvent. The stream ends after the terminal event.",
+        },
+        **_ERRORS,
+    },
+)
 async def stream_task_events(
-    namespace: deps.Namespace, name: deps.TaskName, tasks: deps.Tasks, redis: deps.Redis,
+    namespace: deps.Namespace,
+    name: deps.TaskName,
+    tasks: deps.Tasks,
+    redis: deps.Redis,
     cfg: deps.Settings,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=64)] = None,
-    after: Annotated[str | None, Query(max_length=64, description="Same as the Last-Event-ID header.")] = None,
+    after: Annotated[
+        str | None, Query(max_length=64, description="Same as the Last-Event-ID header.")
+    ] = None,
 ) -> EventSourceResponse:
     """Live status and progress; reconnect with Last-Event-ID to resume exactly."""
     start = sse.parse_last_event_id(last_event_id or after)
     obj = await tasks.get(namespace=namespace, name=name)
     return EventSourceResponse(
         sse.stream(redis=redis, obj=obj, after=start, block_ms=cfg.sse_block_ms),
-        ping=int(cfg.sse_ping_seconds), headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        ping=int(cfg.sse_ping_seconds),
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )

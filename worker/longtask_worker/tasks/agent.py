@@ -15,7 +15,36 @@ from longtask_worker import sdk
 
 _WORD = re.compile(r"[a-z0-9]+")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
-_STOP = frozenset("a an and are as at be by for from how in is it of on or the to what when where which who why with".split())
+_STOP = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "for",
+        "from",
+        "how",
+        "in",
+        "is",
+        "it",
+        "of",
+        "on",
+        "or",
+        "the",
+        "to",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "why",
+        "with",
+    ]
+)
 
 
 def _terms(text: str) -> list[str]:
@@ -40,8 +69,7 @@ def score(query: str, sentences: list[str]) -> list[tuple[float, str]]:
 
 
 @sdk.task("agent.research")
-def research(ctx: sdk.TaskContext, *, question: str, corpus: list[str],
-             per_query: int = 2) -> dict[str, Any]:
+def research(ctx: sdk.TaskContext, *, question: str, corpus: list[str], per_query: int = 2) -> dict[str, Any]:
     """Answer `question` from `corpus` (a list of texts) in three visible steps."""
     if not corpus:
         raise sdk.PermanentError("corpus is empty")
@@ -58,5 +86,4 @@ def research(ctx: sdk.TaskContext, *, question: str, corpus: list[str],
     ctx.progress(90, "summarizing", step="summarize")
     summary = " ".join(findings[:5]) or "Nothing in the corpus answers the question."
     ctx.progress(100, "done", step="summarize")
-    return {"question": question, "queries": queries, "summary": summary,
-            "evidence": len(findings)}
+    return {"question": question, "queries": queries, "summary": summary, "evidence": len(findings)}

@@ -6,7 +6,9 @@ bigrams, L2-normalised), so the example runs anywhere; swap `embed_chunk` for a 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import itertools
 import json
 import math
 import re
@@ -22,14 +24,17 @@ def split_chunks(text: str, *, chunk_words: int, overlap: int) -> list[str]:
     """Split text into chunks of `chunk_words` words, consecutive chunks sharing `overlap`."""
     words = text.split()
     step = max(1, chunk_words - overlap)
-    return [" ".join(words[i:i + chunk_words]) for i in range(0, max(len(words) - overlap, 1), step)
-            if words[i:i + chunk_words]]
+    return [
+        " ".join(words[i : i + chunk_words])
+        for i in range(0, max(len(words) - overlap, 1), step)
+        if words[i : i + chunk_words]
+    ]
 
 
 def embed_chunk(chunk: str, *, dims: int) -> list[float]:
     tokens = _WORD.findall(chunk.lower())
     vector = [0.0] * dims
-    for feature in (*tokens, *(f"{a} {b}" for a, b in zip(tokens, tokens[1:], strict=False))):
+    for feature in (*tokens, *(f"{a} {b}" for a, b in itertools.pairwise(tokens))):
         digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
         index = int.from_bytes(digest[:4], "little") % dims
         vector[index] += 1.0 if digest[4] & 1 else -1.0
@@ -49,16 +54,23 @@ def _documents(directory: str | None, documents: list[dict[str, str]] | None) ->
 
 
 @sdk.task("docs.embed")
-def embed(ctx: sdk.TaskContext, *, directory: str | None = None,
-          documents: list[dict[str, str]] | None = None, output: str | None = None,
-          chunk_words: int = 200, overlap: int = 20, dims: int = 256) -> dict[str, Any]:
+def embed(
+    ctx: sdk.TaskContext,
+    *,
+    directory: str | None = None,
+    documents: list[dict[str, str]] | None = None,
+    output: str | None = None,
+    chunk_words: int = 200,
+    overlap: int = 20,
+    dims: int = 256,
+) -> dict[str, Any]:
     """Chunk and embed every document; write JSON lines to `output` if given."""
     docs = _documents(directory, documents)
     if not docs:
         raise sdk.PermanentError("no documents to embed")
     chunks_total = 0
-    sink = Path(output).open("w") if output else None
-    try:
+    with contextlib.ExitStack() as stack:
+        sink = stack.enter_context(Path(output).open("w")) if output else None
         for i, (name, text) in enumerate(docs):
             ctx.check_cancelled()
             chunks = split_chunks(text, chunk_words=chunk_words, overlap=overlap)
@@ -68,7 +80,4 @@ def embed(ctx: sdk.TaskContext, *, directory: str | None = None,
                     sink.write(json.dumps({"doc": name, "chunk": n, "vector": vector}) + "\n")
             chunks_total += len(chunks)
             ctx.progress(100 * (i + 1) / len(docs), f"{name}: {len(chunks)} chunks", step="embed")
-    finally:
-        if sink:
-            sink.close()
     return {"documents": len(docs), "chunks": chunks_total, "dims": dims, "output": output}
