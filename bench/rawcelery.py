@@ -44,10 +44,9 @@ def create_app(redis_url: str, concurrency: int = 2) -> Celery:
 
 
 def main(redis_url: str, concurrency: str) -> None:
-    create_app(redis_url, int(concurrency)).worker_main([
-        "worker", "--queues", QUEUE, "--hostname", "bench-raw@%h", "--loglevel", "INFO",
-        "--concurrency", concurrency, "--without-gossip", "--without-mingle",
-    ])
+    argv = ["worker", "--queues", QUEUE, "--hostname", "bench-raw@%h", "--loglevel", "INFO"]
+    argv += ["--concurrency", concurrency, "--without-gossip", "--without-mingle"]
+    create_app(redis_url, int(concurrency)).worker_main(argv)
 
 
 if __name__ == "__main__":

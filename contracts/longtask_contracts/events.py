@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from longtask_contracts import names, phases
+from longtask_contracts import phases
 
 FIELD = "event"
 
@@ -56,6 +56,8 @@ class TaskEvent(BaseModel):
     worker: str | None = None
     result: Any = None
     error: dict[str, str] | None = None
+    retry_at: float | None = Field(default=None, description="Unix time of the next attempt (retrying).")
+    dead_lettered: bool | None = None
 
     @property
     def phase(self) -> phases.Phase:
@@ -75,28 +77,3 @@ class TaskEvent(BaseModel):
         if raw is None:
             raise ValueError(f"stream entry has no {FIELD!r} field")
         return cls.model_validate_json(raw)
-
-
-class Dispatch(BaseModel):
-    """The Celery message body of one attempt (JSON; never pickle)."""
-
-    namespace: str
-    name: str
-    uid: str
-    task: str
-    params: dict[str, Any]
-    attempt: int = 1
-    timeout_seconds: int = 3600
-    deadline: float | None = Field(default=None, description="Unix time the whole task must end by.")
-
-
-def queue_publish(pipe: Any, event: TaskEvent) -> None:
-    """Queue, on a Redis pipeline (sync or asyncio), the writes that publish `event`.
-
-    The event goes to the task's own stream (SSE) and to the shared status stream
-    (operator). Run in one MULTI, neither reader sees an event the other will not.
-    This only queues commands; the caller executes the pipeline.
-    """
-    fields = event.encode()
-    pipe.xadd(names.events_stream(event.uid), fields, maxlen=names.TASK_STREAM_MAXLEN, approximate=True)
-    pipe.xadd(names.STATUS_STREAM, fields, maxlen=names.STATUS_STREAM_MAXLEN, approximate=True)

@@ -81,6 +81,10 @@ class LongTaskSpec(_Model):
     timeout_seconds: Annotated[
         int, Field(ge=1, le=604800, description="Deadline of the whole task, retries included.")
     ] = 3600
+    attempt_timeout_seconds: Annotated[
+        int | None,
+        Field(ge=1, le=604800, description="Time limit of one attempt (default: timeoutSeconds)."),
+    ] = None
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     ttl_seconds_after_finished: Annotated[
         int | None, Field(ge=0, le=31536000, description="Delete the LongTask this long after it finished.")
@@ -120,4 +124,7 @@ class LongTaskStatus(_Model):
     error: TaskError | None = None
     dead_lettered: bool | None = None
     observed_generation: int | None = None
+    next_attempt_at: datetime | None = None
+    attempt_history: list[dict[str, Any]] = Field(default_factory=list)
+    replays: int | None = None
     conditions: list[dict[str, Any]] = Field(default_factory=list)

@@ -65,6 +65,39 @@ def cancel_flag(uid: str) -> str:
     return f"{KEY_PREFIX}cancel:{uid}"
 
 
+def current(uid: str) -> str:
+    """The Dispatch (JSON) of the latest attempt sent or scheduled: what a retry re-sends."""
+    return f"{KEY_PREFIX}current:{uid}"
+
+
+def started(uid: str) -> str:
+    """The highest attempt number a worker has started; older deliveries are skipped."""
+    return f"{KEY_PREFIX}started:{uid}"
+
+
+def crashes(uid: str) -> str:
+    """Attempts in a row whose worker died (lease expired); poison detection counts these."""
+    return f"{KEY_PREFIX}crashes:{uid}"
+
+
+# Sorted sets scanned by the operator's maintenance loop; member uid, score a unix time.
+LEASES = f"{KEY_PREFIX}leases"  # when each running attempt's lease runs out
+SCHEDULE = f"{KEY_PREFIX}schedule"  # when each retrying task's next attempt is due
+DEADLINES = f"{KEY_PREFIX}deadlines"  # when each unfinished task's whole deadline passes
+EXPIRY = f"{KEY_PREFIX}expiry"  # when each finished task's ttlSecondsAfterFinished runs out
+ZSETS = (LEASES, SCHEDULE, DEADLINES, EXPIRY)
+DLQ = f"{KEY_PREFIX}dlq"  # hash uid -> dead-letter record (JSON)
+
+
 def task_keys(uid: str) -> list[str]:
-    """All per-task keys, for garbage collection when a LongTask goes away."""
-    return [events_stream(uid), dispatch_guard(uid), claim(uid), done(uid), cancel_flag(uid)]
+    """All per-task string/stream keys, for garbage collection when a LongTask goes away."""
+    return [
+        events_stream(uid),
+        dispatch_guard(uid),
+        claim(uid),
+        done(uid),
+        cancel_flag(uid),
+        current(uid),
+        started(uid),
+        crashes(uid),
+    ]

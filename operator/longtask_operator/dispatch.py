@@ -1,9 +1,9 @@
-"""Sends a LongTask's attempt to its pool's Celery queue, at most once per attempt.
+"""Sends attempts to their pool's Celery queue; cancels and replays tasks. Redis only.
 
-Order matters: the Queued event and the Celery message are sent first, the guard key
-(keyed by the CR uid) is set after. An operator killed in between sends again on
-restart; the worker's lease and done keys make that duplicate a no-op. The other order
-could lose the task. It must not touch Kubernetes: the status follows from the event.
+Sending order: the Celery message first, then (in one MULTI) the Queued event and the
+record of what was sent. An operator killed in between sends again after its restart;
+the worker's claim (keyed by uid and attempt) makes that duplicate a no-op. The other
+order could lose a task. It must not touch Kubernetes: the status follows from events.
 """
 
 from __future__ import annotations
@@ -16,14 +16,15 @@ from typing import Any
 import redis.asyncio as aioredis
 from celery import Celery
 
-from longtask_contracts import events, models, names, phases
+from longtask_contracts import events, ledger, models, names, phases
 from longtask_operator import metrics
 from longtask_worker import app as worker_app
 from longtask_worker import settings as worker_settings
 
-# Celery's per-attempt hard limit is the task deadline plus this; the soft limit (a signal
-# the task can handle to save partial work) is the deadline itself.
-_HARD_LIMIT_GRACE_SECONDS = 30
+# Celery's hard limit comes this long after the soft one, so a task can save partial work.
+HARD_LIMIT_GRACE_SECONDS = 30
+# A deleted task's cancel flag outlives its other keys, so a still-running attempt stops.
+_CANCEL_FLAG_TTL_SECONDS = 3600
 
 
 def celery_sender(redis_url: str) -> Celery:
@@ -33,66 +34,118 @@ def celery_sender(redis_url: str) -> Celery:
     return app
 
 
-def build(
-    *, namespace: str, name: str, uid: str, spec: models.LongTaskSpec, attempt: int, now: float
-) -> events.Dispatch:
-    return events.Dispatch(
-        namespace=namespace,
-        name=name,
-        uid=uid,
-        task=spec.task,
-        params=spec.params,
-        attempt=attempt,
-        timeout_seconds=spec.timeout_seconds,
-        deadline=now + spec.timeout_seconds,
-    )
-
-
-async def dispatch(*, redis: aioredis.Redis, celery: Celery, body: dict[str, Any]) -> bool:
-    """Dispatch the first attempt unless already done; True if a message was sent now."""
-    meta, status = body["metadata"], body.get("status") or {}
-    uid = meta["uid"]
-    if phases.is_terminal(phases.parse(status.get("phase"))):
-        return False
-    if await redis.exists(names.dispatch_guard(uid)):
-        return False
-    spec = models.LongTaskSpec.model_validate(body.get("spec") or {})
-    message = build(
-        namespace=meta["namespace"], name=meta["name"], uid=uid, spec=spec, attempt=1, now=time.time()
-    )
-    queued = events.TaskEvent(
-        kind=events.Kind.QUEUED,
-        namespace=message.namespace,
-        name=message.name,
-        uid=uid,
-        attempt=1,
-        progress=0,
-        message=f"queued on {names.queue(spec.pool)}",
-    )
-    pipe = redis.pipeline(transaction=True)
-    events.queue_publish(pipe, queued)
-    await pipe.execute()
-    await asyncio.to_thread(
-        celery.send_task,
-        names.RUN_TASK,
-        args=[message.model_dump(mode="json")],
-        task_id=names.celery_task_id(uid, message.attempt),
-        queue=names.queue(spec.pool),
-        priority=spec.priority,
-        soft_time_limit=spec.timeout_seconds,
-        time_limit=spec.timeout_seconds + _HARD_LIMIT_GRACE_SECONDS,
-    )
-    await redis.set(names.dispatch_guard(uid), str(message.attempt))
-    metrics.DISPATCHED.labels(pool=spec.pool).inc()
-    return True
-
-
 def plain(body: Any) -> dict[str, Any]:
     """A deep plain-dict copy of a Kopf body (whose nested values are read-only views)."""
     result: dict[str, Any] = json.loads(json.dumps(body, default=dict))
     return result
 
 
+def first_attempt(body: dict[str, Any], *, now: float) -> ledger.Dispatch:
+    meta = body["metadata"]
+    spec = models.LongTaskSpec.model_validate(body.get("spec") or {})
+    return ledger.Dispatch(
+        namespace=meta["namespace"],
+        name=meta["name"],
+        uid=meta["uid"],
+        spec=spec,
+        attempt=1,
+        deadline=now + spec.timeout_seconds,
+    )
+
+
+async def send(
+    *, redis: aioredis.Redis, celery: Celery, dispatch: ledger.Dispatch, extra: dict[str, str] | None = None
+) -> None:
+    """Send one attempt, then record it (Queued event, current attempt, deadline)."""
+    limit = int(dispatch.attempt_seconds(time.time()))
+    await asyncio.to_thread(
+        celery.send_task,
+        names.RUN_TASK,
+        args=[dispatch.model_dump(mode="json")],
+        task_id=names.celery_task_id(dispatch.uid, dispatch.attempt),
+        queue=names.queue(dispatch.spec.pool),
+        priority=dispatch.spec.priority,
+        soft_time_limit=limit,
+        time_limit=limit + HARD_LIMIT_GRACE_SECONDS,
+    )
+    queued = dispatch.event(
+        events.Kind.QUEUED,
+        progress=0 if dispatch.attempt == 1 else None,
+        message=f"attempt {dispatch.attempt} queued on {names.queue(dispatch.spec.pool)}",
+    )
+    pipe = redis.pipeline(transaction=True)
+    ledger.queue_publish(pipe, queued)
+    ledger.queue_sent(pipe, dispatch)
+    for key, value in (extra or {}).items():
+        pipe.set(key, value)
+    await pipe.execute()
+    metrics.DISPATCHED.labels(pool=dispatch.spec.pool).inc()
+
+
+async def reconcile(*, redis: aioredis.Redis, celery: Celery, body: dict[str, Any]) -> None:
+    """On create and on operator start: cancel if asked, else dispatch the first attempt once."""
+    status = body.get("status") or {}
+    if phases.is_terminal(phases.parse(status.get("phase"))):
+        return
+    if (body.get("spec") or {}).get("cancel"):
+        await cancel(redis=redis, body=body)
+        return
+    uid = body["metadata"]["uid"]
+    if await redis.exists(names.dispatch_guard(uid)):
+        return
+    dispatch = first_attempt(body, now=time.time())
+    await send(redis=redis, celery=celery, dispatch=dispatch, extra={names.dispatch_guard(uid): "1"})
+
+
+async def cancel(
+    *, redis: aioredis.Redis, body: dict[str, Any], reason: str = "cancelled on request"
+) -> None:
+    """Raise the cancel flag; a task that is not running ends Cancelled at once.
+
+    A running attempt sees the flag (ctx.cancelled) and stops cooperatively; its worker
+    stops it forcibly after the grace period. The flag lives in Redis with AOF on, and is
+    raised again from spec.cancel whenever the operator starts, so it survives restarts.
+    """
+    meta, status = body["metadata"], body.get("status") or {}
+    uid = meta["uid"]
+    await redis.set(names.cancel_flag(uid), "1")
+    if phases.is_terminal(phases.parse(status.get("phase"))) or await redis.exists(names.done(uid)):
+        return
+    if await redis.exists(names.claim(uid)):
+        return  # running: the worker reports Cancelled
+    spec = models.LongTaskSpec.model_validate(body.get("spec") or {})
+    event = events.TaskEvent(
+        kind=events.Kind.CANCELLED,
+        namespace=meta["namespace"],
+        name=meta["name"],
+        uid=uid,
+        attempt=int(status.get("attempts") or 0),
+        message=reason,
+    )
+    pipe = redis.pipeline(transaction=True)
+    ledger.queue_publish(pipe, event, ttl=spec.ttl_seconds_after_finished)
+    await pipe.execute()
+
+
+async def replay(*, redis: aioredis.Redis, celery: Celery, body: dict[str, Any]) -> str:
+    """Replay a dead-lettered task as its next attempt; returns what happened, for an Event."""
+    meta = body["metadata"]
+    uid = meta["uid"]
+    if not await redis.hexists(names.DLQ, uid):
+        return "not in the dead-letter queue; nothing to replay"
+    started = int(await redis.get(names.started(uid)) or 0)
+    dispatch = first_attempt(body, now=time.time()).model_copy(update={"attempt": started + 1})
+    await redis.delete(names.done(uid), names.crashes(uid), names.cancel_flag(uid))
+    await send(redis=redis, celery=celery, dispatch=dispatch)
+    await redis.hdel(names.DLQ, uid)
+    return f"replayed from the dead-letter queue as attempt {dispatch.attempt}"
+
+
 async def forget(*, redis: aioredis.Redis, uid: str) -> None:
-    """Remove every Redis key of a LongTask that no longer exists."""
-    await redis.delete(*names.task_keys(uid))
+    """Remove every Redis key of a LongTask that no longer exists, but keep it cancelled."""
+    running = await redis.exists(names.claim(uid))
+    pipe = redis.pipeline(transaction=True)
+    ledger.queue_forget(pipe, uid)
+    if running:
+        pipe.set(names.cancel_flag(uid), "1", ex=_CANCEL_FLAG_TTL_SECONDS)
+    await pipe.execute()

@@ -12,9 +12,11 @@ from typing import Any
 from longtask_contracts import events, phases
 
 Kind = events.Kind
+HISTORY_LIMIT = 20
+_ENDED_ATTEMPT = {Kind.RETRYING, Kind.SUCCEEDED, Kind.FAILED, Kind.CANCELLED}
 
 
-def _iso(ts: float) -> str:
+def iso(ts: float) -> str:
     return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -22,36 +24,77 @@ def progress_text(progress: float) -> str:
     return f"{int(progress)}%"
 
 
+def _stale(status: dict[str, Any], event: events.TaskEvent) -> bool:
+    attempts = int(status.get("attempts") or 0)
+    if event.kind == Kind.QUEUED:  # queued after that attempt already started: sent late
+        return event.attempt <= attempts
+    return bool(event.attempt) and event.attempt < attempts  # an attempt that was superseded
+
+
 def fold(status: dict[str, Any], event: events.TaskEvent) -> dict[str, Any] | None:
     """The status after `event`, or None if the event does not apply to it any more."""
     current = phases.parse(status.get("phase"))
-    if not phases.can_move(current, event.phase):
+    if not phases.can_move(current, event.phase) or _stale(status, event):
         return None
-    if event.attempt and event.attempt < int(status.get("attempts") or 0):
-        return None  # an event of an attempt that was superseded
     new = dict(status, phase=event.phase.value)
     if event.kind == Kind.QUEUED:
-        new.update(queuedAt=_iso(event.at), progress=new.get("progress", 0))
+        if phases.is_terminal(current):  # a replay from the dead-letter queue
+            for key in ("finishedAt", "error", "conditions", "result"):
+                new.pop(key, None)
+            new.update(deadLettered=False, replays=int(new.get("replays") or 0) + 1)
+        new["queuedAt"] = iso(event.at)
+        new.pop("nextAttemptAt", None)
     elif event.kind == Kind.STARTED:
         new["attempts"] = max(int(new.get("attempts") or 0), event.attempt)
-        new.setdefault("startedAt", _iso(event.at))
+        new.setdefault("startedAt", iso(event.at))
         new["worker"] = event.worker
+        new.pop("error", None)
+        new["attemptHistory"] = [
+            *new.get("attemptHistory", []),
+            {"attempt": event.attempt, "worker": event.worker, "startedAt": iso(event.at)},
+        ][-HISTORY_LIMIT:]
+    _copy_fields(new, event)
+    if event.kind in _ENDED_ATTEMPT:
+        _close_attempt(new, event)
+    if event.terminal:
+        new["finishedAt"] = iso(event.at)
+        new["conditions"] = [_finished_condition(event)]
+        new.pop("nextAttemptAt", None)
+    new["progressText"] = progress_text(float(new.get("progress") or 0))
+    return new
+
+
+def _copy_fields(new: dict[str, Any], event: events.TaskEvent) -> None:
     if event.progress is not None:
         new["progress"] = round(event.progress, 2)
     for key in ("message", "step"):
         value = getattr(event, key)
         if value is not None:
             new[key] = value
-    if event.terminal:
-        new["finishedAt"] = _iso(event.at)
-        new["conditions"] = [_finished_condition(event)]
     if event.result is not None:
         new["result"] = event.result
     if event.error is not None:
         new["error"] = event.error
         new["message"] = event.error.get("message")
-    new["progressText"] = progress_text(float(new.get("progress") or 0))
-    return new
+    if event.retry_at is not None:
+        new["nextAttemptAt"] = iso(event.retry_at)
+    if event.dead_lettered is not None:
+        new["deadLettered"] = event.dead_lettered
+
+
+def _close_attempt(new: dict[str, Any], event: events.TaskEvent) -> None:
+    history = [dict(h) for h in new.get("attemptHistory", [])]
+    if not history or history[-1].get("attempt") != event.attempt:
+        if event.kind == Kind.CANCELLED:
+            return  # cancelled before this attempt ever started
+        history.append({"attempt": event.attempt})  # its start was never reported (worker died)
+    last = history[-1]
+    last["finishedAt"] = iso(event.at)
+    error_type = (event.error or {}).get("type")
+    last["outcome"] = "WorkerLost" if error_type == "WorkerLost" else event.phase.value
+    if event.error is not None:
+        last["error"] = event.error
+    new["attemptHistory"] = history[-HISTORY_LIMIT:]
 
 
 def _finished_condition(event: events.TaskEvent) -> dict[str, str]:
@@ -62,7 +105,7 @@ def _finished_condition(event: events.TaskEvent) -> dict[str, str]:
         "status": "True" if ok else "False",
         "reason": event.phase.value,
         "message": (event.error or {}).get("message", event.message or event.phase.value),
-        "lastTransitionTime": _iso(event.at),
+        "lastTransitionTime": iso(event.at),
     }
 
 
@@ -70,11 +113,18 @@ def event_message(status: dict[str, Any]) -> tuple[str, bool]:
     """The Kubernetes Event text for a status that just reached its phase, and if it warns."""
     phase = phases.parse(status.get("phase"))
     attempt = status.get("attempts") or 0
+    err = status.get("error") or {}
     if phase == phases.Phase.RUNNING:
         return f"attempt {attempt} started on {status.get('worker')}", False
+    if phase == phases.Phase.RETRYING:
+        return (
+            f"attempt {attempt} failed ({err.get('type')}: {err.get('message')}); "
+            f"next attempt at {status.get('nextAttemptAt')}",
+            True,
+        )
     if phase == phases.Phase.FAILED:
-        err = status.get("error") or {}
-        return f"{err.get('type', 'Error')}: {err.get('message', '')}", True
+        dead = " (dead-lettered)" if status.get("deadLettered") else ""
+        return f"{err.get('type', 'Error')}: {err.get('message', '')}{dead}", True
     if phase == phases.Phase.SUCCEEDED:
         return f"succeeded after {attempt} attempt(s)", False
     return status.get("message") or phase.value, False

@@ -11,32 +11,42 @@ from typing import Any
 
 import kopf
 import prometheus_client
-import redis.asyncio as aioredis
 
-from longtask_contracts import names
-from longtask_operator import dispatch, kube, settings, statussync
+from longtask_contracts import names, phases
+from longtask_operator import dispatch, kube, maintenance, redisconn, settings, statussync
 
 LT = (names.GROUP, names.VERSION, names.PLURAL)
+REPLAY_ANNOTATION = f"{names.GROUP}/replay"
 
 
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     cfg = configure(settings)
-    memo.redis = aioredis.Redis.from_url(cfg.redis_url)
+    memo.redis = redisconn.connect(cfg.redis_url)
     memo.celery = dispatch.celery_sender(cfg.redis_url)
     memo.kube = await kube.Kube.connect()
     sync = statussync.StatusSync(
         redis=memo.redis, kube=memo.kube, consumer=cfg.consumer, interval=cfg.status_interval_seconds
     )
-    memo.sync_task = asyncio.create_task(sync.run(), name="status-sync")
+    clock = maintenance.Maintenance(
+        redis=memo.redis,
+        celery=memo.celery,
+        kube=memo.kube,
+        tick=cfg.maintenance_tick_seconds,
+        poison_crashes=cfg.poison_crashes,
+    )
+    memo.loops = [
+        asyncio.create_task(sync.run(), name="status-sync"),
+        asyncio.create_task(clock.run(), name="maintenance"),
+    ]
     if cfg.metrics_port:
         prometheus_client.start_http_server(cfg.metrics_port, addr="127.0.0.1")
 
 
 def configure(kopf_settings: kopf.OperatorSettings) -> settings.OperatorSettings:
     """Kopf settings, set explicitly so that behaviour never depends on Kopf's defaults."""
-    # Our own finalizer name, should a handler ever need one (none does yet: deletion
-    # clean-up is optional, so a LongTask never hangs when the operator is gone).
+    # Our finalizer: held only by unfinished LongTasks (see cancel_on_delete), so finished
+    # ones can always be deleted, even with the operator gone.
     kopf_settings.persistence.finalizer = names.FINALIZER
     # Handler progress and the last-handled spec live in annotations under our prefix,
     # not in .status, which belongs to the LongTask's own phase and progress.
@@ -61,18 +71,41 @@ def configure(kopf_settings: kopf.OperatorSettings) -> settings.OperatorSettings
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    memo.sync_task.cancel()
-    await asyncio.gather(memo.sync_task, return_exceptions=True)
+    for loop in memo.loops:
+        loop.cancel()
+    await asyncio.gather(*memo.loops, return_exceptions=True)
     await memo.redis.aclose()
     await memo.kube.close()
 
 
+def _unfinished(status: kopf.Status, **_: Any) -> bool:
+    return not phases.is_terminal(phases.parse(status.get("phase")))
+
+
 @kopf.on.create(*LT)
 @kopf.on.resume(*LT)
-async def dispatch_task(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await dispatch.dispatch(redis=memo.redis, celery=memo.celery, body=dispatch.plain(body))
+async def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await dispatch.reconcile(redis=memo.redis, celery=memo.celery, body=dispatch.plain(body))
 
 
-@kopf.on.delete(*LT, optional=True)
-async def forget_task(uid: str, memo: kopf.Memo, **_: Any) -> None:
-    await dispatch.forget(redis=memo.redis, uid=uid)
+@kopf.on.field(*LT, field="spec.cancel", new=True)
+async def cancel(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await dispatch.cancel(redis=memo.redis, body=dispatch.plain(body))
+
+
+@kopf.on.field(*LT, field=["metadata", "annotations", REPLAY_ANNOTATION])
+async def replay(body: kopf.Body, memo: kopf.Memo, new: Any, **_: Any) -> None:
+    if new:
+        message = await dispatch.replay(redis=memo.redis, celery=memo.celery, body=dispatch.plain(body))
+        kopf.info(body, reason="Replay", message=message)
+
+
+@kopf.on.delete(*LT, when=_unfinished)
+async def cancel_on_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await dispatch.cancel(redis=memo.redis, body=dispatch.plain(body), reason="the LongTask was deleted")
+
+
+@kopf.on.event(*LT)
+async def forget_deleted(type: str, uid: str, memo: kopf.Memo, **_: Any) -> None:
+    if type == "DELETED":
+        await dispatch.forget(redis=memo.redis, uid=uid)

@@ -70,6 +70,20 @@ class Kube:
                 raise Gone(f"{namespace}/{name}") from None
             raise
 
+    async def delete(self, *, namespace: str, name: str, uid: str) -> None:
+        """Delete the LongTask, only if it is still the object with this uid."""
+        body = client.V1DeleteOptions(
+            preconditions=client.V1Preconditions(uid=uid), propagation_policy="Background"
+        )
+        try:
+            await self.custom.delete_namespaced_custom_object(
+                names.GROUP, names.VERSION, namespace, names.PLURAL, name, body=body
+            )
+        except ApiException as exc:
+            if exc.status in (404, 409):
+                raise Gone(f"{namespace}/{name}") from None
+            raise
+
     async def post_event(
         self, *, namespace: str, name: str, uid: str, reason: str, message: str, warning: bool = False
     ) -> None:

@@ -19,6 +19,10 @@ class OperatorSettings(BaseSettings):
     # operator with the same name are read again, so nothing is lost.
     consumer: str = Field(default_factory=socket.gethostname)
     metrics_port: int = 0  # 0: no metrics server
+    # How often the maintenance loop looks for dead workers, due retries, deadlines, TTLs.
+    maintenance_tick_seconds: float = 0.5
+    # Attempts in a row whose worker died before the task is dead-lettered as poison.
+    poison_crashes: int = 3
 
 
 @functools.cache

@@ -1,4 +1,4 @@
-"""Mirrors worker events from the shared status stream into LongTask statuses.
+"""Mirrors worker events from the shared status stream into LongTask statuses and Events.
 
 Events arrive through a Redis consumer group, so an operator that restarts re-reads
 what it had not yet written. Writes are coalesced: each task gets at most one status
@@ -29,7 +29,6 @@ class _Task:
     namespace: str
     name: str
     status: dict[str, Any] | None = None  # last known status; None until loaded
-    written_phase: str | None = None
     dirty: bool = False
     last_write: float = 0.0
     entry_ids: list[bytes] = field(default_factory=list)
@@ -88,11 +87,21 @@ class StatusSync:
         task.entry_ids.append(entry_id)
         if task.status is None:
             task.status = await self._load(event)
-            task.written_phase = task.status.get("phase") if task.status is not None else None
         if task.status is None:
             return  # gone: acked on the next flush
         new = fold.fold(task.status, event)
         if new is not None and new != task.status:
+            if new.get("phase") != task.status.get("phase"):
+                # Every phase change gets its Event, even when coalescing skips its status.
+                message, warning = fold.event_message(new)
+                await self.kube.post_event(
+                    namespace=task.namespace,
+                    name=task.name,
+                    uid=event.uid,
+                    reason=str(new.get("phase")),
+                    message=message,
+                    warning=warning,
+                )
             task.status, task.dirty = new, True
 
     async def _load(self, event: events.TaskEvent) -> dict[str, Any] | None:
@@ -128,15 +137,3 @@ class StatusSync:
             return
         metrics.STATUS_PATCHES.inc()
         task.dirty, task.last_write = False, time.monotonic()
-        phase = task.status.get("phase")
-        if phase != task.written_phase:
-            task.written_phase = phase
-            message, warning = fold.event_message(task.status)
-            await self.kube.post_event(
-                namespace=task.namespace,
-                name=task.name,
-                uid=uid,
-                reason=str(phase),
-                message=message,
-                warning=warning,
-            )

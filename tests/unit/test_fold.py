@@ -53,3 +53,63 @@ def test_failure_carries_the_error_into_message_and_condition():
 def test_progress_text_rounds_down():
     status = fold.fold({"phase": "Running", "attempts": 1}, ev(K.PROGRESS, attempt=1, progress=99.9))
     assert status is not None and status["progressText"] == "99%"
+
+
+def test_retry_then_success_records_each_attempt():
+    status: dict = {}
+    for event in [
+        ev(K.QUEUED, attempt=1),
+        ev(K.STARTED, attempt=1, worker="w1"),
+        ev(
+            K.RETRYING,
+            attempt=1,
+            error={"type": "RetryableError", "message": "flaky"},
+            retry_at=1_700_000_010,
+        ),
+        ev(K.QUEUED, attempt=2),
+        ev(K.STARTED, attempt=2, worker="w2"),
+        ev(K.SUCCEEDED, attempt=2, progress=100),
+    ]:
+        new = fold.fold(status, event)
+        assert new is not None, event
+        status = new
+        if event.kind == K.RETRYING:
+            assert status["phase"] == "Retrying" and status["nextAttemptAt"] == "2023-11-14T22:13:30Z"
+    assert status["attempts"] == 2 and "error" not in status and "nextAttemptAt" not in status
+    assert [(h["attempt"], h["outcome"]) for h in status["attemptHistory"]] == [
+        (1, "Retrying"),
+        (2, "Succeeded"),
+    ]
+
+
+def test_a_worker_lost_before_reporting_start_still_counts_as_an_attempt():
+    status = fold.fold(
+        {"phase": "Queued", "attempts": 0},
+        ev(K.RETRYING, attempt=1, error={"type": "WorkerLost", "message": "gone"}, retry_at=1),
+    )
+    assert status is not None and status["attemptHistory"] == [
+        {
+            "attempt": 1,
+            "finishedAt": "2023-11-14T22:13:20Z",
+            "outcome": "WorkerLost",
+            "error": {"type": "WorkerLost", "message": "gone"},
+        }
+    ]
+
+
+def test_late_queued_event_does_not_move_a_running_task_back():
+    assert fold.fold({"phase": "Running", "attempts": 1}, ev(K.QUEUED, attempt=1)) is None
+
+
+def test_replay_from_the_dead_letter_queue():
+    failed = {
+        "phase": "Failed",
+        "attempts": 3,
+        "deadLettered": True,
+        "finishedAt": "x",
+        "error": {"type": "RetryableError", "message": "m"},
+    }
+    status = fold.fold(failed, ev(K.QUEUED, attempt=4))
+    assert status is not None
+    assert status["phase"] == "Queued" and status["replays"] == 1 and status["deadLettered"] is False
+    assert "finishedAt" not in status and "error" not in status

@@ -7,9 +7,11 @@ nothing.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from longtask_contracts import events
+from longtask_contracts import events, ledger, models
 from longtask_worker import runner, sdk
 from longtask_worker.tasks import demo  # noqa: F401 - registers the demo tasks
 
@@ -20,37 +22,50 @@ class MemoryStore:
         self.claims: dict[str, str] = {}
         self.done: set[str] = set()
         self.cancelled: set[str] = set()
+        self.retries: list[tuple[ledger.Dispatch, float]] = []
+        self.dead: list[ledger.DeadLetter] = []
 
-    def publish(self, event: events.TaskEvent) -> str:
+    def publish(self, event: events.TaskEvent, *, ttl: int | None = None) -> None:
         self.events.append(event)
         if event.terminal:
             self.done.add(event.uid)
-        return f"{len(self.events)}-0"
 
-    def claim(self, *, uid: str, attempt: int, worker: str, lease_seconds: float) -> bool:
-        if uid in self.done or uid in self.claims:
+    def claim(self, dispatch: ledger.Dispatch, *, worker: str, lease_seconds: float) -> bool:
+        if dispatch.uid in self.done or dispatch.uid in self.claims:
             return False
-        self.claims[uid] = f"{attempt}:{worker}"
+        self.claims[dispatch.uid] = f"{dispatch.attempt}:{worker}"
         return True
 
-    def renew(self, *, uid: str, lease_seconds: float) -> None: ...
+    def renew(self, *, uid: str, lease_seconds: float) -> bool:
+        return uid in self.claims
 
-    def release(self, *, uid: str) -> None:
-        self.claims.pop(uid, None)
+    def finish(
+        self,
+        *,
+        dispatch: ledger.Dispatch,
+        event: events.TaskEvent,
+        retry_at: float | None = None,
+        dead_letter: ledger.DeadLetter | None = None,
+    ) -> None:
+        self.publish(event)
+        if retry_at is not None:
+            self.retries.append((dispatch.next(), retry_at))
+        if dead_letter is not None:
+            self.dead.append(dead_letter)
+        self.claims.pop(dispatch.uid, None)
 
     def cancel_requested(self, uid: str) -> bool:
         return uid in self.cancelled
 
 
-def run(store: MemoryStore, task: str, **params) -> events.Kind | None:
-    dispatch = events.Dispatch(namespace="ns", name="t", uid="u1", task=task, params=params)
-    return runner.run(
-        dispatch=dispatch,
-        store=store,
-        worker="w",
-        lease_seconds=30,  # type: ignore[arg-type]
-        result_max_bytes=1024,
+def run(
+    store: MemoryStore, task: str, *, attempt: int = 1, max_retries: int = 3, **params
+) -> events.Kind | None:
+    spec = models.LongTaskSpec(task=task, params=params, retry=models.RetryPolicy(max_retries=max_retries))
+    dispatch = ledger.Dispatch(
+        namespace="ns", name="t", uid="u1", spec=spec, attempt=attempt, deadline=time.time() + 3600
     )
+    return runner.run(dispatch=dispatch, store=store, worker="w", limits=runner.Limits())  # type: ignore[arg-type]
 
 
 def test_success_reports_progress_and_result():
@@ -85,6 +100,25 @@ def test_redelivery_of_a_finished_attempt_does_nothing():
     before = len(store.events)
     assert run(store, "demo.noop") is None
     assert len(store.events) == before
+
+
+def test_retryable_error_schedules_the_next_attempt_with_backoff():
+    store = MemoryStore()
+    before = time.time()
+    assert run(store, "demo.fail", permanent=False) is events.Kind.RETRYING
+    ((following, at),) = store.retries
+    assert following.attempt == 2 and before + 1.8 <= at <= time.time() + 2.2  # 2 s ± 10 %
+    assert store.events[-1].error == {"type": "RetryableError", "message": "demo failure"}
+
+
+def test_permanent_error_fails_at_once_and_exhausted_retries_dead_letter():
+    store = MemoryStore()
+    assert run(store, "demo.fail", permanent=True) is events.Kind.FAILED
+    assert store.retries == [] and store.dead == [] and not store.events[-1].dead_lettered
+    store = MemoryStore()
+    assert run(store, "demo.fail", attempt=4, max_retries=3) is events.Kind.FAILED
+    assert store.events[-1].dead_lettered is True
+    assert store.dead[0].reason == "RetriesExhausted" and store.dead[0].attempts == 4
 
 
 def test_registering_a_name_twice_is_an_error():

@@ -18,10 +18,9 @@ import os
 import socket
 from typing import Any
 
-import redis
 from celery import Celery, Task
 
-from longtask_contracts import events, names
+from longtask_contracts import ledger, names
 from longtask_worker import runner, settings, store
 
 BUILTIN_TASK_MODULES = (
@@ -65,7 +64,7 @@ def _store(cfg: settings.WorkerSettings) -> store.Store:
     """One Redis client per process (prefork children must not share the parent's sockets)."""
     pid = os.getpid()
     if pid not in _stores:
-        _stores[pid] = store.Store(redis.Redis.from_url(cfg.redis_url))
+        _stores[pid] = store.Store(store.connect(cfg.redis_url))
     return _stores[pid]
 
 
@@ -80,15 +79,17 @@ def create_app(cfg: settings.WorkerSettings | None = None) -> Celery:
     configure(app, cfg)
     load_task_modules(cfg)
 
+    limits = runner.Limits(
+        lease_seconds=cfg.lease_seconds,
+        result_max_bytes=cfg.result_max_bytes,
+        cancel_grace_seconds=cfg.cancel_grace_seconds,
+    )
+
     @app.task(name=names.RUN_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
     def run_longtask(self: Task[Any, Any], dispatch: dict[str, Any]) -> str | None:
         worker = f"{self.request.hostname or socket.gethostname()}/{os.getpid()}"
         kind = runner.run(
-            dispatch=events.Dispatch.model_validate(dispatch),
-            store=_store(cfg),
-            worker=worker,
-            lease_seconds=cfg.lease_seconds,
-            result_max_bytes=cfg.result_max_bytes,
+            dispatch=ledger.Dispatch.model_validate(dispatch), store=_store(cfg), worker=worker, limits=limits
         )
         return kind.value if kind else None
 

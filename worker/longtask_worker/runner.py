@@ -1,63 +1,63 @@
-"""Runs one attempt of one LongTask: lease, look-up, call, and the events around it.
+"""Runs one attempt of one LongTask: lease, look-up, call, and how the attempt ends.
 
 It must not know about Celery's API (app.py adapts it) nor write Redis keys itself
-(store.py does).
+(store.py does). What follows a failure is decided by longtask_contracts.retry.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import random
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from longtask_contracts import events
+from longtask_contracts import events, ledger, retry
 from longtask_worker import sdk, store
 
 log = logging.getLogger(__name__)
 _CANCEL_CHECK_INTERVAL = 0.25
+Kind = events.Kind
+
+
+@dataclass(frozen=True)
+class Limits:
+    lease_seconds: float = 30.0
+    result_max_bytes: int = 16 * 1024
+    cancel_grace_seconds: float = 30.0
 
 
 class RunContext:
-    """The sdk.TaskContext of one running attempt."""
+    """The sdk.TaskContext of one running attempt; also renews its lease in the background
+    and, once the task was cancelled and ignored it for the grace period, ends the process."""
 
-    def __init__(
-        self, *, dispatch: events.Dispatch, store: store.Store, worker: str, lease_seconds: float
-    ) -> None:
+    def __init__(self, *, dispatch: ledger.Dispatch, store: store.Store, worker: str, limits: Limits) -> None:
         self.dispatch = dispatch
-        self.namespace = dispatch.namespace
-        self.name = dispatch.name
-        self.uid = dispatch.uid
+        self.namespace, self.name, self.uid = dispatch.namespace, dispatch.name, dispatch.uid
         self.attempt = dispatch.attempt
         self.worker = worker
         self._store = store
-        self._lease = lease_seconds
+        self._limits = limits
         self._cancelled = False
         self._cancel_checked = 0.0
         self._stop = threading.Event()
-        self._beat = threading.Thread(target=self._beat_loop, name=f"heartbeat-{self.uid}", daemon=True)
+        self._beat = threading.Thread(target=self._watch, name=f"lease-{self.uid}", daemon=True)
 
-    def event(self, kind: events.Kind, **fields: Any) -> str:
-        return self._store.publish(
-            events.TaskEvent(
-                kind=kind,
-                namespace=self.namespace,
-                name=self.name,
-                uid=self.uid,
-                attempt=self.attempt,
-                worker=self.worker,
-                **fields,
+    def event(self, kind: Kind, **fields: Any) -> events.TaskEvent:
+        return self.dispatch.event(kind, worker=self.worker, **fields)
+
+    def progress(self, percent: float, message: str | None = None, *, step: str | None = None) -> None:
+        self._store.publish(
+            self.event(
+                Kind.PROGRESS, progress=max(0.0, min(100.0, float(percent))), message=message, step=step
             )
         )
 
-    def progress(self, percent: float, message: str | None = None, *, step: str | None = None) -> None:
-        self.event(
-            events.Kind.PROGRESS, progress=max(0.0, min(100.0, float(percent))), message=message, step=step
-        )
-
     def heartbeat(self) -> None:
-        self._store.renew(uid=self.uid, lease_seconds=self._lease)
+        self._store.renew(uid=self.uid, lease_seconds=self._limits.lease_seconds)
 
     @property
     def cancelled(self) -> bool:
@@ -71,7 +71,6 @@ class RunContext:
         if self.cancelled:
             raise sdk.Cancelled("the LongTask was cancelled")
 
-    # -- background lease renewal -------------------------------------------------
     def __enter__(self) -> RunContext:
         self._beat.start()
         return self
@@ -79,48 +78,91 @@ class RunContext:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._beat.join(timeout=5)
-        self._store.release(uid=self.uid)
 
-    def _beat_loop(self) -> None:
-        while not self._stop.wait(self._lease / 3):
+    def _watch(self) -> None:
+        """Renew the lease every third of it; enforce the cancel grace period."""
+        interval = min(1.0, self._limits.lease_seconds / 3)
+        last_beat, cancel_seen = time.monotonic(), None
+        while not self._stop.wait(interval):
             try:
-                self.heartbeat()
+                if time.monotonic() - last_beat >= self._limits.lease_seconds / 3:
+                    self.heartbeat()
+                    last_beat = time.monotonic()
+                if cancel_seen is None and self._store.cancel_requested(self.uid):
+                    cancel_seen = time.monotonic()
+                if (
+                    cancel_seen is not None
+                    and time.monotonic() - cancel_seen > self._limits.cancel_grace_seconds
+                ):
+                    self._force_cancel()
             except Exception:  # a Redis blip must not kill the task; the next beat retries
-                log.warning("heartbeat of %s failed", self.uid, exc_info=True)
+                log.warning("lease renewal of %s failed", self.uid, exc_info=True)
+
+    def _force_cancel(self) -> None:
+        log.warning(
+            "%s/%s ignored cancellation for %.0f s; stopping its process",
+            self.namespace,
+            self.name,
+            self._limits.cancel_grace_seconds,
+        )
+        self._store.finish(
+            dispatch=self.dispatch,
+            event=self.event(Kind.CANCELLED, message="cancelled: stopped after the grace period"),
+        )
+        os._exit(75)  # the parent replaces this process; the redelivered message is skipped
 
 
-def run(
-    *, dispatch: events.Dispatch, store: store.Store, worker: str, lease_seconds: float, result_max_bytes: int
-) -> events.Kind | None:
+def run(*, dispatch: ledger.Dispatch, store: store.Store, worker: str, limits: Limits) -> Kind | None:
     """Run the attempt; returns the kind of its final event, or None if it was not ours."""
-    if not store.claim(
-        uid=dispatch.uid, attempt=dispatch.attempt, worker=worker, lease_seconds=lease_seconds
-    ):
-        log.info("skipping %s attempt %s: done or running elsewhere", dispatch.uid, dispatch.attempt)
+    if not store.claim(dispatch, worker=worker, lease_seconds=limits.lease_seconds):
+        log.info(
+            "skipping %s attempt %s: done, running elsewhere, or superseded", dispatch.uid, dispatch.attempt
+        )
         return None
-    with RunContext(dispatch=dispatch, store=store, worker=worker, lease_seconds=lease_seconds) as ctx:
-        ctx.event(events.Kind.STARTED, progress=0)
-        kind, fields = _outcome(ctx, dispatch, result_max_bytes)
-        ctx.event(kind, **fields)
-        return kind
+    with RunContext(dispatch=dispatch, store=store, worker=worker, limits=limits) as ctx:
+        store.publish(ctx.event(Kind.STARTED, progress=0))
+        try:
+            result = _call(ctx, dispatch, limits.result_max_bytes)
+        except Exception as exc:  # every failure becomes the task's outcome, not the worker's
+            return _finish_failed(ctx, store, dispatch, exc, limits)
+        store.finish(dispatch=dispatch, event=ctx.event(Kind.SUCCEEDED, progress=100, result=result))
+        return Kind.SUCCEEDED
 
 
-def _outcome(
-    ctx: RunContext, dispatch: events.Dispatch, result_max_bytes: int
-) -> tuple[events.Kind, dict[str, Any]]:
-    try:
-        fn = sdk.lookup(dispatch.task)
-        bound = sdk.bind(fn, ctx, dispatch.params)
-        if ctx.cancelled:
-            raise sdk.Cancelled("the LongTask was cancelled before it started")
-        result = fn(*bound.args, **bound.kwargs)
-        _check_result(result, result_max_bytes)
-    except sdk.Cancelled as exc:
-        return events.Kind.CANCELLED, {"message": str(exc)}
-    except Exception as exc:  # every failure becomes the task's error, never the worker's
-        log.info("task %s/%s failed: %r", dispatch.namespace, dispatch.name, exc)
-        return events.Kind.FAILED, {"error": {"type": _error_type(exc), "message": str(exc) or repr(exc)}}
-    return events.Kind.SUCCEEDED, {"progress": 100, "result": result}
+def _call(ctx: RunContext, dispatch: ledger.Dispatch, result_max_bytes: int) -> Any:
+    fn = sdk.lookup(dispatch.spec.task)
+    bound = sdk.bind(fn, ctx, dispatch.spec.params)
+    if ctx.cancelled:
+        raise sdk.Cancelled("the LongTask was cancelled before it started")
+    result = fn(*bound.args, **bound.kwargs)
+    _check_result(result, result_max_bytes)
+    return result
+
+
+def _finish_failed(
+    ctx: RunContext, store: store.Store, dispatch: ledger.Dispatch, exc: Exception, limits: Limits
+) -> Kind:
+    if isinstance(exc, sdk.Cancelled):
+        store.finish(dispatch=dispatch, event=ctx.event(Kind.CANCELLED, message=str(exc)))
+        return Kind.CANCELLED
+    error = {"type": _error_type(exc), "message": str(exc) or repr(exc)}
+    log.info("task %s/%s attempt %s failed: %s", dispatch.namespace, dispatch.name, dispatch.attempt, error)
+    now = time.time()
+    decision = retry.decide(
+        policy=dispatch.spec.retry,
+        attempt=dispatch.attempt,
+        now=now,
+        deadline=dispatch.deadline,
+        rand=random.random(),
+        permanent=isinstance(exc, sdk.PermanentError),
+    )
+    kind, event, dead = ledger.failure_outcome(dispatch, decision, error, worker=ctx.worker)
+    store.finish(dispatch=dispatch, event=event, retry_at=decision.at, dead_letter=dead)
+    return kind
+
+
+def _is_soft_limit(exc: BaseException) -> bool:
+    return type(exc).__name__ == "SoftTimeLimitExceeded"
 
 
 def _check_result(result: object, limit: int) -> None:
@@ -136,5 +178,4 @@ def _check_result(result: object, limit: int) -> None:
 
 
 def _error_type(exc: BaseException) -> str:
-    name = type(exc).__name__
-    return "Timeout" if name == "SoftTimeLimitExceeded" else name
+    return "AttemptTimeout" if _is_soft_limit(exc) else type(exc).__name__

@@ -22,6 +22,8 @@ class WorkerSettings(BaseSettings):
     # it. Liveness comes from the lease, so this only needs to exceed the longest task.
     visibility_timeout_seconds: int = 7 * 24 * 3600
     result_max_bytes: int = 16 * 1024
+    # How long a running task may ignore cancellation before its process is stopped.
+    cancel_grace_seconds: float = 30.0
 
     def module_list(self) -> list[str]:
         return [m.strip() for m in self.task_modules.split(",") if m.strip()]

@@ -1,46 +1,92 @@
-"""All of the worker's Redis I/O: publishing events, the run lease, the cancel flag.
+"""All of the worker's Redis I/O: events, the run lease, attempt outcomes, the cancel flag.
 
-It must not decide anything: runner.py decides, this module reads and writes keys.
+It must not decide anything: runner.py decides, this module reads and writes keys
+(their layout is in longtask_contracts.names and .ledger).
 """
 
 from __future__ import annotations
 
+import time
+
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
 
-from longtask_contracts import events, names
+from longtask_contracts import events, ledger, names
 
-_DONE_TTL_SECONDS = 7 * 24 * 3600
+# Take the lease only if the task is not done, nobody holds it, and no later (or the
+# same) attempt has started: a redelivered or duplicated message then does nothing.
+_CLAIM = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if tonumber(redis.call('GET', KEYS[3]) or '0') >= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('SET', KEYS[3], ARGV[1])
+redis.call('ZADD', KEYS[4], ARGV[4], ARGV[5])
+return 1
+"""
+
+
+def connect(url: str) -> redis.Redis:
+    """A client that rides out a Redis restart: retries with backoff for about a minute."""
+    return redis.Redis.from_url(
+        url,
+        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=40),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        health_check_interval=10,
+    )
 
 
 class Store:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
+        self._claim = client.register_script(_CLAIM)
 
-    def publish(self, event: events.TaskEvent) -> str:
-        """Append the event to the task's stream and to the operator's status stream.
-
-        Both writes go in one MULTI so the operator never sees an event that SSE clients
-        will not, and the other way round. Returns the event's id in the task stream.
-        """
+    def publish(self, event: events.TaskEvent, *, ttl: int | None = None) -> None:
         pipe = self.redis.pipeline(transaction=True)
-        events.queue_publish(pipe, event)
-        if event.terminal:
-            pipe.set(names.done(event.uid), str(event.attempt), ex=_DONE_TTL_SECONDS)
-        stream_id, _, *_ = pipe.execute()
-        return stream_id.decode() if isinstance(stream_id, bytes) else str(stream_id)
+        ledger.queue_publish(pipe, event, ttl=ttl)
+        pipe.execute()
 
-    def claim(self, *, uid: str, attempt: int, worker: str, lease_seconds: float) -> bool:
-        """Take the run lease for this attempt, unless the task is done or someone holds it."""
-        if self.redis.exists(names.done(uid)):
-            return False
-        holder = f"{attempt}:{worker}"
-        return bool(self.redis.set(names.claim(uid), holder, nx=True, px=int(lease_seconds * 1000)))
+    def claim(self, dispatch: ledger.Dispatch, *, worker: str, lease_seconds: float) -> bool:
+        uid = dispatch.uid
+        keys = [names.claim(uid), names.done(uid), names.started(uid), names.LEASES]
+        args: list[str | int | float] = [
+            dispatch.attempt,
+            f"{dispatch.attempt}:{worker}",
+            int(lease_seconds * 1000),
+            time.time() + lease_seconds,
+            uid,
+        ]
+        return bool(self._claim(keys=keys, args=args))
 
-    def renew(self, *, uid: str, lease_seconds: float) -> None:
-        self.redis.pexpire(names.claim(uid), int(lease_seconds * 1000))
+    def renew(self, *, uid: str, lease_seconds: float) -> bool:
+        """Extend the lease; False if it is no longer ours (it ran out and was taken over)."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.pexpire(names.claim(uid), int(lease_seconds * 1000))
+        pipe.zadd(names.LEASES, {uid: time.time() + lease_seconds}, xx=True)
+        held, _ = pipe.execute()
+        return bool(held)
 
-    def release(self, *, uid: str) -> None:
-        self.redis.delete(names.claim(uid))
+    def finish(
+        self,
+        *,
+        dispatch: ledger.Dispatch,
+        event: events.TaskEvent,
+        retry_at: float | None = None,
+        dead_letter: ledger.DeadLetter | None = None,
+    ) -> None:
+        """End the attempt: publish its last event, schedule a retry or dead-letter, release."""
+        pipe = self.redis.pipeline(transaction=True)
+        ledger.queue_publish(pipe, event, ttl=dispatch.spec.ttl_seconds_after_finished)
+        if retry_at is not None:
+            ledger.queue_retry(pipe, dispatch.next(), at=retry_at)
+        if dead_letter is not None:
+            ledger.queue_dead_letter(pipe, dead_letter)
+        pipe.delete(names.claim(dispatch.uid), names.crashes(dispatch.uid))
+        pipe.zrem(names.LEASES, dispatch.uid)
+        pipe.execute()
 
     def cancel_requested(self, uid: str) -> bool:
         return bool(self.redis.exists(names.cancel_flag(uid)))

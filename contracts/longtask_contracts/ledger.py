@@ -1,0 +1,144 @@
+"""The per-task state longtask keeps in Redis, and the writes that change it.
+
+Each queue_* function only queues commands on a Redis pipeline (sync or asyncio) and
+executes nothing: the caller runs the pipeline as one MULTI, so an event and the state
+change it reports land together or not at all. Workers and the operator share these, so
+the layout in names.py has exactly one writer's view.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from longtask_contracts import events, models, names, retry
+
+_DONE_TTL_SECONDS = 30 * 24 * 3600
+
+
+class Dispatch(BaseModel):
+    """The Celery message body of one attempt (JSON; never pickle)."""
+
+    namespace: str
+    name: str
+    uid: str
+    spec: models.LongTaskSpec
+    attempt: int = 1
+    deadline: float = Field(description="Unix time by which the whole task must end.")
+
+    def attempt_seconds(self, now: float) -> float:
+        """This attempt's time limit: the per-attempt limit, never past the deadline."""
+        limit = self.spec.attempt_timeout_seconds or self.spec.timeout_seconds
+        return max(1.0, min(float(limit), self.deadline - now))
+
+    def next(self) -> Dispatch:
+        return self.model_copy(update={"attempt": self.attempt + 1})
+
+    def event(self, kind: events.Kind, **fields: Any) -> events.TaskEvent:
+        return events.TaskEvent(
+            kind=kind, namespace=self.namespace, name=self.name, uid=self.uid, attempt=self.attempt, **fields
+        )
+
+
+class DeadLetter(BaseModel):
+    """A task parked in the dead-letter queue: enough to understand it and to replay it."""
+
+    namespace: str
+    name: str
+    uid: str
+    task: str
+    spec: dict[str, Any]
+    attempts: int
+    reason: str = Field(description="RetriesExhausted or Poison.")
+    error: dict[str, str] = Field(default_factory=dict)
+    at: float = Field(default_factory=time.time)
+
+
+def failure_outcome(
+    dispatch: Dispatch, decision: retry.Decision, error: dict[str, str], *, worker: str | None
+) -> tuple[events.Kind, events.TaskEvent, DeadLetter | None]:
+    """The event (and dead-letter record) that reports `decision` after a failed attempt."""
+    if decision.outcome is retry.Outcome.RETRY:
+        return (
+            events.Kind.RETRYING,
+            dispatch.event(
+                events.Kind.RETRYING,
+                worker=worker,
+                error=error,
+                retry_at=decision.at,
+                message=error["message"],
+            ),
+            None,
+        )
+    if decision.reason == "DeadlineExceeded":
+        error = {
+            "type": "DeadlineExceeded",
+            "message": f"timeoutSeconds ({dispatch.spec.timeout_seconds}) leaves no time for "
+            f"another attempt; last error: {error['type']}: {error['message']}",
+        }
+    dead = None
+    if decision.outcome is retry.Outcome.DEAD_LETTER:
+        dead = DeadLetter(
+            namespace=dispatch.namespace,
+            name=dispatch.name,
+            uid=dispatch.uid,
+            task=dispatch.spec.task,
+            spec=dispatch.spec.to_k8s(),
+            attempts=dispatch.attempt,
+            reason=decision.reason,
+            error=error,
+        )
+    event = dispatch.event(
+        events.Kind.FAILED, worker=worker, error=error, dead_lettered=dead is not None or None
+    )
+    return events.Kind.FAILED, event, dead
+
+
+def queue_publish(pipe: Any, event: events.TaskEvent, *, ttl: int | None = None) -> None:
+    """Publish `event` to the task's stream (SSE) and the status stream (operator).
+
+    A terminal event also marks the task done (redeliveries then do nothing), drops it
+    from the maintenance sets, and starts its ttlSecondsAfterFinished clock.
+    """
+    fields = event.encode()
+    pipe.xadd(names.events_stream(event.uid), fields, maxlen=names.TASK_STREAM_MAXLEN, approximate=True)
+    pipe.xadd(names.STATUS_STREAM, fields, maxlen=names.STATUS_STREAM_MAXLEN, approximate=True)
+    if event.terminal:
+        pipe.set(names.done(event.uid), str(event.attempt), ex=_DONE_TTL_SECONDS)
+        pipe.expire(names.events_stream(event.uid), _DONE_TTL_SECONDS)
+        for zset in (names.LEASES, names.SCHEDULE, names.DEADLINES):
+            pipe.zrem(zset, event.uid)
+        if ttl is not None:
+            pipe.zadd(names.EXPIRY, {event.uid: event.at + ttl})
+
+
+def queue_sent(pipe: Any, dispatch: Dispatch) -> None:
+    """Record that `dispatch` was sent: it is the current attempt; its deadline is watched."""
+    pipe.set(names.current(dispatch.uid), dispatch.model_dump_json())
+    pipe.zrem(names.SCHEDULE, dispatch.uid)
+    pipe.zadd(names.DEADLINES, {dispatch.uid: dispatch.deadline})
+
+
+def queue_retry(pipe: Any, following: Dispatch, *, at: float) -> None:
+    """Schedule the `following` attempt at unix time `at` (the operator sends it then)."""
+    pipe.set(names.current(following.uid), following.model_dump_json())
+    pipe.zrem(names.LEASES, following.uid)
+    pipe.zadd(names.SCHEDULE, {following.uid: at})
+
+
+def queue_dead_letter(pipe: Any, record: DeadLetter) -> None:
+    pipe.hset(names.DLQ, record.uid, record.model_dump_json())
+
+
+def queue_lease(pipe: Any, uid: str, *, until: float) -> None:
+    pipe.zadd(names.LEASES, {uid: until})
+
+
+def queue_forget(pipe: Any, uid: str) -> None:
+    """Remove every trace of a task that no longer exists."""
+    pipe.delete(*names.task_keys(uid))
+    for zset in names.ZSETS:
+        pipe.zrem(zset, uid)
+    pipe.hdel(names.DLQ, uid)
