@@ -5,16 +5,18 @@ process, one worker process with concurrency 2, the gateway) plus a raw Celery w
 (bench/rawcelery.py: longtask's Celery settings, its own queue, concurrency 2), then runs
 these arms one after another:
 
-1. Latency, longtask: --samples sequential LongTasks (demo.noop). Latency is the worker's
-   `started` event `at` minus the wall-clock time the create call returned. It is split
-   at the operator's `queued` event (published just before send_task) into
-   create->queued (watch + Kopf + handler) and queued->started (Redis, Celery, worker).
+1. Latency, longtask: --samples sequential LongTasks (demo.noop), each created once the
+   previous one succeeded. Latency is the worker's `started` event `at` minus the time
+   the create call returned. It is split at the operator's `queued` event and at the
+   worker's "received" log line (Celery took the message off Redis).
 2. Latency, raw Celery: --samples sequential no-op tasks; send_task called -> task start.
 3. Throughput, longtask: --tasks LongTasks created at once; from the first create call to
    the last worker `succeeded` event (event-based), and to all CR statuses Succeeded.
 4. Throughput, raw Celery: --tasks tasks sent at once; first send_task -> last finish.
 
-Every timestamp is time.time() on this machine. Run:
+Every timestamp is time.time() on this machine. To show where time goes it also reports
+CPU seconds per process and kube-apiserver requests per LongTask (bench/probes.py,
+bench/cputime.py). Run:
 
     uv run python bench/dispatch.py [--tasks 200] [--samples 200]
 """
@@ -27,29 +29,32 @@ import contextlib
 import math
 import os
 import statistics
+import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cputime
+import probes
 import rawcelery
 import redis
 import redis.asyncio as aioredis
 from kubernetes_asyncio import client, config
 
 from longtask_contracts import events, names
+from longtask_dev import binaries, procs
 from longtask_dev import cluster as cluster_mod
 from longtask_dev import platform as platform_mod
-from longtask_dev import procs
 
 CONCURRENCY = 2  # both arms; the machine has two cores
 WARMUP = 5  # tasks per latency arm that are not counted
 TASK = "demo.noop"
 TARGET_P50_MS, TARGET_P99_MS, TARGET_RATIO = 50.0, 250.0, 0.4
 WAIT_SECONDS = 120.0
+WORKER, RAW_WORKER = "worker-default-1", "bench-raw"  # process names (Platform names its workers)
 Kind = events.Kind
 
 # The options the operator passes to send_task for a default spec (dispatch.py).
@@ -60,11 +65,13 @@ RAW_SEND_OPTIONS = {"queue": rawcelery.QUEUE, "priority": 0, "soft_time_limit": 
 class Sample:
     """One task's wall-clock timestamps (seconds); `queued` is None for raw Celery."""
 
+    task_id: str  # the Celery task id
     called: float  # the create / send_task call began
     returned: float  # the call returned
     queued: float | None
     started: float
     finished: float
+    received: float = math.nan  # the worker logged "received" (filled in from its log)
 
 
 @dataclass
@@ -79,13 +86,41 @@ class Throughput:
     statuses: float | None = None  # longtask: every CR status says Succeeded
 
 
+@dataclass
+class Probes:
+    """CPU seconds per process and apiserver requests per task, recorded per phase."""
+
+    c: cluster_mod.Cluster
+    cpu: cputime.Meter
+    api: dict[str, tuple[int, probes.Counts]]
+
+    @classmethod
+    def of(cls, c: cluster_mod.Cluster) -> Probes:
+        def pids() -> dict[str, int]:
+            return {"bench (this process)": os.getpid(), **{child.name: child.pid for child in c.children}}
+
+        return cls(c, cputime.Meter(pids), {})
+
+    @contextlib.contextmanager
+    def phase(self, name: str, *, longtasks: int = 0) -> Iterator[None]:
+        """Meter CPU; with `longtasks`, also count apiserver requests per LongTask."""
+        before = probes.api_requests(self.c) if longtasks else None
+        with self.cpu.phase(name):
+            yield
+        if before is not None:
+            self.api[name] = (longtasks, probes.api_requests(self.c) - before)
+
+    def report(self) -> list[str]:
+        return [*self.cpu.report(), "", *probes.api_report(self.api)]
+
+
 # -- the platform ---------------------------------------------------------------------
 def start_raw_worker(c: cluster_mod.Cluster) -> procs.Child:
-    log = c.state_dir / "logs" / "bench-raw.log"
+    log = c.state_dir / "logs" / f"{RAW_WORKER}.log"
     script = Path(rawcelery.__file__)
     child = c.add(
         procs.Child(
-            "bench-raw", [sys.executable, str(script), c.redis_url, str(CONCURRENCY)], log, env=c.environ()
+            RAW_WORKER, [sys.executable, str(script), c.redis_url, str(CONCURRENCY)], log, env=c.environ()
         )
     )
     procs.wait_until(
@@ -100,7 +135,7 @@ def start_raw_worker(c: cluster_mod.Cluster) -> procs.Child:
 
 def start_everything(c: cluster_mod.Cluster) -> None:
     p = platform_mod.Platform(c).start(workers=0)
-    p.start_worker(concurrency=CONCURRENCY)
+    assert p.start_worker(concurrency=CONCURRENCY).name == WORKER
     start_raw_worker(c)
 
 
@@ -156,16 +191,17 @@ def first_at(entries: Sequence[tuple[Any, dict[Any, Any]]], seen: dict[Kind, flo
 
 
 def check_outcome(uid: str, seen: dict[Kind, float]) -> bool:
-    """True once the task succeeded; raise if it ended any other way."""
+    """True once the task succeeded and its `queued` event is in (it may come last); raise
+    if the task ended any other way."""
     if Kind.SUCCEEDED in seen:
-        return True
+        return Kind.QUEUED in seen
     if seen.keys() & {Kind.FAILED, Kind.CANCELLED, Kind.RETRYING}:
         raise RuntimeError(f"LongTask {uid} did not succeed: {sorted(seen)}")
     return False
 
 
 async def wait_succeeded(r: aioredis.Redis, uid: str) -> dict[Kind, float]:
-    """Follow one task's event stream until its `succeeded` event."""
+    """Follow one task's event stream until its `succeeded` and `queued` events are in."""
     key, last, seen = names.events_stream(uid), "0", {}
     deadline = time.monotonic() + WAIT_SECONDS
     while not check_outcome(uid, seen):
@@ -183,20 +219,23 @@ async def longtask_latency(c: cluster_mod.Cluster, namespace: str, samples: int)
         for i in range(WARMUP + samples):
             uid, called, returned = await create(custom, namespace, f"lat-{i:05d}")
             seen = await wait_succeeded(r, uid)
-            result.append(
-                Sample(called, returned, seen[Kind.QUEUED], seen[Kind.STARTED], seen[Kind.SUCCEEDED])
-            )
+            task_id = names.celery_task_id(uid, 1)
+            at = [seen[kind] for kind in (Kind.QUEUED, Kind.STARTED, Kind.SUCCEEDED)]
+            result.append(Sample(task_id, called, returned, *at))
     return result[WARMUP:]
 
 
 async def poll_all_succeeded(r: aioredis.Redis, uids: Sequence[str]) -> dict[str, dict[Kind, float]]:
-    """Poll every task's event stream until each has its `succeeded` event."""
+    """Poll every task's event stream until each has its `succeeded` and `queued` events."""
     seen: dict[str, dict[Kind, float]] = {uid: {} for uid in uids}
     pending = set(uids)
     deadline = time.monotonic() + WAIT_SECONDS
     while pending:
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{len(pending)} of {len(uids)} LongTasks did not finish")
+            stuck = {uid: sorted(seen[uid]) for uid in sorted(pending)[:5]}
+            raise TimeoutError(
+                f"{len(pending)} of {len(uids)} LongTasks did not finish; events of some: {stuck}"
+            )
         await asyncio.sleep(0.05)
         batch = sorted(pending)
         pipe = r.pipeline(transaction=False)
@@ -224,13 +263,22 @@ async def poll_statuses_succeeded(custom: client.CustomObjectsApi, namespace: st
     raise TimeoutError(f"the LongTask statuses in {namespace} did not all reach Succeeded")
 
 
-async def longtask_throughput(c: cluster_mod.Cluster, namespace: str, tasks: int) -> Throughput:
+async def longtask_throughput(
+    c: cluster_mod.Cluster, namespace: str, tasks: int, probe: Probes
+) -> Throughput:
+    """Create `tasks` LongTasks at once; CPU is metered until the last `succeeded` event
+    ("lt tput run") and from then until every status is written ("lt tput status")."""
     async with kube_and_redis(c) as (custom, r):
-        began = time.time()
-        created = await asyncio.gather(*(create(custom, namespace, f"tput-{i:05d}") for i in range(tasks)))
-        submitted = time.time()
-        seen = list((await poll_all_succeeded(r, [uid for uid, _, _ in created])).values())
-        status_done = await poll_statuses_succeeded(custom, namespace, tasks)
+        with probe.phase("lt tput run", longtasks=tasks):
+            began = time.time()
+            created = await asyncio.gather(
+                *(create(custom, namespace, f"tput-{i:05d}") for i in range(tasks))
+            )
+            submitted = time.time()
+            seen = list((await poll_all_succeeded(r, [uid for uid, _, _ in created])).values())
+        with probe.phase("lt tput status", longtasks=tasks):
+            status_done = await poll_statuses_succeeded(custom, namespace, tasks)
+            await asyncio.to_thread(wait_operator_idle, c)
 
     def last(kind: Kind) -> float:
         return max(s[kind] for s in seen) - began
@@ -257,15 +305,16 @@ def raw_latency(c: cluster_mod.Cluster, samples: int) -> list[Sample]:
     key, result = rawcelery.results_key("latency"), []
     try:
         for i in range(WARMUP + samples):
+            task_id = f"raw-latency-{i}"
             called = time.time()
-            app.send_task(rawcelery.TASK, args=["latency", i], **RAW_SEND_OPTIONS)
+            app.send_task(rawcelery.TASK, args=["latency", i], task_id=task_id, **RAW_SEND_OPTIONS)
             returned = time.time()
             popped = r.blpop([key], timeout=WAIT_SECONDS)
             if popped is None:
                 raise TimeoutError(f"raw task {i} did not finish")
             seq, started, finished = parse_result(popped[1])
             assert seq == i, f"raw task {seq} finished while waiting for {i}"
-            result.append(Sample(called, returned, None, started, finished))
+            result.append(Sample(task_id, called, returned, None, started, finished))
     finally:
         r.close()
         app.close()
@@ -299,33 +348,53 @@ def percentile(values: Sequence[float], p: float) -> float:
 
 
 def ms_row(label: str, values: Sequence[float]) -> str:
-    ms = [v * 1000 for v in values]
+    ms = [v * 1000 for v in values if not math.isnan(v)]
+    if not ms:
+        return f"  {label:<46}{'n/a':>9}"
     cols = (percentile(ms, 50), percentile(ms, 99), statistics.fmean(ms), max(ms))
     return f"  {label:<46}" + "".join(f"{v:>9.1f}" for v in cols)
 
 
-def latency_report(lt: list[Sample], raw: list[Sample]) -> list[str]:
-    def diff(samples: list[Sample], a: str, b: str) -> list[float]:
-        return [getattr(s, b) - getattr(s, a) for s in samples]
+def add_received(samples: list[Sample], log: Path) -> None:
+    """Fill in when the worker logged each task "received"."""
+    received = probes.received_times(log)
+    for sample in samples:
+        sample.received = received.get(sample.task_id, math.nan)
 
+
+def diff(samples: list[Sample], a: str, b: str) -> list[float]:
+    return [getattr(s, b) - getattr(s, a) for s in samples]
+
+
+def latency_report(lt: list[Sample], raw: list[Sample]) -> list[str]:
     lt_lat, raw_lat = diff(lt, "returned", "started"), diff(raw, "called", "started")
     ratios = [percentile(lt_lat, p) / percentile(raw_lat, p) for p in (50, 99)]
-    return [
-        f"Dispatch latency, {len(lt)} sequential tasks per arm (ms)"
-        f"{'':<2}{'p50':>9}{'p99':>9}{'mean':>9}{'max':>9}",
+    lines = [
+        f"Dispatch latency, {len(lt)} sequential tasks per arm (ms){'':<1}"
+        f"{'p50':>9}{'p99':>9}{'mean':>9}{'max':>9}",
         ms_row("longtask: create returned -> started", lt_lat),
         ms_row("raw Celery: send_task called -> started", raw_lat),
         f"  ratio longtask/raw: {ratios[0]:.1f}x at p50, {ratios[1]:.1f}x at p99",
-        "  where longtask's time goes:",
+        ms_row("longtask: create called -> started", diff(lt, "called", "started")),
+        "  longtask, step by step:",
         ms_row("  create call (request -> response)", diff(lt, "called", "returned")),
-        ms_row("  create returned -> queued (watch, Kopf)", diff(lt, "returned", "queued")),
-        ms_row("  queued -> started (Redis, Celery, worker)", diff(lt, "queued", "started")),
-        ms_row("  started -> succeeded (runner, no-op)", diff(lt, "started", "finished")),
-        "  raw Celery for comparison:",
+        ms_row("  create returned -> worker received", diff(lt, "returned", "received")),
+        ms_row("    create returned -> `queued` event", diff(lt, "returned", "queued")),
+        ms_row("    `queued` event -> worker received", diff(lt, "queued", "received")),
+        ms_row("  worker received -> `started` event", diff(lt, "received", "started")),
+        ms_row("  `started` -> `succeeded` (no-op task)", diff(lt, "started", "finished")),
+        "  raw Celery, step by step:",
         ms_row("  send_task call", diff(raw, "called", "returned")),
-        ms_row("  send_task returned -> started", diff(raw, "returned", "started")),
-        ms_row("  started -> finished", diff(raw, "started", "finished")),
+        ms_row("  send_task returned -> worker received", diff(raw, "returned", "received")),
+        ms_row("  worker received -> task started", diff(raw, "received", "started")),
+        ms_row("  started -> finished (no-op task)", diff(raw, "started", "finished")),
+        '  ("received" is Celery\'s log line, 1 ms resolution)',
     ]
+    if percentile(diff(lt, "queued", "started"), 50) < 0:
+        lines.append(
+            "  note: this build stamps the `queued` event after send_task, so it can follow `started`"
+        )
+    return lines
 
 
 def throughput_report(lt: Throughput, raw: Throughput) -> list[str]:
@@ -371,32 +440,44 @@ def targets_report(lt: list[Sample], lt_tp: Throughput, raw_tp: Throughput) -> l
 def run(c: cluster_mod.Cluster, tasks: int, samples: int) -> list[str]:
     for namespace in ("bench-latency", "bench-throughput"):
         c.kubectl(None, "create", "namespace", namespace)
-    meter = cputime.Meter(
-        lambda: {"bench (this process)": os.getpid(), **{child.name: child.pid for child in c.children}}
-    )
-    with meter.phase("lt latency"):
-        progress("longtask latency")
+    probe = Probes.of(c)
+    progress("longtask latency")
+    with probe.phase("lt latency", longtasks=WARMUP + samples):
         lt_lat = asyncio.run(longtask_latency(c, "bench-latency", samples))
         wait_operator_idle(c)
-    with meter.phase("raw latency"):
-        progress("raw Celery latency")
+    progress("raw Celery latency")
+    with probe.phase("raw latency"):
         raw_lat = raw_latency(c, samples)
-    with meter.phase("lt throughput"):
-        progress("longtask throughput")
-        lt_tp = asyncio.run(longtask_throughput(c, "bench-throughput", tasks))
-        wait_operator_idle(c)
-    with meter.phase("raw throughput"):
-        progress("raw Celery throughput")
+    progress("longtask throughput")
+    lt_tp = asyncio.run(longtask_throughput(c, "bench-throughput", tasks, probe))
+    progress("raw Celery throughput")
+    with probe.phase("raw throughput"):
         raw_tp = raw_throughput(c, tasks)
+    add_received(lt_lat, c.child(WORKER).log_path)
+    add_received(raw_lat, c.child(RAW_WORKER).log_path)
     return [
+        f"longtask {code_version()}; {os.cpu_count()} CPUs; worker concurrency {CONCURRENCY} in both arms",
+        "",
         *latency_report(lt_lat, raw_lat),
         "",
         *throughput_report(lt_tp, raw_tp),
         "",
-        *meter.report(),
+        *probe.report(),
         "",
         *targets_report(lt_lat, lt_tp, raw_tp),
     ]
+
+
+def code_version() -> str:
+    """The commit of the longtask code that runs, and whether it has uncommitted changes."""
+    git = ["git", "-C", str(binaries.REPO_ROOT)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
+    if head.returncode != 0:
+        return f"{binaries.REPO_ROOT} (not a git checkout)"
+    dirty = subprocess.run(
+        [*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, check=False
+    )
+    return f"commit {head.stdout.strip()}" + (" + uncommitted changes" if dirty.stdout.strip() else "")
 
 
 def progress(what: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -32,6 +33,9 @@ def worker(args: argparse.Namespace) -> int:
     from longtask_contracts import names
     from longtask_worker import app, settings
 
+    logging.basicConfig(
+        level=logging.INFO, format="[%(asctime)s: %(levelname)s/%(processName)s] %(name)s: %(message)s"
+    )
     cfg = settings.get_settings()
     celery = app.create_app(cfg)
     node = args.name or f"{cfg.pool}@%h"

@@ -14,7 +14,10 @@ KIND = "LongTask"
 PLURAL = "longtasks"
 SHORT_NAME = "lt"
 FINALIZER = f"{GROUP}/finalizer"
-ANNOTATION_PREFIX = GROUP  # Kopf keeps its progress and diff-base under this prefix.
+# Kopf keeps its handler progress and diff-base under this prefix. It is not GROUP
+# because Kopf ignores annotations under its own prefix, and REPLAY_ANNOTATION must count.
+KOPF_PREFIX = f"kopf.{GROUP}"
+REPLAY_ANNOTATION = f"{GROUP}/replay"  # set (any new value) to replay a dead-lettered task
 MANAGER = "longtask-operator"  # field manager and Event source component
 
 # -- Celery ---------------------------------------------------------------------

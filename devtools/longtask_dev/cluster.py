@@ -118,6 +118,15 @@ class Cluster:
         if self._owns_dir:
             shutil.rmtree(self.state_dir, ignore_errors=True)
 
+    def restart_redis(self) -> None:
+        """Restart Redis on the same port (SIGTERM: it writes its AOF before it exits)."""
+        child = self.child("redis").restart()
+        procs.wait_until(lambda: _redis_ping(self.redis_port), timeout=30, what="redis PING", child=child)
+
+    def restart_apiserver(self) -> None:
+        child = self.child("kube-apiserver").restart()
+        procs.wait_until(self._api_ready, timeout=90, what="kube-apiserver /readyz", child=child)
+
     def child(self, name: str) -> procs.Child:
         return next(c for c in self.children if c.name == name)
 
@@ -188,7 +197,9 @@ class Cluster:
                     "--service-account-issuer=https://kubernetes.default.svc",
                     f"--service-account-key-file={self._pki('sa.pub')}",
                     f"--service-account-signing-key-file={self._pki('sa.key')}",
-                    "--disable-admission-plugins=ServiceAccount",
+                    # No kubelet: pods need no service-account tokens mounted, and a registered
+            # node must not be born with the not-ready taint that only a kubelet clears.
+            "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
                     "--allow-privileged=true",
                 ],
                 self._log("kube-apiserver"),

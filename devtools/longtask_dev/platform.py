@@ -72,6 +72,10 @@ class Platform:
         child.kill()
         self.cluster.children.remove(child)
 
+    def stop_child(self, child: procs.Child) -> None:
+        child.stop()
+        self.cluster.children.remove(child)
+
     def start_worker(
         self, *, pool: str = "default", concurrency: int = 2, extra_env: dict[str, str] | None = None
     ) -> procs.Child:

@@ -93,6 +93,11 @@ class Child:
             os.killpg(self.popen.pid, signal.SIGKILL)
             self.popen.wait()
 
+    def restart(self, *, timeout: float = 10.0) -> Child:
+        """Stop gracefully (SIGTERM), then start again with the same command and log."""
+        self.stop(timeout=timeout)
+        return self.start()
+
     def kill(self) -> None:
         """SIGKILL at once, as a crash would."""
         self.stop(timeout=0.0, sig=signal.SIGKILL)

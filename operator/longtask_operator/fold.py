@@ -37,6 +37,7 @@ def fold(status: dict[str, Any], event: events.TaskEvent) -> dict[str, Any] | No
     if not phases.can_move(current, event.phase) or _stale(status, event):
         return None
     new = dict(status, phase=event.phase.value)
+    new.setdefault("attempts", 0)
     if event.kind == Kind.QUEUED:
         if phases.is_terminal(current):  # a replay from the dead-letter queue
             for key in ("finishedAt", "error", "conditions", "result"):

@@ -16,7 +16,6 @@ from longtask_contracts import names, phases
 from longtask_operator import dispatch, kube, maintenance, redisconn, settings, statussync
 
 LT = (names.GROUP, names.VERSION, names.PLURAL)
-REPLAY_ANNOTATION = f"{names.GROUP}/replay"
 
 
 @kopf.on.startup()
@@ -50,11 +49,9 @@ def configure(kopf_settings: kopf.OperatorSettings) -> settings.OperatorSettings
     kopf_settings.persistence.finalizer = names.FINALIZER
     # Handler progress and the last-handled spec live in annotations under our prefix,
     # not in .status, which belongs to the LongTask's own phase and progress.
-    kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
-        prefix=names.ANNOTATION_PREFIX
-    )
+    kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=names.KOPF_PREFIX)
     kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=names.ANNOTATION_PREFIX, key="last-handled-configuration"
+        prefix=names.KOPF_PREFIX, key="last-handled-configuration"
     )
     # Watches are renewed every 5 minutes by the server; the client gives it 30 s more.
     kopf_settings.watching.server_timeout = 300
@@ -93,7 +90,7 @@ async def cancel(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     await dispatch.cancel(redis=memo.redis, body=dispatch.plain(body))
 
 
-@kopf.on.field(*LT, field=["metadata", "annotations", REPLAY_ANNOTATION])
+@kopf.on.field(*LT, field=["metadata", "annotations", names.REPLAY_ANNOTATION])
 async def replay(body: kopf.Body, memo: kopf.Memo, new: Any, **_: Any) -> None:
     if new:
         message = await dispatch.replay(redis=memo.redis, celery=memo.celery, body=dispatch.plain(body))

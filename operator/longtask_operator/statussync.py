@@ -29,6 +29,7 @@ class _Task:
     namespace: str
     name: str
     status: dict[str, Any] | None = None  # last known status; None until loaded
+    written: dict[str, Any] = field(default_factory=dict)  # what the apiserver has
     dirty: bool = False
     last_write: float = 0.0
     entry_ids: list[bytes] = field(default_factory=list)
@@ -87,6 +88,7 @@ class StatusSync:
         task.entry_ids.append(entry_id)
         if task.status is None:
             task.status = await self._load(event)
+            task.written = dict(task.status or {})
         if task.status is None:
             return  # gone: acked on the next flush
         new = fold.fold(task.status, event)
@@ -129,11 +131,12 @@ class StatusSync:
     async def _write(self, uid: str, task: _Task) -> None:
         assert task.status is not None
         try:
-            await self.kube.patch_status(
-                namespace=task.namespace, name=task.name, uid=uid, status=task.status
-            )
+            # A merge patch only deletes the keys it sets to null.
+            patch = {**dict.fromkeys(task.written.keys() - task.status.keys()), **task.status}
+            await self.kube.patch_status(namespace=task.namespace, name=task.name, uid=uid, status=patch)
         except kube.Gone:
             task.status, task.dirty = None, False
             return
         metrics.STATUS_PATCHES.inc()
+        task.written = dict(task.status)
         task.dirty, task.last_write = False, time.monotonic()

@@ -37,6 +37,9 @@ def configure(app: Celery, cfg: settings.WorkerSettings) -> None:
         broker_connection_retry_on_startup=True,
         broker_transport_options={
             "visibility_timeout": cfg.visibility_timeout_seconds,
+            "unacked_restore_interval": cfg.restore_interval_seconds,
+            "unacked_restore_throttle": 1,  # the interval alone sets the sweep period
+            "socket_connect_timeout": 5,
             "queue_order_strategy": "priority",
         },
         task_serializer="json",

@@ -21,6 +21,8 @@ class WorkerSettings(BaseSettings):
     # Redis' visibility timeout: how long an unacked message waits before Redis redelivers
     # it. Liveness comes from the lease, so this only needs to exceed the longest task.
     visibility_timeout_seconds: int = 7 * 24 * 3600
+    # How often a worker sweeps for messages whose visibility timeout ran out.
+    restore_interval_seconds: int = 60
     result_max_bytes: int = 16 * 1024
     # How long a running task may ignore cancellation before its process is stopped.
     cancel_grace_seconds: float = 30.0

@@ -10,13 +10,19 @@ from longtask_worker import sdk
 
 
 @sdk.task("demo.sleep")
-def sleep(ctx: sdk.TaskContext, *, seconds: float = 5, steps: int = 10) -> dict[str, float]:
-    """Sleep `seconds` in `steps` equal steps, reporting progress after each step."""
+def sleep(
+    ctx: sdk.TaskContext, *, seconds: float = 5, steps: int = 10, cooperative: bool = True
+) -> dict[str, float]:
+    """Sleep `seconds` in `steps` equal steps, reporting progress after each step.
+
+    With cooperative=false it ignores cancellation, like a task stuck in a long call.
+    """
     if seconds < 0 or steps < 1:
         raise sdk.PermanentError("seconds must be >= 0 and steps >= 1")
     began = time.monotonic()
     for i in range(steps):
-        ctx.check_cancelled()
+        if cooperative:
+            ctx.check_cancelled()
         time.sleep(seconds / steps)
         ctx.progress(100 * (i + 1) / steps, f"step {i + 1} of {steps}", step=f"{i + 1}/{steps}")
     return {"slept": round(time.monotonic() - began, 3), "steps": steps}
@@ -36,7 +42,13 @@ def fail(ctx: sdk.TaskContext, *, permanent: bool = False, message: str = "demo 
 
 
 @sdk.task("demo.crash")
-def crash(ctx: sdk.TaskContext) -> None:
-    """Kill the worker process running this task, as a segfault or OOM kill would."""
+def crash(ctx: sdk.TaskContext, *, unless_exists: str | None = None) -> str:
+    """Kill the worker process running this task, as a segfault or OOM kill would.
+
+    If the file `unless_exists` exists, succeed instead: creating it stands for a fix.
+    """
+    if unless_exists and os.path.exists(unless_exists):
+        return "fixed"
     ctx.progress(1, "about to crash the worker process")
     os.kill(os.getpid(), signal.SIGKILL)
+    raise AssertionError("unreachable")
