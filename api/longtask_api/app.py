@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from longtask_api import errors, kube, settings
-from longtask_api.routes import tasks
+from longtask_api.routes import deadletters, tasks
 
 
 def _field(loc: tuple[int | str, ...]) -> str:
@@ -68,6 +68,7 @@ def create_app() -> FastAPI:
         lifespan=_lifespan,
     )
     app.include_router(tasks.router)
+    app.include_router(deadletters.router)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(errors.ApiError, _api_error)
     app.add_exception_handler(RedisConnectionError, _redis_down)

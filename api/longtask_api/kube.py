@@ -95,7 +95,8 @@ class LongTasks:
             raise _translate(exc, f"tasks in {namespace!r}") from None
         return obj
 
-    async def patch_spec(self, *, namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    async def patch(self, *, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Merge-patch the LongTask (spec fields, annotations)."""
         try:
             obj: dict[str, Any] = await self.custom.patch_namespaced_custom_object(
                 names.GROUP,
@@ -103,7 +104,7 @@ class LongTasks:
                 namespace,
                 names.PLURAL,
                 name,
-                {"spec": spec},
+                body,
                 _content_type="application/merge-patch+json",  # type: ignore[call-arg]
             )
         except ApiException as exc:

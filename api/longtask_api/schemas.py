@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from longtask_contracts import models, names, phases
+from longtask_contracts import ledger, models, names, phases
 
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
 LABEL_KEY = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
@@ -134,3 +134,7 @@ def public(obj: dict[str, Any]) -> TaskPublic:
         status=models.LongTaskStatus.model_validate(obj.get("status") or {}),
         links=links(meta["namespace"], meta["name"]),
     )
+
+
+class DeadLetterList(BaseModel):
+    items: list[ledger.DeadLetter]

@@ -9,6 +9,9 @@ import signal
 import sys
 import time
 from types import FrameType
+from typing import Any
+
+import httpx
 
 
 def operator(args: argparse.Namespace) -> int:
@@ -66,6 +69,68 @@ def api(args: argparse.Namespace) -> int:
         log_level="info",
         timeout_graceful_shutdown=5,
     )
+    return 0
+
+
+def _gateway(args: argparse.Namespace) -> httpx.Client:
+    return httpx.Client(
+        base_url=args.api or os.environ.get("LONGTASK_API", "http://127.0.0.1:8080"), timeout=30
+    )
+
+
+def _answer(response: httpx.Response) -> dict[str, Any] | None:
+    """The JSON body of a 2xx answer; otherwise print the gateway's reason and return None."""
+    body: dict[str, Any] = response.json()
+    if response.is_success:
+        return body
+    reasons = "; ".join(f"{e['field']}: {e['message']}" for e in body.get("errors", []))
+    print(
+        f"error {response.status_code}: {body.get('detail')}{' (' + reasons + ')' if reasons else ''}",
+        file=sys.stderr,
+    )
+    return None
+
+
+def cancel(args: argparse.Namespace) -> int:
+    with _gateway(args) as client:
+        body = _answer(client.post(f"/v1/namespaces/{args.namespace}/tasks/{args.name}/cancel"))
+    if body is None:
+        return 1
+    print(f"cancellation requested for {args.namespace}/{args.name} (phase {body['status']['phase']})")
+    return 0
+
+
+def _print_dead_letters(items: list[dict[str, Any]]) -> None:
+    print(f"{'NAMESPACE':<16} {'NAME':<32} {'TASK':<24} {'ATTEMPTS':>8}  REASON / LAST ERROR")
+    for e in items:
+        error = e.get("error") or {}
+        print(
+            f"{e['namespace']:<16} {e['name']:<32} {e['task']:<24} {e['attempts']:>8}  "
+            f"{e['reason']}: {error.get('type', '')}: {error.get('message', '')}"
+        )
+
+
+def dlq_list(args: argparse.Namespace) -> int:
+    params = {"namespace": args.namespace} if args.namespace else {}
+    with _gateway(args) as client:
+        body = _answer(client.get("/v1/deadletters", params=params))
+    if body is None:
+        return 1
+    _print_dead_letters(body["items"])
+    return 0
+
+
+def dlq_replay(args: argparse.Namespace) -> int:
+    with _gateway(args) as client:
+        if args.all:
+            params = {"namespace": args.namespace} if args.namespace else {}
+            body = _answer(client.post("/v1/deadletters/replay", params=params))
+        else:
+            body = _answer(client.post(f"/v1/deadletters/{args.namespace or 'default'}/{args.name}/replay"))
+    if body is None:
+        return 1
+    print(f"replaying {len(body['items'])} task(s)")
+    _print_dead_letters(body["items"])
     return 0
 
 

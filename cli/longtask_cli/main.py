@@ -63,6 +63,32 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--port", type=int, default=8080)
     api.set_defaults(func=commands.api)
 
+    api_help = "gateway URL (env LONGTASK_API, default http://127.0.0.1:8080)"
+    cancel = sub.add_parser("cancel", help="cancel a task (sets spec.cancel through the gateway)")
+    cancel.add_argument("name")
+    cancel.add_argument("--namespace", "-n", default="default")
+    cancel.add_argument("--api", default=None, help=api_help)
+    cancel.set_defaults(func=commands.cancel)
+
+    dlq = sub.add_parser("dlq", help="the dead-letter queue: list and replay parked tasks")
+    dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True, metavar="DLQ_COMMAND")
+    dlq_list = dlq_sub.add_parser("list", help="list dead-lettered tasks, oldest first")
+    dlq_list.add_argument("--namespace", "-n", default=None, help="only this namespace")
+    dlq_list.add_argument("--api", default=None, help=api_help)
+    dlq_list.set_defaults(func=commands.dlq_list)
+    dlq_replay = dlq_sub.add_parser("replay", help="replay one task (NAME) or --all")
+    target = dlq_replay.add_mutually_exclusive_group(required=True)
+    target.add_argument("name", nargs="?", help="the LongTask to replay")
+    target.add_argument("--all", action="store_true", help="replay every dead-lettered task")
+    dlq_replay.add_argument(
+        "--namespace",
+        "-n",
+        default=None,
+        help="the task's namespace (default: default); with --all, only this one",
+    )
+    dlq_replay.add_argument("--api", default=None, help=api_help)
+    dlq_replay.set_defaults(func=commands.dlq_replay)
+
     dev = sub.add_parser("dev", help="local development: embedded control plane and platform")
     dev_sub = dev.add_subparsers(dest="dev_command", required=True, metavar="DEV_COMMAND")
     for name, helptext, func in (

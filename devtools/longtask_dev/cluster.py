@@ -198,8 +198,8 @@ class Cluster:
                     f"--service-account-key-file={self._pki('sa.pub')}",
                     f"--service-account-signing-key-file={self._pki('sa.key')}",
                     # No kubelet: pods need no service-account tokens mounted, and a registered
-            # node must not be born with the not-ready taint that only a kubelet clears.
-            "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
+                    # node must not be born with the not-ready taint that only a kubelet clears.
+                    "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
                     "--allow-privileged=true",
                 ],
                 self._log("kube-apiserver"),

@@ -12,7 +12,7 @@ from longtask_contracts import phases
 
 router = APIRouter(prefix="/v1/namespaces/{namespace}/tasks", tags=["tasks"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": errors.Problem, "description": "No such task or namespace."},
     422: {"model": errors.Problem, "description": "Invalid input; `errors` names each field."},
     503: {"model": errors.Problem, "description": "Kubernetes or Redis is unreachable; retry."},
@@ -24,7 +24,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     status_code=status.HTTP_202_ACCEPTED,
     operation_id="createTask",
     response_model=schemas.TaskCreated,
-    responses={409: {"model": errors.Problem, "description": "The name is taken."}, **_ERRORS},
+    responses={409: {"model": errors.Problem, "description": "The name is taken."}, **ERRORS},
 )
 async def create_task(
     namespace: deps.Namespace, body: schemas.TaskCreate, tasks: deps.Tasks
@@ -42,14 +42,14 @@ async def create_task(
     operation_id="getTask",
     response_model=schemas.TaskPublic,
     response_model_by_alias=True,
-    responses=_ERRORS,
+    responses=ERRORS,
 )
 async def get_task(namespace: deps.Namespace, name: deps.TaskName, tasks: deps.Tasks) -> schemas.TaskPublic:
     """The task's spec and current status (phase, progress, result or error)."""
     return schemas.public(await tasks.get(namespace=namespace, name=name))
 
 
-@router.get("", operation_id="listTasks", response_model=schemas.TaskList, responses=_ERRORS)
+@router.get("", operation_id="listTasks", response_model=schemas.TaskList, responses=ERRORS)
 async def list_tasks(
     namespace: deps.Namespace,
     tasks: deps.Tasks,
@@ -89,13 +89,13 @@ async def list_tasks(
     status_code=status.HTTP_202_ACCEPTED,
     operation_id="cancelTask",
     response_model=schemas.TaskPublic,
-    responses=_ERRORS,
+    responses=ERRORS,
 )
 async def cancel_task(
     namespace: deps.Namespace, name: deps.TaskName, tasks: deps.Tasks
 ) -> schemas.TaskPublic:
     """Ask for cancellation (sets spec.cancel); the phase becomes Cancelled when it took effect."""
-    return schemas.public(await tasks.patch_spec(namespace=namespace, name=name, spec={"cancel": True}))
+    return schemas.public(await tasks.patch(namespace=namespace, name=name, body={"spec": {"cancel": True}}))
 
 
 @router.get(
@@ -108,7 +108,7 @@ async def cancel_task(
             "(queued, started, progress, succeeded, failed, cancelled), `data` a "
             "ProgressEvent. The stream ends after the terminal event.",
         },
-        **_ERRORS,
+        **ERRORS,
     },
 )
 async def stream_task_events(
