@@ -5,14 +5,14 @@ Run with `longtask api` (uvicorn --factory longtask_api.app:create_app).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import prometheus_client
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from longtask_api import errors, kube, settings
@@ -60,6 +60,18 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await api.close()
 
 
+async def _limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    """Refuse oversized bodies before reading them (the task params limit is far smaller)."""
+    limit = settings.get_settings().max_body_bytes
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        problem = errors.Problem(
+            status=413, detail=f"the request body is {length} bytes; the limit is {limit}"
+        )
+        return JSONResponse(problem.model_dump(), status_code=413)
+    return await call_next(request)
+
+
 def create_app() -> FastAPI:
     app = FastAPI(
         title="longtask gateway",
@@ -72,7 +84,11 @@ def create_app() -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(errors.ApiError, _api_error)
     app.add_exception_handler(RedisConnectionError, _redis_down)
-    app.mount("/metrics", prometheus_client.make_asgi_app())
+    app.middleware("http")(_limit_body)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_endpoint() -> Response:
+        return Response(prometheus_client.generate_latest(), media_type=prometheus_client.CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from longtask_api import errors, schemas
+from longtask_api import errors, metrics, schemas
 from longtask_contracts import events, names, phases
 
 _STREAM_ID = re.compile(r"^\d+(-\d+)?$")
@@ -48,12 +48,17 @@ async def stream(
         # The events have been cleaned up: the status is all there is to tell.
         yield {"event": "status", "data": schemas.public(obj).status.model_dump_json(by_alias=True)}
         return
-    while True:
-        reply: Any = await redis.xread({key: after}, count=500, block=block_ms)
-        for _, entries in reply or []:
-            for raw_id, fields in entries:
-                after = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
-                event = events.TaskEvent.decode(fields)
-                yield _sse(after, event)
-                if event.terminal:
-                    return
+    metrics.SSE_STREAMS.inc()
+    try:
+        while True:
+            reply: Any = await redis.xread({key: after}, count=500, block=block_ms)
+            for _, entries in reply or []:
+                for raw_id, fields in entries:
+                    after = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+                    event = events.TaskEvent.decode(fields)
+                    metrics.SSE_EVENTS.inc()
+                    yield _sse(after, event)
+                    if event.terminal:
+                        return
+    finally:  # also when the client went away and the generator was cancelled
+        metrics.SSE_STREAMS.dec()

@@ -79,6 +79,12 @@ def test_gateway_answers_422_naming_the_field(platform, namespace, case, spec, f
         ),
         ("POST", "/v1/namespaces/Bad_NS/tasks", {"json": {"spec": {"task": "demo.noop"}}}, 422),
         ("POST", "/v1/namespaces/no-such-ns/tasks", {"json": {"spec": {"task": "demo.noop"}}}, 404),
+        (
+            "POST",
+            "/v1/namespaces/{ns}/tasks",
+            {"json": {"spec": {"task": "demo.noop"}, "pad": "x" * 300_000}},
+            413,
+        ),
         ("GET", "/v1/namespaces/{ns}/tasks/x/events", {"headers": {"Last-Event-ID": "garbage"}}, 422),
         ("GET", "/v1/namespaces/{ns}/tasks", {"params": {"phase": "Sleeping"}}, 422),
         ("GET", "/v1/namespaces/{ns}/tasks", {"params": {"limit": 0}}, 422),

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, status
 from sse_starlette import EventSourceResponse
 
-from longtask_api import deps, errors, schemas, sse
+from longtask_api import deps, errors, metrics, schemas, sse
 from longtask_contracts import phases
 
 router = APIRouter(prefix="/v1/namespaces/{namespace}/tasks", tags=["tasks"])
@@ -31,6 +31,7 @@ async def create_task(
 ) -> schemas.TaskCreated:
     """Create a LongTask and return at once; follow `links.events` for its progress."""
     obj = await tasks.create(namespace=namespace, body=body.to_resource())
+    metrics.TASKS_CREATED.inc()
     meta = obj["metadata"]
     return schemas.TaskCreated(
         name=meta["name"], namespace=namespace, uid=meta["uid"], links=schemas.links(namespace, meta["name"])

@@ -1,0 +1,108 @@
+"""The README's first command: `longtask dev cluster` and `longtask dev up`.
+
+Covers: `dev cluster --state-dir DIR` prints `ready in N.N s`, writes DIR/kubeconfig and a
+sourceable DIR/env (KUBECONFIG, REDIS_URL); `dev up` also writes LONGTASK_API and one
+LONGTASK_METRICS_<COMPONENT> line per component, a task submitted to that API streams to
+Succeeded, every metrics URL answers; Ctrl-C (SIGINT) stops everything with exit 0 and
+leaves no listening port.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from longtask_dev import procs
+from tests import helpers
+
+pytestmark = pytest.mark.cluster
+
+
+def _start(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "longtask_cli", "dev", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _ready(proc: subprocess.Popen[str]) -> list[str]:
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line.rstrip())
+        if re.fullmatch(r"ready in \d+\.\d s", line.strip()):
+            return lines
+    raise AssertionError("exited before ready:\n" + "\n".join(lines[-30:]))
+
+
+def _env(state: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in (state / "env").read_text().splitlines())
+
+
+def _listening(url: str) -> bool:
+    host, port = url.split("//")[1].split("/")[0].split(":")
+    with socket.socket() as sock:
+        return sock.connect_ex((host, int(port))) == 0
+
+
+def _interrupt(proc: subprocess.Popen[str]) -> int:
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def test_dev_cluster(tmp_path):
+    proc = _start("cluster", "--state-dir", str(tmp_path))
+    try:
+        _ready(proc)
+        env = _env(tmp_path)
+        assert set(env) == {"KUBECONFIG", "REDIS_URL"} and Path(env["KUBECONFIG"]).is_file()
+        server = re.search(r"server: (\S+)", Path(env["KUBECONFIG"]).read_text())
+        assert server is not None and _listening(server.group(1))
+    finally:
+        code = _interrupt(proc)
+    assert code == 0 and not _listening(server.group(1))
+
+
+def test_dev_up_runs_a_task_and_stops_cleanly(tmp_path):
+    proc = _start("up", "--state-dir", str(tmp_path), "--api-port", str(procs.free_port()))
+    try:
+        lines = _ready(proc)
+        assert any("kubectl apply -f examples/sleep.yaml" in line for line in lines)
+        env = _env(tmp_path)
+        assert {
+            "KUBECONFIG",
+            "REDIS_URL",
+            "LONGTASK_API",
+            "LONGTASK_METRICS_OPERATOR",
+            "LONGTASK_METRICS_API",
+        } <= set(env)
+        metrics = [value for key, value in env.items() if key.startswith("LONGTASK_METRICS_")]
+        for url in metrics:
+            assert httpx.get(url).status_code == 200, url
+        with httpx.Client(base_url=env["LONGTASK_API"]) as client:
+            created = client.post(
+                "/v1/namespaces/default/tasks",
+                json={"spec": {"task": "demo.sleep", "params": {"seconds": 0.5, "steps": 2}}},
+            )
+            assert created.status_code == 202, created.text
+            kinds = [e.event for e in helpers.sse_events(client, created.json()["links"]["events"])]
+        assert kinds[-1] == "succeeded"
+    finally:
+        code = _interrupt(proc)
+    assert code == 0
+    assert not any(_listening(url) for url in [env["LONGTASK_API"], *metrics])
