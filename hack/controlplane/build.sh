@@ -70,12 +70,13 @@ build_kube() {  # build_kube TOOL
   local tool=$1 out dir; out=$(bin_dir "$tool")
   [ -x "$out/$tool" ] && return 0
   dir="$cache/src/kube"
-  if [ ! -f "$dir/.staged-$KUBERNETES_VERSION" ]; then
+  local stamp; stamp=$(cat "$here"/kube/go.mod "$here"/kube/go.sum "$here"/kube/cmd/*/main.go | sha256sum | cut -c1-16)
+  if [ ! -f "$dir/.staged-$stamp" ]; then
     say "preparing the kubernetes $KUBERNETES_VERSION wrapper module (downloads ~3 GB once)"
     dir=$(stage kube)
     kube_replaces >>"$dir/go.mod"
     (cd "$dir" && go mod tidy)
-    touch "$dir/.staged-$KUBERNETES_VERSION"
+    touch "$dir/.staged-$stamp"
   fi
   say "building $tool $KUBERNETES_VERSION (apiserver ~6 min cold, the rest reuse its packages)"
   (cd "$dir" && go build -trimpath -ldflags "$(kube_ldflags)" -o "$dir/$tool.bin" "./cmd/$tool")
