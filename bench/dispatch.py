@@ -42,6 +42,7 @@ import probes
 import rawcelery
 import redis
 import redis.asyncio as aioredis
+from celery import Celery
 from kubernetes_asyncio import client, config
 
 from longtask_contracts import events, names
@@ -54,21 +55,19 @@ WARMUP = 5  # tasks per latency arm that are not counted
 TASK = "demo.noop"
 TARGET_P50_MS, TARGET_P99_MS, TARGET_RATIO = 50.0, 250.0, 0.4
 WAIT_SECONDS = 120.0
+QUEUED_GRACE = 1.0  # seconds a `queued` event may follow `succeeded`
 WORKER, RAW_WORKER = "worker-default-1", "bench-raw"  # process names (Platform names its workers)
 Kind = events.Kind
-
-# The options the operator passes to send_task for a default spec (dispatch.py).
-RAW_SEND_OPTIONS = {"queue": rawcelery.QUEUE, "priority": 0, "soft_time_limit": 3600, "time_limit": 3630}
 
 
 @dataclass
 class Sample:
-    """One task's wall-clock timestamps (seconds); `queued` is None for raw Celery."""
+    """One task's wall-clock timestamps (seconds)."""
 
     task_id: str  # the Celery task id
     called: float  # the create / send_task call began
     returned: float  # the call returned
-    queued: float | None
+    queued: float  # NaN for raw Celery, or if the `queued` event never came
     started: float
     finished: float
     received: float = math.nan  # the worker logged "received" (filled in from its log)
@@ -84,10 +83,11 @@ class Throughput:
     last_queued: float | None = None  # longtask: the operator's last `queued` event
     last_started: float | None = None  # longtask: the last `started` event
     statuses: float | None = None  # longtask: every CR status says Succeeded
+    without_queued: int = 0  # longtask: tasks whose `queued` event never came
 
 
 @dataclass
-class Probes:
+class Recorder:
     """CPU seconds per process and apiserver requests per task, recorded per phase."""
 
     c: cluster_mod.Cluster
@@ -95,7 +95,7 @@ class Probes:
     api: dict[str, tuple[int, probes.Counts]]
 
     @classmethod
-    def of(cls, c: cluster_mod.Cluster) -> Probes:
+    def of(cls, c: cluster_mod.Cluster) -> Recorder:
         def pids() -> dict[str, int]:
             return {"bench (this process)": os.getpid(), **{child.name: child.pid for child in c.children}}
 
@@ -190,24 +190,30 @@ def first_at(entries: Sequence[tuple[Any, dict[Any, Any]]], seen: dict[Kind, flo
         seen.setdefault(event.kind, event.at)
 
 
-def check_outcome(uid: str, seen: dict[Kind, float]) -> bool:
-    """True once the task succeeded and its `queued` event is in (it may come last); raise
-    if the task ended any other way."""
+def succeeded(uid: str, seen: dict[Kind, float]) -> bool:
+    """True once the task succeeded; raise if it ended any other way."""
     if Kind.SUCCEEDED in seen:
-        return Kind.QUEUED in seen
+        return True
     if seen.keys() & {Kind.FAILED, Kind.CANCELLED, Kind.RETRYING}:
         raise RuntimeError(f"LongTask {uid} did not succeed: {sorted(seen)}")
     return False
 
 
+def complete(uid: str, seen: dict[Kind, float]) -> bool:
+    """Succeeded, and its `queued` event is in or overdue: the operator may publish `queued`
+    after send_task, so it can follow `succeeded`, or (if that publish failed) never come."""
+    return succeeded(uid, seen) and (Kind.QUEUED in seen or time.time() > seen[Kind.SUCCEEDED] + QUEUED_GRACE)
+
+
 async def wait_succeeded(r: aioredis.Redis, uid: str) -> dict[Kind, float]:
-    """Follow one task's event stream until its `succeeded` and `queued` events are in."""
-    key, last, seen = names.events_stream(uid), "0", {}
+    """Follow one task's event stream until it is complete()."""
+    key, last, seen = names.events_stream(uid), "0", dict[Kind, float]()
     deadline = time.monotonic() + WAIT_SECONDS
-    while not check_outcome(uid, seen):
+    while not complete(uid, seen):
         if time.monotonic() > deadline:
             raise TimeoutError(f"LongTask {uid} did not finish; events: {sorted(seen)}")
-        for _, entries in await r.xread({key: last}, block=1000) or []:
+        reply: Any = await r.xread({key: last}, block=100) or []
+        for _, entries in reply:
             first_at(entries, seen)
             last = entries[-1][0]
     return seen
@@ -220,13 +226,13 @@ async def longtask_latency(c: cluster_mod.Cluster, namespace: str, samples: int)
             uid, called, returned = await create(custom, namespace, f"lat-{i:05d}")
             seen = await wait_succeeded(r, uid)
             task_id = names.celery_task_id(uid, 1)
-            at = [seen[kind] for kind in (Kind.QUEUED, Kind.STARTED, Kind.SUCCEEDED)]
+            at = [seen.get(kind, math.nan) for kind in (Kind.QUEUED, Kind.STARTED, Kind.SUCCEEDED)]
             result.append(Sample(task_id, called, returned, *at))
     return result[WARMUP:]
 
 
 async def poll_all_succeeded(r: aioredis.Redis, uids: Sequence[str]) -> dict[str, dict[Kind, float]]:
-    """Poll every task's event stream until each has its `succeeded` and `queued` events."""
+    """Poll every task's event stream until each is complete()."""
     seen: dict[str, dict[Kind, float]] = {uid: {} for uid in uids}
     pending = set(uids)
     deadline = time.monotonic() + WAIT_SECONDS
@@ -243,7 +249,7 @@ async def poll_all_succeeded(r: aioredis.Redis, uids: Sequence[str]) -> dict[str
             pipe.xrange(names.events_stream(uid))
         for uid, entries in zip(batch, await pipe.execute(), strict=True):
             first_at(entries, seen[uid])
-            if check_outcome(uid, seen[uid]):
+            if complete(uid, seen[uid]):
                 pending.discard(uid)
     return seen
 
@@ -264,7 +270,7 @@ async def poll_statuses_succeeded(custom: client.CustomObjectsApi, namespace: st
 
 
 async def longtask_throughput(
-    c: cluster_mod.Cluster, namespace: str, tasks: int, probe: Probes
+    c: cluster_mod.Cluster, namespace: str, tasks: int, probe: Recorder
 ) -> Throughput:
     """Create `tasks` LongTasks at once; CPU is metered until the last `succeeded` event
     ("lt tput run") and from then until every status is written ("lt tput status")."""
@@ -281,7 +287,7 @@ async def longtask_throughput(
             await asyncio.to_thread(wait_operator_idle, c)
 
     def last(kind: Kind) -> float:
-        return max(s[kind] for s in seen) - began
+        return max(s.get(kind, -math.inf) for s in seen) - began
 
     return Throughput(
         tasks,
@@ -290,12 +296,26 @@ async def longtask_throughput(
         last(Kind.QUEUED),
         last(Kind.STARTED),
         status_done - began,
+        sum(Kind.QUEUED not in s for s in seen),
     )
 
 
 # -- the raw Celery arm ---------------------------------------------------------------
-def parse_result(item: bytes) -> tuple[int, float, float]:
-    seq, started, finished = item.decode().split()
+def send_raw(app: Celery, run: str, seq: int, task_id: str) -> None:
+    """send_task with the options the operator uses for a default spec (operator dispatch.py)."""
+    app.send_task(
+        rawcelery.TASK,
+        args=[run, seq],
+        task_id=task_id,
+        queue=rawcelery.QUEUE,
+        priority=0,
+        soft_time_limit=3600,
+        time_limit=3630,
+    )
+
+
+def parse_result(item: bytes | str) -> tuple[int, float, float]:
+    seq, started, finished = (item.decode() if isinstance(item, bytes) else item).split()
     return int(seq), float(started), float(finished)
 
 
@@ -307,14 +327,14 @@ def raw_latency(c: cluster_mod.Cluster, samples: int) -> list[Sample]:
         for i in range(WARMUP + samples):
             task_id = f"raw-latency-{i}"
             called = time.time()
-            app.send_task(rawcelery.TASK, args=["latency", i], task_id=task_id, **RAW_SEND_OPTIONS)
+            send_raw(app, "latency", i, task_id)
             returned = time.time()
             popped = r.blpop([key], timeout=WAIT_SECONDS)
             if popped is None:
                 raise TimeoutError(f"raw task {i} did not finish")
             seq, started, finished = parse_result(popped[1])
             assert seq == i, f"raw task {seq} finished while waiting for {i}"
-            result.append(Sample(task_id, called, returned, None, started, finished))
+            result.append(Sample(task_id, called, returned, math.nan, started, finished))
     finally:
         r.close()
         app.close()
@@ -328,7 +348,7 @@ def raw_throughput(c: cluster_mod.Cluster, tasks: int) -> Throughput:
     try:
         began = time.time()
         for i in range(tasks):
-            app.send_task(rawcelery.TASK, args=["throughput", i], **RAW_SEND_OPTIONS)
+            send_raw(app, "throughput", i, f"raw-throughput-{i}")
         submitted = time.time()
         procs.wait_until(
             lambda: r.llen(key) >= tasks, timeout=WAIT_SECONDS, what="the raw tasks to finish", interval=0.02
@@ -390,6 +410,8 @@ def latency_report(lt: list[Sample], raw: list[Sample]) -> list[str]:
         ms_row("  started -> finished (no-op task)", diff(raw, "started", "finished")),
         '  ("received" is Celery\'s log line, 1 ms resolution)',
     ]
+    if missing := sum(math.isnan(sample.queued) for sample in lt):
+        lines.append(f"  warning: {missing} LongTasks ran but never got a `queued` event")
     if percentile(diff(lt, "queued", "started"), 50) < 0:
         lines.append(
             "  note: this build stamps the `queued` event after send_task, so it can follow `started`"
@@ -403,7 +425,7 @@ def throughput_report(lt: Throughput, raw: Throughput) -> list[str]:
         return f"  {label:<46}{seconds:>9.2f}{lt.tasks / seconds:>9.1f}"
 
     assert lt.statuses is not None
-    return [
+    lines = [
         f"Throughput, {lt.tasks} no-op tasks submitted at once{'':<11}{'s':>9}{'tasks/s':>9}",
         row("longtask: all created (create calls returned)", lt.submitted),
         row("longtask: last `queued` event (operator)", lt.last_queued),
@@ -414,6 +436,18 @@ def throughput_report(lt: Throughput, raw: Throughput) -> list[str]:
         row("raw Celery: last task finished", raw.finished),
         f"  ratio longtask/raw in tasks/s: {raw.finished / lt.finished:.2f}x (events),"
         f" {raw.finished / lt.statuses:.2f}x (CR statuses)",
+    ]
+    if lt.without_queued:
+        lines.append(f"  warning: {lt.without_queued} LongTasks ran but never got a `queued` event")
+    return lines
+
+
+def errors_report(operator_log: Path) -> list[str]:
+    errors = probes.handler_errors(operator_log)
+    if not errors:
+        return ["Operator handler errors: none"]
+    return ["Operator handler errors (Kopf retries a failed handler after its backoff)"] + [
+        f"  {count:>5} x {message}" for message, count in errors.most_common(5)
     ]
 
 
@@ -440,7 +474,7 @@ def targets_report(lt: list[Sample], lt_tp: Throughput, raw_tp: Throughput) -> l
 def run(c: cluster_mod.Cluster, tasks: int, samples: int) -> list[str]:
     for namespace in ("bench-latency", "bench-throughput"):
         c.kubectl(None, "create", "namespace", namespace)
-    probe = Probes.of(c)
+    probe = Recorder.of(c)
     progress("longtask latency")
     with probe.phase("lt latency", longtasks=WARMUP + samples):
         lt_lat = asyncio.run(longtask_latency(c, "bench-latency", samples))
@@ -463,6 +497,8 @@ def run(c: cluster_mod.Cluster, tasks: int, samples: int) -> list[str]:
         *throughput_report(lt_tp, raw_tp),
         "",
         *probe.report(),
+        "",
+        *errors_report(c.child("operator").log_path),
         "",
         *targets_report(lt_lat, lt_tp, raw_tp),
     ]

@@ -2,6 +2,7 @@
 
 - apiserver_request_total from the apiserver's /metrics, summed by verb and resource,
   shows how many Kubernetes API calls one LongTask costs.
+- Kopf's "Handler ... failed" log lines count the operator's handler errors.
 - Celery's "Task NAME[ID] received" log line (millisecond resolution) is when the worker's
   main process took a message off Redis; it splits broker time from worker-pool time.
 """
@@ -20,6 +21,7 @@ _LABEL = re.compile(r'(\w+)="([^"]*)"')
 _RECEIVED = re.compile(
     r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): INFO/MainProcess\] (?:[\w.]+: )?Task \S+\[(\S+)\] received$"
 )
+_HANDLER_FAILED = re.compile(r"(Handler '[^']+' failed.*)$")
 
 Counts = collections.Counter[str]
 
@@ -53,6 +55,12 @@ def api_report(phases: dict[str, tuple[int, Counts]], min_per_task: float = 0.05
         )
     lines.append(f"  {'total':<46}" + "".join(f"{sum(rates.values()):>18.2f}" for rates in per_task.values()))
     return lines
+
+
+def handler_errors(log: Path) -> Counts:
+    """Kopf handler failures in the operator's log, keyed by their message."""
+    lines = log.read_text(errors="replace").splitlines()
+    return collections.Counter(match[1] for line in lines if (match := _HANDLER_FAILED.search(line)))
 
 
 def received_times(log: Path) -> dict[str, float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -52,3 +53,31 @@ def sse_events(
             elif not line.startswith(":"):
                 key, _, value = line.partition(":")
                 fields[key] = value[1:] if value.startswith(" ") else value
+
+
+def process_alive(pid: int) -> bool:
+    """True while `pid` runs; a zombie (exited, not yet reaped) counts as dead."""
+    try:
+        os.kill(pid, 0)
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except (ProcessLookupError, FileNotFoundError):
+        return False
+
+
+def port_listening(port: int) -> bool:
+    """True if a socket LISTENs on `port` (IPv4 or IPv6), read from /proc/net.
+
+    A connect() probe is not used: to a closed port in the ephemeral range it can connect
+    to itself (TCP simultaneous open) and report a listener that is not there.
+    """
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = open(table).read().splitlines()[1:]  # noqa: SIM115 - tiny proc file
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                return True
+    return False

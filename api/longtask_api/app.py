@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import prometheus_client
-import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -17,6 +16,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from longtask_api import errors, kube, settings
 from longtask_api.routes import deadletters, tasks
+from longtask_contracts import redisopts
 
 
 def _field(loc: tuple[int | str, ...]) -> str:
@@ -52,7 +52,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     cfg = settings.get_settings()
     api = await kube.connect()
     app.state.tasks = kube.LongTasks(api)
-    app.state.redis = aioredis.Redis.from_url(cfg.redis_url)
+    app.state.redis = redisopts.async_client(cfg.redis_url, max_connections=cfg.redis_max_connections)
     try:
         yield
     finally:

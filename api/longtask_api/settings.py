@@ -17,6 +17,8 @@ class ApiSettings(BaseSettings):
     # How long one blocking XREAD waits before checking whether the client is still there.
     sse_block_ms: int = 5000
     max_body_bytes: int = 256 * 1024
+    # Each open SSE stream holds one Redis connection while it waits; more streams queue.
+    redis_max_connections: int = 512
 
 
 @functools.cache

@@ -107,17 +107,22 @@ def queue_publish(pipe: Any, event: events.TaskEvent, *, ttl: int | None = None)
     pipe.xadd(names.STATUS_STREAM, fields, maxlen=names.STATUS_STREAM_MAXLEN, approximate=True)
     if event.terminal:
         pipe.set(names.done(event.uid), str(event.attempt), ex=_DONE_TTL_SECONDS)
-        pipe.expire(names.events_stream(event.uid), _DONE_TTL_SECONDS)
+        for key in names.task_keys(event.uid):  # a finished task's traces go away on their own
+            pipe.expire(key, _DONE_TTL_SECONDS)
         for zset in (names.LEASES, names.SCHEDULE, names.DEADLINES):
             pipe.zrem(zset, event.uid)
         if ttl is not None:
             pipe.zadd(names.EXPIRY, {event.uid: event.at + ttl})
 
 
-def queue_sent(pipe: Any, dispatch: Dispatch) -> None:
-    """Record that `dispatch` was sent: it is the current attempt; its deadline is watched."""
+def queue_queued(pipe: Any, dispatch: Dispatch, event: events.TaskEvent) -> None:
+    """Before sending `dispatch`: publish its Queued event and make it the current attempt.
+
+    Published before the message is sent, so readers see queued before started; the
+    deadline of the whole task is watched from now on.
+    """
+    queue_publish(pipe, event)
     pipe.set(names.current(dispatch.uid), dispatch.model_dump_json())
-    pipe.zrem(names.SCHEDULE, dispatch.uid)
     pipe.zadd(names.DEADLINES, {dispatch.uid: dispatch.deadline})
 
 

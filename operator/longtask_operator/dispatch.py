@@ -1,9 +1,10 @@
 """Sends attempts to their pool's Celery queue; cancels and replays tasks. Redis only.
 
-Sending order: the Celery message first, then (in one MULTI) the Queued event and the
-record of what was sent. An operator killed in between sends again after its restart;
-the worker's claim (keyed by uid and attempt) makes that duplicate a no-op. The other
-order could lose a task. It must not touch Kubernetes: the status follows from events.
+Sending order: the Queued event (so readers see queued before started), the Celery
+message, then the marks that say it was sent (the first attempt's guard, or its removal
+from the retry schedule). An operator killed before the marks sends again after its
+restart; the worker's claim (keyed by uid and attempt) makes that duplicate a no-op. The
+other order could lose a task. It must not touch Kubernetes: the status follows events.
 """
 
 from __future__ import annotations
@@ -56,7 +57,18 @@ def first_attempt(body: dict[str, Any], *, now: float) -> ledger.Dispatch:
 async def send(
     *, redis: aioredis.Redis, celery: Celery, dispatch: ledger.Dispatch, extra: dict[str, str] | None = None
 ) -> None:
-    """Send one attempt, then record it (Queued event, current attempt, deadline)."""
+    """Publish Queued, send the attempt, then mark it sent (`extra` keys, off the schedule).
+
+    A crash before the last step sends the attempt again later; never zero times.
+    """
+    queued = dispatch.event(
+        events.Kind.QUEUED,
+        progress=0 if dispatch.attempt == 1 else None,
+        message=f"attempt {dispatch.attempt} queued on {names.queue(dispatch.spec.pool)}",
+    )
+    pipe = redis.pipeline(transaction=True)
+    ledger.queue_queued(pipe, dispatch, queued)
+    await pipe.execute()
     limit = int(dispatch.attempt_seconds(time.time()))
     await asyncio.to_thread(
         celery.send_task,
@@ -68,14 +80,8 @@ async def send(
         soft_time_limit=limit,
         time_limit=limit + HARD_LIMIT_GRACE_SECONDS,
     )
-    queued = dispatch.event(
-        events.Kind.QUEUED,
-        progress=0 if dispatch.attempt == 1 else None,
-        message=f"attempt {dispatch.attempt} queued on {names.queue(dispatch.spec.pool)}",
-    )
     pipe = redis.pipeline(transaction=True)
-    ledger.queue_publish(pipe, queued)
-    ledger.queue_sent(pipe, dispatch)
+    pipe.zrem(names.SCHEDULE, dispatch.uid)
     for key, value in (extra or {}).items():
         pipe.set(key, value)
     await pipe.execute()
@@ -135,9 +141,10 @@ async def replay(*, redis: aioredis.Redis, celery: Celery, body: dict[str, Any])
         return "not in the dead-letter queue; nothing to replay"
     started = int(await redis.get(names.started(uid)) or 0)
     dispatch = first_attempt(body, now=time.time()).model_copy(update={"attempt": started + 1})
+    # Out of the DLQ before the new attempt exists: it may fail fast and be parked again.
     await redis.delete(names.done(uid), names.crashes(uid), names.cancel_flag(uid))
-    await send(redis=redis, celery=celery, dispatch=dispatch)
     await redis.hdel(names.DLQ, uid)
+    await send(redis=redis, celery=celery, dispatch=dispatch)
     return f"replayed from the dead-letter queue as attempt {dispatch.attempt}"
 
 

@@ -12,8 +12,8 @@ from typing import Any
 import kopf
 import prometheus_client
 
-from longtask_contracts import names, phases
-from longtask_operator import dispatch, kube, maintenance, redisconn, settings, statussync
+from longtask_contracts import names, phases, redisopts
+from longtask_operator import dispatch, kube, maintenance, settings, statussync
 
 LT = (names.GROUP, names.VERSION, names.PLURAL)
 
@@ -21,7 +21,7 @@ LT = (names.GROUP, names.VERSION, names.PLURAL)
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     cfg = configure(settings)
-    memo.redis = redisconn.connect(cfg.redis_url)
+    memo.redis = redisopts.async_client(cfg.redis_url)
     memo.celery = dispatch.celery_sender(cfg.redis_url)
     memo.kube = await kube.Kube.connect()
     sync = statussync.StatusSync(
@@ -39,7 +39,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         asyncio.create_task(clock.run(), name="maintenance"),
     ]
     if cfg.metrics_port:
-        prometheus_client.start_http_server(cfg.metrics_port, addr="127.0.0.1")
+        prometheus_client.start_http_server(cfg.metrics_port, addr=cfg.metrics_host)
 
 
 def configure(kopf_settings: kopf.OperatorSettings) -> settings.OperatorSettings:

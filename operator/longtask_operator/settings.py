@@ -19,6 +19,7 @@ class OperatorSettings(BaseSettings):
     # operator with the same name are read again, so nothing is lost.
     consumer: str = Field(default_factory=socket.gethostname)
     metrics_port: int = 0  # 0: no metrics server
+    metrics_host: str = "127.0.0.1"  # the chart sets 0.0.0.0 so Prometheus and probes reach it
     # How often the maintenance loop looks for dead workers, due retries, deadlines, TTLs.
     maintenance_tick_seconds: float = 0.5
     # Attempts in a row whose worker died before the task is dead-lettered as poison.

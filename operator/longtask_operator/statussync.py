@@ -42,6 +42,7 @@ class StatusSync:
         self.consumer = consumer
         self.interval = interval
         self.tasks: dict[str, _Task] = {}
+        self._writers = asyncio.Semaphore(16)  # concurrent status patches after a burst
 
     async def ensure_group(self) -> None:
         try:
@@ -50,9 +51,31 @@ class StatusSync:
             if "BUSYGROUP" not in str(exc):
                 raise
 
+    async def adopt_orphans(self) -> None:
+        """Take over entries a previous operator (another pod, another name) left unacked.
+
+        One operator runs per cluster (Kopf standalone), so whatever is pending under any
+        other consumer name belongs to an operator that is gone.
+        """
+        cursor: Any = "0-0"
+        while True:
+            reply: Any = await self.redis.xautoclaim(
+                names.STATUS_STREAM,
+                names.STATUS_GROUP,
+                self.consumer,
+                min_idle_time=0,
+                start_id=cursor,
+                count=1000,
+                justid=True,
+            )
+            cursor = reply[0]
+            if cursor in (b"0-0", "0-0"):
+                return
+
     async def run(self) -> None:
-        """Consume forever: first our own unacknowledged entries, then new ones."""
+        """Consume forever: first unacknowledged entries (ours and orphans), then new ones."""
         await self.ensure_group()
+        await self.adopt_orphans()
         backlog = True
         while True:
             try:
@@ -87,7 +110,10 @@ class StatusSync:
         task = self.tasks.setdefault(event.uid, _Task(event.namespace, event.name))
         task.entry_ids.append(entry_id)
         if task.status is None:
-            task.status = await self._load(event)
+            if event.kind == events.Kind.QUEUED and event.attempt == 1:
+                task.status = {}  # a new task: its whole history follows in this stream; no GET
+            else:
+                task.status = await self._load(event)
             task.written = dict(task.status or {})
         if task.status is None:
             return  # gone: acked on the next flush
@@ -117,11 +143,13 @@ class StatusSync:
 
     async def _flush_due(self) -> None:
         now = time.monotonic()
+        due = [
+            (uid, t)
+            for uid, t in self.tasks.items()
+            if t.dirty and t.status is not None and now - t.last_write >= self.interval
+        ]
+        await asyncio.gather(*(self._write(uid, task) for uid, task in due))
         for uid, task in list(self.tasks.items()):
-            if task.dirty and now - task.last_write < self.interval:
-                continue
-            if task.dirty and task.status is not None:
-                await self._write(uid, task)
             if not task.dirty and task.entry_ids:
                 await self.redis.xack(names.STATUS_STREAM, names.STATUS_GROUP, *task.entry_ids)
                 task.entry_ids.clear()
@@ -129,6 +157,11 @@ class StatusSync:
                 del self.tasks[uid]  # finished or gone: nothing more to coalesce
 
     async def _write(self, uid: str, task: _Task) -> None:
+        assert task.status is not None
+        async with self._writers:
+            await self._write_now(uid, task)
+
+    async def _write_now(self, uid: str, task: _Task) -> None:
         assert task.status is not None
         try:
             # A merge patch only deletes the keys it sets to null.

@@ -10,7 +10,6 @@ and the object goes away; finished LongTasks carry no finalizer.
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
@@ -68,7 +67,9 @@ def test_running_task_ignoring_cancel_is_stopped_after_grace(
     _patch_cancel(kubectl, namespace, "stubborn")
     status = lt.wait_phase(kubectl, namespace, "stubborn", "Cancelled", timeout=30)
     assert "grace period" in status["message"]
-    helpers.poll(lambda: not _alive(pid), timeout=10, what="the stubborn process to be stopped")
+    helpers.poll(
+        lambda: not helpers.process_alive(pid), timeout=10, what="the stubborn process to be stopped"
+    )
     last = lt.stream(redis_client, uid)[-1]
     assert last.kind == events.Kind.CANCELLED
 
@@ -93,15 +94,3 @@ def test_deleting_a_running_task_cancels_it(platform, kubectl, namespace, redis_
         timeout=15,
         what="the finalizer to be removed from a finished task",
     )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -49,9 +48,7 @@ def _env(state: Path) -> dict[str, str]:
 
 
 def _listening(url: str) -> bool:
-    host, port = url.split("//")[1].split("/")[0].split(":")
-    with socket.socket() as sock:
-        return sock.connect_ex((host, int(port))) == 0
+    return helpers.port_listening(int(url.split("//")[1].split("/")[0].split(":")[1]))
 
 
 def _interrupt(proc: subprocess.Popen[str]) -> int:

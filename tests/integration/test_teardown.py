@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,31 +17,14 @@ import time
 import pytest
 
 from longtask_dev import cluster as cluster_mod
+from tests import helpers
 
 pytestmark = pytest.mark.cluster
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie still answers kill(0); it is dead for our purpose once reaped or a zombie.
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
 def _wait_dead(pids: list[int], timeout: float = 30) -> list[int]:
     deadline = time.monotonic() + timeout
-    while (alive := [p for p in pids if _alive(p)]) and time.monotonic() < deadline:
+    while (alive := [p for p in pids if helpers.process_alive(p)]) and time.monotonic() < deadline:
         time.sleep(0.1)
     return alive
 
@@ -52,10 +34,10 @@ def test_stop_leaves_no_process_port_or_folder():
     pids = [child.pid for child in c.children]
     ports = [c.api_port, c.redis_port]
     state = c.state_dir
-    assert all(_alive(p) for p in pids) and all(_listening(p) for p in ports)
+    assert all(helpers.process_alive(p) for p in pids) and all(helpers.port_listening(p) for p in ports)
     c.stop()
     assert _wait_dead(pids, timeout=1) == []
-    assert [p for p in ports if _listening(p)] == []
+    assert [p for p in ports if helpers.port_listening(p)] == []
     assert not state.exists()
 
 
@@ -72,11 +54,11 @@ def test_children_die_with_a_sigkilled_parent():
     try:
         assert parent.stdout is not None
         info = json.loads(parent.stdout.readline())
-        assert all(_alive(p) for p in info["pids"])
+        assert all(helpers.process_alive(p) for p in info["pids"])
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait()
         assert _wait_dead(info["pids"]) == [], "children outlived their SIGKILLed parent"
-        assert not _listening(info["port"])
+        assert not helpers.port_listening(info["port"]), "the apiserver's port is still open"
     finally:
         if parent.poll() is None:
             parent.kill()

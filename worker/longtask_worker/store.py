@@ -9,12 +9,8 @@ from __future__ import annotations
 import time
 
 import redis
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
-from longtask_contracts import events, ledger, names
+from longtask_contracts import events, ledger, names, redisopts
 
 # Take the lease only if the task is not done, nobody holds it, and no later (or the
 # same) attempt has started: a redelivered or duplicated message then does nothing.
@@ -30,13 +26,8 @@ return 1
 
 
 def connect(url: str) -> redis.Redis:
-    """A client that rides out a Redis restart: retries with backoff for about a minute."""
-    return redis.Redis.from_url(
-        url,
-        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=40),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
-        health_check_interval=10,
-    )
+    """A client that rides out a Redis restart (see longtask_contracts.redisopts)."""
+    return redis.Redis.from_url(url, **redisopts.client_kwargs(asyncio=False))
 
 
 class Store:

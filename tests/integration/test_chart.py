@@ -1,0 +1,532 @@
+"""The Helm chart (charts/longtask) renders, validates and installs.
+
+Covers: `helm lint --strict`; every key of values.yaml documented with a `# --` comment
+and the file pointing at its schema; the default render (operator Deployment with one
+replica, Recreate, `longtask operator`, REDIS_URL, metrics port, a stable status-stream
+consumer name and a liveness probe on the metrics port; one worker pool; the gateway
+Deployment and Service with /healthz probes; the built-in Redis StatefulSet with AOF and
+a volume claim; the exact RBAC rules; the kept CRD; the `helm test` hook); names within
+63 characters and selectors that are subsets of the pod labels; a render with an external
+Redis (by URL or by Secret) and two worker pools, each its own Deployment with its own
+command, concurrency, task modules, lease and grace period; values.schema.json refusing
+bad values with the offending field named; clear failures for a missing Redis and for a
+repeated pool name; `helm install` into the embedded cluster creating the Deployments
+(which get ReplicaSets), the StatefulSet, the Services and working RBAC; an upgrade that
+changes the image (selectors stay put); uninstall removing the cluster-scoped RBAC while
+keeping the CRD; and an install that would take over a CRD applied by someone else being
+refused, which is why `crds.install=false` exists.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from longtask_dev import binaries, platform
+from longtask_dev import cluster as cluster_mod
+from tests import helpers
+
+pytestmark = pytest.mark.cluster
+
+CHART = binaries.REPO_ROOT / "charts" / "longtask"
+CRD_NAME = "longtasks.longtask.io"
+EXTERNAL_REDIS = "redis://redis.shared.svc:6379/3"
+Helm = Callable[..., subprocess.CompletedProcess[str]]
+Manifests = list[dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def helm(tmp_path_factory: pytest.TempPathFactory) -> Helm:
+    """Run the cached helm binary with its own config/cache folders (never the user's)."""
+    binary = binaries.ensure("helm")["helm"]
+    home = tmp_path_factory.mktemp("helm-home")
+    env = {
+        "HOME": str(home),  # the Kubernetes client's discovery cache goes to $HOME/.kube
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_DATA_HOME": str(home / "data"),
+        "PATH": "/usr/bin:/bin",
+    }
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(binary), *args], capture_output=True, text=True, env=env, check=False, timeout=60
+        )
+        if check:
+            assert result.returncode == 0, f"helm {' '.join(args)}: {result.stderr}"
+        return result
+
+    return run
+
+
+def render(helm: Helm, *args: str, release: str = "lt") -> Manifests:
+    out = helm("template", release, str(CHART), "--namespace", "jobs", *args).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def values_file(tmp_path: Path, values: dict[str, Any]) -> str:
+    path = tmp_path / "values.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return str(path)
+
+
+def one(manifests: Manifests, kind: str, name: str) -> dict[str, Any]:
+    found = [m for m in manifests if m["kind"] == kind and m["metadata"]["name"] == name]
+    assert len(found) == 1, f"{kind}/{name} among {[(m['kind'], m['metadata']['name']) for m in manifests]}"
+    return found[0]
+
+
+def container(deployment: dict[str, Any]) -> dict[str, Any]:
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    result: dict[str, Any] = containers[0]
+    return result
+
+
+def env(c: dict[str, Any]) -> dict[str, Any]:
+    """name -> value (or the valueFrom dict) of a container's environment."""
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in c.get("env", [])}
+
+
+def rules(manifests: Manifests, name: str) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) triples a ClusterRole grants."""
+    role = one(manifests, "ClusterRole", name)
+    return {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+def grants(group: str, resources: list[str], verbs: list[str]) -> set[tuple[str, str, str]]:
+    return {(group, r, v) for r in resources for v in verbs}
+
+
+# -- lint and documentation -------------------------------------------------------------
+
+
+def test_helm_lint_strict_passes(helm: Helm):
+    result = helm("lint", "--strict", str(CHART))
+    assert "0 chart(s) failed" in result.stdout, result.stdout
+
+
+def _undocumented_keys(text: str) -> list[str]:
+    """Keys of a values.yaml with no `# --` comment, unless inside a documented value.
+
+    A key without a comment is fine only as a block of keys that are all documented.
+    """
+    missing: list[str] = []
+    stack: list[dict[str, Any]] = []  # open keys: indent, path, documented, has_keys
+
+    def close(indent: int) -> None:
+        while stack and stack[-1]["indent"] >= indent:
+            key = stack.pop()
+            if not key["documented"] and not key["has_keys"]:
+                missing.append(key["path"])
+
+    comments: list[str] = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            comments.append(stripped)
+            continue
+        match = re.match(r"^(\s*)([A-Za-z0-9_]+):(.*)$", line)
+        if not match:  # blank lines, list items: they belong to a key above
+            comments = []
+            continue
+        indent, key, value = len(match[1]), match[2], match[3].strip()
+        close(indent)
+        documented = any(c.startswith("# --") for c in comments)
+        comments = []
+        if any(k["documented"] for k in stack):
+            continue  # part of a documented value, e.g. podSecurityContext.runAsUser
+        if stack:
+            stack[-1]["has_keys"] = True
+        path = f"{stack[-1]['path']}.{key}" if stack else key
+        if value and not documented:
+            missing.append(path)
+        elif not value:
+            stack.append({"indent": indent, "path": path, "documented": documented, "has_keys": False})
+    close(0)
+    return missing
+
+
+def test_every_value_is_documented_and_the_schema_is_named():
+    text = (CHART / "values.yaml").read_text()
+    assert "values.schema.json" in text.splitlines()[0]
+    assert _undocumented_keys(text) == []
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert schema["additionalProperties"] is False
+    for block in ("crds", "image", "operator", "workers", "api", "redis", "test"):
+        assert schema["properties"][block]["additionalProperties"] is False, block
+
+
+# -- default render ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def default(helm: Helm) -> Manifests:
+    return render(helm)
+
+
+def test_default_render_has_every_component(default: Manifests):
+    kinds = sorted((m["kind"], m["metadata"]["name"]) for m in default)
+    assert kinds == sorted(
+        [
+            ("CustomResourceDefinition", CRD_NAME),
+            ("ServiceAccount", "lt-longtask-operator"),
+            ("ServiceAccount", "lt-longtask-api"),
+            ("ServiceAccount", "lt-longtask-worker"),
+            ("ClusterRole", "lt-longtask-operator"),
+            ("ClusterRole", "lt-longtask-api"),
+            ("ClusterRoleBinding", "lt-longtask-operator"),
+            ("ClusterRoleBinding", "lt-longtask-api"),
+            ("Deployment", "lt-longtask-operator"),
+            ("Deployment", "lt-longtask-api"),
+            ("Deployment", "lt-longtask-worker-default"),
+            ("StatefulSet", "lt-longtask-redis"),
+            ("Service", "lt-longtask-api"),
+            ("Service", "lt-longtask-redis"),
+            ("Service", "lt-longtask-redis-headless"),
+            ("Pod", "lt-longtask-test-healthz"),
+        ]
+    )
+
+
+def test_operator_deployment(default: Manifests):
+    deployment = one(default, "Deployment", "lt-longtask-operator")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    c = container(deployment)
+    assert c["command"] == ["longtask", "operator"]
+    assert c["image"] == "ghcr.io/longtask/longtask:0.1.0", "the tag defaults to appVersion"
+    variables = env(c)
+    assert variables["REDIS_URL"] == "redis://lt-longtask-redis.jobs.svc:6379/0"
+    assert variables["LONGTASK_METRICS_PORT"] == "9090"
+    # A replacement pod must re-read its predecessor's unacknowledged status entries.
+    assert variables["LONGTASK_CONSUMER"] == "lt-longtask-operator"
+    assert c["ports"] == [{"name": "metrics", "containerPort": 9090, "protocol": "TCP"}]
+    assert variables["LONGTASK_METRICS_HOST"] == "0.0.0.0", "reachable by Prometheus and the kubelet"
+    assert c["livenessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "lt-longtask-operator"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+
+
+def test_operator_rbac_is_exactly_what_it_needs(default: Manifests):
+    assert rules(default, "lt-longtask-operator") == (
+        grants("longtask.io", ["longtasks"], ["get", "list", "watch", "patch", "update", "delete"])
+        | grants("longtask.io", ["longtasks/status"], ["get", "patch", "update"])
+        | grants("", ["events"], ["create", "patch"])
+        | grants("events.k8s.io", ["events"], ["create", "patch"])
+        | grants("", ["namespaces"], ["list", "watch"])
+        | grants("apiextensions.k8s.io", ["customresourcedefinitions"], ["list", "watch"])
+    )
+    binding = one(default, "ClusterRoleBinding", "lt-longtask-operator")
+    assert binding["roleRef"]["name"] == "lt-longtask-operator"
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "lt-longtask-operator", "namespace": "jobs"}
+    ]
+
+
+def test_api_deployment_service_and_rbac(default: Manifests):
+    c = container(one(default, "Deployment", "lt-longtask-api"))
+    assert c["command"] == ["longtask", "api", "--host=0.0.0.0", "--port=8080"]
+    assert env(c)["REDIS_URL"] == "redis://lt-longtask-redis.jobs.svc:6379/0"
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert c[probe]["httpGet"] == {"path": "/healthz", "port": "http"}
+    service = one(default, "Service", "lt-longtask-api")
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}
+    ]
+    assert rules(default, "lt-longtask-api") == grants(
+        "longtask.io", ["longtasks"], ["create", "get", "list", "patch"]
+    )
+
+
+def test_default_worker_pool(default: Manifests):
+    deployment = one(default, "Deployment", "lt-longtask-worker-default")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == 3600
+    assert pod["automountServiceAccountToken"] is False
+    c = container(deployment)
+    assert c["command"] == ["longtask", "worker", "--pool", "default"]
+    assert env(c) == {
+        "REDIS_URL": "redis://lt-longtask-redis.jobs.svc:6379/0",
+        "LONGTASK_CONCURRENCY": "2",
+        "LONGTASK_TASK_MODULES": "",
+        "LONGTASK_LEASE_SECONDS": "30",
+    }
+
+
+def test_builtin_redis_keeps_an_append_only_file(default: Manifests):
+    statefulset = one(default, "StatefulSet", "lt-longtask-redis")
+    c = statefulset["spec"]["template"]["spec"]["containers"][0]
+    assert c["image"] == "redis:7"
+    args = " ".join(c["args"])
+    assert "--appendonly yes" in args
+    assert "--appendfsync everysec" in args
+    (claim,) = statefulset["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "data"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "8Gi"
+    assert {"name": "data", "mountPath": "/data"} in c["volumeMounts"]
+    assert statefulset["spec"]["serviceName"] == "lt-longtask-redis-headless"
+    assert one(default, "Service", "lt-longtask-redis")["spec"]["ports"][0]["port"] == 6379
+
+
+def test_crd_is_kept_on_uninstall_and_the_test_hook_calls_healthz(default: Manifests):
+    crd = one(default, "CustomResourceDefinition", CRD_NAME)
+    assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    pod = one(default, "Pod", "lt-longtask-test-healthz")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    assert pod["spec"]["containers"][0]["command"][-1] == "http://lt-longtask-api.jobs.svc:8080/healthz"
+
+
+def test_labels_selectors_and_name_lengths(helm: Helm):
+    release = "r" * 53  # the longest release name Helm accepts
+    manifests = render(helm, release=release)
+    kinds_and_names = [(m["kind"], m["metadata"]["name"]) for m in manifests]
+    assert len(set(kinds_and_names)) == len(kinds_and_names), "shortened names must not collide"
+    for m in manifests:
+        assert len(m["metadata"]["name"]) <= 63, m["metadata"]["name"]
+        if m["kind"] == "StatefulSet":  # its pods get controller-revision-hash=<name>-<10 chars>
+            assert len(m["metadata"]["name"]) <= 52, m["metadata"]["name"]
+        if m["kind"] == "CustomResourceDefinition":
+            continue
+        labels = m["metadata"]["labels"]
+        assert labels["app.kubernetes.io/instance"] == release
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+        assert labels["app.kubernetes.io/name"] == "longtask"
+        if m["kind"] in ("Deployment", "StatefulSet"):
+            selector = m["spec"]["selector"]["matchLabels"]
+            pod_labels = m["spec"]["template"]["metadata"]["labels"]
+            assert selector.items() <= pod_labels.items()
+            assert "app.kubernetes.io/version" not in selector
+            assert "helm.sh/chart" not in selector
+
+
+def test_crds_install_false_renders_no_crd(helm: Helm):
+    kinds = {m["kind"] for m in render(helm, "--set", "crds.install=false")}
+    assert "CustomResourceDefinition" not in kinds
+
+
+# -- external Redis and worker pools ----------------------------------------------------
+
+
+def test_external_redis_and_two_worker_pools(helm: Helm, tmp_path: Path):
+    values = {
+        "redis": {"enabled": False, "url": EXTERNAL_REDIS},
+        "image": {"repository": "registry.example/longtask", "tag": "1.2.3"},
+        "workers": {
+            "poolDefaults": {"leaseSeconds": 45},
+            "pools": [
+                {"name": "default", "concurrency": 8, "taskModules": ["acme.tasks", "acme.reports"]},
+                {
+                    "name": "gpu",
+                    "replicas": 0,
+                    "concurrency": 1,
+                    "terminationGracePeriodSeconds": 7200,
+                    "leaseSeconds": 60,
+                    "resources": {"limits": {"nvidia.com/gpu": 1}},
+                },
+            ],
+        },
+    }
+    manifests = render(helm, "-f", values_file(tmp_path, values))
+    assert not [m for m in manifests if m["kind"] == "StatefulSet"]
+    assert not [m for m in manifests if "redis" in m["metadata"]["name"]]
+
+    default = one(manifests, "Deployment", "lt-longtask-worker-default")
+    gpu = one(manifests, "Deployment", "lt-longtask-worker-gpu")
+    assert container(default)["command"] == ["longtask", "worker", "--pool", "default"]
+    assert container(gpu)["command"] == ["longtask", "worker", "--pool", "gpu"]
+    assert env(container(default)) == {
+        "REDIS_URL": EXTERNAL_REDIS,
+        "LONGTASK_CONCURRENCY": "8",
+        "LONGTASK_TASK_MODULES": "acme.tasks,acme.reports",
+        "LONGTASK_LEASE_SECONDS": "45",
+    }
+    assert env(container(gpu)) == {
+        "REDIS_URL": EXTERNAL_REDIS,
+        "LONGTASK_CONCURRENCY": "1",
+        "LONGTASK_TASK_MODULES": "",
+        "LONGTASK_LEASE_SECONDS": "60",
+    }
+    assert default["spec"]["replicas"] == 1
+    assert gpu["spec"]["replicas"] == 0, "replicas 0 is an override, not 'unset'"
+    assert default["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 3600
+    assert gpu["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 7200
+    assert container(gpu)["resources"] == {"limits": {"nvidia.com/gpu": 1}}
+    assert "resources" not in container(default)
+    # The pools select only their own pods.
+    assert gpu["spec"]["selector"]["matchLabels"]["longtask.io/pool"] == "gpu"
+    assert default["spec"]["selector"]["matchLabels"]["longtask.io/pool"] == "default"
+
+    for name in ("lt-longtask-operator", "lt-longtask-api"):
+        c = container(one(manifests, "Deployment", name))
+        assert env(c)["REDIS_URL"] == EXTERNAL_REDIS
+        assert c["image"] == "registry.example/longtask:1.2.3"
+
+
+def test_external_redis_url_from_a_secret(helm: Helm):
+    manifests = render(
+        helm, "--set", "redis.enabled=false", "--set", "redis.existingSecret.name=redis-credentials"
+    )
+    c = container(one(manifests, "Deployment", "lt-longtask-operator"))
+    assert env(c)["REDIS_URL"] == {"secretKeyRef": {"name": "redis-credentials", "key": "redis-url"}}
+
+
+# -- refusals ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "api.replicas=two"], "at '/api/replicas': got string, want integer"),
+        (["--set-string", "workers.pools[0].replicas=2"], "at '/workers/pools/0/replicas'"),
+        (["--set", "api.replica=2"], "at '/api': additional properties 'replica' not allowed"),
+        (["--set", "workers.pools[0].name=GPU_pool"], "at '/workers/pools/0/name'"),
+        (["--set", "image.pullPolicy=Sometimes"], "at '/image/pullPolicy'"),
+        (["--set", "redis.url=localhost:6379"], "at '/redis/url'"),
+    ],
+)
+def test_schema_rejects_bad_values_naming_the_field(helm: Helm, args: list[str], message: str):
+    result = helm("template", "lt", str(CHART), *args, check=False)
+    assert result.returncode != 0
+    assert "don't meet the specifications of the schema" in result.stderr
+    assert message in result.stderr, result.stderr
+
+
+def test_disabled_redis_without_url_fails_clearly(helm: Helm):
+    result = helm("template", "lt", str(CHART), "--set", "redis.enabled=false", check=False)
+    assert result.returncode != 0
+    assert "set redis.url (or redis.existingSecret.name)" in result.stderr, result.stderr
+
+
+def test_repeated_pool_name_fails(helm: Helm):
+    result = helm(
+        "template", "lt", str(CHART),
+        "--set", "workers.pools[0].name=batch", "--set", "workers.pools[1].name=batch",
+        check=False,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert 'the pool name "batch" appears twice' in result.stderr, result.stderr
+
+
+# -- a real install ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def kube_helm(helm: Helm, cluster: cluster_mod.Cluster) -> Helm:
+    """helm against the embedded cluster."""
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return helm(*args, "--kubeconfig", str(cluster.kubeconfig), check=check)
+
+    return run
+
+
+@pytest.fixture
+def crd_applied(cluster: cluster_mod.Cluster) -> None:
+    """The CRD as the dev platform applies it (kubectl server-side apply, not Helm)."""
+    cluster.kubectl(None, "apply", "--server-side", "--force-conflicts", "-f", str(platform.CRD_DIR))
+    cluster.kubectl(None, "wait", "--for=condition=Established", "--timeout=60s", f"crd/{CRD_NAME}")
+
+
+@pytest.fixture
+def release(kube_helm: Helm, namespace: str) -> Iterator[str]:
+    """A release name, uninstalled afterwards (its ClusterRoles outlive the namespace)."""
+    name = f"lt-{uuid.uuid4().hex[:6]}"
+    yield name
+    kube_helm("uninstall", name, "--namespace", namespace, "--wait", "--timeout", "60s", check=False)
+
+
+def _names(cluster: cluster_mod.Cluster, kind: str, namespace: str, release: str) -> list[str]:
+    out = cluster.kubectl(
+        None, "get", kind, "-n", namespace, "-l", f"app.kubernetes.io/instance={release}", "-o", "name"
+    ).stdout
+    return sorted(out.split())
+
+
+def _can(cluster: cluster_mod.Cluster, account: str, verb: str, resource: str, *extra: str) -> bool:
+    result = cluster.kubectl(None, "auth", "can-i", f"--as={account}", verb, resource, *extra, check=False)
+    return result.stdout.strip() == "yes"
+
+
+def test_helm_install_upgrade_uninstall(
+    cluster: cluster_mod.Cluster, kube_helm: Helm, crd_applied: None, namespace: str, release: str
+):
+    pools = ["--set", "workers.pools[0].name=default", "--set", "workers.pools[1].name=batch"]
+    kube_helm("install", release, str(CHART), "--namespace", namespace, "--set", "crds.install=false", *pools)
+    fullname = f"{release}-longtask"
+    deployments = [
+        f"deployment.apps/{fullname}-api",
+        f"deployment.apps/{fullname}-operator",
+        f"deployment.apps/{fullname}-worker-batch",
+        f"deployment.apps/{fullname}-worker-default",
+    ]
+    assert _names(cluster, "deployments", namespace, release) == deployments
+    assert _names(cluster, "statefulsets", namespace, release) == [f"statefulset.apps/{fullname}-redis"]
+    assert _names(cluster, "services", namespace, release) == [
+        f"service/{fullname}-api",
+        f"service/{fullname}-redis",
+        f"service/{fullname}-redis-headless",
+    ]
+    # The controller manager turns each Deployment into a ReplicaSet (no kubelet runs pods).
+    helpers.poll(
+        lambda: len(_names(cluster, "replicasets", namespace, release)) == len(deployments),
+        timeout=60,
+        what="a ReplicaSet per Deployment",
+    )
+
+    # The ServiceAccounts' rights, as the apiserver decides them.
+    operator = f"system:serviceaccount:{namespace}:{fullname}-operator"
+    api = f"system:serviceaccount:{namespace}:{fullname}-api"
+    worker = f"system:serviceaccount:{namespace}:{fullname}-worker"
+    assert _can(cluster, operator, "watch", "longtasks.longtask.io", "--all-namespaces")
+    assert _can(cluster, operator, "patch", "longtasks.longtask.io", "--subresource=status", "-n", "other")
+    assert _can(cluster, operator, "create", "events", "-n", "other")
+    assert not _can(cluster, operator, "create", "longtasks.longtask.io", "-n", "other")
+    assert _can(cluster, api, "create", "longtasks.longtask.io", "-n", "other")
+    assert not _can(cluster, api, "delete", "longtasks.longtask.io", "-n", "other")
+    assert not _can(cluster, worker, "get", "longtasks.longtask.io", "-n", namespace)
+
+    # Selector labels never change, so an upgrade to a new image goes through.
+    kube_helm(
+        "upgrade", release, str(CHART), "--namespace", namespace, "--reuse-values",
+        "--set", "image.tag=0.2.0",
+    )  # fmt: skip
+    image = cluster.kubectl(
+        None, "get", "deployment", f"{fullname}-operator", "-n", namespace,
+        "-o", "jsonpath={.spec.template.spec.containers[0].image}",
+    ).stdout  # fmt: skip
+    assert image == "ghcr.io/longtask/longtask:0.2.0"
+
+    kube_helm("uninstall", release, "--namespace", namespace, "--wait", "--timeout", "60s")
+    roles = cluster.kubectl(
+        None, "get", "clusterroles", "-l", f"app.kubernetes.io/instance={release}", "-o", "name"
+    )
+    assert roles.stdout.strip() == ""
+    cluster.kubectl(None, "get", "crd", CRD_NAME)  # untouched: this release never owned it
+
+
+def test_installing_crds_over_a_crd_applied_by_someone_else_is_refused(
+    cluster: cluster_mod.Cluster, kube_helm: Helm, crd_applied: None, namespace: str, release: str
+):
+    result = kube_helm("install", release, str(CHART), "--namespace", namespace, check=False)
+    assert result.returncode != 0
+    assert f'CustomResourceDefinition "{CRD_NAME}"' in result.stderr
+    assert "invalid ownership metadata" in result.stderr, result.stderr
+    # Nothing of the release was created; the fix is crds.install=false (or adopting the CRD).
+    assert _names(cluster, "deployments", namespace, release) == []
+    assert kube_helm("status", release, "--namespace", namespace, check=False).returncode != 0
