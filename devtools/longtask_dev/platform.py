@@ -53,8 +53,10 @@ class Platform:
     def _log(self, name: str) -> Path:
         return self.cluster.state_dir / "logs" / f"{name}.log"
 
-    def start_operator(self) -> procs.Child:
-        env = dict(self.cluster.environ(), LONGTASK_METRICS_PORT=str(self.operator_metrics_port))
+    def start_operator(self, *, extra_env: dict[str, str] | None = None) -> procs.Child:
+        env = dict(
+            self.cluster.environ(), LONGTASK_METRICS_PORT=str(self.operator_metrics_port), **(extra_env or {})
+        )
         child = self.cluster.add(
             procs.Child("operator", longtask_argv("operator"), self._log("operator"), env=env)
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,7 @@ class StatusSync:
         self.interval = interval
         self.tasks: dict[str, _Task] = {}
         self._writers = asyncio.Semaphore(16)  # concurrent status patches after a burst
+        self._jobs: set[asyncio.Future[None]] = set()
 
     async def ensure_group(self) -> None:
         try:
@@ -59,6 +61,7 @@ class StatusSync:
         """
         cursor: Any = "0-0"
         while True:
+            # Without JUSTID: redis-py then returns [next cursor, entries, deleted ids].
             reply: Any = await self.redis.xautoclaim(
                 names.STATUS_STREAM,
                 names.STATUS_GROUP,
@@ -66,7 +69,6 @@ class StatusSync:
                 min_idle_time=0,
                 start_id=cursor,
                 count=1000,
-                justid=True,
             )
             cursor = reply[0]
             if cursor in (b"0-0", "0-0"):
@@ -74,11 +76,12 @@ class StatusSync:
 
     async def run(self) -> None:
         """Consume forever: first unacknowledged entries (ours and orphans), then new ones."""
-        await self.ensure_group()
-        await self.adopt_orphans()
         backlog = True
         while True:
             try:
+                if backlog:
+                    await self.ensure_group()
+                    await self.adopt_orphans()
                 start = "0" if backlog else ">"
                 reply: Any = await self.redis.xreadgroup(
                     names.STATUS_GROUP,
@@ -110,8 +113,12 @@ class StatusSync:
         task = self.tasks.setdefault(event.uid, _Task(event.namespace, event.name))
         task.entry_ids.append(entry_id)
         if task.status is None:
-            if event.kind == events.Kind.QUEUED and event.attempt == 1:
-                task.status = {}  # a new task: its whole history follows in this stream; no GET
+            if (
+                event.kind == events.Kind.QUEUED
+                and event.attempt == 1
+                and not await self.redis.exists(names.started(event.uid), names.done(event.uid))
+            ):
+                task.status = {}  # never started: its whole history follows in this stream; no GET
             else:
                 task.status = await self._load(event)
             task.written = dict(task.status or {})
@@ -122,15 +129,23 @@ class StatusSync:
             if new.get("phase") != task.status.get("phase"):
                 # Every phase change gets its Event, even when coalescing skips its status.
                 message, warning = fold.event_message(new)
-                await self.kube.post_event(
-                    namespace=task.namespace,
-                    name=task.name,
-                    uid=event.uid,
-                    reason=str(new.get("phase")),
-                    message=message,
-                    warning=warning,
+                self._background(
+                    self.kube.post_event(
+                        namespace=task.namespace,
+                        name=task.name,
+                        uid=event.uid,
+                        reason=str(new.get("phase")),
+                        message=message,
+                        warning=warning,
+                    )
                 )
             task.status, task.dirty = new, True
+
+    def _background(self, job: Coroutine[Any, Any, None]) -> None:
+        """Run `job` without waiting for it (Events must not slow status mirroring down)."""
+        future = asyncio.ensure_future(job)
+        self._jobs.add(future)
+        future.add_done_callback(self._jobs.discard)
 
     async def _load(self, event: events.TaskEvent) -> dict[str, Any] | None:
         try:

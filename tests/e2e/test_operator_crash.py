@@ -3,7 +3,8 @@
 Covers: SIGKILL right after dispatch (message sent, status possibly not yet written),
 then a restart: the task ends Succeeded, started exactly once, attempts 1; SIGKILL while
 the task runs (status-stream entries not yet acknowledged): the restarted operator
-converges the status to Succeeded with progress 100.
+converges the status to Succeeded with progress 100, even under another consumer name
+(as a replacement pod would have): it adopts the entries its predecessor left unacked.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from tests import helpers, lt
 pytestmark = pytest.mark.cluster
 
 
-def _finish_while_operator_is_down(platform, redis_client, uid: str) -> None:
+def _finish_while_operator_is_down(platform, redis_client, uid: str, consumer: str | None = None) -> None:
     platform.kill_operator()
     try:
         helpers.poll(
@@ -25,7 +26,7 @@ def _finish_while_operator_is_down(platform, redis_client, uid: str) -> None:
             what="the worker to finish while the operator is down",
         )
     finally:
-        platform.start_operator()
+        platform.start_operator(extra_env={"LONGTASK_CONSUMER": consumer} if consumer else None)
 
 
 def test_kill_between_dispatch_and_status_update(platform, kubectl, namespace, redis_client):
@@ -47,7 +48,7 @@ def test_kill_between_dispatch_and_status_update(platform, kubectl, namespace, r
 def test_kill_while_running_converges_after_restart(platform, kubectl, namespace, redis_client):
     uid = lt.create(kubectl, namespace, "crash-running", task="demo.sleep", params={"seconds": 3, "steps": 6})
     lt.wait_phase(kubectl, namespace, "crash-running", "Running")
-    _finish_while_operator_is_down(platform, redis_client, uid)
+    _finish_while_operator_is_down(platform, redis_client, uid, consumer=f"replacement-{uid[:8]}")
     status = lt.wait_phase(kubectl, namespace, "crash-running", "Succeeded")
     assert status["progress"] == 100 and status["attempts"] == 1
     assert lt.starts(redis_client, uid) == 1
