@@ -12,6 +12,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/versions.env"
 cache=${LONGTASK_CACHE:-$HOME/.cache/longtask}
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
+command -v go >/dev/null || export PATH="$PATH:/usr/local/go/bin"  # Go's default install place
+
 k8s_minor=${KUBERNETES_VERSION#v1.}; k8s_minor=${k8s_minor%%.*}
 
 bin_dir() {  # bin_dir TOOL -> the cache folder holding TOOL's binary
@@ -92,6 +94,8 @@ build_go_install() {  # build_go_install TOOL PACKAGE@VERSION
 }
 
 build() {
+  [ -x "$(bin_dir "$1")/$1" ] && return 0
+  command -v go >/dev/null || { say "building $1 needs Go (https://go.dev/doc/install)"; return 1; }
   case "$1" in
     etcd) build_etcd ;;
     kube-apiserver|kube-controller-manager|kube-scheduler|kubectl) build_kube "$1" ;;
