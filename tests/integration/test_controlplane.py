@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from kubernetes_asyncio import client, config
 
 from longtask_dev import binaries, platform
 from longtask_dev import cluster as cluster_mod
+from tests import helpers
 
 pytestmark = pytest.mark.cluster
 
@@ -28,16 +28,6 @@ SLEEP = {
     "metadata": {"name": "plain"},
     "spec": {"task": "demo.sleep"},
 }
-
-
-def _poll(check, *, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def test_crd_and_custom_resource_with_kubectl(cluster: cluster_mod.Cluster, kubectl, namespace):
@@ -72,7 +62,7 @@ def test_deployment_becomes_replicaset_and_scheduled_pods(cluster, kubectl, name
         },
     }
     kubectl("apply", "-f", "-", input=json.dumps(deployment))
-    _poll(
+    helpers.poll(
         lambda: kubectl("get", "rs", "-n", namespace, "-l", "app=web", "-o", "name").stdout.strip(),
         timeout=60,
         what="a ReplicaSet",
@@ -82,16 +72,10 @@ def test_deployment_becomes_replicaset_and_scheduled_pods(cluster, kubectl, name
         pods = json.loads(kubectl("get", "pods", "-n", namespace, "-l", "app=web", "-o", "json").stdout)
         return [p for p in pods["items"] if p["spec"].get("nodeName") == cluster_mod.NODE_NAME]
 
-    assert (
-        len(
-            _poll(
-                lambda: len(scheduled_pods()) == 2 and scheduled_pods(),
-                timeout=60,
-                what="two pods bound to the node",
-            )
-        )
-        == 2
+    pods = helpers.poll(
+        lambda: len(scheduled_pods()) == 2 and scheduled_pods(), timeout=60, what="two pods bound to the node"
     )
+    assert {p["metadata"]["ownerReferences"][0]["kind"] for p in pods} == {"ReplicaSet"}
 
 
 def test_helm_install_of_a_chart(cluster, namespace, tmp_path: Path):

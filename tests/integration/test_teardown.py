@@ -6,13 +6,13 @@ its children with it (no orphans); the temporary state folder is removed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -23,10 +23,10 @@ pytestmark = pytest.mark.cluster
 
 
 def _wait_dead(pids: list[int], timeout: float = 30) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while (alive := [p for p in pids if helpers.process_alive(p)]) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return alive
+    """The pids still alive after waiting up to `timeout` for all of them to die."""
+    with contextlib.suppress(AssertionError):
+        helpers.poll(lambda: not any(helpers.process_alive(p) for p in pids), timeout=timeout, what="exit")
+    return [p for p in pids if helpers.process_alive(p)]
 
 
 def test_stop_leaves_no_process_port_or_folder():
