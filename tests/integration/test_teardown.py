@@ -62,5 +62,8 @@ def test_children_die_with_a_sigkilled_parent():
     finally:
         if parent.poll() is None:
             parent.kill()
+            parent.wait()
+        if parent.stdout is not None:
+            parent.stdout.close()
         if "info" in locals():
             shutil.rmtree(info["dir"], ignore_errors=True)  # a killed parent cannot clean up
