@@ -473,7 +473,7 @@ def targets_report(lt: list[Sample], lt_tp: Throughput, raw_tp: Throughput) -> l
 # -- main -----------------------------------------------------------------------------
 def run(c: cluster_mod.Cluster, tasks: int, samples: int) -> list[str]:
     for namespace in ("bench-latency", "bench-throughput"):
-        c.kubectl(None, "create", "namespace", namespace)
+        c.kubectl("create", "namespace", namespace)
     probe = Recorder.of(c)
     progress("longtask latency")
     with probe.phase("lt latency", longtasks=WARMUP + samples):

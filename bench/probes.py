@@ -29,7 +29,7 @@ Counts = collections.Counter[str]
 def api_requests(c: cluster_mod.Cluster) -> Counts:
     """Requests served so far, keyed "VERB resource[/subresource]" (non-resource URLs left out)."""
     counts: Counts = collections.Counter()
-    metrics = c.kubectl(None, "get", "--raw", "/metrics").stdout
+    metrics = c.kubectl("get", "--raw", "/metrics").stdout
     for line in metrics.splitlines():
         if not line.startswith("apiserver_request_total{"):
             continue

@@ -33,7 +33,7 @@ def platform(cluster: cluster_mod.Cluster) -> platform_mod.Platform:
 @pytest.fixture
 def kubectl(cluster: cluster_mod.Cluster) -> Callable[..., subprocess.CompletedProcess[str]]:
     def run(*args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return cluster.kubectl(None, *args, input=input, check=check)
+        return cluster.kubectl(*args, input=input, check=check)
 
     return run
 
@@ -41,9 +41,9 @@ def kubectl(cluster: cluster_mod.Cluster) -> Callable[..., subprocess.CompletedP
 @pytest.fixture
 def namespace(cluster: cluster_mod.Cluster) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:10]}"
-    cluster.kubectl(None, "create", "namespace", name)
+    cluster.kubectl("create", "namespace", name)
     yield name
-    cluster.kubectl(None, "delete", "namespace", name, "--wait=false", check=False)
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 @pytest.fixture
@@ -54,4 +54,4 @@ def redis_client(cluster: cluster_mod.Cluster) -> Iterator[redis.Redis]:
 
 
 def get_json(cluster: cluster_mod.Cluster, *args: str) -> Any:
-    return json.loads(cluster.kubectl(None, "get", *args, "-o", "json").stdout)
+    return json.loads(cluster.kubectl("get", *args, "-o", "json").stdout)

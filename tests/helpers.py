@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import httpx
+
+from longtask_cli import sseclient
 
 T = TypeVar("T")
 
@@ -26,33 +26,14 @@ def poll(check: Callable[[], T], *, timeout: float, what: str, interval: float =
         time.sleep(interval)
 
 
-@dataclass
-class SseEvent:
-    id: str | None
-    event: str
-    data: dict[str, Any]
+SseEvent = sseclient.Event
 
 
 def sse_events(
     client: httpx.Client, url: str, *, last_event_id: str | None = None, timeout: float = 60
 ) -> Iterator[SseEvent]:
     """Yield parsed SSE events from `url` until the server ends the stream."""
-    headers = {"Accept": "text/event-stream"}
-    if last_event_id:
-        headers["Last-Event-ID"] = last_event_id
-    with client.stream("GET", url, headers=headers, timeout=timeout) as response:
-        assert response.status_code == 200, response.read()
-        fields: dict[str, str] = {}
-        for line in response.iter_lines():
-            if line == "":
-                if "data" in fields:
-                    yield SseEvent(
-                        fields.get("id"), fields.get("event", "message"), json.loads(fields["data"])
-                    )
-                fields = {}
-            elif not line.startswith(":"):
-                key, _, value = line.partition(":")
-                fields[key] = value[1:] if value.startswith(" ") else value
+    return sseclient.events(client, url, last_event_id=last_event_id, timeout=timeout)
 
 
 def process_alive(pid: int) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -12,6 +13,8 @@ from types import FrameType
 from typing import Any
 
 import httpx
+
+from longtask_cli import sseclient
 
 
 def operator(args: argparse.Namespace) -> int:
@@ -89,6 +92,64 @@ def _answer(response: httpx.Response) -> dict[str, Any] | None:
         file=sys.stderr,
     )
     return None
+
+
+def _param(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise SystemExit(f"--param wants KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(raw)
+    except ValueError:
+        return key, raw
+
+
+def submit(args: argparse.Namespace) -> int:
+    spec: dict[str, Any] = {"task": args.task, "params": dict(_param(p) for p in args.param)}
+    if args.pool:
+        spec["pool"] = args.pool
+    body: dict[str, Any] = {"spec": spec, **({"name": args.name} if args.name else {})}
+    with _gateway(args) as client:
+        created = _answer(client.post(f"/v1/namespaces/{args.namespace}/tasks", json=body))
+    if created is None:
+        return 1
+    print(f"created {args.namespace}/{created['name']}")
+    if not args.watch:
+        return 0
+    args.name = created["name"]
+    return watch(args)
+
+
+def watch(args: argparse.Namespace) -> int:
+    """Print each event; on a dropped connection resume after the last event seen."""
+    url = f"/v1/namespaces/{args.namespace}/tasks/{args.name}/events"
+    last_id, phase = None, None
+    with _gateway(args) as client:
+        for _ in range(30):
+            try:
+                for event in sseclient.events(client, url, last_event_id=last_id, timeout=120):
+                    last_id, phase = event.id, event.data.get("phase")
+                    print(_event_line(event), flush=True)
+                return 0 if phase == "Succeeded" else 1
+            except httpx.HTTPStatusError as exc:
+                _answer(exc.response)
+                return 1
+            except httpx.TransportError as exc:
+                print(f"connection lost ({exc!r}); resuming after event {last_id}", file=sys.stderr)
+                time.sleep(1)
+    return 1
+
+
+def _event_line(event: sseclient.Event) -> str:
+    d = event.data
+    stamp = time.strftime("%H:%M:%S", time.localtime(d.get("at", time.time())))
+    progress = f"{d['progress']:5.1f}%" if d.get("progress") is not None else "      "
+    detail = d.get("message") or (d.get("error") or {}).get("message") or ""
+    if d.get("step"):
+        detail = f"[{d['step']}] {detail}"
+    if event.event == "succeeded" and d.get("result") is not None:
+        detail = f"result: {json.dumps(d['result'])}"
+    return f"{stamp}  {d.get('phase', event.event):<10} {progress}  {detail}".rstrip()
 
 
 def cancel(args: argparse.Namespace) -> int:
@@ -185,6 +246,10 @@ def _next_steps(env_file: object, api_url: str) -> str:
 longtask is up. In another shell:
 
   set -a; source {env_file}; set +a          # KUBECONFIG, REDIS_URL, LONGTASK_API
+  uv run longtask submit demo.sleep -p seconds=10 -p steps=20 --watch
+
+or with kubectl (the one in ~/.cache/longtask/bin/kubernetes-v1.37.2/):
+
   kubectl apply -f examples/sleep.yaml      # a 20-second task with progress
   kubectl get lt -w                         # watch Phase and Progress
   kubectl wait lt/sleep-demo --for=jsonpath='{{.status.phase}}'=Succeeded

@@ -11,7 +11,8 @@ from longtask_cli import commands
 EPILOG = """\
 quick start:
   longtask dev up                  run the whole platform locally (embedded Kubernetes)
-  source .longtask/env             KUBECONFIG, REDIS_URL, LONGTASK_API for the shell
+  set -a; source .longtask/env; set +a    KUBECONFIG, REDIS_URL, LONGTASK_API for the shell
+  longtask submit demo.sleep -p seconds=10 -p steps=20 --watch
   kubectl apply -f examples/sleep.yaml && kubectl get lt -w
 """
 
@@ -64,6 +65,39 @@ def build_parser() -> argparse.ArgumentParser:
     api.set_defaults(func=commands.api)
 
     api_help = "gateway URL (env LONGTASK_API, default http://127.0.0.1:8080)"
+    submit = sub.add_parser(
+        "submit",
+        help="create a task through the gateway (and --watch it)",
+        description="Create a LongTask through the gateway and print its name.",
+    )
+    submit.add_argument("task", help="registered task name, e.g. demo.sleep")
+    submit.add_argument(
+        "--param",
+        "-p",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a task parameter; VALUE is read as JSON when it parses (10, true, [1,2]), "
+        "else as a string (repeatable)",
+    )
+    submit.add_argument("--name", default=None, help="the LongTask's name (default: generated)")
+    submit.add_argument("--namespace", "-n", default="default")
+    submit.add_argument("--pool", default=None, help="worker pool (default: default)")
+    submit.add_argument("--watch", "-w", action="store_true", help="follow its progress until it ends")
+    submit.add_argument("--api", default=None, help=api_help)
+    submit.set_defaults(func=commands.submit)
+
+    watch = sub.add_parser(
+        "watch",
+        help="follow a task's progress live (SSE) until it ends",
+        description="Print one line per event; exit 0 if it Succeeded, 1 otherwise. "
+        "Reconnects with Last-Event-ID if the connection drops.",
+    )
+    watch.add_argument("name")
+    watch.add_argument("--namespace", "-n", default="default")
+    watch.add_argument("--api", default=None, help=api_help)
+    watch.set_defaults(func=commands.watch)
+
     cancel = sub.add_parser("cancel", help="cancel a task (sets spec.cancel through the gateway)")
     cancel.add_argument("name")
     cancel.add_argument("--namespace", "-n", default="default")

@@ -102,7 +102,7 @@ class Cluster:
             self._start_controllers(tools)
             if self.with_redis:
                 self._start_redis()
-            self._register_node(tools["kubectl"])
+            self._register_node()
             self._write_env()
         except BaseException:
             self.stop()
@@ -301,14 +301,14 @@ class Cluster:
         )
         procs.wait_until(lambda: _redis_ping(self.redis_port), timeout=30, what="redis PING", child=child)
 
-    def _register_node(self, kubectl: Path) -> None:
+    def _register_node(self) -> None:
         """A Node object (no kubelet behind it) so that the scheduler can bind pods."""
         node = {
             "apiVersion": "v1",
             "kind": "Node",
             "metadata": {"name": NODE_NAME, "labels": {"kubernetes.io/hostname": NODE_NAME}},
         }
-        self.kubectl(kubectl, "apply", "-f", "-", input=yaml.safe_dump(node))
+        self.kubectl("apply", "-f", "-", input=yaml.safe_dump(node))
         status = {
             "status": {
                 "capacity": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
@@ -324,7 +324,6 @@ class Cluster:
             }
         }
         self.kubectl(
-            kubectl,
             "patch",
             "node",
             NODE_NAME,
@@ -334,15 +333,16 @@ class Cluster:
             json.dumps(status),
         )
 
-    def kubectl_argv(self, kubectl: Path | None = None) -> list[str]:
-        return [str(kubectl or binaries.path("kubectl")), f"--kubeconfig={self.kubeconfig}"]
+    def kubectl_argv(self) -> list[str]:
+        """kubectl, pointed at this cluster; append its arguments."""
+        return [str(binaries.path("kubectl")), f"--kubeconfig={self.kubeconfig}"]
 
     def kubectl(
-        self, kubectl: Path | None = None, *args: str, input: str | None = None, check: bool = True
+        self, *args: str, input: str | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
         """Run kubectl against this cluster; on failure raise with kubectl's stderr."""
         result = subprocess.run(
-            [*self.kubectl_argv(kubectl), *args], input=input, capture_output=True, text=True, check=False
+            [*self.kubectl_argv(), *args], input=input, capture_output=True, text=True, check=False
         )
         if check and result.returncode != 0:
             raise KubectlError(

@@ -47,8 +47,8 @@ class Platform:
         return self
 
     def apply_crds(self) -> None:
-        self.cluster.kubectl(None, "apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR))
-        self.cluster.kubectl(None, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+        self.cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR))
+        self.cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
 
     def _log(self, name: str) -> Path:
         return self.cluster.state_dir / "logs" / f"{name}.log"

@@ -439,8 +439,8 @@ def kube_helm(helm: Helm, cluster: cluster_mod.Cluster) -> Helm:
 @pytest.fixture
 def crd_applied(cluster: cluster_mod.Cluster) -> None:
     """The CRD as the dev platform applies it (kubectl server-side apply, not Helm)."""
-    cluster.kubectl(None, "apply", "--server-side", "--force-conflicts", "-f", str(platform.CRD_DIR))
-    cluster.kubectl(None, "wait", "--for=condition=Established", "--timeout=60s", f"crd/{CRD_NAME}")
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(platform.CRD_DIR))
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{CRD_NAME}")
 
 
 @pytest.fixture
@@ -459,7 +459,7 @@ def _names(cluster: cluster_mod.Cluster, kind: str, namespace: str, release: str
 
 
 def _can(cluster: cluster_mod.Cluster, account: str, verb: str, resource: str, *extra: str) -> bool:
-    result = cluster.kubectl(None, "auth", "can-i", f"--as={account}", verb, resource, *extra, check=False)
+    result = cluster.kubectl("auth", "can-i", f"--as={account}", verb, resource, *extra, check=False)
     return result.stdout.strip() == "yes"
 
 
@@ -517,7 +517,7 @@ def test_helm_install_upgrade_uninstall(
         None, "get", "clusterroles", "-l", f"app.kubernetes.io/instance={release}", "-o", "name"
     )
     assert roles.stdout.strip() == ""
-    cluster.kubectl(None, "get", "crd", CRD_NAME)  # untouched: this release never owned it
+    cluster.kubectl("get", "crd", CRD_NAME)  # untouched: this release never owned it
 
 
 def test_installing_crds_over_a_crd_applied_by_someone_else_is_refused(
