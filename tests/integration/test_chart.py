@@ -453,7 +453,7 @@ def release(kube_helm: Helm, namespace: str) -> Iterator[str]:
 
 def _names(cluster: cluster_mod.Cluster, kind: str, namespace: str, release: str) -> list[str]:
     out = cluster.kubectl(
-        None, "get", kind, "-n", namespace, "-l", f"app.kubernetes.io/instance={release}", "-o", "name"
+        "get", kind, "-n", namespace, "-l", f"app.kubernetes.io/instance={release}", "-o", "name"
     ).stdout
     return sorted(out.split())
 
@@ -507,14 +507,14 @@ def test_helm_install_upgrade_uninstall(
         "--set", "image.tag=0.2.0",
     )  # fmt: skip
     image = cluster.kubectl(
-        None, "get", "deployment", f"{fullname}-operator", "-n", namespace,
+        "get", "deployment", f"{fullname}-operator", "-n", namespace,
         "-o", "jsonpath={.spec.template.spec.containers[0].image}",
     ).stdout  # fmt: skip
     assert image == "ghcr.io/longtask/longtask:0.2.0"
 
     kube_helm("uninstall", release, "--namespace", namespace, "--wait", "--timeout", "60s")
     roles = cluster.kubectl(
-        None, "get", "clusterroles", "-l", f"app.kubernetes.io/instance={release}", "-o", "name"
+        "get", "clusterroles", "-l", f"app.kubernetes.io/instance={release}", "-o", "name"
     )
     assert roles.stdout.strip() == ""
     cluster.kubectl("get", "crd", CRD_NAME)  # untouched: this release never owned it

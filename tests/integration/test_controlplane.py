@@ -109,9 +109,7 @@ def test_helm_install_of_a_chart(cluster, namespace, tmp_path: Path):
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    data = cluster.kubectl(
-        None, "get", "cm", "hi-cm", "-n", namespace, "-o", "jsonpath={.data.greeting}"
-    ).stdout
+    data = cluster.kubectl("get", "cm", "hi-cm", "-n", namespace, "-o", "jsonpath={.data.greeting}").stdout
     assert data == "hello"
 
 

@@ -36,8 +36,8 @@ class MemoryStore:
         self.claims[dispatch.uid] = f"{dispatch.attempt}:{worker}"
         return True
 
-    def renew(self, *, uid: str, lease_seconds: float) -> bool:
-        return uid in self.claims
+    def renew(self, dispatch: ledger.Dispatch, *, worker: str, lease_seconds: float) -> bool:
+        return self.claims.get(dispatch.uid, f"{dispatch.attempt}:{worker}") == f"{dispatch.attempt}:{worker}"
 
     def finish(
         self,

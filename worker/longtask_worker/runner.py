@@ -57,7 +57,8 @@ class RunContext:
         )
 
     def heartbeat(self) -> None:
-        self._store.renew(uid=self.uid, lease_seconds=self._limits.lease_seconds)
+        if not self._store.renew(self.dispatch, worker=self.worker, lease_seconds=self._limits.lease_seconds):
+            self._superseded()
 
     @property
     def cancelled(self) -> bool:
@@ -97,6 +98,17 @@ class RunContext:
                     self._force_cancel()
             except Exception:  # a Redis blip must not kill the task; the next beat retries
                 log.warning("lease renewal of %s failed", self.uid, exc_info=True)
+
+    def _superseded(self) -> None:
+        """Another attempt of this task holds the lease: this one was declared dead (it stalled
+        past its lease) and must not run on beside it."""
+        log.error(
+            "%s/%s attempt %s lost its lease to a newer attempt; stopping its process",
+            self.namespace,
+            self.name,
+            self.attempt,
+        )
+        os._exit(76)
 
     def _force_cancel(self) -> None:
         log.warning(

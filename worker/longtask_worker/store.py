@@ -25,6 +25,19 @@ return 1
 """
 
 
+# Renew the lease if it is still this attempt's. A lease that vanished (it ran out during
+# a long pause, or Redis lost it) is taken back: a retry the operator may have queued then
+# finds it held and steps aside. A lease now held by another attempt means this one was
+# superseded: 0, and the caller stops.
+_RENEW = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+return 1
+"""
+
+
 def connect(url: str) -> redis.Redis:
     """A client that rides out a Redis restart (see longtask_contracts.redisopts)."""
     return redis.Redis.from_url(url, **redisopts.client_kwargs(asyncio=False))
@@ -34,6 +47,7 @@ class Store:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
         self._claim = client.register_script(_CLAIM)
+        self._renew = client.register_script(_RENEW)
 
     def publish(self, event: events.TaskEvent, *, ttl: int | None = None) -> None:
         pipe = self.redis.pipeline(transaction=True)
@@ -52,13 +66,16 @@ class Store:
         ]
         return bool(self._claim(keys=keys, args=args))
 
-    def renew(self, *, uid: str, lease_seconds: float) -> bool:
-        """Extend the lease; False if it is no longer ours (it ran out and was taken over)."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.pexpire(names.claim(uid), int(lease_seconds * 1000))
-        pipe.zadd(names.LEASES, {uid: time.time() + lease_seconds}, xx=True)
-        held, _ = pipe.execute()
-        return bool(held)
+    def renew(self, dispatch: ledger.Dispatch, *, worker: str, lease_seconds: float) -> bool:
+        """Extend the lease; False if another attempt holds it (this one was superseded)."""
+        uid = dispatch.uid
+        args: list[str | int | float] = [
+            f"{dispatch.attempt}:{worker}",
+            int(lease_seconds * 1000),
+            time.time() + lease_seconds,
+            uid,
+        ]
+        return bool(self._renew(keys=[names.claim(uid), names.LEASES], args=args))
 
     def finish(
         self,

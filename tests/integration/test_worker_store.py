@@ -1,0 +1,57 @@
+"""The worker's lease scripts against a real Redis.
+
+Covers: a claim is refused while held, after the task is done, and for an attempt that is
+not newer than one already started; renewal keeps the lease, takes back a lease that
+vanished (so a retry queued meanwhile steps aside), and reports a lease taken by a newer
+attempt, which makes the old attempt stop.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from longtask_contracts import ledger, models, names
+from longtask_worker import store
+
+pytestmark = pytest.mark.cluster
+
+
+def _dispatch(uid: str, attempt: int) -> ledger.Dispatch:
+    return ledger.Dispatch(
+        namespace="ns",
+        name="t",
+        uid=uid,
+        spec=models.LongTaskSpec(task="demo.noop"),
+        attempt=attempt,
+        deadline=time.time() + 60,
+    )
+
+
+def test_claim_and_renew(cluster, redis_client):
+    uid = str(uuid.uuid4())
+    s = store.Store(store.connect(cluster.redis_url))
+    first, second = _dispatch(uid, 1), _dispatch(uid, 2)
+    try:
+        assert s.claim(first, worker="w1", lease_seconds=30)
+        assert not s.claim(first, worker="w2", lease_seconds=30), "held"
+        assert redis_client.zscore(names.LEASES, uid) is not None
+        assert s.renew(first, worker="w1", lease_seconds=30)
+
+        redis_client.delete(names.claim(uid))  # ran out during a long pause
+        assert s.renew(first, worker="w1", lease_seconds=30), "a vanished lease is taken back"
+        assert not s.claim(second, worker="w2", lease_seconds=30), "the queued retry steps aside"
+
+        redis_client.set(names.claim(uid), "2:w2")  # a newer attempt took over
+        assert not s.renew(first, worker="w1", lease_seconds=30)
+
+        redis_client.delete(names.claim(uid))
+        assert not s.claim(first, worker="w3", lease_seconds=30), "attempt 1 already started"
+        redis_client.set(names.done(uid), "1")
+        assert not s.claim(_dispatch(uid, 3), worker="w3", lease_seconds=30), "done"
+    finally:
+        redis_client.delete(*names.task_keys(uid))
+        redis_client.zrem(names.LEASES, uid)
+        s.redis.close()
