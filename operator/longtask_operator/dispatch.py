@@ -55,11 +55,17 @@ def first_attempt(body: dict[str, Any], *, now: float) -> ledger.Dispatch:
 
 
 async def send(
-    *, redis: aioredis.Redis, celery: Celery, dispatch: ledger.Dispatch, extra: dict[str, str] | None = None
+    *,
+    redis: aioredis.Redis,
+    celery: Celery,
+    dispatch: ledger.Dispatch,
+    extra: dict[str, str] | None = None,
+    replay: bool = False,
 ) -> None:
     """Publish Queued, send the attempt, then mark it sent (`extra` keys, off the schedule).
 
-    A crash before the last step sends the attempt again later; never zero times.
+    A crash before the last step sends the attempt again later; never zero times. A replay
+    leaves the dead-letter queue in the same MULTI that queues it.
     """
     queued = dispatch.event(
         events.Kind.QUEUED,
@@ -68,6 +74,8 @@ async def send(
     )
     pipe = redis.pipeline(transaction=True)
     ledger.queue_queued(pipe, dispatch, queued)
+    if replay:
+        pipe.hdel(names.DLQ, dispatch.uid)
     await pipe.execute()
     limit = int(dispatch.attempt_seconds(time.time()))
     await asyncio.to_thread(
@@ -134,17 +142,24 @@ async def cancel(
 
 
 async def replay(*, redis: aioredis.Redis, celery: Celery, body: dict[str, Any]) -> str:
-    """Replay a dead-lettered task as its next attempt; returns what happened, for an Event."""
-    meta = body["metadata"]
-    uid = meta["uid"]
-    if not await redis.hexists(names.DLQ, uid):
-        return "not in the dead-letter queue; nothing to replay"
+    """Replay a dead-lettered task as its next attempt; returns what happened, for an Event.
+
+    Run again after an operator crash, it finishes an interrupted replay: a current attempt
+    that is queued but never started (and not done) is sent again; the worker's claim makes
+    a second copy harmless.
+    """
+    uid = body["metadata"]["uid"]
     started = int(await redis.get(names.started(uid)) or 0)
+    if not await redis.hexists(names.DLQ, uid):
+        raw = await redis.get(names.current(uid))
+        current = ledger.Dispatch.model_validate_json(raw) if raw else None
+        if current is None or current.attempt <= started or await redis.exists(names.done(uid)):
+            return "not in the dead-letter queue; nothing to replay"
+        await send(redis=redis, celery=celery, dispatch=current)
+        return f"resent attempt {current.attempt} of an interrupted replay"
     dispatch = first_attempt(body, now=time.time()).model_copy(update={"attempt": started + 1})
-    # Out of the DLQ before the new attempt exists: it may fail fast and be parked again.
     await redis.delete(names.done(uid), names.crashes(uid), names.cancel_flag(uid))
-    await redis.hdel(names.DLQ, uid)
-    await send(redis=redis, celery=celery, dispatch=dispatch)
+    await send(redis=redis, celery=celery, dispatch=dispatch, replay=True)
     return f"replayed from the dead-letter queue as attempt {dispatch.attempt}"
 
 
