@@ -20,6 +20,7 @@ fi
 if ! command -v uv >/dev/null; then
   say "installing uv"
   python3 -m pip install --quiet 'uv==0.13.8'
+  command -v uv >/dev/null || pyenv rehash 2>/dev/null || true  # pyenv shims learn new scripts
 fi
 say "syncing the Python environment (uv.lock)"
 uv sync --frozen --quiet
