@@ -78,3 +78,21 @@ def test_get_and_list_with_phase_filter_and_pages(platform, namespace):
         assert client.get(base, params={"phase": "Running"}).json()["items"] == []
         missing = client.get(f"{base}/nope")
         assert missing.status_code == 404 and "not found" in missing.json()["detail"]
+
+
+def _open_streams(client: httpx.Client) -> float:
+    metrics = client.get("/metrics").text
+    return float(
+        next(line.split()[1] for line in metrics.splitlines() if line.startswith("longtask_api_sse_streams "))
+    )
+
+
+def test_a_client_that_goes_away_releases_its_stream(platform, namespace):
+    with httpx.Client(base_url=platform.api_url) as client:
+        created = _submit(client, namespace, task="demo.sleep", params={"seconds": 30, "steps": 30})
+        for event in helpers.sse_events(client, created["links"]["events"]):
+            if event.event == "started":
+                assert _open_streams(client) >= 1
+                break  # leaving the with-block of the stream closes the connection mid-task
+        helpers.poll(lambda: _open_streams(client) == 0, timeout=20, what="the gateway to drop the stream")
+        client.post(f"/v1/namespaces/{namespace}/tasks/{created['name']}/cancel")
