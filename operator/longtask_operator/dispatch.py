@@ -16,6 +16,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from celery import Celery
+from redis.exceptions import WatchError
 
 from longtask_contracts import events, ledger, models, names, phases
 from longtask_operator import metrics
@@ -123,10 +124,8 @@ async def cancel(
     meta, status = body["metadata"], body.get("status") or {}
     uid = meta["uid"]
     await redis.set(names.cancel_flag(uid), "1")
-    if phases.is_terminal(phases.parse(status.get("phase"))) or await redis.exists(names.done(uid)):
+    if phases.is_terminal(phases.parse(status.get("phase"))):
         return
-    if await redis.exists(names.claim(uid)):
-        return  # running: the worker reports Cancelled
     spec = models.LongTaskSpec.model_validate(body.get("spec") or {})
     event = events.TaskEvent(
         kind=events.Kind.CANCELLED,
@@ -136,9 +135,20 @@ async def cancel(
         attempt=int(status.get("attempts") or 0),
         message=reason,
     )
-    pipe = redis.pipeline(transaction=True)
-    ledger.queue_publish(pipe, event, ttl=spec.ttl_seconds_after_finished)
-    await pipe.execute()
+    # Report Cancelled only if no worker holds or finished the task, checked and written
+    # atomically (WATCH): otherwise the worker reports it, and one report is all we want.
+    async with redis.pipeline(transaction=True) as pipe:
+        while True:
+            try:
+                await pipe.watch(names.done(uid), names.claim(uid))
+                if await pipe.exists(names.done(uid), names.claim(uid)):
+                    return
+                pipe.multi()  # type: ignore[no-untyped-call]
+                ledger.queue_publish(pipe, event, ttl=spec.ttl_seconds_after_finished)
+                await pipe.execute()
+                return
+            except WatchError:
+                continue  # a worker claimed or finished it meanwhile: look again
 
 
 async def replay(*, redis: aioredis.Redis, celery: Celery, body: dict[str, Any]) -> str:

@@ -129,8 +129,10 @@ class Maintenance:
         await pipe.execute()
 
     async def _expired(self, uid: str) -> None:
+        """Delete a finished task whose TTL ran out: its Redis state first, then the object,
+        so nothing of it is left once the object is gone."""
         current = await self._current(uid)
+        await dispatch.forget(redis=self.redis, uid=uid)
         if current is not None:
             with contextlib.suppress(kube.Gone):
                 await self.kube.delete(namespace=current.namespace, name=current.name, uid=uid)
-        await dispatch.forget(redis=self.redis, uid=uid)

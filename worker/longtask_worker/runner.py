@@ -131,14 +131,18 @@ def run(*, dispatch: ledger.Dispatch, store: store.Store, worker: str, limits: L
             "skipping %s attempt %s: done, running elsewhere, or superseded", dispatch.uid, dispatch.attempt
         )
         return None
+    failure: Exception | None = None
     with RunContext(dispatch=dispatch, store=store, worker=worker, limits=limits) as ctx:
         store.publish(ctx.event(Kind.STARTED, progress=0))
         try:
             result = _call(ctx, dispatch, limits.result_max_bytes)
         except Exception as exc:  # every failure becomes the task's outcome, not the worker's
-            return _finish_failed(ctx, store, dispatch, exc, limits)
-        store.finish(dispatch=dispatch, event=ctx.event(Kind.SUCCEEDED, progress=100, result=result))
-        return Kind.SUCCEEDED
+            failure = exc
+    # The lease thread has stopped: no renewal can race the release below.
+    if failure is not None:
+        return _finish_failed(ctx, store, dispatch, failure, limits)
+    store.finish(dispatch=dispatch, event=ctx.event(Kind.SUCCEEDED, progress=100, result=result))
+    return Kind.SUCCEEDED
 
 
 def _call(ctx: RunContext, dispatch: ledger.Dispatch, result_max_bytes: int) -> Any:
