@@ -133,6 +133,24 @@ def queue_retry(pipe: Any, following: Dispatch, *, at: float) -> None:
     pipe.zadd(names.SCHEDULE, {following.uid: at})
 
 
+def queue_attempt_end(
+    pipe: Any,
+    dispatch: Dispatch,
+    event: events.TaskEvent,
+    *,
+    retry_at: float | None = None,
+    dead_letter: DeadLetter | None = None,
+) -> None:
+    """An attempt ended (reported by its worker, or by the operator for a dead worker):
+    publish its last event, schedule the next attempt or park the task, drop its lease."""
+    queue_publish(pipe, event, ttl=dispatch.spec.ttl_seconds_after_finished)
+    if retry_at is not None:
+        queue_retry(pipe, dispatch.next(), at=retry_at)
+    if dead_letter is not None:
+        queue_dead_letter(pipe, dead_letter)
+    pipe.zrem(names.LEASES, dispatch.uid)
+
+
 def queue_dead_letter(pipe: Any, record: DeadLetter) -> None:
     pipe.hset(names.DLQ, record.uid, record.model_dump_json())
 

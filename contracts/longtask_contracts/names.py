@@ -12,7 +12,6 @@ VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "LongTask"
 PLURAL = "longtasks"
-SHORT_NAME = "lt"
 FINALIZER = f"{GROUP}/finalizer"
 # Kopf keeps its handler progress and diff-base under this prefix. It is not GROUP
 # because Kopf ignores annotations under its own prefix, and REPLAY_ANNOTATION must count.

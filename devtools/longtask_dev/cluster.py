@@ -48,10 +48,9 @@ class Cluster:
     removed on stop.
     """
 
-    def __init__(self, *, state_dir: Path | None = None, with_redis: bool = True) -> None:
+    def __init__(self, *, state_dir: Path | None = None) -> None:
         self._owns_dir = state_dir is None
         self.state_dir = Path(state_dir or tempfile.mkdtemp(prefix="longtask-cluster-"))
-        self.with_redis = with_redis
         self.children: list[procs.Child] = []
         self.token = secrets.token_hex(16)
         self.api_port = 0
@@ -100,8 +99,7 @@ class Cluster:
             self._start_apiserver(tools["kube-apiserver"])
             self._write_kubeconfig()
             self._start_controllers(tools)
-            if self.with_redis:
-                self._start_redis()
+            self._start_redis()
             self._register_node()
             self._write_env()
         except BaseException:
@@ -351,10 +349,7 @@ class Cluster:
         return result
 
     def _write_env(self) -> None:
-        lines = [f"KUBECONFIG={self.kubeconfig}"]
-        if self.with_redis:
-            lines.append(f"REDIS_URL={self.redis_url}")
-        self.env_file.write_text("".join(f"{line}\n" for line in lines))
+        self.env_file.write_text(f"KUBECONFIG={self.kubeconfig}\nREDIS_URL={self.redis_url}\n")
 
     def append_env(self, **values: str) -> None:
         """Add shell-sourceable KEY=value lines to the env file (later commands extend it)."""
@@ -364,10 +359,7 @@ class Cluster:
 
     def environ(self) -> dict[str, str]:
         """os.environ plus this cluster's KUBECONFIG and REDIS_URL, for child processes."""
-        env = dict(os.environ, KUBECONFIG=str(self.kubeconfig))
-        if self.with_redis:
-            env["REDIS_URL"] = self.redis_url
-        return env
+        return dict(os.environ, KUBECONFIG=str(self.kubeconfig), REDIS_URL=self.redis_url)
 
 
 def _redis_ping(port: int) -> bool:

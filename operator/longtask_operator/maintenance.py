@@ -62,14 +62,29 @@ class Maintenance:
         raw = await self.redis.get(names.current(uid))
         return ledger.Dispatch.model_validate_json(raw) if raw else None
 
+    async def _unfinished(self, uid: str, zset: str) -> ledger.Dispatch | None:
+        """The task's current attempt if it still needs `zset`'s attention; else drop it."""
+        current = await self._current(uid)
+        if current is None or await self.redis.exists(names.done(uid)):
+            await self.redis.zrem(zset, uid)
+            return None
+        return current
+
+    async def _end(self, current: ledger.Dispatch, event: events.TaskEvent, *, cancel: bool = False) -> None:
+        """Publish a terminal event the operator decided (raising the cancel flag first if asked)."""
+        pipe = self.redis.pipeline(transaction=True)
+        if cancel:
+            pipe.set(names.cancel_flag(current.uid), "1")  # a running attempt stops too
+        ledger.queue_publish(pipe, event, ttl=current.spec.ttl_seconds_after_finished)
+        await pipe.execute()
+
     async def _lease_expired(self, uid: str, now: float) -> None:
         remaining = await self.redis.pttl(names.claim(uid))
         if remaining > 0:  # renewed since the scan read it: still alive
             await self.redis.zadd(names.LEASES, {uid: now + remaining / 1000})
             return
-        current = await self._current(uid)
-        if current is None or await self.redis.exists(names.done(uid)):
-            await self.redis.zrem(names.LEASES, uid)
+        current = await self._unfinished(uid, names.LEASES)
+        if current is None:
             return
         crashes = int(await self.redis.incr(names.crashes(uid)))
         decision = retry.decide(
@@ -89,32 +104,24 @@ class Maintenance:
         _, event, dead = ledger.failure_outcome(current, decision, error, worker=None)
         log.warning("%s/%s: %s -> %s", current.namespace, current.name, error["message"], decision)
         pipe = self.redis.pipeline(transaction=True)
-        ledger.queue_publish(pipe, event, ttl=current.spec.ttl_seconds_after_finished)
-        if decision.at is not None:
-            ledger.queue_retry(pipe, current.next(), at=decision.at)
-        if dead is not None:
-            ledger.queue_dead_letter(pipe, dead)
-        pipe.zrem(names.LEASES, uid)
+        ledger.queue_attempt_end(pipe, current, event, retry_at=decision.at, dead_letter=dead)
         await pipe.execute()
         metrics.WORKER_LOST.inc()
 
     async def _retry_due(self, uid: str) -> None:
-        current = await self._current(uid)
-        if current is None or await self.redis.exists(names.done(uid)):
-            await self.redis.zrem(names.SCHEDULE, uid)
+        current = await self._unfinished(uid, names.SCHEDULE)
+        if current is None:
             return
         if await self.redis.exists(names.cancel_flag(uid)):
-            event = current.event(events.Kind.CANCELLED, message="cancelled while waiting to retry")
-            pipe = self.redis.pipeline(transaction=True)
-            ledger.queue_publish(pipe, event, ttl=current.spec.ttl_seconds_after_finished)
-            await pipe.execute()
+            await self._end(
+                current, current.event(events.Kind.CANCELLED, message="cancelled while waiting to retry")
+            )
             return
         await dispatch.send(redis=self.redis, celery=self.celery, dispatch=current)
 
     async def _deadline_passed(self, uid: str) -> None:
-        current = await self._current(uid)
-        if current is None or await self.redis.exists(names.done(uid)):
-            await self.redis.zrem(names.DEADLINES, uid)
+        current = await self._unfinished(uid, names.DEADLINES)
+        if current is None:
             return
         event = current.event(
             events.Kind.FAILED,
@@ -123,10 +130,7 @@ class Maintenance:
                 "message": f"the task did not finish within timeoutSeconds ({current.spec.timeout_seconds})",
             },
         )
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.set(names.cancel_flag(uid), "1")  # a running attempt stops too
-        ledger.queue_publish(pipe, event, ttl=current.spec.ttl_seconds_after_finished)
-        await pipe.execute()
+        await self._end(current, event, cancel=True)
 
     async def _expired(self, uid: str) -> None:
         """Delete a finished task whose TTL ran out: its Redis state first, then the object,

@@ -87,13 +87,8 @@ class Store:
     ) -> None:
         """End the attempt: publish its last event, schedule a retry or dead-letter, release."""
         pipe = self.redis.pipeline(transaction=True)
-        ledger.queue_publish(pipe, event, ttl=dispatch.spec.ttl_seconds_after_finished)
-        if retry_at is not None:
-            ledger.queue_retry(pipe, dispatch.next(), at=retry_at)
-        if dead_letter is not None:
-            ledger.queue_dead_letter(pipe, dead_letter)
+        ledger.queue_attempt_end(pipe, dispatch, event, retry_at=retry_at, dead_letter=dead_letter)
         pipe.delete(names.claim(dispatch.uid), names.crashes(dispatch.uid))
-        pipe.zrem(names.LEASES, dispatch.uid)
         pipe.execute()
 
     def cancel_requested(self, uid: str) -> bool:
