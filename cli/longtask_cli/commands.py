@@ -44,7 +44,7 @@ def worker(args: argparse.Namespace) -> int:
     )
     cfg = settings.get_settings()
     celery = app.create_app(cfg)
-    node = args.name or f"{cfg.pool}@%h"
+    node = args.name or f"{cfg.pool}@{cfg.pod_name}"
     celery.worker_main(
         [
             "worker",

@@ -58,6 +58,7 @@ class TaskEvent(BaseModel):
     error: dict[str, str] | None = None
     retry_at: float | None = Field(default=None, description="Unix time of the next attempt (retrying).")
     dead_lettered: bool | None = None
+    pool: str | None = Field(default=None, description="The worker pool (queued events only).")
 
     @property
     def phase(self) -> phases.Phase:

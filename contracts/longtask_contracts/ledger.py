@@ -111,6 +111,7 @@ def queue_publish(pipe: Any, event: events.TaskEvent, *, ttl: int | None = None)
             pipe.expire(key, _DONE_TTL_SECONDS)
         for zset in (names.LEASES, names.SCHEDULE, names.DEADLINES):
             pipe.zrem(zset, event.uid)
+        pipe.hdel(names.RUNNING, event.uid)
         if ttl is not None:
             pipe.zadd(names.EXPIRY, {event.uid: event.at + ttl})
 
@@ -149,14 +150,11 @@ def queue_attempt_end(
     if dead_letter is not None:
         queue_dead_letter(pipe, dead_letter)
     pipe.zrem(names.LEASES, dispatch.uid)
+    pipe.hdel(names.RUNNING, dispatch.uid)
 
 
 def queue_dead_letter(pipe: Any, record: DeadLetter) -> None:
     pipe.hset(names.DLQ, record.uid, record.model_dump_json())
-
-
-def queue_lease(pipe: Any, uid: str, *, until: float) -> None:
-    pipe.zadd(names.LEASES, {uid: until})
 
 
 def queue_forget(pipe: Any, uid: str) -> None:
@@ -165,3 +163,4 @@ def queue_forget(pipe: Any, uid: str) -> None:
     for zset in names.ZSETS:
         pipe.zrem(zset, uid)
     pipe.hdel(names.DLQ, uid)
+    pipe.hdel(names.RUNNING, uid)

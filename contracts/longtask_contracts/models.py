@@ -128,3 +128,27 @@ class LongTaskStatus(_Model):
     attempt_history: list[dict[str, Any]] = Field(default_factory=list)
     replays: int | None = None
     conditions: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class WorkerPoolSpec(_Model):
+    """Which worker Deployment serves which pool, and how far it may scale."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    deployment: Annotated[
+        str, Field(max_length=253, description="The worker Deployment it scales (same namespace).")
+    ]
+    pool: Annotated[
+        str | None,
+        Field(pattern=POOL_PATTERN, max_length=63, description="The LongTask spec.pool it serves."),
+    ] = None
+    min_replicas: Annotated[int, Field(ge=0, le=1000)] = 1
+    max_replicas: Annotated[int, Field(ge=0, le=1000)] = 10
+    tasks_per_replica: Annotated[int | None, Field(ge=1, le=10000)] = None
+    cooldown_seconds: Annotated[float, Field(ge=0, le=86400)] = 60
+    max_scale_up_step: Annotated[int, Field(ge=1, le=1000)] = 10
+    paused: bool = False
+
+    def pool_name(self, own_name: str) -> str:
+        """The pool it serves: spec.pool, or the WorkerPool's own name."""
+        return self.pool or own_name

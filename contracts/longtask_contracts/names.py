@@ -12,6 +12,10 @@ VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "LongTask"
 PLURAL = "longtasks"
+POOL_KIND = "WorkerPool"
+POOL_PLURAL = "workerpools"
+# The ReplicaSet controller removes the pods with the lowest cost first (Kubernetes >= 1.22).
+POD_DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 FINALIZER = f"{GROUP}/finalizer"
 # Kopf keeps its handler progress and diff-base under this prefix. It is not GROUP
 # because Kopf ignores annotations under its own prefix, and REPLAY_ANNOTATION must count.
@@ -27,6 +31,24 @@ QUEUE_PREFIX = "longtask."
 def queue(pool: str) -> str:
     """The Celery queue that the workers of `pool` consume."""
     return f"{QUEUE_PREFIX}{pool}"
+
+
+# kombu's Redis transport keeps one list per priority step and serves the LOWEST step
+# first. LongTask priorities run 0..9 with 9 first, so each gets its own step, reversed.
+PRIORITY_STEPS = list(range(10))
+_KOMBU_PRIORITY_SEP = "\x06\x16"
+KOMBU_UNACKED = "unacked"  # kombu's hash: delivery tag -> [message, exchange, routing key]
+
+
+def transport_priority(priority: int) -> int:
+    """The kombu priority of a LongTask priority (9 = most urgent = kombu's 0)."""
+    return max(PRIORITY_STEPS) - priority
+
+
+def queue_lists(pool: str) -> list[str]:
+    """Every Redis list of the pool's queue, one per priority step, most urgent first."""
+    base = queue(pool)
+    return [f"{base}{_KOMBU_PRIORITY_SEP}{step}" if step else base for step in PRIORITY_STEPS]
 
 
 def celery_task_id(uid: str, attempt: int) -> str:
@@ -89,6 +111,8 @@ DEADLINES = f"{KEY_PREFIX}deadlines"  # when each unfinished task's whole deadli
 EXPIRY = f"{KEY_PREFIX}expiry"  # when each finished task's ttlSecondsAfterFinished runs out
 ZSETS = (LEASES, SCHEDULE, DEADLINES, EXPIRY)
 DLQ = f"{KEY_PREFIX}dlq"  # hash uid -> dead-letter record (JSON)
+# Hash uid -> "pool pod" of every claimed attempt: what each pool runs, and on which pod.
+RUNNING = f"{KEY_PREFIX}running"
 
 
 def task_keys(uid: str) -> list[str]:

@@ -72,6 +72,7 @@ async def send(
         events.Kind.QUEUED,
         progress=0 if dispatch.attempt == 1 else None,
         message=f"attempt {dispatch.attempt} queued on {names.queue(dispatch.spec.pool)}",
+        pool=dispatch.spec.pool,  # wakes the pool's autoscaler (autoscale.py)
     )
     pipe = redis.pipeline(transaction=True)
     ledger.queue_queued(pipe, dispatch, queued)
@@ -85,7 +86,7 @@ async def send(
         args=[dispatch.model_dump(mode="json")],
         task_id=names.celery_task_id(dispatch.uid, dispatch.attempt),
         queue=names.queue(dispatch.spec.pool),
-        priority=dispatch.spec.priority,
+        priority=names.transport_priority(dispatch.spec.priority),
         soft_time_limit=limit,
         time_limit=limit + HARD_LIMIT_GRACE_SECONDS,
     )

@@ -13,9 +13,10 @@ import kopf
 import prometheus_client
 
 from longtask_contracts import names, phases, redisopts
-from longtask_operator import dispatch, kube, maintenance, settings, statussync
+from longtask_operator import autoscale, dispatch, kube, maintenance, settings, statussync, workload
 
 LT = (names.GROUP, names.VERSION, names.PLURAL)
+WP = (names.GROUP, names.VERSION, names.POOL_PLURAL)
 
 
 @kopf.on.startup()
@@ -24,8 +25,15 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.redis = redisopts.async_client(cfg.redis_url)
     memo.celery = dispatch.celery_sender(cfg.redis_url)
     memo.kube = await kube.Kube.connect()
+    memo.autoscaler = autoscale.Autoscaler(
+        kube=memo.kube, workload=workload.Workload(memo.redis), interval=cfg.autoscale_interval_seconds
+    )
     sync = statussync.StatusSync(
-        redis=memo.redis, kube=memo.kube, consumer=cfg.consumer, interval=cfg.status_interval_seconds
+        redis=memo.redis,
+        kube=memo.kube,
+        consumer=cfg.consumer,
+        interval=cfg.status_interval_seconds,
+        on_queued=memo.autoscaler.wake,
     )
     clock = maintenance.Maintenance(
         redis=memo.redis,
@@ -37,6 +45,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.loops = [
         asyncio.create_task(sync.run(), name="status-sync"),
         asyncio.create_task(clock.run(), name="maintenance"),
+        asyncio.create_task(memo.autoscaler.run(), name="autoscaler"),
     ]
     if cfg.metrics_port:
         prometheus_client.start_http_server(cfg.metrics_port, addr=cfg.metrics_host)
@@ -106,3 +115,8 @@ async def cancel_on_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 async def forget_deleted(type: str, uid: str, memo: kopf.Memo, **_: Any) -> None:
     if type == "DELETED":
         await dispatch.forget(redis=memo.redis, uid=uid)
+
+
+@kopf.on.event(*WP)
+async def track_pool(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    memo.autoscaler.track(type, dispatch.plain(body))

@@ -19,6 +19,10 @@ from longtask_contracts import names
 log = logging.getLogger(__name__)
 
 
+# Seconds any one API request may take; a hung connection must not wedge a loop.
+TIMEOUT = 15
+
+
 class Gone(Exception):
     """The LongTask no longer exists."""
 
@@ -28,6 +32,7 @@ class Kube:
         self.api = api
         self.custom = client.CustomObjectsApi(api)
         self.core = client.CoreV1Api(api)
+        self.apps = client.AppsV1Api(api)
 
     @classmethod
     async def connect(cls) -> Kube:
@@ -85,14 +90,23 @@ class Kube:
             raise
 
     async def post_event(
-        self, *, namespace: str, name: str, uid: str, reason: str, message: str, warning: bool = False
+        self,
+        *,
+        namespace: str,
+        name: str,
+        uid: str,
+        reason: str,
+        message: str,
+        warning: bool = False,
+        kind: str = names.KIND,
     ) -> None:
-        """A core/v1 Event on the LongTask; failures are logged, never raised."""
+        """A core/v1 Event on the LongTask (or another longtask.io `kind`); failures are
+        logged, never raised."""
         now = datetime.datetime.now(datetime.UTC)
         event = client.CoreV1Event(
             metadata=client.V1ObjectMeta(name=f"{name}.{uuid.uuid4().hex[:12]}", namespace=namespace),
             involved_object=client.V1ObjectReference(
-                api_version=names.API_VERSION, kind=names.KIND, name=name, namespace=namespace, uid=uid
+                api_version=names.API_VERSION, kind=kind, name=name, namespace=namespace, uid=uid
             ),
             reason=reason,
             message=message[:1024],
@@ -105,6 +119,61 @@ class Kube:
             reporting_instance=names.MANAGER,
         )
         try:
-            await self.core.create_namespaced_event(namespace, event)
+            await self.core.create_namespaced_event(namespace, event, _request_timeout=TIMEOUT)
         except ApiException as exc:
             log.warning("could not post Event %s on %s/%s: %s", reason, namespace, name, exc.reason)
+
+    # -- worker pools ------------------------------------------------------------------
+    async def get_deployment(self, *, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Deployment as a plain dict (camelCase), or None if there is none (yet)."""
+        try:
+            obj = await self.apps.read_namespaced_deployment(name, namespace, _request_timeout=TIMEOUT)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return self._plain(obj)
+
+    async def scale(self, *, namespace: str, deployment: str, replicas: int) -> None:
+        """Set the Deployment's replicas through its scale subresource (what HPA writes)."""
+        await self.apps.patch_namespaced_deployment_scale(
+            deployment, namespace, {"spec": {"replicas": replicas}}, _request_timeout=TIMEOUT
+        )
+
+    async def pods(self, *, namespace: str, match_labels: dict[str, str]) -> list[dict[str, Any]]:
+        selector = ",".join(f"{key}={value}" for key, value in sorted(match_labels.items()))
+        reply = await self.core.list_namespaced_pod(
+            namespace, label_selector=selector, _request_timeout=TIMEOUT
+        )
+        return [self._plain(pod) for pod in reply.items]
+
+    async def annotate_pod(self, *, namespace: str, name: str, annotations: dict[str, str]) -> None:
+        """Merge `annotations` into a pod's; a pod that is already gone is no error."""
+        try:
+            await self.core.patch_namespaced_pod(
+                name, namespace, {"metadata": {"annotations": annotations}}, _request_timeout=TIMEOUT
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    async def patch_pool_status(self, *, namespace: str, name: str, status: dict[str, Any]) -> None:
+        try:
+            await self.custom.patch_namespaced_custom_object_status(
+                names.GROUP,
+                names.VERSION,
+                namespace,
+                names.POOL_PLURAL,
+                name,
+                {"status": status},
+                _content_type="application/merge-patch+json",  # type: ignore[call-arg]
+                _request_timeout=TIMEOUT,
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                raise Gone(f"{namespace}/{name}") from None
+            raise
+
+    def _plain(self, obj: Any) -> dict[str, Any]:
+        plain: dict[str, Any] = self.api.sanitize_for_serialization(obj)
+        return plain

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import Counter, Gauge
 
 DISPATCHED = Counter("longtask_operator_dispatched_total", "Attempts sent to a worker queue.", ["pool"])
@@ -9,3 +11,26 @@ EVENTS = Counter("longtask_operator_events_total", "Worker events consumed from 
 STATUS_PATCHES = Counter("longtask_operator_status_patches_total", "LongTask status patches written.")
 DLQ_DEPTH = Gauge("longtask_dlq_depth", "Tasks in the dead-letter queue.")
 WORKER_LOST = Counter("longtask_operator_worker_lost_total", "Attempts whose worker stopped heartbeating.")
+
+# -- worker pools (autoscale.py); the pool label takes the pools of WorkerPool objects only
+POOL_QUEUED = Gauge(
+    "longtask_pool_queued", "Attempts waiting in the pool's queue (every priority).", ["pool"]
+)
+POOL_RUNNING = Gauge("longtask_pool_running", "Attempts held by the pool's workers.", ["pool"])
+POOL_DESIRED = Gauge("longtask_pool_desired_replicas", "Worker replicas the autoscaler wants.", ["pool"])
+POOL_REPLICAS = Gauge("longtask_pool_replicas", "Worker replicas the pool's Deployment has.", ["pool"])
+POOL_DECISIONS = Counter(
+    "longtask_pool_scale_decisions_total",
+    "Changes of a pool's replicas, by direction.",
+    ["pool", "direction"],
+)
+
+
+def forget_pool(pool: str) -> None:
+    """Drop a deleted WorkerPool's series, so the pool label cannot grow without bound."""
+    for gauge in (POOL_QUEUED, POOL_RUNNING, POOL_DESIRED, POOL_REPLICAS):
+        with contextlib.suppress(KeyError):
+            gauge.remove(pool)
+    for direction in ("up", "down"):
+        with contextlib.suppress(KeyError):
+            POOL_DECISIONS.remove(pool, direction)

@@ -22,6 +22,8 @@ class OperatorSettings(BaseSettings):
     metrics_host: str = "127.0.0.1"  # the chart sets 0.0.0.0 so Prometheus and probes reach it
     # How often the maintenance loop looks for dead workers, due retries, deadlines, TTLs.
     maintenance_tick_seconds: float = 0.5
+    # How often the autoscaler re-decides without a Queued event (cooldowns, finished work).
+    autoscale_interval_seconds: float = 1.0
     # Attempts in a row whose worker died before the task is dead-lettered as poison.
     poison_crashes: int = 3
 

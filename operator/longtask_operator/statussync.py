@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,8 +37,17 @@ class _Task:
 
 
 class StatusSync:
-    def __init__(self, *, redis: aioredis.Redis, kube: kube.Kube, consumer: str, interval: float) -> None:
+    def __init__(
+        self,
+        *,
+        redis: aioredis.Redis,
+        kube: kube.Kube,
+        consumer: str,
+        interval: float,
+        on_queued: Callable[[str | None], None] = lambda pool: None,
+    ) -> None:
         self.redis = redis
+        self.on_queued = on_queued  # told of every Queued event (the autoscaler wakes)
         self.kube = kube
         self.consumer = consumer
         self.interval = interval
@@ -110,6 +119,8 @@ class StatusSync:
             await self.redis.xack(names.STATUS_STREAM, names.STATUS_GROUP, entry_id)
             return
         metrics.EVENTS.labels(kind=event.kind.value).inc()
+        if event.kind == events.Kind.QUEUED:
+            self.on_queued(event.pool)
         task = self.tasks.setdefault(event.uid, _Task(event.namespace, event.name))
         task.entry_ids.append(entry_id)
         if task.status is None:

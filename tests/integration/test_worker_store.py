@@ -32,12 +32,13 @@ def _dispatch(uid: str, attempt: int) -> ledger.Dispatch:
 
 def test_claim_and_renew(cluster, redis_client):
     uid = str(uuid.uuid4())
-    s = store.Store(store.connect(cluster.redis_url))
+    s = store.Store(store.connect(cluster.redis_url), pod="test-pod")
     first, second = _dispatch(uid, 1), _dispatch(uid, 2)
     try:
         assert s.claim(first, worker="w1", lease_seconds=30)
         assert not s.claim(first, worker="w2", lease_seconds=30), "held"
         assert redis_client.zscore(names.LEASES, uid) is not None
+        assert redis_client.hget(names.RUNNING, uid) == "default test-pod", "the autoscaler sees the pod busy"
         assert s.renew(first, worker="w1", lease_seconds=30)
 
         redis_client.delete(names.claim(uid))  # ran out during a long pause
@@ -54,4 +55,5 @@ def test_claim_and_renew(cluster, redis_client):
     finally:
         redis_client.delete(*names.task_keys(uid))
         redis_client.zrem(names.LEASES, uid)
+        redis_client.hdel(names.RUNNING, uid)
         s.redis.close()

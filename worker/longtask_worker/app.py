@@ -41,6 +41,7 @@ def configure(app: Celery, cfg: settings.WorkerSettings) -> None:
             "unacked_restore_throttle": 1,  # the interval alone sets the sweep period
             "socket_connect_timeout": 5,
             "queue_order_strategy": "priority",
+            "priority_steps": names.PRIORITY_STEPS,  # one list per LongTask priority
         },
         task_serializer="json",
         accept_content=["json"],
@@ -67,7 +68,7 @@ def _store(cfg: settings.WorkerSettings) -> store.Store:
     """One Redis client per process (prefork children must not share the parent's sockets)."""
     pid = os.getpid()
     if pid not in _stores:
-        _stores[pid] = store.Store(store.connect(cfg.redis_url))
+        _stores[pid] = store.Store(store.connect(cfg.redis_url), pod=cfg.pod_name)
     return _stores[pid]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import socket
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,6 +17,9 @@ class WorkerSettings(BaseSettings):
     # Comma-separated modules that register tasks with @sdk.task; the built-ins always load.
     task_modules: str = ""
     concurrency: int = 2
+    # The pod this worker runs in (the chart sets it from the downward API): the operator
+    # then knows which pods are busy and scales down idle ones only. Default: the host name.
+    pod_name: str = Field(default_factory=socket.gethostname)
     # A running attempt holds a lease this long; a heartbeat renews it every third of it.
     lease_seconds: float = 30.0
     # Redis' visibility timeout: how long an unacked message waits before Redis redelivers

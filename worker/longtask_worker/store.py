@@ -21,6 +21,7 @@ if tonumber(redis.call('GET', KEYS[3]) or '0') >= tonumber(ARGV[1]) then return 
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 redis.call('SET', KEYS[3], ARGV[1])
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[5])
+redis.call('HSET', KEYS[5], ARGV[5], ARGV[6])
 return 1
 """
 
@@ -34,6 +35,7 @@ local holder = redis.call('GET', KEYS[1])
 if holder and holder ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+redis.call('HSET', KEYS[3], ARGV[4], ARGV[5])
 return 1
 """
 
@@ -44,8 +46,12 @@ def connect(url: str) -> redis.Redis:
 
 
 class Store:
-    def __init__(self, client: redis.Redis) -> None:
+    """`pod` names where this worker runs (its pod, or its host outside Kubernetes): the
+    autoscaler reads it from names.RUNNING to know which pods are busy."""
+
+    def __init__(self, client: redis.Redis, *, pod: str) -> None:
         self.redis = client
+        self.pod = pod
         self._claim = client.register_script(_CLAIM)
         self._renew = client.register_script(_RENEW)
 
@@ -56,13 +62,14 @@ class Store:
 
     def claim(self, dispatch: ledger.Dispatch, *, worker: str, lease_seconds: float) -> bool:
         uid = dispatch.uid
-        keys = [names.claim(uid), names.done(uid), names.started(uid), names.LEASES]
+        keys = [names.claim(uid), names.done(uid), names.started(uid), names.LEASES, names.RUNNING]
         args: list[str | int | float] = [
             dispatch.attempt,
             f"{dispatch.attempt}:{worker}",
             int(lease_seconds * 1000),
             time.time() + lease_seconds,
             uid,
+            self._running(dispatch),
         ]
         return bool(self._claim(keys=keys, args=args))
 
@@ -74,8 +81,12 @@ class Store:
             int(lease_seconds * 1000),
             time.time() + lease_seconds,
             uid,
+            self._running(dispatch),
         ]
-        return bool(self._renew(keys=[names.claim(uid), names.LEASES], args=args))
+        return bool(self._renew(keys=[names.claim(uid), names.LEASES, names.RUNNING], args=args))
+
+    def _running(self, dispatch: ledger.Dispatch) -> str:
+        return f"{dispatch.spec.pool} {self.pod}"
 
     def finish(
         self,
