@@ -229,7 +229,12 @@ def dev_up(args: argparse.Namespace) -> int:
     c = cluster.Cluster(state_dir=args.state_dir.resolve())
     c.start()
     try:
-        p = platform.Platform(c, api_port=args.api_port).start()
+        p = platform.Platform(c, api_port=args.api_port).start(workers=0)
+        # The default pool's workers run as a WorkerPool-scaled Deployment on the local node
+        # (min 1, so a first task starts at once; up to 4 pods under load).
+        pool = platform.worker_pool_manifests(pool="default", min_replicas=1, max_replicas=4, concurrency=2)
+        p.apply_worker_pool(pool)
+        p.wait_workers_ready(pool[0]["metadata"]["name"])
         print(_next_steps(c.env_file, p.api_url))
         print(f"ready in {time.monotonic() - began:.1f} s", flush=True)
         _wait_for_signal()
@@ -260,5 +265,10 @@ or through the gateway ({api_url}/docs):
        -H 'content-type: application/json' \\
        -d '{{"spec": {{"task": "demo.sleep", "params": {{"seconds": 10, "steps": 20}}}}}}'
   curl -N {api_url}/v1/namespaces/default/tasks/<name>/events
+
+Workers scale with the queue (WorkerPool `default`, 1 to 4 pods on the local node):
+
+  kubectl get wp,deploy,pods                # POOL QUEUED RUNNING DESIRED REPLICAS
+  kubectl apply -f examples/workerpool.yaml # pool `batch`: 0 to 5 pods, 4 tasks each
 
 Ctrl-C stops everything."""

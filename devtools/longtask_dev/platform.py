@@ -7,12 +7,65 @@ the components' internals: it only starts, stops and waits for them.
 
 from __future__ import annotations
 
+import copy
 import sys
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from longtask_dev import binaries, cluster, procs
 
 CRD_DIR = binaries.REPO_ROOT / "charts" / "longtask" / "files" / "crds"
+WORKERPOOL_EXAMPLE = binaries.REPO_ROOT / "examples" / "workerpool.yaml"
+REDIS_SECRET = "longtask-redis"  # what examples/workerpool.yaml's workers read REDIS_URL from
+DEMO_TASKS = "longtask_worker.tasks.demo,longtask_worker.tasks.docs,longtask_worker.tasks.agent"
+
+
+def worker_pool_manifests(
+    *,
+    pool: str,
+    min_replicas: int,
+    max_replicas: int,
+    tasks_per_replica: int | None = None,
+    cooldown_seconds: float = 30,
+    concurrency: int = 4,
+    task_modules: str = DEMO_TASKS,
+    grace_seconds: int = 600,
+    extra_env: dict[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """examples/workerpool.yaml (a Deployment and its WorkerPool), made for `pool`."""
+    deployment, workerpool = (
+        copy.deepcopy(doc) for doc in yaml.safe_load_all(WORKERPOOL_EXAMPLE.read_text()) if doc
+    )
+    name = f"{pool}-workers"
+    deployment["metadata"]["name"] = name
+    for labels in (
+        deployment["metadata"]["labels"],
+        deployment["spec"]["selector"]["matchLabels"],
+        deployment["spec"]["template"]["metadata"]["labels"],
+    ):
+        labels["longtask.io/pool"] = pool
+    pod = deployment["spec"]["template"]["spec"]
+    pod["terminationGracePeriodSeconds"] = grace_seconds
+    container = pod["containers"][0]
+    container["command"] = [
+        "longtask", "worker", "--pool", pool, "--concurrency", str(concurrency), "--tasks", task_modules,
+    ]  # fmt: skip
+    container["env"] += [{"name": k, "value": v} for k, v in (extra_env or {}).items()]
+    deployment["spec"]["replicas"] = min_replicas
+    workerpool["metadata"]["name"] = pool
+    workerpool["spec"].update(
+        deployment=name,
+        pool=pool,
+        minReplicas=min_replicas,
+        maxReplicas=max_replicas,
+        cooldownSeconds=cooldown_seconds,
+    )
+    workerpool["spec"].pop("tasksPerReplica", None)
+    if tasks_per_replica is not None:
+        workerpool["spec"]["tasksPerReplica"] = tasks_per_replica
+    return [deployment, workerpool]
 
 
 def longtask_argv(*args: str) -> list[str]:
@@ -45,6 +98,28 @@ class Platform:
             LONGTASK_METRICS_API=f"{self.api_url}/metrics",
         )
         return self
+
+    def apply_worker_pool(self, manifests: list[dict[str, Any]], *, namespace: str = "default") -> None:
+        """Apply a worker Deployment and its WorkerPool (worker_pool_manifests): the
+        operator scales it, and the cluster's local node runs its pods as processes."""
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": REDIS_SECRET},
+            "stringData": {"url": self.cluster.redis_url},
+        }
+        docs = yaml.safe_dump_all([secret, *manifests])
+        self.cluster.kubectl("apply", "-n", namespace, "-f", "-", input=docs)
+
+    def wait_workers_ready(self, deployment: str, *, replicas: int = 1, namespace: str = "default") -> None:
+        self.cluster.kubectl(
+            "wait",
+            "-n",
+            namespace,
+            f"--for=jsonpath={{.status.readyReplicas}}={replicas}",
+            "--timeout=120s",
+            f"deployment/{deployment}",
+        )
 
     def apply_crds(self) -> None:
         self.cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR))

@@ -246,7 +246,7 @@ def deletion_costs(pods: list[dict[str, Any]], busy: dict[str, int]) -> dict[str
             continue
         name = meta.get("name", "")
         cost = str(_BUSY_COST + busy[name]) if busy.get(name) else "0"
-        if (meta.get("annotations") or {}).get(names.POD_DELETION_COST) != cost:
+        if (meta.get("annotations") or {}).get(names.POD_DELETION_COST, "0") != cost:  # absent = 0
             wanted[name] = cost
     return wanted
 

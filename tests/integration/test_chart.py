@@ -184,6 +184,7 @@ def test_default_render_has_every_component(default: Manifests):
     assert kinds == sorted(
         [
             ("CustomResourceDefinition", CRD_NAME),
+            ("CustomResourceDefinition", "workerpools.longtask.io"),
             ("ServiceAccount", "lt-longtask-operator"),
             ("ServiceAccount", "lt-longtask-api"),
             ("ServiceAccount", "lt-longtask-worker"),
@@ -227,6 +228,11 @@ def test_operator_rbac_is_exactly_what_it_needs(default: Manifests):
     assert rules(default, "lt-longtask-operator") == (
         grants("longtask.io", ["longtasks"], ["get", "list", "watch", "patch", "update", "delete"])
         | grants("longtask.io", ["longtasks/status"], ["get", "patch", "update"])
+        | grants("longtask.io", ["workerpools"], ["get", "list", "watch"])
+        | grants("longtask.io", ["workerpools/status"], ["get", "patch", "update"])
+        | grants("apps", ["deployments"], ["get"])
+        | grants("apps", ["deployments/scale"], ["get", "patch", "update"])
+        | grants("", ["pods"], ["list", "patch"])
         | grants("", ["events"], ["create", "patch"])
         | grants("events.k8s.io", ["events"], ["create", "patch"])
         | grants("", ["namespaces"], ["list", "watch"])
@@ -263,6 +269,7 @@ def test_default_worker_pool(default: Manifests):
     assert c["command"] == ["longtask", "worker", "--pool", "default"]
     assert env(c) == {
         "REDIS_URL": "redis://lt-longtask-redis.jobs.svc:6379/0",
+        "LONGTASK_POD_NAME": {"fieldRef": {"fieldPath": "metadata.name"}},
         "LONGTASK_CONCURRENCY": "2",
         "LONGTASK_TASK_MODULES": "",
         "LONGTASK_LEASE_SECONDS": "30",
@@ -352,12 +359,14 @@ def test_external_redis_and_two_worker_pools(helm: Helm, tmp_path: Path):
     assert container(gpu)["command"] == ["longtask", "worker", "--pool", "gpu"]
     assert env(container(default)) == {
         "REDIS_URL": EXTERNAL_REDIS,
+        "LONGTASK_POD_NAME": {"fieldRef": {"fieldPath": "metadata.name"}},
         "LONGTASK_CONCURRENCY": "8",
         "LONGTASK_TASK_MODULES": "acme.tasks,acme.reports",
         "LONGTASK_LEASE_SECONDS": "45",
     }
     assert env(container(gpu)) == {
         "REDIS_URL": EXTERNAL_REDIS,
+        "LONGTASK_POD_NAME": {"fieldRef": {"fieldPath": "metadata.name"}},
         "LONGTASK_CONCURRENCY": "1",
         "LONGTASK_TASK_MODULES": "",
         "LONGTASK_LEASE_SECONDS": "60",
@@ -376,6 +385,31 @@ def test_external_redis_and_two_worker_pools(helm: Helm, tmp_path: Path):
         c = container(one(manifests, "Deployment", name))
         assert env(c)["REDIS_URL"] == EXTERNAL_REDIS
         assert c["image"] == "registry.example/longtask:1.2.3"
+
+
+def test_autoscaled_pools_get_a_workerpool_and_no_fixed_replicas(helm: Helm, tmp_path: Path):
+    values = {
+        "workers": {
+            "poolDefaults": {"autoscaling": {"maxReplicas": 8, "cooldownSeconds": 120}},
+            "pools": [
+                {"name": "default"},
+                {"name": "batch", "concurrency": 4, "autoscaling": {"enabled": True, "minReplicas": 0}},
+            ],
+        },
+    }
+    manifests = render(helm, "-f", values_file(tmp_path, values))
+    pools = [m for m in manifests if m["kind"] == "WorkerPool"]
+    assert [p["metadata"]["name"] for p in pools] == ["lt-longtask-worker-batch"], "a fixed pool has none"
+    assert pools[0]["spec"] == {
+        "deployment": "lt-longtask-worker-batch",
+        "pool": "batch",
+        "minReplicas": 0,  # a 0 override is kept, the other keys come from poolDefaults
+        "maxReplicas": 8,
+        "cooldownSeconds": 120,
+        "maxScaleUpStep": 10,
+    }
+    assert "replicas" not in one(manifests, "Deployment", "lt-longtask-worker-batch")["spec"]
+    assert one(manifests, "Deployment", "lt-longtask-worker-default")["spec"]["replicas"] == 1
 
 
 def test_external_redis_url_from_a_secret(helm: Helm):
@@ -500,6 +534,13 @@ def test_helm_install_upgrade_uninstall(
     assert _can(cluster, api, "create", "longtasks.longtask.io", "-n", "other")
     assert not _can(cluster, api, "delete", "longtasks.longtask.io", "-n", "other")
     assert not _can(cluster, worker, "get", "longtasks.longtask.io", "-n", namespace)
+    # The autoscaler's rights: WorkerPools, Deployments' scale, pods' deletion cost.
+    assert _can(cluster, operator, "watch", "workerpools.longtask.io", "--all-namespaces")
+    assert _can(cluster, operator, "patch", "workerpools.longtask.io", "--subresource=status", "-n", "other")
+    assert _can(cluster, operator, "patch", "deployments.apps", "--subresource=scale", "-n", "other")
+    assert not _can(cluster, operator, "patch", "deployments.apps", "-n", "other"), "scale only"
+    assert _can(cluster, operator, "patch", "pods", "-n", "other")
+    assert not _can(cluster, operator, "delete", "pods", "-n", "other")
 
     # Selector labels never change, so an upgrade to a new image goes through.
     kube_helm(

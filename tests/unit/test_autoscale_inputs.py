@@ -1,0 +1,66 @@
+"""What the autoscaler reads off a Deployment and writes on its pods (pure helpers).
+
+Covers: the worker's concurrency as tasksPerReplica's default (env, --concurrency, -c,
+--concurrency=N, a shell-string command, the default); pod-deletion-cost (idle 0, busy
+1000 + attempts, only pods whose annotation differs, terminating pods left alone); the
+queue's Redis lists, one per priority, most urgent first.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from longtask_contracts import names
+from longtask_operator import autoscale
+
+
+def deployment(container: dict[str, object]) -> dict[str, object]:
+    return {"spec": {"template": {"spec": {"containers": [container]}}}}
+
+
+@pytest.mark.parametrize(
+    ("container", "expected"),
+    [
+        ({"env": [{"name": "LONGTASK_CONCURRENCY", "value": "4"}]}, 4),
+        ({"command": ["longtask", "worker", "--concurrency", "6"]}, 6),
+        ({"command": ["longtask"], "args": ["worker", "-c", "3"]}, 3),
+        ({"args": ["worker", "--concurrency=5"]}, 5),
+        ({"command": ["sh", "-c"], "args": ["longtask worker -c 7"]}, 2),  # not parsed: a shell script
+        ({"command": ["longtask worker -c 7"]}, 7),  # one string: split like a shell
+        ({"env": [{"name": "LONGTASK_CONCURRENCY", "valueFrom": {}}]}, 2),
+        ({}, 2),
+    ],
+)
+def test_worker_concurrency(container, expected):
+    assert autoscale.worker_concurrency(deployment(container)) == expected
+
+
+def pod(name: str, cost: str | None = None, terminating: bool = False) -> dict[str, object]:
+    meta: dict[str, object] = {"name": name}
+    if cost is not None:
+        meta["annotations"] = {names.POD_DELETION_COST: cost}
+    if terminating:
+        meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    return {"metadata": meta}
+
+
+def test_deletion_costs_mark_busy_pods_expensive_and_touch_only_what_differs():
+    pods = [
+        pod("idle-new"),
+        pod("idle-was-busy", "1002"),
+        pod("busy", "0"),
+        pod("busy-ok", "1001"),
+        pod("gone", terminating=True),
+    ]
+    costs = autoscale.deletion_costs(pods, {"busy": 3, "busy-ok": 1, "gone": 1, "elsewhere": 2})
+    assert costs == {"idle-was-busy": "0", "busy": "1003"}  # no annotation means 0 already
+
+
+def test_queue_lists_cover_every_priority_most_urgent_first():
+    lists = names.queue_lists("gpu")
+    assert len(lists) == 10
+    assert lists[0] == "longtask.gpu"
+    assert lists[1] == "longtask.gpu\x06\x161"
+    # kombu serves step 0 first; LongTask priority 9 is the most urgent.
+    assert names.transport_priority(9) == 0
+    assert names.transport_priority(0) == 9
