@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import threading
-import time
 import uuid
 from typing import Any
 
 from longtask_contracts import names
-from longtask_dev import cluster as cluster_mod
 from longtask_dev import platform as platform_mod
 from tests import lt
 
@@ -41,44 +37,6 @@ def create_many(kubectl: lt.Kubectl, namespace: str, prefix: str, count: int, **
         input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}),
     )
     return [item["metadata"]["name"] for item in items]
-
-
-class Watch:
-    """`kubectl get --watch` of one object, each change stamped with the unix time it arrived."""
-
-    def __init__(self, c: cluster_mod.Cluster, namespace: str, resource: str) -> None:
-        self.seen: list[tuple[float, dict[str, Any]]] = []
-        self._proc = subprocess.Popen(
-            [*c.kubectl_argv(), "get", "-n", namespace, resource, "--watch", "-o", "json"],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        assert self._proc.stdout is not None
-        decoder, buffer = json.JSONDecoder(), ""
-        for line in self._proc.stdout:
-            buffer += line
-            try:
-                obj, end = decoder.raw_decode(buffer.strip())
-            except ValueError:
-                continue
-            self.seen.append((time.time(), obj))
-            buffer = buffer.strip()[end:]
-
-    def first(self, predicate: Any) -> float | None:
-        """When the first change matching `predicate(obj)` arrived, if one did."""
-        return next((at for at, obj in list(self.seen) if predicate(obj)), None)
-
-    def close(self) -> None:
-        self._proc.terminate()
-        self._proc.wait(timeout=10)
-
-
-def replicas(obj: dict[str, Any]) -> int:
-    return int((obj.get("spec") or {}).get("replicas") or 0)
 
 
 def apply_pool(platform: platform_mod.Platform, namespace: str, **options: Any) -> tuple[str, str]:

@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from longtask_dev import platform as platform_mod
+from longtask_dev import watch as watch_mod
 from tests import helpers, lt, pools
 
 pytestmark = pytest.mark.cluster
@@ -61,7 +62,7 @@ def test_forty_tasks_scale_zero_to_five_and_back(platform, cluster, kubectl, nam
         concurrency=4,
         cooldown_seconds=5,
     )
-    watch = pools.Watch(cluster, namespace, f"deployment/{deployment}")
+    watch = watch_mod.Watch(cluster, namespace, f"deployment/{deployment}")
     try:
         helpers.poll(
             lambda: _workerpool(kubectl, namespace, pool).get("status"), timeout=30, what="WorkerPool status"
@@ -81,7 +82,7 @@ def test_forty_tasks_scale_zero_to_five_and_back(platform, cluster, kubectl, nam
         )
         for name in names:
             lt.wait_phase(kubectl, namespace, name, "Succeeded", timeout=120)
-        scaled_at = watch.first(lambda d: pools.replicas(d) > 0)
+        scaled_at = watch.first(lambda d: watch_mod.replicas(d) > 0)
         assert scaled_at is not None
         uids = [lt.get(kubectl, namespace, n)["metadata"]["uid"] for n in names]
         starts = [e for uid in uids for e in lt.stream(redis_client, uid) if e.kind.value == "started"]
@@ -94,7 +95,7 @@ def test_forty_tasks_scale_zero_to_five_and_back(platform, cluster, kubectl, nam
         assert len({e.worker.split("/")[0] for e in starts if e.worker}) >= 2, "work spread over new pods"
 
         # Cooldown 5 s after the queue drained, the pool goes back to zero processes.
-        helpers.poll(lambda: pools.replicas(watch.seen[-1][1]) == 0, timeout=60, what="scale to zero")
+        helpers.poll(lambda: watch_mod.replicas(watch.latest()) == 0, timeout=60, what="scale to zero")
         helpers.poll(lambda: not _pods(kubectl, namespace, pool), timeout=60, what="worker pods gone")
         helpers.poll(lambda: not pools.worker_processes(pool), timeout=30, what="worker processes gone")
     finally:
@@ -145,10 +146,10 @@ def test_scale_down_removes_idle_pods_only(platform, cluster, kubectl, namespace
         status = lt.wait_phase(kubectl, namespace, name, "Running", timeout=90)
         busy.add(status["worker"].split("@", 1)[1].split("/")[0])  # <pool>@<pod>/<pid>
     assert len(busy) == 2
-    watch = pools.Watch(cluster, namespace, f"deployment/{deployment}")
+    watch = watch_mod.Watch(cluster, namespace, f"deployment/{deployment}")
     try:
         # The short tasks are done: the need falls to 2 and, after the cooldown, idle pods go.
-        helpers.poll(lambda: pools.replicas(watch.seen[-1][1]) == 2 if watch.seen else False,
+        helpers.poll(lambda: watch.latest() is not None and watch_mod.replicas(watch.latest()) == 2,
                      timeout=60, what="scale down to the 2 busy pods")  # fmt: skip
         helpers.poll(lambda: len(_pods(kubectl, namespace, pool)) == 2, timeout=60, what="idle pods removed")
         left = {p["metadata"]["name"] for p in _pods(kubectl, namespace, pool)}
