@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="MODULES",
         help="comma-separated modules registering tasks with @sdk.task "
-        "(env LONGTASK_TASK_MODULES); the built-in demo/docs/agent tasks always load",
+        "(env LONGTASK_TASK_MODULES); the worker serves only these, built-ins included: "
+        "longtask_worker.tasks.demo, longtask_worker.tasks.docs, longtask_worker.tasks.agent",
     )
     worker.add_argument(
         "--concurrency",
@@ -56,7 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="parallel tasks (env LONGTASK_CONCURRENCY, default 2)",
     )
-    worker.add_argument("--name", default=None, help="worker node name (default: <pool>@<host>)")
+    worker.add_argument(
+        "--name",
+        default=None,
+        help="worker node name (default: <pool>@<pod>, LONGTASK_POD_NAME or the host name)",
+    )
     worker.set_defaults(func=commands.worker)
 
     api = sub.add_parser("api", help="run the HTTP gateway (FastAPI on uvicorn)")

@@ -154,7 +154,12 @@ class Platform:
         self.cluster.children.remove(child)
 
     def start_worker(
-        self, *, pool: str = "default", concurrency: int = 2, extra_env: dict[str, str] | None = None
+        self,
+        *,
+        pool: str = "default",
+        concurrency: int = 2,
+        tasks: str = DEMO_TASKS,
+        extra_env: dict[str, str] | None = None,
     ) -> procs.Child:
         self._workers += 1
         name = f"worker-{pool}-{self._workers}"
@@ -168,6 +173,8 @@ class Platform:
                     pool,
                     "--concurrency",
                     str(concurrency),
+                    "--tasks",
+                    tasks,
                     "--name",
                     name,
                 ),

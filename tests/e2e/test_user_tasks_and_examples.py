@@ -24,7 +24,7 @@ def _apply(kubectl, namespace: str, name: str) -> str:
 
 def test_user_task_package(platform, kubectl, namespace, redis_client):
     worker = platform.start_worker(
-        pool="acme", extra_env={"PYTHONPATH": str(EXAMPLES / "tasks"), "LONGTASK_TASK_MODULES": "acme_tasks"}
+        pool="acme", tasks="acme_tasks", extra_env={"PYTHONPATH": str(EXAMPLES / "tasks")}
     )
     try:
         uid = _apply(kubectl, namespace, "acme-wordcount.yaml")

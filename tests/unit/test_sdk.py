@@ -2,7 +2,8 @@
 
 Covers: registration and clear errors for unknown names and bad params; the events of
 a successful, failing and cancelled run; a second delivery of a claimed attempt does
-nothing.
+nothing; file paths from params stay inside the worker's files root (`..`, absolute
+paths and symlinks that leave it are refused, and no root means no file access).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pytest
 
 from longtask_contracts import events, ledger, models
 from longtask_worker import runner, sdk
-from longtask_worker.tasks import demo  # noqa: F401 - registers the demo tasks
+from longtask_worker.tasks import demo, docs  # noqa: F401 - registers the demo and docs tasks
 
 
 class MemoryStore:
@@ -59,13 +60,19 @@ class MemoryStore:
 
 
 def run(
-    store: MemoryStore, task: str, *, attempt: int = 1, max_retries: int = 3, **params
+    store: MemoryStore,
+    task: str,
+    *,
+    attempt: int = 1,
+    max_retries: int = 3,
+    limits: runner.Limits | None = None,
+    **params,
 ) -> events.Kind | None:
     spec = models.LongTaskSpec(task=task, params=params, retry=models.RetryPolicy(max_retries=max_retries))
     dispatch = ledger.Dispatch(
         namespace="ns", name="t", uid="u1", spec=spec, attempt=attempt, deadline=time.time() + 3600
     )
-    return runner.run(dispatch=dispatch, store=store, worker="w", limits=runner.Limits())  # type: ignore[arg-type]
+    return runner.run(dispatch=dispatch, store=store, worker="w", limits=limits or runner.Limits())  # type: ignore[arg-type]
 
 
 def test_success_reports_progress_and_result():
@@ -129,3 +136,49 @@ def test_registering_a_name_twice_is_an_error():
 
         @sdk.task("test.once")
         def second(ctx: sdk.TaskContext) -> None: ...
+
+
+@pytest.mark.parametrize(
+    ("path", "ok"),
+    [
+        ("docs", True),
+        ("docs/../docs/a.txt", True),
+        ("../etc/passwd", False),
+        ("/etc/passwd", False),
+        ("docs/../../x", False),
+        ("link-out", False),  # a symlink pointing outside the root
+    ],
+)
+def test_confine(tmp_path, path, ok):
+    root = tmp_path / "root"
+    (root / "docs").mkdir(parents=True)
+    (root / "link-out").symlink_to(tmp_path)
+    if ok:
+        assert sdk.confine(path, str(root)).is_relative_to(root)
+    else:
+        with pytest.raises(sdk.PermanentError, match="outside the worker's files root"):
+            sdk.confine(path, str(root))
+
+
+def test_absolute_path_inside_the_root_is_allowed(tmp_path):
+    assert sdk.confine(str(tmp_path / "a.txt"), str(tmp_path)) == tmp_path / "a.txt"
+
+
+def test_no_root_no_file_access():
+    with pytest.raises(sdk.PermanentError, match="LONGTASK_FILES_ROOT"):
+        sdk.confine("a.txt", "")
+
+
+def test_docs_embed_reads_and_writes_only_under_the_root(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.txt").write_text("one two three four five six")
+    limits = runner.Limits(files_root=str(tmp_path))
+    store = MemoryStore()
+    assert run(
+        store, "docs.embed", limits=limits, directory="in", output="out.jsonl", chunk_words=3, overlap=0
+    ) is (events.Kind.SUCCEEDED)
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 2
+    store = MemoryStore()
+    assert run(store, "docs.embed", limits=limits, directory="/etc") is events.Kind.FAILED
+    error = store.events[-1].error
+    assert error is not None and error["type"] == "PermanentError" and "outside" in error["message"]

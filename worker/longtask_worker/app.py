@@ -14,6 +14,7 @@ It must not hold task logic: runner.py runs attempts, sdk.py registers tasks.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import socket
 from typing import Any
@@ -23,11 +24,7 @@ from celery import Celery, Task
 from longtask_contracts import ledger, names
 from longtask_worker import runner, settings, store
 
-BUILTIN_TASK_MODULES = (
-    "longtask_worker.tasks.demo",
-    "longtask_worker.tasks.docs",
-    "longtask_worker.tasks.agent",
-)
+log = logging.getLogger(__name__)
 
 
 def configure(app: Celery, cfg: settings.WorkerSettings) -> None:
@@ -73,8 +70,11 @@ def _store(cfg: settings.WorkerSettings) -> store.Store:
 
 
 def load_task_modules(cfg: settings.WorkerSettings) -> None:
-    for module in (*BUILTIN_TASK_MODULES, *cfg.module_list()):
+    """Import the modules the worker was given (and only those): they register its tasks."""
+    for module in cfg.module_list():
         importlib.import_module(module)
+    if not cfg.module_list():
+        log.warning("no task modules given (--tasks / LONGTASK_TASK_MODULES): this worker serves no task")
 
 
 def create_app(cfg: settings.WorkerSettings | None = None) -> Celery:
@@ -87,6 +87,7 @@ def create_app(cfg: settings.WorkerSettings | None = None) -> Celery:
         lease_seconds=cfg.lease_seconds,
         result_max_bytes=cfg.result_max_bytes,
         cancel_grace_seconds=cfg.cancel_grace_seconds,
+        files_root=cfg.files_root,
     )
 
     @app.task(name=names.RUN_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)

@@ -13,6 +13,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from longtask_contracts import events, ledger, retry
@@ -28,6 +29,7 @@ class Limits:
     lease_seconds: float = 30.0
     result_max_bytes: int = 16 * 1024
     cancel_grace_seconds: float = 30.0
+    files_root: str = ""  # LONGTASK_FILES_ROOT: where tasks may read and write files
 
 
 class RunContext:
@@ -71,6 +73,9 @@ class RunContext:
     def check_cancelled(self) -> None:
         if self.cancelled:
             raise sdk.Cancelled("the LongTask was cancelled")
+
+    def path(self, path: str) -> Path:
+        return sdk.confine(path, self._limits.files_root)
 
     def __enter__(self) -> RunContext:
         self._beat.start()

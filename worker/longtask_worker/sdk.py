@@ -16,7 +16,9 @@ It must not know about Celery: runner.py binds a context to a Celery delivery.
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 TaskFn = Callable[..., Any]
@@ -69,6 +71,28 @@ class TaskContext(Protocol):
 
     def check_cancelled(self) -> None:
         """Raise Cancelled if the LongTask was cancelled."""
+
+    def path(self, path: str) -> Path:
+        """`path` (from params) as a file under the worker's files root; see confine()."""
+
+
+def confine(path: str, root: str) -> Path:
+    """Resolve `path` inside `root` (LONGTASK_FILES_ROOT), or raise PermanentError.
+
+    Params are user input: a task that reads or writes files must not reach outside the
+    folder the worker was given. Relative paths are taken from the root; absolute ones
+    must lie in it; `..` and symlinks are resolved before the check, so neither escapes.
+    """
+    if not root:
+        raise PermanentError(
+            "this worker has no files root (LONGTASK_FILES_ROOT): it refuses file paths; "
+            "pass the data inline or give the worker a root"
+        )
+    base = Path(root).resolve()
+    target = Path(os.path.join(base, path)).resolve()  # an absolute `path` replaces base
+    if not target.is_relative_to(base):
+        raise PermanentError(f"path {path!r} is outside the worker's files root {str(base)!r}")
+    return target
 
 
 def task(name: str) -> Callable[[F], F]:

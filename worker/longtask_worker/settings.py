@@ -14,8 +14,12 @@ class WorkerSettings(BaseSettings):
 
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", validation_alias="REDIS_URL")
     pool: str = "default"
-    # Comma-separated modules that register tasks with @sdk.task; the built-ins always load.
+    # Comma-separated modules that register tasks with @sdk.task. A worker serves only
+    # these: the built-in ones are named like any other (longtask_worker.tasks.demo, .docs,
+    # .agent), so a production worker never offers demo.crash or file access by default.
     task_modules: str = ""
+    # The folder tasks may read and write files in (sdk.confine); empty: no file access.
+    files_root: str = ""
     concurrency: int = 2
     # The pod this worker runs in (the chart sets it from the downward API): the operator
     # then knows which pods are busy and scales down idle ones only. Default: the host name.

@@ -12,7 +12,6 @@ import itertools
 import json
 import math
 import re
-from pathlib import Path
 from typing import Any
 
 from longtask_worker import sdk
@@ -42,11 +41,13 @@ def embed_chunk(chunk: str, *, dims: int) -> list[float]:
     return [round(v / norm, 6) for v in vector]
 
 
-def _documents(directory: str | None, documents: list[dict[str, str]] | None) -> list[tuple[str, str]]:
+def _documents(
+    ctx: sdk.TaskContext, directory: str | None, documents: list[dict[str, str]] | None
+) -> list[tuple[str, str]]:
     if documents:
         return [(d["name"], d["text"]) for d in documents]
     if directory:
-        root = Path(directory)
+        root = ctx.path(directory)  # inside the worker's files root, or PermanentError
         if not root.is_dir():
             raise sdk.PermanentError(f"directory {directory!r} does not exist on the worker")
         return [(p.name, p.read_text(errors="replace")) for p in sorted(root.glob("*.txt"))]
@@ -64,13 +65,16 @@ def embed(
     overlap: int = 20,
     dims: int = 256,
 ) -> dict[str, Any]:
-    """Chunk and embed every document; write JSON lines to `output` if given."""
-    docs = _documents(directory, documents)
+    """Chunk and embed every document; write JSON lines to `output` if given.
+
+    `directory` and `output` are paths under the worker's files root (LONGTASK_FILES_ROOT).
+    """
+    docs = _documents(ctx, directory, documents)
     if not docs:
         raise sdk.PermanentError("no documents to embed")
     chunks_total = 0
     with contextlib.ExitStack() as stack:
-        sink = stack.enter_context(Path(output).open("w")) if output else None
+        sink = stack.enter_context(ctx.path(output).open("w")) if output else None
         for i, (name, text) in enumerate(docs):
             ctx.check_cancelled()
             chunks = split_chunks(text, chunk_words=chunk_words, overlap=overlap)
