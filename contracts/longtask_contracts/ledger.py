@@ -42,6 +42,11 @@ class Dispatch(BaseModel):
         )
 
 
+def current_attempt(raw: str | bytes | None) -> int | None:
+    """The attempt number of a stored names.current record (None if there is none)."""
+    return Dispatch.model_validate_json(raw).attempt if raw else None
+
+
 class DeadLetter(BaseModel):
     """A task parked in the dead-letter queue: enough to understand it and to replay it."""
 
@@ -104,7 +109,7 @@ def queue_publish(pipe: Any, event: events.TaskEvent, *, ttl: int | None = None)
     """
     fields = event.encode()
     pipe.xadd(names.events_stream(event.uid), fields, maxlen=names.TASK_STREAM_MAXLEN, approximate=True)
-    pipe.xadd(names.STATUS_STREAM, fields, maxlen=names.STATUS_STREAM_MAXLEN, approximate=True)
+    pipe.xadd(names.STATUS_STREAM, fields)  # trimmed by the operator once read (statussync)
     if event.terminal:
         pipe.set(names.done(event.uid), str(event.attempt), ex=_DONE_TTL_SECONDS)
         for key in names.task_keys(event.uid):  # a finished task's traces go away on their own

@@ -38,6 +38,7 @@ def queue(pool: str) -> str:
 PRIORITY_STEPS = list(range(10))
 _KOMBU_PRIORITY_SEP = "\x06\x16"
 KOMBU_UNACKED = "unacked"  # kombu's hash: delivery tag -> [message, exchange, routing key]
+KOMBU_UNACKED_INDEX = "unacked_index"  # kombu's zset: delivery tag -> when it was fetched
 
 
 def transport_priority(priority: int) -> int:
@@ -60,7 +61,8 @@ def celery_task_id(uid: str, attempt: int) -> str:
 KEY_PREFIX = "longtask:"
 STATUS_STREAM = f"{KEY_PREFIX}status"  # every task's events, read by the operator
 STATUS_GROUP = "operator"  # consumer group on STATUS_STREAM
-STATUS_STREAM_MAXLEN = 200_000  # approximate cap; entries are acked well before this
+# The status stream is never capped on XADD: only the operator trims it, below the oldest
+# entry its group has not acknowledged, so no unread terminal event can be lost.
 TASK_STREAM_MAXLEN = 10_000  # approximate cap of one task's SSE history
 
 

@@ -13,6 +13,11 @@ from longtask_contracts import events, phases
 
 Kind = events.Kind
 HISTORY_LIMIT = 20
+# The longest text each status field keeps (characters). Task code controls these strings,
+# and an object past the apiserver's size limit could never be written again; the full
+# text stays in the task's event stream (SSE, `longtask logs`). Documented in docs/guarantees.md.
+LIMITS = {"message": 1024, "step": 128, "worker": 256, "error.type": 256, "error.message": 4096}
+HISTORY_ERROR_LIMIT = 512  # per attemptHistory entry, up to HISTORY_LIMIT of them
 _ENDED_ATTEMPT = {Kind.RETRYING, Kind.SUCCEEDED, Kind.FAILED, Kind.CANCELLED}
 
 
@@ -48,11 +53,12 @@ def fold(status: dict[str, Any], event: events.TaskEvent) -> dict[str, Any] | No
     elif event.kind == Kind.STARTED:
         new["attempts"] = max(int(new.get("attempts") or 0), event.attempt)
         new.setdefault("startedAt", iso(event.at))
-        new["worker"] = event.worker
+        worker = bounded(event.worker, LIMITS["worker"])
+        new["worker"] = worker
         new.pop("error", None)
         new["attemptHistory"] = [
             *new.get("attemptHistory", []),
-            {"attempt": event.attempt, "worker": event.worker, "startedAt": iso(event.at)},
+            {"attempt": event.attempt, "worker": worker, "startedAt": iso(event.at)},
         ][-HISTORY_LIMIT:]
     _copy_fields(new, event)
     if event.kind in _ENDED_ATTEMPT:
@@ -71,12 +77,12 @@ def _copy_fields(new: dict[str, Any], event: events.TaskEvent) -> None:
     for key in ("message", "step"):
         value = getattr(event, key)
         if value is not None:
-            new[key] = value
+            new[key] = bounded(value, LIMITS[key])
     if event.result is not None:
         new["result"] = event.result
     if event.error is not None:
-        new["error"] = event.error
-        new["message"] = event.error.get("message")
+        new["error"] = bounded_error(event.error, LIMITS["error.message"])
+        new["message"] = bounded(event.error.get("message"), LIMITS["message"])
     if event.retry_at is not None:
         new["nextAttemptAt"] = iso(event.retry_at)
     if event.dead_lettered is not None:
@@ -94,8 +100,24 @@ def _close_attempt(new: dict[str, Any], event: events.TaskEvent) -> None:
     error_type = (event.error or {}).get("type")
     last["outcome"] = "WorkerLost" if error_type == "WorkerLost" else event.phase.value
     if event.error is not None:
-        last["error"] = event.error
+        last["error"] = bounded_error(event.error, HISTORY_ERROR_LIMIT)
     new["attemptHistory"] = history[-HISTORY_LIMIT:]
+
+
+def bounded(text: str | None, limit: int) -> str | None:
+    """`text` cut to `limit` characters, saying so (and that the event stream has it all)."""
+    if text is None or len(text) <= limit:
+        return text
+    note = f"... [{len(text)} characters; the full text is in the task's event stream]"
+    return text[: max(0, limit - len(note))] + note
+
+
+def bounded_error(error: dict[str, str], message_limit: int) -> dict[str, str]:
+    return {
+        **error,
+        "type": bounded(error.get("type"), LIMITS["error.type"]) or "Error",
+        "message": bounded(error.get("message"), message_limit) or "",
+    }
 
 
 def _finished_condition(event: events.TaskEvent) -> dict[str, str]:
@@ -105,7 +127,10 @@ def _finished_condition(event: events.TaskEvent) -> dict[str, str]:
         "type": "Succeeded",
         "status": "True" if ok else "False",
         "reason": event.phase.value,
-        "message": (event.error or {}).get("message", event.message or event.phase.value),
+        "message": bounded(
+            (event.error or {}).get("message", event.message or event.phase.value), LIMITS["message"]
+        )
+        or event.phase.value,
         "lastTransitionTime": iso(event.at),
     }
 

@@ -41,6 +41,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         kube=memo.kube,
         tick=cfg.maintenance_tick_seconds,
         poison_crashes=cfg.poison_crashes,
+        claim_timeout=cfg.claim_timeout_seconds,
     )
     memo.loops = [
         asyncio.create_task(sync.run(), name="status-sync"),

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 from celery import Celery
+from redis.exceptions import WatchError
 
 from longtask_contracts import events, ledger, names, retry
 from longtask_operator import dispatch, kube, metrics
@@ -25,13 +28,22 @@ log = logging.getLogger(__name__)
 
 class Maintenance:
     def __init__(
-        self, *, redis: aioredis.Redis, celery: Celery, kube: kube.Kube, tick: float, poison_crashes: int
+        self,
+        *,
+        redis: aioredis.Redis,
+        celery: Celery,
+        kube: kube.Kube,
+        tick: float,
+        poison_crashes: int,
+        claim_timeout: float = 15.0,
     ) -> None:
         self.redis = redis
         self.celery = celery
         self.kube = kube
         self.tick = tick
         self.poison_crashes = poison_crashes
+        self.claim_timeout = claim_timeout
+        self._fetched_scanned_until = 0.0  # kombu fetch times up to this one were looked at
 
     async def run(self) -> None:
         while True:
@@ -44,15 +56,71 @@ class Maintenance:
             await asyncio.sleep(self.tick)
 
     async def once(self, now: float) -> None:
-        for uid in await self._due(names.LEASES, now):
-            await self._lease_expired(uid, now)
-        for uid in await self._due(names.SCHEDULE, now):
-            await self._retry_due(uid)
-        for uid in await self._due(names.DEADLINES, now):
-            await self._deadline_passed(uid)
-        for uid in await self._due(names.EXPIRY, now):
-            await self._expired(uid)
+        steps: list[tuple[str, Callable[[str], Awaitable[None]]]] = [
+            (names.LEASES, lambda uid: self._lease_expired(uid, now)),
+            (names.SCHEDULE, self._retry_due),
+            (names.DEADLINES, self._deadline_passed),
+            (names.EXPIRY, self._expired),
+        ]
+        for zset, step in steps:
+            for uid in await self._due(zset, now):
+                await self._isolated(zset, uid, step)
+        await self._fetched_never_claimed(now)
         metrics.DLQ_DEPTH.set(await self.redis.hlen(names.DLQ))
+
+    async def _fetched_never_claimed(self, now: float) -> None:
+        """Messages fetched `claim_timeout` ago, each looked at once: one whose attempt was
+        never claimed lost its worker between fetch and claim, and is sent again (else it
+        would wait for Redis' 7-day visibility timeout)."""
+        until = now - self.claim_timeout
+        tags = await self.redis.zrangebyscore(
+            names.KOMBU_UNACKED_INDEX, f"({self._fetched_scanned_until}", until
+        )
+        for tag in tags:
+            await self._isolated(names.KOMBU_UNACKED_INDEX, _text(tag), self._resend_unclaimed)
+        self._fetched_scanned_until = until
+
+    async def _resend_unclaimed(self, tag: str) -> None:
+        raw = await self.redis.hget(names.KOMBU_UNACKED, tag)
+        if raw is None:
+            return  # acknowledged meanwhile
+        payload = json.loads(raw)[0]
+        uid, _, attempt = str((payload.get("headers") or {}).get("id", "")).rpartition(".")
+        if not uid or not attempt.isdigit():
+            return  # not a longtask message
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.exists(names.claim(uid), names.done(uid))
+        pipe.get(names.started(uid))
+        pipe.get(names.current(uid))
+        held_or_done, started, current_raw = await pipe.execute()
+        current = ledger.Dispatch.model_validate_json(current_raw) if current_raw else None
+        if (
+            held_or_done
+            or int(started or 0) >= int(attempt)
+            or current is None
+            or current.attempt != int(attempt)
+        ):
+            return  # running, ran, or superseded: nothing was lost
+        log.warning(
+            "%s/%s: attempt %s was fetched by a worker that never started it (it died?); sending it again",
+            current.namespace, current.name, attempt,
+        )  # fmt: skip
+        await dispatch.send(redis=self.redis, celery=self.celery, dispatch=current)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hdel(names.KOMBU_UNACKED, tag)
+        pipe.zrem(names.KOMBU_UNACKED_INDEX, tag)
+        await pipe.execute()
+        metrics.RESENT_UNCLAIMED.inc()
+
+    async def _isolated(self, zset: str, uid: str, step: Callable[[str], Awaitable[None]]) -> None:
+        """One task's step; its failure is logged and retried next tick, never the others'."""
+        try:
+            await step(uid)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            metrics.MAINTENANCE_FAILURES.inc()
+            log.exception("maintenance of %s in %s failed; retrying next tick", uid, zset)
 
     async def _due(self, zset: str, now: float) -> list[str]:
         members = await self.redis.zrangebyscore(zset, 0, now, start=0, num=500)
@@ -71,22 +139,66 @@ class Maintenance:
         return current
 
     async def _end(self, current: ledger.Dispatch, event: events.TaskEvent, *, cancel: bool = False) -> None:
-        """Publish a terminal event the operator decided (raising the cancel flag first if asked)."""
-        pipe = self.redis.pipeline(transaction=True)
-        if cancel:
-            pipe.set(names.cancel_flag(current.uid), "1")  # a running attempt stops too
-        ledger.queue_publish(pipe, event, ttl=current.spec.ttl_seconds_after_finished)
-        await pipe.execute()
+        """Publish a terminal event the operator decided (raising the cancel flag first if
+        asked), only if the task is still unfinished at `current`'s attempt: checked and
+        written in one transaction, so a worker ending the task meanwhile keeps the one
+        terminal event."""
+        uid = current.uid
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(names.done(uid), names.current(uid))
+                    latest = ledger.current_attempt(await pipe.get(names.current(uid)))
+                    if await pipe.exists(names.done(uid)) or latest != current.attempt:
+                        return  # leaving the block resets the pipeline (UNWATCH)
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    if cancel:
+                        pipe.set(names.cancel_flag(uid), "1")  # a running attempt stops too
+                    ledger.queue_publish(pipe, event, ttl=current.spec.ttl_seconds_after_finished)
+                    await pipe.execute()
+                    return
+                except WatchError:
+                    continue
 
     async def _lease_expired(self, uid: str, now: float) -> None:
-        remaining = await self.redis.pttl(names.claim(uid))
-        if remaining > 0:  # renewed since the scan read it: still alive
-            await self.redis.zadd(names.LEASES, {uid: now + remaining / 1000})
-            return
-        current = await self._unfinished(uid, names.LEASES)
-        if current is None:
-            return
-        crashes = int(await self.redis.incr(names.crashes(uid)))
+        """A lease ran out: the attempt's worker died (or stalled). Record it as a crash and
+        retry or dead-letter the task; the lease check, the crash count and the attempt's end
+        are one transaction, so a retried tick or a worker finishing meanwhile cannot count
+        a crash twice or end the attempt twice."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(
+                        names.claim(uid), names.done(uid), names.current(uid), names.crashes(uid)
+                    )
+                    remaining = await pipe.pttl(names.claim(uid))
+                    if remaining > 0:  # renewed since the scan read it: still alive
+                        pipe.multi()  # type: ignore[no-untyped-call]
+                        pipe.zadd(names.LEASES, {uid: now + remaining / 1000})
+                        await pipe.execute()
+                        return
+                    raw = await pipe.get(names.current(uid))
+                    if raw is None or await pipe.exists(names.done(uid)):
+                        pipe.multi()  # type: ignore[no-untyped-call]
+                        pipe.zrem(names.LEASES, uid)
+                        await pipe.execute()
+                        return
+                    current = ledger.Dispatch.model_validate_json(raw)
+                    crashes = int(await pipe.get(names.crashes(uid)) or 0) + 1
+                    event, decision, dead = self._worker_lost(current, crashes, now)
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.set(names.crashes(uid), crashes)
+                    ledger.queue_attempt_end(pipe, current, event, retry_at=decision.at, dead_letter=dead)
+                    await pipe.execute()
+                    break
+                except WatchError:
+                    continue
+        log.warning("%s/%s: %s -> %s", current.namespace, current.name, event.message, decision)
+        metrics.WORKER_LOST.inc()
+
+    def _worker_lost(
+        self, current: ledger.Dispatch, crashes: int, now: float
+    ) -> tuple[events.TaskEvent, retry.Decision, ledger.DeadLetter | None]:
         decision = retry.decide(
             policy=current.spec.retry,
             attempt=current.attempt,
@@ -102,11 +214,7 @@ class Maintenance:
             f"(crash {crashes} in a row)",
         }
         _, event, dead = ledger.failure_outcome(current, decision, error, worker=None)
-        log.warning("%s/%s: %s -> %s", current.namespace, current.name, error["message"], decision)
-        pipe = self.redis.pipeline(transaction=True)
-        ledger.queue_attempt_end(pipe, current, event, retry_at=decision.at, dead_letter=dead)
-        await pipe.execute()
-        metrics.WORKER_LOST.inc()
+        return event, decision, dead
 
     async def _retry_due(self, uid: str) -> None:
         current = await self._unfinished(uid, names.SCHEDULE)
@@ -140,3 +248,7 @@ class Maintenance:
         if current is not None:
             with contextlib.suppress(kube.Gone):
                 await self.kube.delete(namespace=current.namespace, name=current.name, uid=uid)
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -9,6 +9,21 @@ from prometheus_client import Counter, Gauge
 DISPATCHED = Counter("longtask_operator_dispatched_total", "Attempts sent to a worker queue.", ["pool"])
 EVENTS = Counter("longtask_operator_events_total", "Worker events consumed from the status stream.", ["kind"])
 STATUS_PATCHES = Counter("longtask_operator_status_patches_total", "LongTask status patches written.")
+STATUS_WRITE_FAILURES = Counter(
+    "longtask_operator_status_write_failures_total",
+    "LongTask status writes that failed (the task is parked).",
+)
+STATUS_PARKED = Gauge(
+    "longtask_operator_status_parked", "LongTasks whose status writes keep failing, retried with backoff."
+)
+RESENT_UNCLAIMED = Counter(
+    "longtask_operator_resent_unclaimed_total",
+    "Attempts sent again: fetched by a worker that never started them.",
+)
+MAINTENANCE_FAILURES = Counter(
+    "longtask_operator_maintenance_failures_total",
+    "Per-task maintenance steps that failed (retried next tick).",
+)
 DLQ_DEPTH = Gauge("longtask_dlq_depth", "Tasks in the dead-letter queue.")
 WORKER_LOST = Counter("longtask_operator_worker_lost_total", "Attempts whose worker stopped heartbeating.")
 

@@ -24,6 +24,9 @@ class OperatorSettings(BaseSettings):
     maintenance_tick_seconds: float = 0.5
     # How often the autoscaler re-decides without a Queued event (cooldowns, finished work).
     autoscale_interval_seconds: float = 1.0
+    # A message a worker fetched but never claimed for this long is sent again: its worker
+    # died between the two (the claim makes a second copy harmless if it did not).
+    claim_timeout_seconds: float = 15.0
     # Attempts in a row whose worker died before the task is dead-lettered as poison.
     poison_crashes: int = 3
 

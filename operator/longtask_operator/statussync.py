@@ -5,6 +5,15 @@ what it had not yet written. Writes are coalesced: each task gets at most one st
 patch per `interval` seconds, whatever its event rate; SSE clients read the per-task
 streams and see every event regardless. An entry is acknowledged only after the patch
 that covers it succeeded.
+
+One task never holds back the others: a task whose status write fails (other than with
+404/409, which mean it is gone) is parked, retried with exponential backoff, and shown
+(a Warning Event, the `longtask_operator_status_parked` gauge, a log line), while the
+loop reads and writes every other task. The backlog of unacknowledged entries is read
+once, page by page, so a parked task's entries cannot pin the loop to its backlog.
+
+The stream is trimmed here, and only here: below the oldest entry the group has not
+acknowledged (XTRIM MINID), so an operator that is down or behind loses nothing.
 """
 
 from __future__ import annotations
@@ -25,6 +34,11 @@ from longtask_operator import fold, kube, metrics
 log = logging.getLogger(__name__)
 
 
+_PARK_MAX_SECONDS = 60.0  # longest wait between two writes of a parked task
+_TRIM_EVERY_SECONDS = 5.0
+_TRIM_ROUNDS = 100
+
+
 @dataclass
 class _Task:
     namespace: str
@@ -34,6 +48,16 @@ class _Task:
     dirty: bool = False
     last_write: float = 0.0
     entry_ids: list[bytes] = field(default_factory=list)
+    gone: bool = False  # the LongTask no longer exists: entries are only acknowledged
+    failures: int = 0  # status writes failed in a row; > 0 means parked
+    retry_at: float = 0.0  # monotonic time of a parked task's next write
+
+
+def _id(entry_id: Any) -> tuple[int, int]:
+    """A stream id as a comparable pair (ms, seq)."""
+    text = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
 
 
 class StatusSync:
@@ -54,6 +78,8 @@ class StatusSync:
         self.tasks: dict[str, _Task] = {}
         self._writers = asyncio.Semaphore(16)  # concurrent status patches after a burst
         self._jobs: set[asyncio.Future[None]] = set()
+        self._taken = (0, 0)  # the highest entry id folded in so far
+        self._trimmed_at = 0.0
 
     async def ensure_group(self) -> None:
         try:
@@ -85,33 +111,37 @@ class StatusSync:
 
     async def run(self) -> None:
         """Consume forever: first unacknowledged entries (ours and orphans), then new ones."""
-        backlog = True
+        backlog: Any = "0"  # where the next backlog page starts; None once it was read
         while True:
             try:
-                if backlog:
+                if backlog == "0":
                     await self.ensure_group()
                     await self.adopt_orphans()
-                start = "0" if backlog else ">"
                 reply: Any = await self.redis.xreadgroup(
                     names.STATUS_GROUP,
                     self.consumer,
-                    {names.STATUS_STREAM: start},
+                    {names.STATUS_STREAM: backlog or ">"},
                     count=1000,
                     block=None if backlog else 100,
                 )
                 entries = reply[0][1] if reply else []
-                backlog = backlog and bool(entries)
+                if backlog is not None:  # next page after the last entry, until none is left
+                    backlog = entries[-1][0] if entries else None
                 for entry_id, fields in entries:
                     await self._take(entry_id, fields)
                 await self._flush_due()
+                await self._trim()
             except asyncio.CancelledError:
                 raise
             except Exception:  # Redis or apiserver restarting: back off, then re-read
                 log.exception("status sync failed; retrying")
-                backlog = True
+                backlog = "0"
                 await asyncio.sleep(1)
 
     async def _take(self, entry_id: bytes, fields: dict[Any, Any]) -> None:
+        if _id(entry_id) <= self._taken:
+            return  # folded before a re-read of the backlog; its task still holds the id
+        self._taken = _id(entry_id)
         try:
             event = events.TaskEvent.decode(fields)
         except ValueError:
@@ -123,6 +153,8 @@ class StatusSync:
             self.on_queued(event.pool)
         task = self.tasks.setdefault(event.uid, _Task(event.namespace, event.name))
         task.entry_ids.append(entry_id)
+        if task.gone:
+            return  # acked on the next flush; one GET told us, not one per entry
         if task.status is None:
             if (
                 event.kind == events.Kind.QUEUED
@@ -134,7 +166,8 @@ class StatusSync:
                 task.status = await self._load(event)
             task.written = dict(task.status or {})
         if task.status is None:
-            return  # gone: acked on the next flush
+            task.gone = True
+            return
         new = fold.fold(task.status, event)
         if new is not None and new != task.status:
             if new.get("phase") != task.status.get("phase"):
@@ -172,30 +205,99 @@ class StatusSync:
         due = [
             (uid, t)
             for uid, t in self.tasks.items()
-            if t.dirty and t.status is not None and now - t.last_write >= self.interval
+            if t.dirty and t.status is not None and now - t.last_write >= self.interval and now >= t.retry_at
         ]
         await asyncio.gather(*(self._write(uid, task) for uid, task in due))
-        for uid, task in list(self.tasks.items()):
+        covered: list[bytes] = []  # entries whose every effect is written: one XACK for all
+        for task in self.tasks.values():
             if not task.dirty and task.entry_ids:
-                await self.redis.xack(names.STATUS_STREAM, names.STATUS_GROUP, *task.entry_ids)
-                task.entry_ids.clear()
-            if task.status is None or (not task.dirty and task.status.get("finishedAt")):
+                covered += task.entry_ids
+                task.entry_ids = []
+        if covered:
+            await self.redis.xack(names.STATUS_STREAM, names.STATUS_GROUP, *covered)
+        for uid, task in list(self.tasks.items()):
+            if task.gone or (not task.dirty and task.status and task.status.get("finishedAt")):
                 del self.tasks[uid]  # finished or gone: nothing more to coalesce
 
     async def _write(self, uid: str, task: _Task) -> None:
+        """Write one task's status; a failure parks this task only (see the module doc)."""
         assert task.status is not None
         async with self._writers:
-            await self._write_now(uid, task)
+            try:
+                await self._write_now(uid, task)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._park(uid, task, exc)
+                return
+        if task.failures:
+            log.info(
+                "%s/%s: status written again after %d failures", task.namespace, task.name, task.failures
+            )
+            task.failures, task.retry_at = 0, 0.0
+            metrics.STATUS_PARKED.dec()
+
+    def _park(self, uid: str, task: _Task, exc: Exception) -> None:
+        task.failures += 1
+        delay = min(_PARK_MAX_SECONDS, self.interval * 2**task.failures)
+        task.retry_at = time.monotonic() + delay
+        reason = getattr(exc, "reason", None) or type(exc).__name__
+        body = str(getattr(exc, "body", "") or exc)[:512]
+        log.warning(
+            "%s/%s: status write failed (%s, %d in a row); retrying in %.0f s while other tasks go on: %s",
+            task.namespace, task.name, reason, task.failures, delay, body,
+        )  # fmt: skip
+        metrics.STATUS_WRITE_FAILURES.inc()
+        if task.failures == 1:
+            metrics.STATUS_PARKED.inc()
+            self._background(
+                self.kube.post_event(
+                    namespace=task.namespace,
+                    name=task.name,
+                    uid=uid,
+                    reason="StatusWriteFailed",
+                    message=f"the operator cannot write this task's status ({reason}): {body}; "
+                    "it retries with backoff, other tasks are not affected",
+                    warning=True,
+                )
+            )
+
+    async def _trim(self) -> None:
+        """Drop entries every consumer of the group has acknowledged, at most every few seconds."""
+        now = time.monotonic()
+        if now - self._trimmed_at < _TRIM_EVERY_SECONDS:
+            return
+        self._trimmed_at = now
+        summary: Any = await self.redis.xpending(names.STATUS_STREAM, names.STATUS_GROUP)
+        groups: Any = await self.redis.xinfo_groups(names.STATUS_STREAM)
+        ours = next((g for g in groups if _text(g.get("name")) == names.STATUS_GROUP), None)
+        if ours is None:
+            return
+        # Everything below the oldest pending entry, or up to the last delivered one, is read
+        # and acknowledged; the last delivered entry itself is kept (MINID keeps >= id).
+        floor = summary.get("min") if summary.get("pending") else ours.get("last-delivered-id")
+        if floor and _id(floor) > (0, 0):
+            # Approximate trimming removes whole nodes, at most 10,000 entries a call (Redis'
+            # default LIMIT), so Redis never stalls on one call; a long backlog takes several.
+            for _ in range(_TRIM_ROUNDS):
+                removed = await self.redis.xtrim(names.STATUS_STREAM, minid=_text(floor), approximate=True)
+                if int(removed) < 10_000:
+                    break
 
     async def _write_now(self, uid: str, task: _Task) -> None:
+        """Merge-patch what changed since the last successful write."""
         assert task.status is not None
         try:
             # A merge patch only deletes the keys it sets to null.
             patch = {**dict.fromkeys(task.written.keys() - task.status.keys()), **task.status}
             await self.kube.patch_status(namespace=task.namespace, name=task.name, uid=uid, status=patch)
         except kube.Gone:
-            task.status, task.dirty = None, False
+            task.status, task.dirty, task.gone = None, False, True
             return
         metrics.STATUS_PATCHES.inc()
         task.written = dict(task.status)
         task.dirty, task.last_write = False, time.monotonic()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

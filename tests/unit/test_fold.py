@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from longtask_contracts import events
 from longtask_operator import fold
 
@@ -113,3 +115,27 @@ def test_replay_from_the_dead_letter_queue():
     assert status is not None
     assert status["phase"] == "Queued" and status["replays"] == 1 and status["deadLettered"] is False
     assert "finishedAt" not in status and "error" not in status
+
+
+def test_huge_task_strings_are_bounded_in_the_status():
+    """A 2 MB message must not push the object past what the apiserver stores."""
+    huge = "x" * 2_000_000
+    status: dict = {"phase": "Pending"}
+    for event in (
+        ev(K.STARTED, attempt=1, worker="w" * 10_000),
+        ev(K.PROGRESS, attempt=1, progress=10, message=huge, step=huge),
+        ev(K.FAILED, attempt=1, error={"type": "E" * 10_000, "message": huge}),
+    ):
+        status = fold.fold(status, event)
+        assert status is not None
+    assert len(json.dumps(status)) < 20_000
+    assert len(status["error"]["message"]) == fold.LIMITS["error.message"]
+    assert status["error"]["message"].endswith(
+        "[2000000 characters; the full text is in the task's event stream]"
+    )
+    assert len(status["message"]) <= fold.LIMITS["message"]
+    assert len(status["step"]) <= fold.LIMITS["step"]
+    assert len(status["worker"]) <= fold.LIMITS["worker"]
+    assert len(status["attemptHistory"][-1]["error"]["message"]) <= fold.HISTORY_ERROR_LIMIT
+    assert len(status["conditions"][0]["message"]) <= fold.LIMITS["message"]
+    assert fold.bounded("short", 10) == "short"

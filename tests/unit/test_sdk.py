@@ -44,16 +44,20 @@ class MemoryStore:
         self,
         *,
         dispatch: ledger.Dispatch,
+        worker: str,
         event: events.TaskEvent,
         retry_at: float | None = None,
         dead_letter: ledger.DeadLetter | None = None,
-    ) -> None:
+    ) -> bool:
+        if dispatch.uid in self.done:
+            return False
         self.publish(event)
         if retry_at is not None:
             self.retries.append((dispatch.next(), retry_at))
         if dead_letter is not None:
             self.dead.append(dead_letter)
         self.claims.pop(dispatch.uid, None)
+        return True
 
     def cancel_requested(self, uid: str) -> bool:
         return uid in self.cancelled

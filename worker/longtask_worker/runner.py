@@ -124,13 +124,15 @@ class RunContext:
         )
         self._store.finish(
             dispatch=self.dispatch,
+            worker=self.worker,
             event=self.event(Kind.CANCELLED, message="cancelled: stopped after the grace period"),
         )
         os._exit(75)  # the parent replaces this process; the redelivered message is skipped
 
 
 def run(*, dispatch: ledger.Dispatch, store: store.Store, worker: str, limits: Limits) -> Kind | None:
-    """Run the attempt; returns the kind of its final event, or None if it was not ours."""
+    """Run the attempt; returns the kind of its final event, or None if it was not (or no
+    longer) ours."""
     if not store.claim(dispatch, worker=worker, lease_seconds=limits.lease_seconds):
         log.info(
             "skipping %s attempt %s: done, running elsewhere, or superseded", dispatch.uid, dispatch.attempt
@@ -146,7 +148,11 @@ def run(*, dispatch: ledger.Dispatch, store: store.Store, worker: str, limits: L
     # The lease thread has stopped: no renewal can race the release below.
     if failure is not None:
         return _finish_failed(ctx, store, dispatch, failure, limits)
-    store.finish(dispatch=dispatch, event=ctx.event(Kind.SUCCEEDED, progress=100, result=result))
+    if not store.finish(
+        dispatch=dispatch, worker=worker, event=ctx.event(Kind.SUCCEEDED, progress=100, result=result)
+    ):
+        _stale(dispatch)
+        return None
     return Kind.SUCCEEDED
 
 
@@ -162,9 +168,13 @@ def _call(ctx: RunContext, dispatch: ledger.Dispatch, result_max_bytes: int) -> 
 
 def _finish_failed(
     ctx: RunContext, store: store.Store, dispatch: ledger.Dispatch, exc: Exception, limits: Limits
-) -> Kind:
+) -> Kind | None:
     if isinstance(exc, sdk.Cancelled):
-        store.finish(dispatch=dispatch, event=ctx.event(Kind.CANCELLED, message=str(exc)))
+        if not store.finish(
+            dispatch=dispatch, worker=ctx.worker, event=ctx.event(Kind.CANCELLED, message=str(exc))
+        ):
+            _stale(dispatch)
+        return None
         return Kind.CANCELLED
     error = {"type": _error_type(exc), "message": str(exc) or repr(exc)}
     log.info("task %s/%s attempt %s failed: %s", dispatch.namespace, dispatch.name, dispatch.attempt, error)
@@ -178,8 +188,21 @@ def _finish_failed(
         permanent=isinstance(exc, sdk.PermanentError),
     )
     kind, event, dead = ledger.failure_outcome(dispatch, decision, error, worker=ctx.worker)
-    store.finish(dispatch=dispatch, event=event, retry_at=decision.at, dead_letter=dead)
+    if not store.finish(
+        dispatch=dispatch, worker=ctx.worker, event=event, retry_at=decision.at, dead_letter=dead
+    ):
+        _stale(dispatch)
+        return None
     return kind
+
+
+def _stale(dispatch: ledger.Dispatch) -> None:
+    """The attempt ended after it stopped being the task's (superseded, or the operator
+    ended the task meanwhile, e.g. at its deadline): nothing of it is recorded."""
+    log.warning(
+        "%s/%s attempt %s ended after it was superseded or the task was ended; its outcome is dropped",
+        dispatch.namespace, dispatch.name, dispatch.attempt,
+    )  # fmt: skip
 
 
 def _is_soft_limit(exc: BaseException) -> bool:

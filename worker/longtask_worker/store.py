@@ -7,8 +7,10 @@ It must not decide anything: runner.py decides, this module reads and writes key
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import redis
+from redis.exceptions import WatchError
 
 from longtask_contracts import events, ledger, names, redisopts
 
@@ -92,15 +94,45 @@ class Store:
         self,
         *,
         dispatch: ledger.Dispatch,
+        worker: str,
         event: events.TaskEvent,
         retry_at: float | None = None,
         dead_letter: ledger.DeadLetter | None = None,
-    ) -> None:
-        """End the attempt: publish its last event, schedule a retry or dead-letter, release."""
-        pipe = self.redis.pipeline(transaction=True)
-        ledger.queue_attempt_end(pipe, dispatch, event, retry_at=retry_at, dead_letter=dead_letter)
-        pipe.delete(names.claim(dispatch.uid), names.crashes(dispatch.uid))
-        pipe.execute()
+    ) -> bool:
+        """End the attempt: publish its last event, schedule a retry or dead-letter, release.
+
+        Only while the attempt is still the task's: it holds the lease (or its lease ran out
+        and no other attempt replaced it), and the task is not done. Checked and written in
+        one transaction (WATCH): a stalled attempt that returns after the operator moved on
+        changes nothing, and a deadline the operator enforced meanwhile keeps its single
+        terminal event. Returns whether the end was recorded.
+        """
+        uid = dispatch.uid
+        mine = f"{dispatch.attempt}:{worker}"
+        with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(names.claim(uid), names.done(uid), names.current(uid))  # type: ignore[no-untyped-call]
+                    holder = _text(pipe.get(names.claim(uid)))
+                    latest = ledger.current_attempt(pipe.get(names.current(uid)))
+                    ours = holder == mine or (holder is None and latest == dispatch.attempt)
+                    recorded = ours and not pipe.exists(names.done(uid))
+                    pipe.multi()
+                    if recorded:
+                        ledger.queue_attempt_end(
+                            pipe, dispatch, event, retry_at=retry_at, dead_letter=dead_letter
+                        )
+                        pipe.delete(names.crashes(uid))
+                    if holder == mine or recorded:
+                        pipe.delete(names.claim(uid))
+                    pipe.execute()
+                    return recorded
+                except WatchError:
+                    continue  # the operator or another attempt wrote meanwhile: look again
 
     def cancel_requested(self, uid: str) -> bool:
         return bool(self.redis.exists(names.cancel_flag(uid)))
+
+
+def _text(value: Any) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value

@@ -34,11 +34,20 @@ def noop(ctx: sdk.TaskContext) -> None:
 
 
 @sdk.task("demo.fail")
-def fail(ctx: sdk.TaskContext, *, permanent: bool = False, message: str = "demo failure") -> None:
-    """Raise a permanent error (no retry helps) or a retryable one."""
+def fail(
+    ctx: sdk.TaskContext, *, permanent: bool = False, message: str = "demo failure", message_bytes: int = 0
+) -> None:
+    """Raise a permanent error (no retry helps) or a retryable one.
+
+    With message_bytes, the progress message and the error are padded to that size, like
+    a task that puts a whole document or traceback in them.
+    """
+    if message_bytes:
+        message = (message + " ") * (message_bytes // (len(message) + 1) + 1)
+        ctx.progress(50, message[:message_bytes])
     if permanent:
-        raise sdk.PermanentError(message)
-    raise sdk.RetryableError(message)
+        raise sdk.PermanentError(message[: message_bytes or None])
+    raise sdk.RetryableError(message[: message_bytes or None])
 
 
 @sdk.task("demo.crash")
