@@ -64,6 +64,9 @@ def worker(args: argparse.Namespace) -> int:
 def api(args: argparse.Namespace) -> int:
     import uvicorn
 
+    # The gateway's own messages (e.g. whether auth is on) next to uvicorn's.
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+
     uvicorn.run(
         "longtask_api.app:create_app",
         factory=True,
