@@ -9,11 +9,16 @@ them in B (a listing without a namespace shows A's dead letters only, a replay-a
 replays A's only); 3 MB bodies → 413 with a Content-Length and chunked; bodies that are
 not JSON → the documented 422 Problem, never 500; unknown routes and methods → Problems;
 the create rate limit per caller (429 with Retry-After, another caller unaffected); CORS
-headers only for configured origins; an apiserver that cannot be reached → 503, not 500.
+headers only for configured origins; an apiserver that cannot be reached → 503, not 500;
+the `longtask-dev` token that `dev up --auth` writes lets the CLI (env LONGTASK_TOKEN, or
+--token) submit and watch, and a bad --token gets the 401 reason.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -242,3 +247,28 @@ def test_an_unreachable_apiserver_is_503_never_500(platform, cluster, kubectl, n
             assert c.get("/healthz").status_code == 200, "liveness does not depend on the apiserver"
     finally:
         platform.stop_child(child)
+
+
+def _cli(url: str, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "LONGTASK_TOKEN"}
+    return subprocess.run(
+        [sys.executable, "-m", "longtask_cli", *args, "--api", url],
+        env=dict(env, **({"LONGTASK_TOKEN": token} if token else {})),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+def test_the_dev_token_lets_the_cli_in(secure_api, platform, namespace):
+    token = platform.dev_token()
+    out = _cli(secure_api, "submit", "demo.noop", "-n", namespace, "--watch", token=token)
+    assert out.returncode == 0, out.stderr
+    assert "Succeeded" in out.stdout.splitlines()[-1]
+    out = _cli(secure_api, "dlq", "list", "-n", namespace, "--token", token)
+    assert out.returncode == 0, out.stderr
+    out = _cli(secure_api, "watch", "anything", "-n", namespace, "--token", "not-a-token")
+    assert out.returncode == 1 and "error 401" in out.stderr and "not valid" in out.stderr
+    out = _cli(secure_api, "cancel", "anything", "-n", namespace)
+    assert out.returncode == 1 and "error 401" in out.stderr and "bearer token is required" in out.stderr
