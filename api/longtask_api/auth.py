@@ -55,8 +55,9 @@ class Guard:
         if not cached:
             identity = await self.reviews.who(token)
             self._identities.put(digest, identity)  # rejections too: a flood of bad tokens is cheap
+            if identity is None:
+                log.info("a token Kubernetes does not accept (sha256 %s...)", digest[:12])
         if identity is None:
-            log.info("rejected a token Kubernetes does not accept (sha256 %s...)", digest[:12])
             raise errors.Unauthenticated("the bearer token is not valid (Kubernetes TokenReview rejected it)")
         return Caller(identity=identity, rate_key=f"user:{identity.username}")
 
