@@ -29,8 +29,8 @@ class ApiSettings(BaseSettings):
     kube_timeout_seconds: float = 10.0
     # Task creation per caller (user, or client IP when auth is off): a token bucket
     # refilled at this rate, holding at most `create_burst`; a rate of 0 turns it off.
-    create_rate_per_second: float = 5.0
-    create_burst: int = 50
+    create_rate_per_second: float = 10.0
+    create_burst: int = 100
     # Origins allowed to call from a browser (comma-separated); empty: no CORS headers at all.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
