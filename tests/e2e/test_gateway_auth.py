@@ -8,7 +8,8 @@ cancels, streams (SSE) and lists and replays dead letters in A, and gets 403 for
 them in B (a listing without a namespace shows A's dead letters only, a replay-all
 replays A's only); 3 MB bodies → 413 with a Content-Length and chunked; bodies that are
 not JSON → the documented 422 Problem, never 500; unknown routes and methods → Problems;
-the create rate limit per caller (429 with Retry-After, another caller unaffected); CORS
+the create rate limit per caller (429 with Retry-After, another caller unaffected), per
+client IP when auth is off; CORS
 headers only for configured origins; an apiserver that cannot be reached → 503, not 500;
 the `longtask-dev` token that `dev up --auth` writes lets the CLI (env LONGTASK_TOKEN, or
 --token) submit and watch, and a bad --token gets the 401 reason.
@@ -211,6 +212,24 @@ def test_create_rate_limit_is_per_caller(secure_api, kubectl, namespace):
         assert int(limited.headers["Retry-After"]) >= 1
     with client(secure_api, account(kubectl, namespace)) as other:
         assert other.post(url, json=body).status_code == 202
+
+
+def test_with_auth_off_the_create_limit_is_per_client_ip(platform, namespace):
+    port = procs.free_port()
+    env = {"LONGTASK_CREATE_BURST": "1", "LONGTASK_CREATE_RATE_PER_SECOND": "0.001"}
+    child = platform.start_api(port=port, auth=False, extra_env=env)
+    try:
+        assert "gateway auth: off" in child.log_tail(50)
+        with client(f"http://127.0.0.1:{port}") as c:
+            assert (
+                c.post(f"/v1/namespaces/{namespace}/tasks", json={"spec": {"task": "demo.noop"}}).status_code
+                == 202
+            )
+            limited = c.post(f"/v1/namespaces/{namespace}/tasks", json={"spec": {"task": "demo.noop"}})
+            problem(limited, 429)
+            assert "Retry-After" in limited.headers
+    finally:
+        platform.stop_child(child)
 
 
 def test_cors_headers_only_for_configured_origins(secure_api, platform):
