@@ -170,7 +170,9 @@ class Reviews:
         with _calling("subjectaccessreviews"):
             review = await self.authz.create_subject_access_review(body, _request_timeout=self.timeout)
         status = review.status
-        return bool(status and status.allowed), (status.reason or "") if status else ""
+        if status is None:
+            return False, ""
+        return bool(status.allowed), status.reason or status.evaluation_error or ""
 
 
 async def ping(api: client.ApiClient, *, request_timeout: float) -> None:
