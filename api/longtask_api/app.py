@@ -1,58 +1,89 @@
-"""create_app(): the gateway's FastAPI application, its lifespan and its error answers.
+"""create_app(): the gateway's FastAPI application, its lifespan, middleware and error answers.
 
-Run with `longtask api` (uvicorn --factory longtask_api.app:create_app).
+Run with `longtask api` (uvicorn --factory longtask_api.app:create_app). Every error,
+whoever raises it, leaves as a Problem document, without a stack trace.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import logging
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import prometheus_client
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
-from redis.exceptions import ConnectionError as RedisConnectionError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
+from starlette.exceptions import HTTPException
 
-from longtask_api import errors, kube, settings
-from longtask_api.routes import deadletters, tasks
+from longtask_api import auth, errors, kube, middleware, ratelimit, settings
+from longtask_api.routes import deadletters, health, tasks
 from longtask_contracts import redisopts
 
+log = logging.getLogger(__name__)
 
-def _field(loc: tuple[int | str, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("body",)]
+
+def _field(error: dict[str, object]) -> str:
+    if error.get("type") == "json_invalid":
+        return "body"
+    loc = error.get("loc") or ()
+    parts = [str(p) for p in loc if p != "body"] if isinstance(loc, tuple | list) else []
     return ".".join(parts) or "body"
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    problem = errors.Problem(
-        status=422,
-        detail="the request is invalid",
-        errors=[
-            errors.FieldError(field=_field(tuple(e.get("loc", ()))), message=str(e.get("msg", "")))
-            for e in exc.errors()
-        ],
+    problem = errors.Invalid(
+        "the request is invalid",
+        [errors.FieldError(field=_field(e), message=str(e.get("msg", ""))) for e in exc.errors()],
     )
-    return JSONResponse(problem.model_dump(), status_code=422)
+    return errors.response(problem)
 
 
 async def _api_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.ApiError)
-    return JSONResponse(exc.problem().model_dump(), status_code=exc.status)
+    return errors.response(exc)
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    """Starlette's and FastAPI's own errors (404 route, 405, a body it cannot decode) as Problems."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 400:  # FastAPI: "There was an error parsing the body" (e.g. not UTF-8)
+        field = errors.FieldError(field="body", message="the body is not JSON (UTF-8)")
+        return errors.response(errors.Invalid("the request body is not valid JSON", [field]))
+    problem = errors.ApiError(str(exc.detail))
+    problem.status = exc.status_code
+    problem.headers = dict(exc.headers or {})
+    return errors.response(problem)
 
 
 async def _redis_down(_: Request, exc: Exception) -> JSONResponse:
-    problem = errors.Problem(status=503, detail=f"Redis is unreachable: {exc}")
-    return JSONResponse(problem.model_dump(), status_code=503)
+    return errors.response(errors.Unavailable(f"Redis is unreachable: {type(exc).__name__}"))
+
+
+async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    log.error("unexpected error", exc_info=exc)
+    return errors.response(errors.ApiError("internal error; the gateway's log has the details"))
 
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     cfg = settings.get_settings()
     api = await kube.connect()
-    app.state.tasks = kube.LongTasks(api)
+    app.state.kube = api
+    app.state.tasks = kube.LongTasks(api, timeout=cfg.kube_timeout_seconds)
+    reviews = kube.Reviews(api, timeout=cfg.kube_timeout_seconds) if cfg.auth else None
+    app.state.guard = auth.Guard(reviews=reviews, ttl=cfg.auth_cache_seconds, size=cfg.auth_cache_size)
+    app.state.create_buckets = ratelimit.Buckets(rate=cfg.create_rate_per_second, burst=cfg.create_burst)
     app.state.redis = redisopts.async_client(cfg.redis_url, max_connections=cfg.redis_max_connections)
+    if cfg.auth:
+        log.info(
+            "gateway auth: on (Kubernetes TokenReview + SubjectAccessReview, decisions cached %g s)",
+            cfg.auth_cache_seconds,
+        )
+    else:
+        log.warning("gateway auth: off (LONGTASK_AUTH=false): anyone who reaches it may do anything")
     try:
         yield
     finally:
@@ -60,38 +91,35 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await api.close()
 
 
-async def _limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-    """Refuse oversized bodies before reading them (the task params limit is far smaller)."""
-    limit = settings.get_settings().max_body_bytes
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > limit:
-        problem = errors.Problem(
-            status=413, detail=f"the request body is {length} bytes; the limit is {limit}"
-        )
-        return JSONResponse(problem.model_dump(), status_code=413)
-    return await call_next(request)
-
-
 def create_app() -> FastAPI:
+    cfg = settings.get_settings()
     app = FastAPI(
         title="longtask gateway",
         version="0.1.0",
         summary="Create long-running LongTasks and follow their progress live.",
+        description="Every route but the probes needs `Authorization: Bearer <Kubernetes token>`; "
+        "Kubernetes RBAC on `longtasks.longtask.io` decides what the caller may do "
+        "(docs/security.md).",
         lifespan=_lifespan,
+        redoc_url=None,
     )
     app.include_router(tasks.router)
     app.include_router(deadletters.router)
+    app.include_router(health.router)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(errors.ApiError, _api_error)
-    app.add_exception_handler(RedisConnectionError, _redis_down)
-    app.middleware("http")(_limit_body)
-
-    @app.get("/metrics", include_in_schema=False)
-    async def metrics_endpoint() -> Response:
-        return Response(prometheus_client.generate_latest(), media_type=prometheus_client.CONTENT_TYPE_LATEST)
-
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RedisError, _redis_down)
+    app.add_exception_handler(Exception, _unexpected)
+    # The last added runs first: CORS (preflights need no token), then authentication, then the body cap.
+    app.add_middleware(middleware.BodyLimit, limit=cfg.max_body_bytes)
+    app.add_middleware(middleware.Authenticate)
+    if cfg.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=cfg.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+            expose_headers=["Retry-After", "WWW-Authenticate"],
+        )
     return app

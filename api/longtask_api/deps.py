@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 import redis.asyncio as aioredis
 from fastapi import Depends, Path, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from longtask_api import kube, settings
+from longtask_api import access, auth, errors, kube, ratelimit, settings
 
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
 NS_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+
+# Only documents the scheme in OpenAPI: middleware.Authenticate has already checked the token.
+_BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="kubernetes",
+    description="A Kubernetes bearer token (e.g. `kubectl create token NAME`); the gateway checks it "
+    "with a TokenReview and each request with a SubjectAccessReview (see docs/security.md).",
+)
+_Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]
 
 
 def get_tasks(request: Request) -> kube.LongTasks:
@@ -23,8 +34,50 @@ def get_redis(request: Request) -> aioredis.Redis:
     return client
 
 
+def get_guard(request: Request) -> auth.Guard:
+    guard: auth.Guard = request.app.state.guard
+    return guard
+
+
+def get_caller(request: Request, _: _Bearer) -> auth.Caller:
+    caller: auth.Caller = request.state.caller  # set by middleware.Authenticate
+    return caller
+
+
 Tasks = Annotated[kube.LongTasks, Depends(get_tasks)]
 Redis = Annotated[aioredis.Redis, Depends(get_redis)]
 Settings = Annotated[settings.ApiSettings, Depends(settings.get_settings)]
+Guard = Annotated[auth.Guard, Depends(get_guard)]
+Caller = Annotated[auth.Caller, Depends(get_caller)]
 Namespace = Annotated[str, Path(pattern=NS_PATTERN, max_length=63, description="Kubernetes namespace.")]
 TaskName = Annotated[str, Path(pattern=NAME_PATTERN, max_length=253, description="LongTask name.")]
+
+
+def _allowed(route: access.Route) -> Callable[[str, auth.Guard, auth.Caller], Awaitable[auth.Caller]]:
+    """A dependency: the caller, once Kubernetes allows it `route`'s action in the path's namespace."""
+
+    async def check(namespace: Namespace, guard: Guard, caller: Caller) -> auth.Caller:
+        await guard.require(caller, namespace=namespace, action=route.value)
+        return caller
+
+    return check
+
+
+MayCreate = Annotated[auth.Caller, Depends(_allowed(access.Route.CREATE_TASK))]
+MayGet = Annotated[auth.Caller, Depends(_allowed(access.Route.GET_TASK))]
+MayList = Annotated[auth.Caller, Depends(_allowed(access.Route.LIST_TASKS))]
+MayCancel = Annotated[auth.Caller, Depends(_allowed(access.Route.CANCEL_TASK))]
+MayReplay = Annotated[auth.Caller, Depends(_allowed(access.Route.REPLAY_DEADLETTERS))]
+
+
+def spend_create_token(request: Request, caller: MayCreate) -> None:
+    """One token of the caller's creation bucket, or 429 with Retry-After."""
+    buckets: ratelimit.Buckets = request.app.state.create_buckets
+    wait = buckets.take(caller.rate_key)
+    if wait > 0:
+        raise errors.TooManyRequests(
+            "too many tasks created; slow down", retry_after=ratelimit.retry_after(wait)
+        )
+
+
+CreateQuota = Annotated[None, Depends(spend_create_token)]

@@ -1,7 +1,11 @@
-"""The gateway's error hierarchy and the JSON shape every error answer has; no I/O here."""
+"""The gateway's error hierarchy and the JSON shape every error answer has; no I/O here.
+
+No answer built here ever carries a stack trace, a token or another secret.
+"""
 
 from __future__ import annotations
 
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 
@@ -26,6 +30,7 @@ class ApiError(Exception):
     """Base of the errors handlers raise; app.py turns each into a Problem answer."""
 
     status = 500
+    headers: dict[str, str] = {}
 
     def __init__(self, detail: str, errors: list[FieldError] | None = None) -> None:
         super().__init__(detail)
@@ -34,6 +39,19 @@ class ApiError(Exception):
 
     def problem(self) -> Problem:
         return Problem(status=self.status, detail=self.detail, errors=self.errors)
+
+
+class Unauthenticated(ApiError):
+    """No bearer token, or one Kubernetes does not accept (TokenReview)."""
+
+    status = 401
+    headers = {"WWW-Authenticate": 'Bearer realm="longtask"'}
+
+
+class Forbidden(ApiError):
+    """Kubernetes (SubjectAccessReview) does not allow this caller this verb here."""
+
+    status = 403
 
 
 class NotFound(ApiError):
@@ -48,7 +66,26 @@ class Invalid(ApiError):
     status = 422
 
 
+class TooLarge(ApiError):
+    status = 413
+
+
+class TooManyRequests(ApiError):
+    """The caller's rate limit is spent; Retry-After says when the next request fits."""
+
+    status = 429
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
 class Unavailable(ApiError):
     """Kubernetes or Redis cannot be reached right now; the client may retry."""
 
     status = 503
+
+
+def response(exc: ApiError) -> JSONResponse:
+    """The Problem answer for `exc`, with its headers (WWW-Authenticate, Retry-After)."""
+    return JSONResponse(exc.problem().model_dump(), status_code=exc.status, headers=exc.headers or None)

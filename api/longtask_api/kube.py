@@ -1,17 +1,21 @@
-"""Every Kubernetes API call the gateway makes, with API errors turned into ApiErrors.
+"""Every Kubernetes API call the gateway makes, each with a timeout, errors turned into ApiErrors.
 
-It must not shape HTTP answers: routes do that from the plain dicts returned here.
+It must not shape HTTP answers nor decide anything: routes and auth.py do that from the
+plain data returned here. An apiserver that is down, slow or refusing answers 503, never 500.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from typing import Any
 
+import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from longtask_api import errors
+from longtask_api import access, errors
 from longtask_contracts import names
 
 
@@ -41,32 +45,41 @@ def _translate(exc: ApiException, what: str) -> errors.ApiError:
             [errors.FieldError(field=c.get("field", ""), message=c.get("message", "")) for c in causes],
         )
     if exc.status == 403:
-        return errors.ApiError(f"the gateway may not access {what}: {message}")
+        # The gateway's own ServiceAccount lacks a right: the chart's RBAC is not installed.
+        return errors.Unavailable(f"the gateway itself may not access {what}: {message}")
     return errors.Unavailable(f"Kubernetes API answered {exc.status}: {message}")
+
+
+@contextlib.contextmanager
+def _calling(what: str) -> Iterator[None]:
+    """Turn every failure of one apiserver call into an ApiError (timeouts included)."""
+    try:
+        yield
+    except ApiException as exc:
+        raise _translate(exc, what) from None
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        raise errors.Unavailable(f"the Kubernetes API did not answer ({type(exc).__name__})") from None
 
 
 class LongTasks:
     """LongTask CRUD in one namespace-aware object."""
 
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(self, api: client.ApiClient, *, timeout: float) -> None:
         self.custom = client.CustomObjectsApi(api)
+        self.timeout = timeout
 
     async def create(self, *, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        try:
+        with _calling(f"namespace {namespace!r}"):
             obj: dict[str, Any] = await self.custom.create_namespaced_custom_object(
-                names.GROUP, names.VERSION, namespace, names.PLURAL, body
+                names.GROUP, names.VERSION, namespace, names.PLURAL, body, _request_timeout=self.timeout
             )
-        except ApiException as exc:
-            raise _translate(exc, f"namespace {namespace!r}") from None
         return obj
 
     async def get(self, *, namespace: str, name: str) -> dict[str, Any]:
-        try:
+        with _calling(f"task {namespace}/{name}"):
             obj: dict[str, Any] = await self.custom.get_namespaced_custom_object(
-                names.GROUP, names.VERSION, namespace, names.PLURAL, name
+                names.GROUP, names.VERSION, namespace, names.PLURAL, name, _request_timeout=self.timeout
             )
-        except ApiException as exc:
-            raise _translate(exc, f"task {namespace}/{name}") from None
         return obj
 
     async def list(
@@ -78,26 +91,27 @@ class LongTasks:
         field_selector: str | None,
         label_selector: str | None,
     ) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"limit": limit}
+        kwargs: dict[str, Any] = {"limit": limit, "_request_timeout": self.timeout}
         if continue_token:
             kwargs["_continue"] = continue_token
         if field_selector:
             kwargs["field_selector"] = field_selector
         if label_selector:
             kwargs["label_selector"] = label_selector
-        try:
-            obj: dict[str, Any] = await self.custom.list_namespaced_custom_object(
-                names.GROUP, names.VERSION, namespace, names.PLURAL, **kwargs
-            )
-        except ApiException as exc:
-            if exc.status == 410:
+        with _calling(f"tasks in {namespace!r}"):
+            try:
+                obj: dict[str, Any] = await self.custom.list_namespaced_custom_object(
+                    names.GROUP, names.VERSION, namespace, names.PLURAL, **kwargs
+                )
+            except ApiException as exc:
+                if exc.status != 410:
+                    raise
                 raise errors.Invalid("the continue token has expired; list again from the start") from None
-            raise _translate(exc, f"tasks in {namespace!r}") from None
         return obj
 
     async def patch(self, *, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
         """Merge-patch the LongTask (spec fields, annotations)."""
-        try:
+        with _calling(f"task {namespace}/{name}"):
             obj: dict[str, Any] = await self.custom.patch_namespaced_custom_object(
                 names.GROUP,
                 names.VERSION,
@@ -106,7 +120,62 @@ class LongTasks:
                 name,
                 body,
                 _content_type="application/merge-patch+json",  # type: ignore[call-arg]
+                _request_timeout=self.timeout,
             )
-        except ApiException as exc:
-            raise _translate(exc, f"task {namespace}/{name}") from None
         return obj
+
+
+class Reviews:
+    """TokenReview and SubjectAccessReview: Kubernetes decides who calls and what they may do."""
+
+    def __init__(self, api: client.ApiClient, *, timeout: float) -> None:
+        self.authn = client.AuthenticationV1Api(api)
+        self.authz = client.AuthorizationV1Api(api)
+        self.timeout = timeout
+
+    async def who(self, token: str) -> access.Identity | None:
+        """The token's user, or None when the apiserver does not accept the token."""
+        body = client.V1TokenReview(spec=client.V1TokenReviewSpec(token=token))
+        with _calling("tokenreviews"):
+            review = await self.authn.create_token_review(body, _request_timeout=self.timeout)
+        status = review.status
+        if status is None or not status.authenticated or status.user is None:
+            return None
+        user = status.user
+        return access.Identity(
+            username=user.username or "",
+            uid=user.uid or "",
+            groups=tuple(user.groups or ()),
+            extra=tuple(sorted((k, tuple(v or ())) for k, v in (user.extra or {}).items())),
+        )
+
+    async def may(self, who: access.Identity, *, namespace: str, action: access.Action) -> tuple[bool, str]:
+        """(allowed, the authorizer's reason) for `who` doing `action` in `namespace` ("" = all)."""
+        attributes = client.V1ResourceAttributes(
+            namespace=namespace,
+            verb=action.verb,
+            group=names.GROUP,
+            resource=names.PLURAL,
+            subresource=action.subresource,
+        )
+        body = client.V1SubjectAccessReview(
+            spec=client.V1SubjectAccessReviewSpec(
+                user=who.username,
+                uid=who.uid,
+                groups=list(who.groups),
+                extra=who.extra_dict(),
+                resource_attributes=attributes,
+            )
+        )
+        with _calling("subjectaccessreviews"):
+            review = await self.authz.create_subject_access_review(body, _request_timeout=self.timeout)
+        status = review.status
+        if status is None:
+            return False, ""
+        return bool(status.allowed), status.reason or status.evaluation_error or ""
+
+
+async def ping(api: client.ApiClient, *, request_timeout: float) -> None:
+    """Raise Unavailable unless the apiserver answers GET /version (open to every client)."""
+    with _calling("/version"):
+        await client.VersionApi(api).get_code(_request_timeout=request_timeout)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import functools
+from typing import Annotated
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class ApiSettings(BaseSettings):
@@ -19,6 +20,26 @@ class ApiSettings(BaseSettings):
     max_body_bytes: int = 256 * 1024
     # Each open SSE stream holds one Redis connection while it waits; more streams queue.
     redis_max_connections: int = 512
+    # Ask Kubernetes who the caller is (TokenReview) and whether they may (SubjectAccessReview).
+    auth: bool = True
+    # How long an authentication or authorization decision is reused, and how many are kept.
+    auth_cache_seconds: float = 10.0
+    auth_cache_size: int = 10_000
+    # Every call to the apiserver gives up after this long (the client then gets a 503).
+    kube_timeout_seconds: float = 10.0
+    # Task creation per caller (user, or client IP when auth is off): a token bucket
+    # refilled at this rate, holding at most `create_burst`; a rate of 0 turns it off.
+    create_rate_per_second: float = 10.0
+    create_burst: int = 100
+    # Origins allowed to call from a browser (comma-separated); empty: no CORS headers at all.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
 
 
 @functools.cache

@@ -64,6 +64,9 @@ def worker(args: argparse.Namespace) -> int:
 def api(args: argparse.Namespace) -> int:
     import uvicorn
 
+    # The gateway's own messages (e.g. whether auth is on) next to uvicorn's.
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+
     uvicorn.run(
         "longtask_api.app:create_app",
         factory=True,
@@ -76,8 +79,11 @@ def api(args: argparse.Namespace) -> int:
 
 
 def _gateway(args: argparse.Namespace) -> httpx.Client:
+    token = args.token or os.environ.get("LONGTASK_TOKEN")
     return httpx.Client(
-        base_url=args.api or os.environ.get("LONGTASK_API", "http://127.0.0.1:8080"), timeout=30
+        base_url=args.api or os.environ.get("LONGTASK_API", "http://127.0.0.1:8080"),
+        headers={"Authorization": f"Bearer {token}"} if token else None,
+        timeout=30,
     )
 
 
@@ -229,13 +235,20 @@ def dev_up(args: argparse.Namespace) -> int:
     c = cluster.Cluster(state_dir=args.state_dir.resolve())
     c.start()
     try:
-        p = platform.Platform(c, api_port=args.api_port).start(workers=0)
+        if args.auth:
+            print(
+                f"gateway auth: on (LONGTASK_TOKEN in {c.env_file}: ServiceAccount {platform.DEV_ACCOUNT})",
+                flush=True,
+            )
+        else:
+            print("gateway auth: off (use --auth)", flush=True)
+        p = platform.Platform(c, api_port=args.api_port, auth=args.auth).start(workers=0)
         # The default pool's workers run as a WorkerPool-scaled Deployment on the local node
         # (min 1, so a first task starts at once; up to 4 pods under load).
         pool = platform.worker_pool_manifests(pool="default", min_replicas=1, max_replicas=4, concurrency=2)
         p.apply_worker_pool(pool)
         p.wait_workers_ready(pool[0]["metadata"]["name"])
-        print(_next_steps(c.env_file, p.api_url))
+        print(_next_steps(c.env_file, p.api_url, auth=args.auth))
         print(f"ready in {time.monotonic() - began:.1f} s", flush=True)
         _wait_for_signal()
     except Exception as exc:
@@ -246,11 +259,13 @@ def dev_up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _next_steps(env_file: object, api_url: str) -> str:
+def _next_steps(env_file: object, api_url: str, *, auth: bool) -> str:
+    bearer = ' -H "Authorization: Bearer $LONGTASK_TOKEN"' if auth else ""
+    token = ", LONGTASK_TOKEN" if auth else ""
     return f"""\
 longtask is up. In another shell:
 
-  set -a; source {env_file}; set +a          # KUBECONFIG, REDIS_URL, LONGTASK_API
+  set -a; source {env_file}; set +a          # KUBECONFIG, REDIS_URL, LONGTASK_API{token}
   uv run longtask submit demo.sleep -p seconds=10 -p steps=20 --watch
 
 or with kubectl (the one in ~/.cache/longtask/bin/kubernetes-v1.37.2/):
@@ -261,10 +276,10 @@ or with kubectl (the one in ~/.cache/longtask/bin/kubernetes-v1.37.2/):
 
 or through the gateway ({api_url}/docs):
 
-  curl -s -XPOST {api_url}/v1/namespaces/default/tasks \\
+  curl -s -XPOST {api_url}/v1/namespaces/default/tasks{bearer} \\
        -H 'content-type: application/json' \\
        -d '{{"spec": {{"task": "demo.sleep", "params": {{"seconds": 10, "steps": 20}}}}}}'
-  curl -N {api_url}/v1/namespaces/default/tasks/<name>/events
+  curl -N{bearer} {api_url}/v1/namespaces/default/tasks/<name>/events
 
 Workers scale with the queue (WorkerPool `default`, 1 to 4 pods on the local node):
 

@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     api.set_defaults(func=commands.api)
 
     api_help = "gateway URL (env LONGTASK_API, default http://127.0.0.1:8080)"
+    token_help = "Kubernetes bearer token for the gateway (env LONGTASK_TOKEN; `dev up --auth` writes one)"
     submit = sub.add_parser(
         "submit",
         help="create a task through the gateway (and --watch it)",
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--pool", default=None, help="worker pool (default: default)")
     submit.add_argument("--watch", "-w", action="store_true", help="follow its progress until it ends")
     submit.add_argument("--api", default=None, help=api_help)
+    submit.add_argument("--token", default=None, help=token_help)
     submit.set_defaults(func=commands.submit)
 
     watch = sub.add_parser(
@@ -101,12 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("name")
     watch.add_argument("--namespace", "-n", default="default")
     watch.add_argument("--api", default=None, help=api_help)
+    watch.add_argument("--token", default=None, help=token_help)
     watch.set_defaults(func=commands.watch)
 
     cancel = sub.add_parser("cancel", help="cancel a task (sets spec.cancel through the gateway)")
     cancel.add_argument("name")
     cancel.add_argument("--namespace", "-n", default="default")
     cancel.add_argument("--api", default=None, help=api_help)
+    cancel.add_argument("--token", default=None, help=token_help)
     cancel.set_defaults(func=commands.cancel)
 
     dlq = sub.add_parser("dlq", help="the dead-letter queue: list and replay parked tasks")
@@ -114,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     dlq_list = dlq_sub.add_parser("list", help="list dead-lettered tasks, oldest first")
     dlq_list.add_argument("--namespace", "-n", default=None, help="only this namespace")
     dlq_list.add_argument("--api", default=None, help=api_help)
+    dlq_list.add_argument("--token", default=None, help=token_help)
     dlq_list.set_defaults(func=commands.dlq_list)
     dlq_replay = dlq_sub.add_parser("replay", help="replay one task (NAME) or --all")
     target = dlq_replay.add_mutually_exclusive_group(required=True)
@@ -126,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the task's namespace (default: default); with --all, only this one",
     )
     dlq_replay.add_argument("--api", default=None, help=api_help)
+    dlq_replay.add_argument("--token", default=None, help=token_help)
     dlq_replay.set_defaults(func=commands.dlq_replay)
 
     dev = sub.add_parser("dev", help="local development: embedded control plane and platform")
@@ -151,6 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
         )
         if name == "up":
             p.add_argument("--api-port", type=int, default=8080, help="gateway port (default 8080)")
+            p.add_argument(
+                "--auth",
+                action="store_true",
+                help="run the gateway with Kubernetes auth on, and write a token of ServiceAccount "
+                "longtask-dev to DIR/env as LONGTASK_TOKEN (default: auth off)",
+            )
         p.set_defaults(func=func)
     return parser
 

@@ -20,6 +20,29 @@ CRD_DIR = binaries.REPO_ROOT / "charts" / "longtask" / "files" / "crds"
 WORKERPOOL_EXAMPLE = binaries.REPO_ROOT / "examples" / "workerpool.yaml"
 REDIS_SECRET = "longtask-redis"  # what examples/workerpool.yaml's workers read REDIS_URL from
 DEMO_TASKS = "longtask_worker.tasks.demo,longtask_worker.tasks.docs,longtask_worker.tasks.agent"
+DEV_ACCOUNT = "longtask-dev"  # the ServiceAccount whose token `dev up --auth` hands to the CLI
+
+
+def user_role(name: str, *, kind: str = "ClusterRole", namespace: str | None = None) -> dict[str, Any]:
+    """A Role (or ClusterRole) allowing every gateway route: what a LongTask user needs."""
+    metadata: dict[str, Any] = {"name": name, **({"namespace": namespace} if namespace else {})}
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": kind,
+        "metadata": metadata,
+        "rules": [
+            {
+                "apiGroups": ["longtask.io"],
+                "resources": ["longtasks"],
+                "verbs": ["create", "get", "list", "patch"],
+            },
+            {
+                "apiGroups": ["longtask.io"],
+                "resources": ["longtasks/deadletters"],
+                "verbs": ["list", "patch"],
+            },
+        ],
+    }
 
 
 def worker_pool_manifests(
@@ -76,9 +99,10 @@ def longtask_argv(*args: str) -> list[str]:
 class Platform:
     """A Cluster plus CRDs, operator, workers and gateway. Use start() / stop()."""
 
-    def __init__(self, c: cluster.Cluster, *, api_port: int = 0) -> None:
+    def __init__(self, c: cluster.Cluster, *, api_port: int = 0, auth: bool = False) -> None:
         self.cluster = c
         self.api_port = api_port or procs.free_port()
+        self.auth = auth
         self.operator_metrics_port = procs.free_port()
         self._workers = 0
 
@@ -92,6 +116,8 @@ class Platform:
         for _ in range(workers):
             self.start_worker()
         self.start_api()
+        if self.auth:
+            self.cluster.append_env(LONGTASK_TOKEN=self.dev_token())
         self.cluster.append_env(
             LONGTASK_API=self.api_url,
             LONGTASK_METRICS_OPERATOR=f"http://127.0.0.1:{self.operator_metrics_port}/metrics",
@@ -192,19 +218,41 @@ class Platform:
         )
         return child
 
-    def start_api(self) -> procs.Child:
+    def start_api(
+        self, *, port: int | None = None, auth: bool | None = None, extra_env: dict[str, str] | None = None
+    ) -> procs.Child:
+        """The gateway on `port` (default: this platform's); start more than one on other ports."""
+        port = port or self.api_port
+        enabled = self.auth if auth is None else auth
+        env = dict(self.cluster.environ(), LONGTASK_AUTH=str(enabled).lower(), **(extra_env or {}))
+        name = "api" if port == self.api_port else f"api-{port}"
         child = self.cluster.add(
-            procs.Child(
-                "api",
-                longtask_argv("api", "--port", str(self.api_port)),
-                self._log("api"),
-                env=self.cluster.environ(),
-            )
+            procs.Child(name, longtask_argv("api", "--port", str(port)), self._log(name), env=env)
         )
         procs.wait_until(
-            lambda: procs.http_ok(f"{self.api_url}/healthz"),
+            lambda: procs.http_ok(f"http://127.0.0.1:{port}/healthz"),
             timeout=60,
-            what="the gateway's /healthz",
+            what=f"the gateway's /healthz on port {port}",
             child=child,
         )
         return child
+
+    def dev_token(self, *, duration: str = "8760h") -> str:
+        """A token of ServiceAccount `longtask-dev`, allowed every gateway route in every namespace.
+
+        The token comes from the TokenRequest API (`kubectl create token`), valid for `duration`.
+        """
+        binding = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": DEV_ACCOUNT},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": DEV_ACCOUNT},
+            "subjects": [{"kind": "ServiceAccount", "name": DEV_ACCOUNT, "namespace": "default"}],
+        }
+        account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": DEV_ACCOUNT}}
+        docs = yaml.safe_dump_all([account, user_role(DEV_ACCOUNT), binding])
+        self.cluster.kubectl("apply", "-n", "default", "-f", "-", input=docs)
+        token = self.cluster.kubectl(
+            "create", "token", DEV_ACCOUNT, "-n", "default", f"--duration={duration}"
+        ).stdout
+        return token.strip()

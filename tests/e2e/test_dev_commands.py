@@ -2,13 +2,16 @@
 
 Covers: `dev cluster --state-dir DIR` prints `ready in N.N s`, writes DIR/kubeconfig and a
 sourceable DIR/env (KUBECONFIG, REDIS_URL); `dev up` also writes LONGTASK_API and one
-LONGTASK_METRICS_<COMPONENT> line per component, a task submitted to that API streams to
-Succeeded, every metrics URL answers; Ctrl-C (SIGINT) stops everything with exit 0 and
-leaves no listening port.
+LONGTASK_METRICS_<COMPONENT> line per component, says its gateway runs with auth off, a
+task submitted to that API streams to Succeeded, every metrics URL answers; `dev up
+--auth` says auth is on and writes LONGTASK_TOKEN, which the CLI uses (without it the
+gateway answers 401); Ctrl-C (SIGINT) stops everything with exit 0 and leaves no
+listening port.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -80,6 +83,7 @@ def test_dev_up_runs_a_task_and_stops_cleanly(tmp_path):
     try:
         lines = _ready(proc)
         assert any("kubectl apply -f examples/sleep.yaml" in line for line in lines)
+        assert "gateway auth: off (use --auth)" in lines
         env = _env(tmp_path)
         assert {
             "KUBECONFIG",
@@ -103,3 +107,36 @@ def test_dev_up_runs_a_task_and_stops_cleanly(tmp_path):
         code = _interrupt(proc)
     assert code == 0
     assert not any(_listening(url) for url in [env["LONGTASK_API"], *metrics])
+
+
+def test_dev_up_with_auth_hands_the_cli_a_token(tmp_path):
+    proc = _start("up", "--state-dir", str(tmp_path), "--api-port", str(procs.free_port()), "--auth")
+    try:
+        lines = _ready(proc)
+        assert any(line.startswith("gateway auth: on") for line in lines)
+        env = _env(tmp_path)
+        assert env["LONGTASK_TOKEN"]
+        denied = httpx.get(f"{env['LONGTASK_API']}/v1/namespaces/default/tasks")
+        assert denied.status_code == 401
+        out = subprocess.run(
+            [sys.executable, "-m", "longtask_cli", "submit", "demo.noop", "--watch"],
+            env=dict(os.environ, **env),
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        assert out.returncode == 0, out.stderr
+        assert "Succeeded" in out.stdout.splitlines()[-1]
+        out = subprocess.run(
+            [sys.executable, "-m", "longtask_cli", "dlq", "list", "--token", "not-a-token"],
+            env=dict(os.environ, **env),
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        assert out.returncode == 1 and "error 401" in out.stderr
+    finally:
+        code = _interrupt(proc)
+    assert code == 0

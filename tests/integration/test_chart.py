@@ -4,16 +4,18 @@ Covers: `helm lint --strict`; every key of values.yaml documented with a `# --` 
 and the file pointing at its schema; the default render (operator Deployment with one
 replica, Recreate, `longtask operator`, REDIS_URL, metrics port, a stable status-stream
 consumer name and a liveness probe on the metrics port; one worker pool; the gateway
-Deployment and Service with /healthz probes; the built-in Redis StatefulSet with AOF and
-a volume claim; the exact RBAC rules; the kept CRD; the `helm test` hook); names within
-63 characters and selectors that are subsets of the pod labels; a render with an external
-Redis (by URL or by Secret) and two worker pools, each its own Deployment with its own
-command, concurrency, task modules, lease and grace period; values.schema.json refusing
-bad values with the offending field named; clear failures for a missing Redis and for a
-repeated pool name; `helm install` into the embedded cluster creating the Deployments
-(which get ReplicaSets), the StatefulSet, the Services and working RBAC; an upgrade that
-changes the image (selectors stay put); uninstall removing the cluster-scoped RBAC while
-keeping the CRD; and an install that would take over a CRD applied by someone else being
+Deployment and Service with a /readyz readiness and a /healthz liveness probe, auth on
+(LONGTASK_AUTH; tokenreviews and subjectaccessreviews in its RBAC), or off, and CORS
+origins; the built-in Redis StatefulSet with AOF and a volume claim; the exact RBAC
+rules; the kept CRD; the `helm test` hook); names within 63 characters and selectors
+that are subsets of the pod labels; a render with an external Redis (by URL or by
+Secret) and two worker pools, each its own Deployment with its own command, concurrency,
+task modules, lease and grace period; values.schema.json refusing bad values with the
+offending field named; clear failures for a missing Redis and for a repeated pool name;
+`helm install` into the embedded cluster creating the Deployments (which get
+ReplicaSets), the StatefulSet, the Services and working RBAC; an upgrade that changes
+the image (selectors stay put); uninstall removing the cluster-scoped RBAC while keeping
+the CRD; and an install that would take over a CRD applied by someone else being
 refused, which is why `crds.install=false` exists.
 """
 
@@ -245,19 +247,34 @@ def test_operator_rbac_is_exactly_what_it_needs(default: Manifests):
     ]
 
 
+API_TASK_RIGHTS = grants("longtask.io", ["longtasks"], ["create", "get", "list", "patch"])
+API_REVIEW_RIGHTS = grants("authentication.k8s.io", ["tokenreviews"], ["create"]) | grants(
+    "authorization.k8s.io", ["subjectaccessreviews"], ["create"]
+)
+
+
 def test_api_deployment_service_and_rbac(default: Manifests):
     c = container(one(default, "Deployment", "lt-longtask-api"))
     assert c["command"] == ["longtask", "api", "--host=0.0.0.0", "--port=8080"]
-    assert env(c)["REDIS_URL"] == "redis://lt-longtask-redis.jobs.svc:6379/0"
-    for probe in ("readinessProbe", "livenessProbe"):
-        assert c[probe]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert env(c) == {"REDIS_URL": "redis://lt-longtask-redis.jobs.svc:6379/0", "LONGTASK_AUTH": "true"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     service = one(default, "Service", "lt-longtask-api")
     assert service["spec"]["ports"] == [
         {"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}
     ]
-    assert rules(default, "lt-longtask-api") == grants(
-        "longtask.io", ["longtasks"], ["create", "get", "list", "patch"]
+    # Auth on (the default): it asks the apiserver about each caller, and acts on LongTasks.
+    assert rules(default, "lt-longtask-api") == API_TASK_RIGHTS | API_REVIEW_RIGHTS
+
+
+def test_api_auth_off_and_cors_origins(helm: Helm):
+    manifests = render(
+        helm, "--set", "api.auth.enabled=false", "--set", "api.corsOrigins={https://a.example,http://b:8000}"
     )
+    variables = env(container(one(manifests, "Deployment", "lt-longtask-api")))
+    assert variables["LONGTASK_AUTH"] == "false"
+    assert variables["LONGTASK_CORS_ORIGINS"] == "https://a.example,http://b:8000"
+    assert rules(manifests, "lt-longtask-api") == API_TASK_RIGHTS, "no reviews without auth"
 
 
 def test_default_worker_pool(default: Manifests):
@@ -432,6 +449,8 @@ def test_external_redis_url_from_a_secret(helm: Helm):
         (["--set", "workers.pools[0].name=GPU_pool"], "at '/workers/pools/0/name'"),
         (["--set", "image.pullPolicy=Sometimes"], "at '/image/pullPolicy'"),
         (["--set", "redis.url=localhost:6379"], "at '/redis/url'"),
+        (["--set-string", "api.auth.enabled=yes"], "at '/api/auth/enabled'"),
+        (["--set", "api.corsOrigins={*}"], "at '/api/corsOrigins/0'"),
     ],
 )
 def test_schema_rejects_bad_values_naming_the_field(helm: Helm, args: list[str], message: str):
@@ -533,6 +552,8 @@ def test_helm_install_upgrade_uninstall(
     assert not _can(cluster, operator, "create", "longtasks.longtask.io", "-n", "other")
     assert _can(cluster, api, "create", "longtasks.longtask.io", "-n", "other")
     assert not _can(cluster, api, "delete", "longtasks.longtask.io", "-n", "other")
+    assert _can(cluster, api, "create", "tokenreviews.authentication.k8s.io")
+    assert _can(cluster, api, "create", "subjectaccessreviews.authorization.k8s.io")
     assert not _can(cluster, worker, "get", "longtasks.longtask.io", "-n", namespace)
     # The autoscaler's rights: WorkerPools, Deployments' scale, pods' deletion cost.
     assert _can(cluster, operator, "watch", "workerpools.longtask.io", "--all-namespaces")

@@ -1,4 +1,8 @@
-"""The /v1/namespaces/{namespace}/tasks resource: create, read, list, stream events."""
+"""The /v1/namespaces/{namespace}/tasks resource: create, read, list, stream events.
+
+Each route needs one Kubernetes verb on longtasks.longtask.io in the path's namespace
+(access.Route): create, get (the task and its events), list, patch (cancel).
+"""
 
 from __future__ import annotations
 
@@ -13,9 +17,23 @@ from longtask_contracts import phases
 router = APIRouter(prefix="/v1/namespaces/{namespace}/tasks", tags=["tasks"])
 
 ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {
+        "model": errors.Problem,
+        "description": "No bearer token, or one Kubernetes rejects (`WWW-Authenticate: Bearer`).",
+    },
+    403: {"model": errors.Problem, "description": "Kubernetes does not allow this caller this verb here."},
     404: {"model": errors.Problem, "description": "No such task or namespace."},
     422: {"model": errors.Problem, "description": "Invalid input; `errors` names each field."},
     503: {"model": errors.Problem, "description": "Kubernetes or Redis is unreachable; retry."},
+}
+# Routes that take a body: a body that is not JSON is a 422 like any other invalid input.
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    413: {"model": errors.Problem, "description": "The body is over the limit (Content-Length or chunked)."},
+    422: {
+        "model": errors.Problem,
+        "description": "Invalid input, including a body that is not JSON; `errors` names each field.",
+    },
 }
 
 
@@ -24,12 +42,23 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     status_code=status.HTTP_202_ACCEPTED,
     operation_id="createTask",
     response_model=schemas.TaskCreated,
-    responses={409: {"model": errors.Problem, "description": "The name is taken."}, **ERRORS},
+    responses={
+        **BODY_ERRORS,
+        409: {"model": errors.Problem, "description": "The name is taken."},
+        429: {"model": errors.Problem, "description": "This caller creates too fast; see Retry-After."},
+    },
 )
 async def create_task(
-    namespace: deps.Namespace, body: schemas.TaskCreate, tasks: deps.Tasks
+    namespace: deps.Namespace,
+    body: schemas.TaskCreate,
+    tasks: deps.Tasks,
+    _caller: deps.MayCreate,
+    _quota: deps.CreateQuota,
 ) -> schemas.TaskCreated:
-    """Create a LongTask and return at once; follow `links.events` for its progress."""
+    """Create a LongTask and return at once; follow `links.events` for its progress.
+
+    Needs `create` on `longtasks.longtask.io` in the namespace; rate-limited per caller.
+    """
     obj = await tasks.create(namespace=namespace, body=body.to_resource())
     metrics.TASKS_CREATED.inc()
     meta = obj["metadata"]
@@ -45,8 +74,10 @@ async def create_task(
     response_model_by_alias=True,
     responses=ERRORS,
 )
-async def get_task(namespace: deps.Namespace, name: deps.TaskName, tasks: deps.Tasks) -> schemas.TaskPublic:
-    """The task's spec and current status (phase, progress, result or error)."""
+async def get_task(
+    namespace: deps.Namespace, name: deps.TaskName, tasks: deps.Tasks, _caller: deps.MayGet
+) -> schemas.TaskPublic:
+    """The task's spec and current status (phase, progress, result or error). Needs `get`."""
     return schemas.public(await tasks.get(namespace=namespace, name=name))
 
 
@@ -54,6 +85,7 @@ async def get_task(namespace: deps.Namespace, name: deps.TaskName, tasks: deps.T
 async def list_tasks(
     namespace: deps.Namespace,
     tasks: deps.Tasks,
+    _caller: deps.MayList,
     phase: Annotated[phases.Phase | None, Query(description="Only tasks in this phase.")] = None,
     task: Annotated[
         str | None, Query(max_length=128, description="Only tasks running this task name.")
@@ -66,7 +98,7 @@ async def list_tasks(
         str | None, Query(alias="continue", max_length=4096, description="Token from the previous page.")
     ] = None,
 ) -> schemas.TaskList:
-    """Tasks in the namespace, newest pages first as Kubernetes returns them, paginated."""
+    """Tasks in the namespace, newest pages first as Kubernetes returns them, paginated. Needs `list`."""
     selectors = [f"status.phase={phase.value}"] if phase else []
     if task:
         selectors.append(f"spec.task={task}")
@@ -93,9 +125,12 @@ async def list_tasks(
     responses=ERRORS,
 )
 async def cancel_task(
-    namespace: deps.Namespace, name: deps.TaskName, tasks: deps.Tasks
+    namespace: deps.Namespace, name: deps.TaskName, tasks: deps.Tasks, _caller: deps.MayCancel
 ) -> schemas.TaskPublic:
-    """Ask for cancellation (sets spec.cancel); the phase becomes Cancelled when it took effect."""
+    """Ask for cancellation (sets spec.cancel); the phase becomes Cancelled when it took effect.
+
+    Needs `patch` on `longtasks.longtask.io`, as `kubectl patch` to set spec.cancel would.
+    """
     return schemas.public(await tasks.patch(namespace=namespace, name=name, body={"spec": {"cancel": True}}))
 
 
@@ -118,12 +153,13 @@ async def stream_task_events(
     tasks: deps.Tasks,
     redis: deps.Redis,
     cfg: deps.Settings,
+    _caller: deps.MayGet,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=64)] = None,
     after: Annotated[
         str | None, Query(max_length=64, description="Same as the Last-Event-ID header.")
     ] = None,
 ) -> EventSourceResponse:
-    """Live status and progress; reconnect with Last-Event-ID to resume exactly."""
+    """Live status and progress; reconnect with Last-Event-ID to resume exactly. Needs `get`."""
     start = sse.parse_last_event_id(last_event_id or after)
     obj = await tasks.get(namespace=namespace, name=name)
     return EventSourceResponse(

@@ -1,0 +1,54 @@
+"""Who is calling and what they ask to do, as Kubernetes authorizes it; pure data, no I/O.
+
+Every gateway route maps to one Kubernetes verb on `longtasks.longtask.io` (or on its
+`deadletters` subresource), so that RBAC rules written for kubectl also govern the gateway.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+from longtask_contracts import names
+
+DEADLETTERS = "deadletters"  # the subresource that stands for the dead-letter queue
+
+
+@dataclasses.dataclass(frozen=True)
+class Identity:
+    """The caller as the TokenReview saw it; passed on unchanged in every SubjectAccessReview."""
+
+    username: str
+    uid: str = ""
+    groups: tuple[str, ...] = ()
+    extra: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def extra_dict(self) -> dict[str, list[str]]:
+        return {key: list(values) for key, values in self.extra}
+
+
+ANONYMOUS = Identity(username="system:anonymous", groups=("system:unauthenticated",))
+
+
+@dataclasses.dataclass(frozen=True)
+class Action:
+    """One verb on longtasks (subresource "") or on longtasks/<subresource>."""
+
+    verb: str
+    subresource: str = ""
+
+    @property
+    def resource(self) -> str:
+        plural = f"{names.PLURAL}.{names.GROUP}"
+        return f"{plural}/{self.subresource}" if self.subresource else plural
+
+
+class Route(enum.Enum):
+    """The Kubernetes action each gateway route needs (see docs/security.md)."""
+
+    CREATE_TASK = Action("create")  # POST /v1/namespaces/{ns}/tasks
+    GET_TASK = Action("get")  # GET .../tasks/{name}, and its SSE stream .../events
+    LIST_TASKS = Action("list")  # GET .../tasks
+    CANCEL_TASK = Action("patch")  # POST .../tasks/{name}/cancel (patches spec.cancel)
+    LIST_DEADLETTERS = Action("list", DEADLETTERS)  # GET /v1/deadletters
+    REPLAY_DEADLETTERS = Action("patch", DEADLETTERS)  # POST /v1/deadletters/.../replay

@@ -1,0 +1,89 @@
+"""The gateway's ASGI middleware: authenticate every request but the open paths; cap request bodies.
+
+Both answer with the Problem document themselves (they sit outside FastAPI's exception
+handlers). They must not authorize: what a caller may do is decided per route (deps.py).
+"""
+
+from __future__ import annotations
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from longtask_api import auth, errors
+
+# Probes, metrics and the API's own description stay open; everything else needs a token.
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
+
+
+class Authenticate:
+    """Puts the Caller in `request.state.caller`, or answers 401 (503 if Kubernetes cannot tell)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        guard: auth.Guard = scope["app"].state.guard
+        client = (scope.get("client") or ("unknown", 0))[0]
+        try:
+            caller = await guard.authenticate(Headers(scope=scope).get("authorization"), client=client)
+        except errors.ApiError as exc:
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008, "reason": exc.detail[:120]})
+                return
+            await errors.response(exc)(scope, receive, send)
+            return
+        scope.setdefault("state", {})["caller"] = caller
+        await self.app(scope, receive, send)
+
+
+class BodyLimit:
+    """413 for a body over `limit` bytes, whether it comes with a Content-Length or chunked.
+
+    A chunked body is read (up to the limit) before the app sees it, then handed on whole.
+    """
+
+    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    def _too_large(self, size: int | None) -> errors.ApiError:
+        told = f"is {size} bytes" if size is not None else "is longer (chunked)"
+        return errors.TooLarge(f"the request body {told}; the limit is {self.limit} bytes")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        length = headers.get("content-length")
+        if length is not None:
+            if length.isdigit() and int(length) > self.limit:
+                await errors.response(self._too_large(int(length)))(scope, receive, send)
+                return
+            await self.app(scope, receive, send)
+            return
+        if "chunked" not in headers.get("transfer-encoding", "").lower():
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limit:
+                await errors.response(self._too_large(None))(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        pending: list[Message] = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+
+        async def replay() -> Message:
+            return pending.pop() if pending else await receive()
+
+        await self.app(scope, replay, send)
