@@ -20,10 +20,19 @@ from longtask_cli import sseclient
 def operator(args: argparse.Namespace) -> int:
     import kopf  # imported here: the other commands do not need Kopf
 
-    from longtask_operator import handlers  # noqa: F401 - registers the handlers
+    from longtask_operator import (
+        handlers,  # noqa: F401 - registers the handlers
+        settings,
+    )
 
+    cfg = settings.get_settings()
     kopf.configure(verbose=False)
-    kopf.run(clusterwide=not args.namespace, namespaces=args.namespace, standalone=True)
+    kopf.run(
+        clusterwide=not args.namespace,
+        namespaces=args.namespace,
+        standalone=True,
+        liveness_endpoint=f"http://{cfg.health_host}:{cfg.health_port}/healthz" if cfg.health_port else None,
+    )
     return 0
 
 

@@ -104,6 +104,7 @@ class Platform:
         self.api_port = api_port or procs.free_port()
         self.auth = auth
         self.operator_metrics_port = procs.free_port()
+        self.operator_health_port = procs.free_port()
         self._workers = 0
 
     @property
@@ -156,7 +157,10 @@ class Platform:
 
     def start_operator(self, *, extra_env: dict[str, str] | None = None) -> procs.Child:
         env = dict(
-            self.cluster.environ(), LONGTASK_METRICS_PORT=str(self.operator_metrics_port), **(extra_env or {})
+            self.cluster.environ(),
+            LONGTASK_METRICS_PORT=str(self.operator_metrics_port),
+            LONGTASK_HEALTH_PORT=str(self.operator_health_port),
+            **(extra_env or {}),
         )
         child = self.cluster.add(
             procs.Child("operator", longtask_argv("operator"), self._log("operator"), env=env)

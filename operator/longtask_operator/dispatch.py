@@ -95,7 +95,7 @@ async def send(
     for key, value in (extra or {}).items():
         pipe.set(key, value)
     await pipe.execute()
-    metrics.DISPATCHED.labels(pool=dispatch.spec.pool).inc()
+    metrics.DISPATCHED.labels(pool=metrics.pool_label(dispatch.spec.pool)).inc()
 
 
 async def reconcile(*, redis: aioredis.Redis, celery: Celery, body: dict[str, Any]) -> None:

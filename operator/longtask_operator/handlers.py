@@ -67,6 +67,9 @@ def configure(kopf_settings: kopf.OperatorSettings) -> settings.OperatorSettings
     kopf_settings.watching.server_timeout = 300
     kopf_settings.watching.client_timeout = 330
     kopf_settings.watching.connect_timeout = 10
+    # Every other API request Kopf makes (patches, Events) gives up after this long.
+    kopf_settings.networking.request_timeout = 30
+    kopf_settings.networking.connect_timeout = 10
     # Kopf waits this long for more events of one object before handling them; the
     # default 0.1 s would be most of our dispatch latency.
     kopf_settings.batching.batch_window = 0.01
@@ -74,6 +77,15 @@ def configure(kopf_settings: kopf.OperatorSettings) -> settings.OperatorSettings
     kopf_settings.peering.standalone = True
     kopf_settings.posting.level = logging.WARNING
     return settings.get_settings()
+
+
+@kopf.on.probe(id="loops")
+def loops_alive(memo: kopf.Memo, **_: Any) -> list[str]:
+    """Part of the liveness endpoint: fails once a background loop has died."""
+    dead = [loop.get_name() for loop in getattr(memo, "loops", []) if loop.done()]
+    if dead:
+        raise RuntimeError(f"background loops ended: {', '.join(dead)}")
+    return [loop.get_name() for loop in memo.loops]
 
 
 @kopf.on.cleanup()

@@ -49,7 +49,7 @@ class Kube:
     async def get(self, *, namespace: str, name: str) -> dict[str, Any]:
         try:
             obj: dict[str, Any] = await self.custom.get_namespaced_custom_object(
-                names.GROUP, names.VERSION, namespace, names.PLURAL, name
+                names.GROUP, names.VERSION, namespace, names.PLURAL, name, _request_timeout=TIMEOUT
             )
         except ApiException as exc:
             if exc.status == 404:
@@ -69,6 +69,7 @@ class Kube:
                 name,
                 body,
                 _content_type="application/merge-patch+json",  # type: ignore[call-arg]
+                _request_timeout=TIMEOUT,
             )
         except ApiException as exc:
             if exc.status in (404, 409):  # deleted, or a new object with the same name
@@ -82,7 +83,7 @@ class Kube:
         )
         try:
             await self.custom.delete_namespaced_custom_object(
-                names.GROUP, names.VERSION, namespace, names.PLURAL, name, body=body
+                names.GROUP, names.VERSION, namespace, names.PLURAL, name, body=body, _request_timeout=TIMEOUT
             )
         except ApiException as exc:
             if exc.status in (404, 409):
@@ -120,8 +121,10 @@ class Kube:
         )
         try:
             await self.core.create_namespaced_event(namespace, event, _request_timeout=TIMEOUT)
-        except ApiException as exc:
-            log.warning("could not post Event %s on %s/%s: %s", reason, namespace, name, exc.reason)
+        except Exception as exc:  # an Event is worth a try, never a failure of its caller
+            log.warning(
+                "could not post Event %s on %s/%s: %s", reason, namespace, name, getattr(exc, "reason", exc)
+            )
 
     # -- worker pools ------------------------------------------------------------------
     async def get_deployment(self, *, namespace: str, name: str) -> dict[str, Any] | None:

@@ -7,6 +7,19 @@ import contextlib
 from prometheus_client import Counter, Gauge
 
 DISPATCHED = Counter("longtask_operator_dispatched_total", "Attempts sent to a worker queue.", ["pool"])
+# spec.pool is user input: the first MAX_POOLS distinct pools get their own series, the
+# rest share pool="other", so a typo-laden cluster cannot grow the series without bound.
+MAX_POOLS = 50
+_pools: set[str] = set()
+
+
+def pool_label(pool: str) -> str:
+    if pool in _pools or len(_pools) < MAX_POOLS:
+        _pools.add(pool)
+        return pool
+    return "other"
+
+
 EVENTS = Counter("longtask_operator_events_total", "Worker events consumed from the status stream.", ["kind"])
 STATUS_PATCHES = Counter("longtask_operator_status_patches_total", "LongTask status patches written.")
 STATUS_WRITE_FAILURES = Counter(

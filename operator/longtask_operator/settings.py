@@ -20,6 +20,10 @@ class OperatorSettings(BaseSettings):
     consumer: str = Field(default_factory=socket.gethostname)
     metrics_port: int = 0  # 0: no metrics server
     metrics_host: str = "127.0.0.1"  # the chart sets 0.0.0.0 so Prometheus and probes reach it
+    # Kopf's liveness endpoint (GET /healthz), served by the operator's own event loop: a
+    # wedged loop or a dead background loop fails it. 0: none.
+    health_port: int = 0
+    health_host: str = "127.0.0.1"
     # How often the maintenance loop looks for dead workers, due retries, deadlines, TTLs.
     maintenance_tick_seconds: float = 0.5
     # How often the autoscaler re-decides without a Queued event (cooldowns, finished work).

@@ -64,3 +64,13 @@ def test_queue_lists_cover_every_priority_most_urgent_first():
     # kombu serves step 0 first; LongTask priority 9 is the most urgent.
     assert names.transport_priority(9) == 0
     assert names.transport_priority(0) == 9
+
+
+def test_the_pool_label_is_capped(monkeypatch):
+    from longtask_operator import metrics
+
+    monkeypatch.setattr(metrics, "_pools", set())
+    labels = [metrics.pool_label(f"pool-{i}") for i in range(metrics.MAX_POOLS + 10)]
+    assert len(set(labels)) == metrics.MAX_POOLS + 1
+    assert labels[-1] == "other"
+    assert metrics.pool_label("pool-0") == "pool-0", "a known pool keeps its series"

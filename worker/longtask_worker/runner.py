@@ -174,7 +174,7 @@ def _finish_failed(
             dispatch=dispatch, worker=ctx.worker, event=ctx.event(Kind.CANCELLED, message=str(exc))
         ):
             _stale(dispatch)
-        return None
+            return None
         return Kind.CANCELLED
     error = {"type": _error_type(exc), "message": str(exc) or repr(exc)}
     log.info("task %s/%s attempt %s failed: %s", dispatch.namespace, dispatch.name, dispatch.attempt, error)
