@@ -1,6 +1,6 @@
 """The raw-Celery arm of bench/dispatch.py: a no-op Celery task with longtask's settings.
 
-The app gets longtask's exact Celery configuration (longtask_worker.app.configure) but
+The app gets longtask's exact Celery configuration (longtask_contracts.celeryconfig) but
 consumes its own queue and runs a task that only records, in one RPUSH at its end, when
 it started and finished. Run as a worker (bench/dispatch.py starts it):
 
@@ -15,8 +15,7 @@ import time
 import redis
 from celery import Celery
 
-from longtask_worker import app as worker_app
-from longtask_worker import settings as worker_settings
+from longtask_contracts import celeryconfig
 
 QUEUE = "bench.raw"
 TASK = "bench.raw.noop"
@@ -29,8 +28,7 @@ def results_key(run: str) -> str:
 
 def create_app(redis_url: str, concurrency: int = 2) -> Celery:
     app = Celery("bench-raw")
-    cfg = worker_settings.WorkerSettings(REDIS_URL=redis_url, concurrency=concurrency)  # type: ignore[call-arg]
-    worker_app.configure(app, cfg)
+    celeryconfig.configure(app, redis_url=redis_url, concurrency=concurrency)
     app.conf.task_default_queue = QUEUE
     clients: dict[str, redis.Redis] = {}
 

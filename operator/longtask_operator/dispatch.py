@@ -18,10 +18,8 @@ import redis.asyncio as aioredis
 from celery import Celery
 from redis.exceptions import WatchError
 
-from longtask_contracts import events, ledger, models, names, phases
+from longtask_contracts import celeryconfig, events, ledger, models, names, phases
 from longtask_operator import metrics
-from longtask_worker import app as worker_app
-from longtask_worker import settings as worker_settings
 
 # Celery's hard limit comes this long after the soft one, so a task can save partial work.
 HARD_LIMIT_GRACE_SECONDS = 30
@@ -32,7 +30,7 @@ _CANCEL_FLAG_TTL_SECONDS = 3600
 def celery_sender(redis_url: str) -> Celery:
     """A Celery app used only to send messages, with the workers' exact settings."""
     app = Celery("longtask-operator")
-    worker_app.configure(app, worker_settings.WorkerSettings(REDIS_URL=redis_url))  # type: ignore[call-arg]
+    celeryconfig.configure(app, redis_url=redis_url)
     return app
 
 

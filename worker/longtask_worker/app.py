@@ -1,12 +1,7 @@
 """The Celery app, configured for long work, and the one Celery task that runs LongTasks.
 
-Settings, each chosen for tasks that run minutes to hours:
-- JSON only (never pickle); no result backend: results travel as events.
-- acks_late + reject_on_worker_lost: a message is acknowledged only after its attempt
-  ended, so a worker that dies mid-task hands the message back instead of losing it.
-- prefetch 1: a busy worker does not hoard queued tasks that an idle one could run.
-- a long visibility timeout: liveness comes from the lease in runner.py, not from Redis
-  redelivering "slow" messages (celery#5935).
+Its Celery settings are longtask_contracts.celeryconfig's (shared with the operator,
+which sends the messages).
 
 It must not hold task logic: runner.py runs attempts, sdk.py registers tasks.
 """
@@ -21,41 +16,10 @@ from typing import Any
 
 from celery import Celery, Task
 
-from longtask_contracts import ledger, names
+from longtask_contracts import celeryconfig, ledger, names
 from longtask_worker import runner, settings, store
 
 log = logging.getLogger(__name__)
-
-
-def configure(app: Celery, cfg: settings.WorkerSettings) -> None:
-    """Apply longtask's Celery settings (shared by the worker and the operator's sender)."""
-    app.conf.update(
-        broker_url=cfg.redis_url,
-        broker_connection_retry_on_startup=True,
-        broker_transport_options={
-            "visibility_timeout": cfg.visibility_timeout_seconds,
-            "unacked_restore_interval": cfg.restore_interval_seconds,
-            "unacked_restore_throttle": 1,  # the interval alone sets the sweep period
-            "socket_connect_timeout": 5,
-            "queue_order_strategy": "priority",
-            "priority_steps": names.PRIORITY_STEPS,  # one list per LongTask priority
-        },
-        task_serializer="json",
-        accept_content=["json"],
-        result_serializer="json",
-        result_backend=None,
-        task_ignore_result=True,
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        task_acks_on_failure_or_timeout=True,
-        worker_prefetch_multiplier=1,
-        worker_concurrency=cfg.concurrency,
-        worker_send_task_events=False,
-        worker_hijack_root_logger=False,
-        task_default_queue=names.queue(cfg.pool),
-        broker_heartbeat=0,
-        worker_enable_remote_control=False,
-    )
 
 
 _stores: dict[int, store.Store] = {}
@@ -80,7 +44,14 @@ def load_task_modules(cfg: settings.WorkerSettings) -> None:
 def create_app(cfg: settings.WorkerSettings | None = None) -> Celery:
     cfg = cfg or settings.get_settings()
     app = Celery("longtask")
-    configure(app, cfg)
+    celeryconfig.configure(
+        app,
+        redis_url=cfg.redis_url,
+        pool=cfg.pool,
+        concurrency=cfg.concurrency,
+        visibility_timeout_seconds=cfg.visibility_timeout_seconds,
+        restore_interval_seconds=cfg.restore_interval_seconds,
+    )
     load_task_modules(cfg)
 
     limits = runner.Limits(

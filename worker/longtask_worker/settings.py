@@ -8,6 +8,8 @@ import socket
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from longtask_contracts import celeryconfig
+
 
 class WorkerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LONGTASK_", extra="ignore")
@@ -28,9 +30,9 @@ class WorkerSettings(BaseSettings):
     lease_seconds: float = 30.0
     # Redis' visibility timeout: how long an unacked message waits before Redis redelivers
     # it. Liveness comes from the lease, so this only needs to exceed the longest task.
-    visibility_timeout_seconds: int = 7 * 24 * 3600
+    visibility_timeout_seconds: int = celeryconfig.VISIBILITY_TIMEOUT_SECONDS
     # How often a worker sweeps for messages whose visibility timeout ran out.
-    restore_interval_seconds: int = 60
+    restore_interval_seconds: int = celeryconfig.RESTORE_INTERVAL_SECONDS
     result_max_bytes: int = 16 * 1024
     # How long a running task may ignore cancellation before its process is stopped.
     cancel_grace_seconds: float = 30.0
