@@ -218,9 +218,14 @@ def test_operator_deployment(default: Manifests):
     assert variables["LONGTASK_METRICS_PORT"] == "9090"
     # A replacement pod must re-read its predecessor's unacknowledged status entries.
     assert variables["LONGTASK_CONSUMER"] == "lt-longtask-operator"
-    assert c["ports"] == [{"name": "metrics", "containerPort": 9090, "protocol": "TCP"}]
-    assert variables["LONGTASK_METRICS_HOST"] == "0.0.0.0", "reachable by Prometheus and the kubelet"
-    assert c["livenessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+    assert c["ports"] == [
+        {"name": "metrics", "containerPort": 9090, "protocol": "TCP"},
+        {"name": "health", "containerPort": 8081, "protocol": "TCP"},
+    ]
+    assert variables["LONGTASK_METRICS_HOST"] == "0.0.0.0", "reachable by Prometheus"
+    # Kopf's own liveness endpoint: the event loop answers it, so a wedged loop fails it.
+    assert (variables["LONGTASK_HEALTH_PORT"], variables["LONGTASK_HEALTH_HOST"]) == ("8081", "0.0.0.0")
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     pod = deployment["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "lt-longtask-operator"
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -296,7 +301,7 @@ def test_default_worker_pool(default: Manifests):
 def test_builtin_redis_keeps_an_append_only_file(default: Manifests):
     statefulset = one(default, "StatefulSet", "lt-longtask-redis")
     c = statefulset["spec"]["template"]["spec"]["containers"][0]
-    assert c["image"] == "redis:7"
+    assert c["image"] == "redis:7.4.2"
     args = " ".join(c["args"])
     assert "--appendonly yes" in args
     assert "--appendfsync everysec" in args
@@ -393,7 +398,7 @@ def test_external_redis_and_two_worker_pools(helm: Helm, tmp_path: Path):
     assert default["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 3600
     assert gpu["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 7200
     assert container(gpu)["resources"] == {"limits": {"nvidia.com/gpu": 1}}
-    assert "resources" not in container(default)
+    assert container(default)["resources"]["limits"] == {"cpu": "2", "memory": "2Gi"}, "the default"
     # The pools select only their own pods.
     assert gpu["spec"]["selector"]["matchLabels"]["longtask.io/pool"] == "gpu"
     assert default["spec"]["selector"]["matchLabels"]["longtask.io/pool"] == "default"
@@ -402,6 +407,18 @@ def test_external_redis_and_two_worker_pools(helm: Helm, tmp_path: Path):
         c = container(one(manifests, "Deployment", name))
         assert env(c)["REDIS_URL"] == EXTERNAL_REDIS
         assert c["image"] == "registry.example/longtask:1.2.3"
+
+
+def test_every_container_has_requests_and_limits_and_redis_an_exact_tag(default: Manifests):
+    for m in default:
+        spec = m.get("spec", {}).get("template", {}).get("spec") or (
+            m["spec"] if m["kind"] == "Pod" else None
+        )
+        for c in (spec or {}).get("containers", []):
+            assert set(c["resources"]) == {"requests", "limits"}, (m["kind"], m["metadata"]["name"])
+            assert {"cpu", "memory"} <= set(c["resources"]["requests"]) & set(c["resources"]["limits"])
+    redis_image = container(one(default, "StatefulSet", "lt-longtask-redis"))["image"]
+    assert re.fullmatch(r"redis:\d+\.\d+\.\d+", redis_image), redis_image
 
 
 def test_autoscaled_pools_get_a_workerpool_and_no_fixed_replicas(helm: Helm, tmp_path: Path):
