@@ -15,7 +15,9 @@ from pydantic import BaseModel, Field
 
 from longtask_contracts import events, models, names, retry
 
-_DONE_TTL_SECONDS = 30 * 24 * 3600
+# How long a task's keys outlive its end (and a cancel flag its request): long enough for
+# any redelivery to be recognised, short enough that nothing stays forever.
+KEY_TTL_SECONDS = 30 * 24 * 3600
 
 
 class Dispatch(BaseModel):
@@ -111,9 +113,9 @@ def queue_publish(pipe: Any, event: events.TaskEvent, *, ttl: int | None = None)
     pipe.xadd(names.events_stream(event.uid), fields, maxlen=names.TASK_STREAM_MAXLEN, approximate=True)
     pipe.xadd(names.STATUS_STREAM, fields)  # trimmed by the operator once read (statussync)
     if event.terminal:
-        pipe.set(names.done(event.uid), str(event.attempt), ex=_DONE_TTL_SECONDS)
+        pipe.set(names.done(event.uid), str(event.attempt), ex=KEY_TTL_SECONDS)
         for key in names.task_keys(event.uid):  # a finished task's traces go away on their own
-            pipe.expire(key, _DONE_TTL_SECONDS)
+            pipe.expire(key, KEY_TTL_SECONDS)
         for zset in (names.LEASES, names.SCHEDULE, names.DEADLINES):
             pipe.zrem(zset, event.uid)
         pipe.hdel(names.RUNNING, event.uid)

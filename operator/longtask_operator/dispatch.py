@@ -122,7 +122,8 @@ async def cancel(
     """
     meta, status = body["metadata"], body.get("status") or {}
     uid = meta["uid"]
-    await redis.set(names.cancel_flag(uid), "1")
+    # It expires: spec.cancel (in etcd) raises it again whenever the operator starts.
+    await redis.set(names.cancel_flag(uid), "1", ex=ledger.KEY_TTL_SECONDS)
     if phases.is_terminal(phases.parse(status.get("phase"))):
         return
     spec = models.LongTaskSpec.model_validate(body.get("spec") or {})

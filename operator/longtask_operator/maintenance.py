@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import redis.asyncio as aioredis
 from celery import Celery
@@ -24,6 +26,7 @@ from longtask_contracts import events, ledger, names, retry
 from longtask_operator import dispatch, kube, metrics
 
 log = logging.getLogger(__name__)
+_DLQ_SWEEP_SECONDS = 300.0
 
 
 class Maintenance:
@@ -44,6 +47,8 @@ class Maintenance:
         self.poison_crashes = poison_crashes
         self.claim_timeout = claim_timeout
         self._fetched_scanned_until = 0.0  # kombu fetch times up to this one were looked at
+        self._next_dlq_sweep = 0.0
+        self._dlq_cursor = 0
 
     async def run(self) -> None:
         while True:
@@ -66,7 +71,29 @@ class Maintenance:
             for uid in await self._due(zset, now):
                 await self._isolated(zset, uid, step)
         await self._fetched_never_claimed(now)
+        if now >= self._next_dlq_sweep:
+            self._next_dlq_sweep = now + _DLQ_SWEEP_SECONDS
+            await self._sweep_dead_letters()
         metrics.DLQ_DEPTH.set(await self.redis.hlen(names.DLQ))
+
+    async def _sweep_dead_letters(self) -> None:
+        """Forget dead-letter records whose LongTask is gone (deleted while the operator was
+        down, so no DELETED event removed them): a few hundred per sweep, resuming where the
+        last one stopped."""
+        reply: Any = await self.redis.hscan(names.DLQ, cursor=self._dlq_cursor, count=200)
+        self._dlq_cursor, records = reply
+        for uid, raw in records.items():
+            await self._isolated(names.DLQ, _text(uid), functools.partial(self._forget_if_gone, raw=raw))
+
+    async def _forget_if_gone(self, uid: str, *, raw: str | bytes) -> None:
+        record = ledger.DeadLetter.model_validate_json(raw)
+        try:
+            obj = await self.kube.get(namespace=record.namespace, name=record.name)
+        except kube.Gone:
+            obj = None
+        if obj is None or obj["metadata"]["uid"] != record.uid:
+            log.info("forgetting dead-lettered %s/%s: its LongTask is gone", record.namespace, record.name)
+            await dispatch.forget(redis=self.redis, uid=uid)
 
     async def _fetched_never_claimed(self, now: float) -> None:
         """Messages fetched `claim_timeout` ago, each looked at once: one whose attempt was
@@ -152,8 +179,8 @@ class Maintenance:
                     if await pipe.exists(names.done(uid)) or latest != current.attempt:
                         return  # leaving the block resets the pipeline (UNWATCH)
                     pipe.multi()  # type: ignore[no-untyped-call]
-                    if cancel:
-                        pipe.set(names.cancel_flag(uid), "1")  # a running attempt stops too
+                    if cancel:  # a running attempt stops too
+                        pipe.set(names.cancel_flag(uid), "1", ex=ledger.KEY_TTL_SECONDS)
                     ledger.queue_publish(pipe, event, ttl=current.spec.ttl_seconds_after_finished)
                     await pipe.execute()
                     return
