@@ -77,8 +77,13 @@ class Agent:
                 log.warning("heartbeat failed: %s", exc)
 
     def _watch(self) -> None:
-        for event in self.kube.pod_events(stop=self.stopping.is_set):
-            self.events.put(event)
+        while not self.stopping.is_set():
+            try:
+                for event in self.kube.pod_events(stop=self.stopping.is_set):
+                    self.events.put(event)
+            except Exception:  # never leave the node deaf: log, wait, list again
+                log.exception("pod watch failed")
+                self.stopping.wait(1.0)
 
     def _handle(self, kind: str, obj: dict[str, Any]) -> None:
         if kind == "SYNC":

@@ -176,7 +176,7 @@ class NodeKube:
                     deserialize=False,
                 )
                 for event in stream:
-                    kind, obj = event["type"], event["raw_object"]
+                    kind, obj = event["type"], event["object"]  # a dict: deserialize=False
                     if kind == "ERROR":
                         break  # usually 410: list again
                     if kind in ("ADDED", "MODIFIED", "DELETED"):
