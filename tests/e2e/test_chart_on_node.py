@@ -128,7 +128,7 @@ def test_chart_runs_a_task_end_to_end(own_cluster: cluster_mod.Cluster, release:
     tested = release["helm"]("test", release["name"], "--namespace", namespace, "--timeout", "90s")
     assert "Succeeded" in tested.stdout, tested.stdout
 
-    trees = [pods.process_tree(pods.shim_pid(p)) for p in running]
+    trees = [pods.process_tree(pods.shim_pid(p, p["spec"]["containers"][0]["name"])) for p in running]
     release["helm"]("uninstall", release["name"], "--namespace", namespace, "--wait", "--timeout", "90s")
     release["installed"] = False
     helpers.poll(
