@@ -37,7 +37,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from longtask_dev import nodekube, podworker
+from longtask_dev import nodekube, podhost, podworker
 
 log = logging.getLogger("longtask_dev.node")
 HEARTBEAT_SECONDS = 5.0
@@ -48,7 +48,7 @@ CAPACITY = {"cpu": "64", "memory": "256Gi", "pods": "1000", "ephemeral-storage":
 class Agent:
     """Routes pod events to pod workers; a heartbeat thread keeps the node Ready."""
 
-    def __init__(self, node: podworker.NodeContext) -> None:
+    def __init__(self, node: podhost.NodeContext) -> None:
         self.node = node
         self.kube = node.kube
         self.workers: dict[str, podworker.PodWorker] = {}
@@ -129,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(threadName)s: %(message)s")
-    node = podworker.NodeContext(
+    node = podhost.NodeContext(
         kube=nodekube.NodeKube(kubeconfig=args.kubeconfig, node_name=args.node_name),
         state_dir=args.state_dir,
         api_port=args.api_port,

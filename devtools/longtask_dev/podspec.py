@@ -111,7 +111,9 @@ def container_env(
 def command_line(container: Obj, env: Mapping[str, str]) -> list[str]:
     """command + args, `$(VAR)`-expanded; the image's entrypoint does not exist here."""
     if not container.get("command"):
-        raise ConfigError(f"container {container['name']} has no command: this node runs no image entrypoints")
+        raise ConfigError(
+            f"container {container['name']} has no command: this node runs no image entrypoints"
+        )
     return [expand(a, env) for a in [*container["command"], *(container.get("args") or [])]]
 
 

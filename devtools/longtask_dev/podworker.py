@@ -8,119 +8,24 @@ this node, stays Pending (waiting reason PortInUse, a Warning Event) until they 
 
 from __future__ import annotations
 
-import contextlib
-import http.client
 import logging
 import signal
-import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from longtask_dev import nodekube, podproc, podspec, podvolumes
+from longtask_dev import nodekube, podhost, podprobes, podproc, podspec, podvolumes
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
-HOST_IP = "127.0.0.1"
+HOST_IP = podhost.HOST_IP
 _TICK = 0.2
 
 
-def listening_ports() -> set[int]:
-    """TCP ports some socket LISTENs on (IPv4 or IPv6), from /proc/net."""
-    ports: set[int] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(FileNotFoundError), open(table) as f:
-            for line in f.read().splitlines()[1:]:
-                fields = line.split()
-                if fields[3] == "0A":
-                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
-
-
-class PortBook:
-    """The TCP ports each admitted pod of the node holds (pods share the host's network)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._held: dict[str, tuple[str, set[int]]] = {}
-
-    def claim(self, *, uid: str, name: str, ports: set[int]) -> str | None:
-        """Hold `ports` for pod `uid`, or say why not."""
-        with self._lock:
-            for other, (who, held) in self._held.items():
-                if other != uid and ports & held:
-                    return f"port(s) {sorted(ports & held)} already declared by pod {who} on this node"
-            busy = ports & listening_ports()
-            if busy:
-                return f"port(s) {sorted(busy)} already listening on the node"
-            self._held[uid] = (name, ports)
-            return None
-
-    def release(self, uid: str) -> None:
-        with self._lock:
-            self._held.pop(uid, None)
-
-
-@dataclass
-class NodeContext:
-    """What every pod worker shares: the API, where files go, the ports book."""
-
-    kube: nodekube.NodeKube
-    state_dir: Path
-    api_port: int
-    python: str
-    workdir: Path
-    ports: PortBook = field(default_factory=PortBook)
-    shutdown_grace: float = 5.0
-
-    def base_env(self, *, hostname: str) -> dict[str, str]:
-        bin_dir = str(Path(self.python).parent)  # the venv's bin: `longtask`, `python`
-        return {
-            "PATH": f"{bin_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            "HOSTNAME": hostname,
-            "HOME": "/root",
-            "KUBERNETES_SERVICE_HOST": HOST_IP,
-            "KUBERNETES_SERVICE_PORT": str(self.api_port),
-            "KUBERNETES_SERVICE_PORT_HTTPS": str(self.api_port),
-            "KUBERNETES_PORT": f"tcp://{HOST_IP}:{self.api_port}",
-        }
-
-    def log_path(self, *, namespace: str, pod: str, container: str) -> Path:
-        return self.state_dir / "logs" / "pods" / f"{namespace}_{pod}_{container}.log"
-
-
-@dataclass
-class _Probing:
-    readiness: podspec.Probe | None
-    liveness: podspec.Probe | None
-    started: float
-    next_ready: float = 0.0
-    next_live: float = 0.0
-    ok: int = 0
-    failed: int = 0
-    live_failed: int = 0
-
-
-def _probe_ok(p: podspec.Probe) -> bool:
-    try:
-        if p.kind == "tcp":
-            socket.create_connection((HOST_IP, p.port), timeout=p.timeout).close()
-        elif p.kind == "http":
-            conn = http.client.HTTPConnection(HOST_IP, p.port, timeout=p.timeout)
-            try:
-                conn.request("GET", p.path, headers=p.headers)
-                return 200 <= conn.getresponse().status < 400
-            finally:
-                conn.close()
-        return True  # exec probes: not run on this node
-    except (OSError, http.client.HTTPException):
-        return False
-
-
 class PodWorker(threading.Thread):
-    def __init__(self, node: NodeContext, pod: Obj) -> None:
+    def __init__(self, node: podhost.NodeContext, pod: Obj) -> None:
         meta = pod["metadata"]
         super().__init__(name=f"pod {meta['namespace']}/{meta['name']}", daemon=True)
         self.node, self.uid = node, meta["uid"]
@@ -134,7 +39,7 @@ class PodWorker(threading.Thread):
         self.procs: dict[str, podproc.Process] = {}
         self.restart_at: dict[str, float] = {}
         self.crashes: dict[str, int] = dict.fromkeys(self.containers, 0)
-        self.probing: dict[str, _Probing] = {}
+        self.probers: dict[str, podprobes.Prober] = {}
         self.kill_at: dict[str, float] = {}
         self.volumes = podvolumes.Volumes(kube=node.kube, pod=pod, pod_dir=self.dir, host_ip=HOST_IP)
         self._reported: Obj = pod.get("status") or {}
@@ -182,7 +87,19 @@ class PodWorker(threading.Thread):
         if once and (reason, message) in self._said:
             return
         self._said.add((reason, message))
-        self.node.kube.event(pod=self._pod, reason=reason, message=message, warning=warning)
+        self._api(
+            "event",
+            lambda: self.node.kube.event(pod=self._pod, reason=reason, message=message, warning=warning),
+        )
+
+    def _api(self, what: str, call: Callable[[], object]) -> bool:
+        """One API call; failing (the apiserver restarting) is logged, never fatal: callers retry."""
+        try:
+            call()
+        except Exception as exc:
+            log.warning("%s of pod %s/%s failed: %s", what, self.namespace, self.name, exc)
+            return False
+        return True
 
     def _waiting(self, reason: str, message: str) -> None:
         for view in self.views.values():
@@ -209,7 +126,7 @@ class PodWorker(threading.Thread):
                 self.volumes.prepare()
                 self.volumes.write_hosts(hostname=self.hostname, services=self.node.kube.service_names())
                 break
-            except podspec.ConfigError as exc:
+            except Exception as exc:  # a missing Secret (ConfigError) or an API error: retry
                 self._say("FailedMount", str(exc), warning=True, once=True)
                 self._waiting("ContainerCreating", str(exc))
                 if not self._sleep(2):
@@ -252,19 +169,13 @@ class PodWorker(threading.Thread):
             view.restart_count += 1
         view.state, view.reason, view.message = "running", "", ""
         view.pid, view.started_at, view.ready = self.procs[name].pid, nodekube.now(), False
-        now = time.monotonic()
-        state = _Probing(
-            podspec.probe(container, "readinessProbe"), podspec.probe(container, "livenessProbe"), now
-        )
-        state.next_ready = now + (state.readiness.initial_delay if state.readiness else 0)
-        state.next_live = now + (state.liveness.initial_delay if state.liveness else 0)
-        self.probing[name] = state
+        self.probers[name] = podprobes.Prober.for_container(container, now=time.monotonic())
         self._say("Started", f"Started container {name}")
 
     def _exited(self, name: str, code: int) -> None:
         view, proc = self.views[name], self.procs.pop(name)
         proc.reap()
-        ran = time.monotonic() - self.probing[name].started
+        ran = time.monotonic() - self.probers[name].started
         self.crashes[name] = 0 if ran > 60 else self.crashes[name] + 1
         view.state, view.exit_code, view.finished_at, view.ready = "terminated", code, nodekube.now(), False
         view.reason, view.message = ("Completed" if code == 0 else "Error"), ""
@@ -294,34 +205,22 @@ class PodWorker(threading.Thread):
                     self._start(name)
             self._probe(now)
             if self.volumes.next_refresh() <= now:
-                self.volumes.refresh()
+                self._api("token refresh", self.volumes.refresh)
             self._report()
 
     def _probe(self, now: float) -> None:
         for name, proc in self.procs.items():
-            state, view = self.probing[name], self.views[name]
-            if state.readiness is None:
-                view.ready = True
-            elif state.next_ready <= now:
-                ok = _probe_ok(state.readiness)
-                state.ok, state.failed = (state.ok + 1, 0) if ok else (0, state.failed + 1)
-                if state.ok >= state.readiness.success_threshold:
-                    view.ready = True
-                elif state.failed >= state.readiness.failure_threshold and view.ready:
-                    view.ready = False
-                    self._say("Unhealthy", f"Readiness probe failed for container {name}", warning=True)
-                # Until the first success, probe every second at most: pods become Ready sooner.
-                period = state.readiness.period if view.ready else min(state.readiness.period, 1.0)
-                state.next_ready = time.monotonic() + period
-            live = state.liveness
-            if live is not None and state.next_live <= now and name not in self.kill_at:
-                state.live_failed = 0 if _probe_ok(live) else state.live_failed + 1
-                state.next_live = time.monotonic() + live.period
-                if state.live_failed >= live.failure_threshold:
-                    self._say("Unhealthy", f"Liveness probe failed for container {name}", warning=True)
-                    self._say("Killing", f"Container {name} failed liveness probe, will be restarted")
-                    proc.signal(signal.SIGTERM)
-                    self.kill_at[name] = now + podspec.grace_seconds(self._pod)
+            if name in self.kill_at:
+                continue  # being restarted after a failed liveness probe
+            finding = self.probers[name].step(now)
+            self.views[name].ready = self.probers[name].ready
+            if finding == "unready":
+                self._say("Unhealthy", f"Readiness probe failed for container {name}", warning=True)
+            elif finding == "unhealthy":
+                self._say("Unhealthy", f"Liveness probe failed for container {name}", warning=True)
+                self._say("Killing", f"Container {name} failed liveness probe, will be restarted")
+                proc.signal(signal.SIGTERM)
+                self.kill_at[name] = now + podspec.grace_seconds(self._pod)
 
     def _report(self) -> None:
         if self._shutdown or self._gone:
@@ -336,11 +235,13 @@ class PodWorker(threading.Thread):
             stamp=nodekube.now(),
             previous=self._reported,
         )
-        if status != self._reported:
-            self.node.kube.patch_pod_status(
+        if status != self._reported and self._api(
+            "status update",
+            lambda: self.node.kube.patch_pod_status(
                 namespace=self.namespace, name=self.name, uid=self.uid, status=status
-            )
-            self._reported = status
+            ),
+        ):
+            self._reported = status  # else: sent again on the next tick
 
     def _finish(self) -> None:
         """Stop the processes (SIGTERM, grace, SIGKILL), report, remove the pod object."""
@@ -367,8 +268,12 @@ class PodWorker(threading.Thread):
         for name, proc in list(self.procs.items()):
             proc.signal(signal.SIGKILL)
             proc.reap()
-            self._exited(name, proc.exit_code() or 137)
-        if self._shutdown or self._gone:
-            return
+            code = proc.exit_code()
+            self._exited(name, 137 if code is None else code)
         self._report()
-        self.node.kube.delete_pod(namespace=self.namespace, name=self.name, uid=self.uid)
+
+        def remove() -> None:
+            self.node.kube.delete_pod(namespace=self.namespace, name=self.name, uid=self.uid)
+
+        while not (self._shutdown or self._gone) and not self._api("removal", remove):
+            self._wake.wait(1.0)
