@@ -8,7 +8,8 @@ the pod Terminating while the process overstays, SIGKILLs it after the grace per
 removes the pod object (a Killing Event); scaling a Deployment down removes pods and their
 whole process trees, the remaining pod's processes untouched; a pod whose containerPort is
 already listening on the node, or declared by another pod, stays Pending with a PortInUse
-Warning Event and starts once the port is free.
+Warning Event and starts once the port is free; a container failing its liveness probe
+failureThreshold times is stopped and restarted (Unhealthy and Killing Events).
 """
 
 from __future__ import annotations
@@ -77,6 +78,26 @@ def test_restart_policies(cluster: cluster_mod.Cluster, namespace: str):
     assert pods.phase(fails) == "Failed"
     terminated = pods.container_status(fails)["state"]["terminated"]
     assert (terminated["exitCode"], terminated["reason"]) == (3, "Error")
+
+
+def test_failed_liveness_probe_restarts_the_container(cluster: cluster_mod.Cluster, namespace: str):
+    nobody = procs.free_port()  # nothing listens here: every liveness check fails
+    probe = {"httpGet": {"path": "/", "port": nobody}, "periodSeconds": 1, "failureThreshold": 2}
+    pod = pods.python_pod(
+        "unhealthy", "import time\nwhile True: time.sleep(1)", container={"livenessProbe": probe}
+    )
+    pods.apply(cluster, namespace, pod)
+    restarted = pods.wait(
+        cluster,
+        namespace,
+        "unhealthy",
+        "a restart",
+        lambda p: pods.container_status(p).get("restartCount", 0) >= 1,
+    )
+    assert pods.container_status(restarted)["lastState"]["terminated"]["exitCode"] == 128 + 15  # SIGTERM
+    messages = [e["message"] for e in pods.events(cluster, namespace, "unhealthy")]
+    assert "Liveness probe failed for container app" in messages
+    assert "Container app failed liveness probe, will be restarted" in messages
 
 
 STUBBORN = """
