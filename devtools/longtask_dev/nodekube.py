@@ -46,6 +46,7 @@ class NodeKube:
 
     def __init__(self, *, kubeconfig: Path, node_name: str) -> None:
         self.node_name = node_name
+        self.capacity: dict[str, str] = {}
         self.api = config.new_client_from_config(config_file=str(kubeconfig))
         self.core = client.CoreV1Api(self.api)
         self.coordination = client.CoordinationV1Api(self.api)
@@ -53,6 +54,7 @@ class NodeKube:
     # -- the node ------------------------------------------------------------------------
     def register_node(self, *, capacity: dict[str, str]) -> None:
         """Create the Node (an existing one is kept, as a restarted kubelet keeps it)."""
+        self.capacity = capacity
         node = {
             "apiVersion": "v1",
             "kind": "Node",
@@ -119,9 +121,16 @@ class NodeKube:
         Conditions are a strategic-merge list keyed by type, so lastTransitionTime is only
         rewritten with the same value it had (the node never leaves Ready while we live).
         """
+        try:
+            current = _json(self.core.read_node, self.node_name).get("status", {})
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            # Someone deleted the Node: register it again, as a kubelet does.
+            self.register_node(capacity=self.capacity)
+            return
         self._renew_lease()
         status = self._status()
-        current = _json(self.core.read_node, self.node_name).get("status", {})
         since = {c["type"]: c.get("lastTransitionTime") for c in current.get("conditions", [])}
         for cond in status["conditions"]:
             old = [c for c in current.get("conditions", []) if c["type"] == cond["type"]]
@@ -278,7 +287,10 @@ class NodeKube:
         valid = int((expires - datetime.datetime.now(datetime.UTC)).total_seconds())
         return answer["status"]["token"], min(valid, expiration_seconds)
 
-    def service_names(self) -> list[tuple[str, str]]:
-        """(namespace, name) of every Service, for the pods' /etc/hosts."""
+    def services(self) -> list[tuple[str, str, dict[str, str]]]:
+        """(namespace, name, selector) of every Service, for the pods' /etc/hosts."""
         listing = _json(self.core.list_service_for_all_namespaces)
-        return [(s["metadata"]["namespace"], s["metadata"]["name"]) for s in listing.get("items", [])]
+        return [
+            (s["metadata"]["namespace"], s["metadata"]["name"], s["spec"].get("selector") or {})
+            for s in listing.get("items", [])
+        ]

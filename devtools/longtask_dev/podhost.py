@@ -2,7 +2,9 @@
 environment, and the TCP ports each admitted pod holds.
 
 Pods share the host's network, so two pods may not declare the same port, and a port some
-other process already listens on is taken. It must not start processes.
+other process already listens on is taken; a Service resolves to 127.0.0.1 in a pod's
+/etc/hosts only while an admitted pod of its selector runs here (else a host process on
+the same port, say a system Redis on 6379, would answer for it). It must not start processes.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import contextlib
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from longtask_dev import nodekube
 
@@ -29,28 +32,47 @@ def listening_ports() -> set[int]:
     return ports
 
 
+@dataclass
+class _Admitted:
+    name: str
+    namespace: str
+    labels: dict[str, str]
+    ports: set[int]
+
+
 class PortBook:
-    """The TCP ports each admitted pod of the node holds."""
+    """The pods admitted to the node: the TCP ports each holds, and their labels."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._held: dict[str, tuple[str, set[int]]] = {}
+        self._held: dict[str, _Admitted] = {}
 
-    def claim(self, *, uid: str, name: str, ports: set[int]) -> str | None:
-        """Hold `ports` for pod `uid`, or say why not."""
+    def claim(self, *, pod: dict[str, Any], ports: set[int]) -> str | None:
+        """Admit `pod`, holding `ports` for it, or say why not."""
+        meta = pod["metadata"]
         with self._lock:
-            for other, (who, held) in self._held.items():
-                if other != uid and ports & held:
-                    return f"port(s) {sorted(ports & held)} already declared by pod {who} on this node"
+            for uid, other in self._held.items():
+                clash = sorted(ports & other.ports)
+                if uid != meta["uid"] and clash:
+                    return f"port(s) {clash} already declared by pod {other.name} on this node"
             busy = ports & listening_ports()
             if busy:
                 return f"port(s) {sorted(busy)} already listening on the node"
-            self._held[uid] = (name, ports)
+            self._held[meta["uid"]] = _Admitted(
+                meta["name"], meta["namespace"], meta.get("labels") or {}, ports
+            )
             return None
 
     def release(self, uid: str) -> None:
         with self._lock:
             self._held.pop(uid, None)
+
+    def selects(self, *, namespace: str, selector: dict[str, str]) -> bool:
+        """Whether a Service with `selector` has an admitted pod of this node behind it."""
+        with self._lock:
+            return bool(selector) and any(
+                p.namespace == namespace and selector.items() <= p.labels.items() for p in self._held.values()
+            )
 
 
 @dataclass

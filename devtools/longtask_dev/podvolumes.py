@@ -122,10 +122,10 @@ class Volumes:
             token.refresh_at = time.monotonic() + 0.8 * max(valid, 10)
 
     def write_hosts(self, *, hostname: str, services: list[tuple[str, str]]) -> None:
-        """localhost, the pod's hostname and every Service's DNS names, all on 127.0.0.1.
+        """localhost, the pod's hostname and the given Services' DNS names, all on 127.0.0.1.
 
         There is no kube-proxy: a Service name works from a pod only when its port equals
-        the targetPort of a pod on this node (true of the chart's gateway).
+        the targetPort of its pod (true of the chart's gateway).
         """
         lines = [
             "127.0.0.1\tlocalhost",

@@ -116,7 +116,7 @@ class PodWorker(threading.Thread):
             while self._sleep(5):
                 pass
             return self._finish()
-        while why := self.node.ports.claim(uid=self.uid, name=self.name, ports=podspec.tcp_ports(self._pod)):
+        while why := self.node.ports.claim(pod=self._pod, ports=podspec.tcp_ports(self._pod)):
             self._say("PortInUse", f"cannot start: {why}", warning=True, once=True)
             self._waiting("PortInUse", why)
             if not self._sleep(2):
@@ -124,7 +124,6 @@ class PodWorker(threading.Thread):
         while True:
             try:
                 self.volumes.prepare()
-                self.volumes.write_hosts(hostname=self.hostname, services=self.node.kube.service_names())
                 break
             except Exception as exc:  # a missing Secret (ConfigError) or an API error: retry
                 self._say("FailedMount", str(exc), warning=True, once=True)
@@ -147,8 +146,20 @@ class PodWorker(threading.Thread):
                 host_ip=HOST_IP,
             )
             argv = podspec.command_line(container, env)
-        except podspec.ConfigError as exc:
-            view.state, view.reason, view.message = "waiting", "CreateContainerConfigError", str(exc)
+            # Services are looked up at each start: a restarted container sees new ones.
+            services = [
+                (namespace, service)
+                for namespace, service, selector in self.node.kube.services()
+                if self.node.ports.selects(namespace=namespace, selector=selector)
+            ]
+            self.volumes.write_hosts(hostname=self.hostname, services=services)
+        except Exception as exc:  # a missing Secret (ConfigError), or the API away for a moment
+            reason = (
+                "CreateContainerConfigError"
+                if isinstance(exc, podspec.ConfigError)
+                else "CreateContainerError"
+            )
+            view.state, view.reason, view.message = "waiting", reason, str(exc)
             self._say("Failed", f"Error: {exc}", warning=True, once=True)
             self.restart_at[name] = time.monotonic() + 2
             return

@@ -9,7 +9,8 @@ _PORT; `$(VAR)` in args; the hostname is the pod's name; an emptyDir is mounted 
 the container's stdout lands in the pod's log file; an in-cluster client
 (kubernetes_asyncio's load_incluster_config) inside a pod reads the API with the pod's
 projected service-account token, while a pod with automountServiceAccountToken false has
-no token.
+no token; a Service's DNS names lead to its pod on the node (port = targetPort), and a
+Service with no pod here has no name in the pods' /etc/hosts.
 """
 
 from __future__ import annotations
@@ -209,3 +210,48 @@ def test_in_cluster_client_uses_the_projected_token(cluster: cluster_mod.Cluster
     log = cluster.pod_log(namespace=namespace, pod="tokenless", container="app").read_text()
     assert pods.phase(tokenless_pod) == "Succeeded", log
     assert "TOKEN False" in log
+
+
+CLIENT = """
+import os, urllib.request
+url = f"http://web.{os.environ['NS']}.svc:{os.environ['PORT']}/"
+print("STATUS", urllib.request.urlopen(url, timeout=10).status, flush=True)
+print("GHOST", "ghost" in open("/etc/hosts").read(), flush=True)
+"""
+
+
+def test_service_names_resolve_to_the_node_while_their_pods_run(cluster: cluster_mod.Cluster, namespace: str):
+    port = procs.free_port()
+    serve = (
+        "import http.server, sys\n"
+        "address = ('127.0.0.1', int(sys.argv[1]))\n"
+        "http.server.HTTPServer(address, http.server.SimpleHTTPRequestHandler).serve_forever()"
+    )
+    web = pods.python_pod(
+        "web",
+        serve,
+        args=[str(port)],
+        metadata={"labels": {"app": "web"}},
+        container={"ports": [{"containerPort": port}]},
+    )
+
+    def service(name: str, selector: str, service_port: int) -> pods.Obj:
+        spec = {"selector": {"app": selector}, "ports": [{"port": service_port, "targetPort": service_port}]}
+        return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}, "spec": spec}
+
+    pods.apply(cluster, namespace, web, service("web", "web", port), service("ghost", "ghost", 6379))
+    pods.wait(cluster, namespace, "web", "Ready", lambda p: pods.condition(p, "Ready") == "True")
+    env = [
+        {"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "PORT", "value": str(port)},
+    ]
+    pods.apply(
+        cluster, namespace, pods.python_pod("client", CLIENT, restartPolicy="Never", container={"env": env})
+    )
+    client = pods.wait(
+        cluster, namespace, "client", "to finish", lambda p: pods.phase(p) in ("Succeeded", "Failed")
+    )
+    log = cluster.pod_log(namespace=namespace, pod="client", container="app").read_text()
+    assert pods.phase(client) == "Succeeded", log
+    assert "STATUS 200" in log
+    assert "GHOST False" in log, "a Service with no pod on the node has no name"
