@@ -19,8 +19,10 @@ users and securityContext (everything runs as the agent's user, root), resource 
 init containers and other volume types (the pod stays Pending with a Warning Event), exec
 probes (counted as passing), startup probes, a pod network (pods share the host's network:
 podIP is 127.0.0.1, and a pod whose ports are taken waits, see podworker), kube-proxy
-(Service names resolve to 127.0.0.1 in the pods' /etc/hosts), `kubectl logs` / `exec`
-(there is no kubelet server), and Service environment variables other than KUBERNETES_*.
+(a Service's names resolve to 127.0.0.1 in the pods' /etc/hosts while a pod it selects
+runs here, with no port translation), a root filesystem of its own (pods see the host's,
+HOME is /root), `kubectl logs` / `exec` (there is no kubelet server), and Service
+environment variables other than KUBERNETES_*.
 On shutdown every pod process gets SIGTERM and, after a short node grace period, SIGKILL.
 """
 

@@ -9,7 +9,8 @@ removes the pod object (a Killing Event); scaling a Deployment down removes pods
 whole process trees, the remaining pod's processes untouched; a pod whose containerPort is
 already listening on the node, or declared by another pod, stays Pending with a PortInUse
 Warning Event and starts once the port is free; a container failing its liveness probe
-failureThreshold times is stopped and restarted (Unhealthy and Killing Events).
+failureThreshold times is stopped and restarted (Unhealthy and Killing Events); pods keep
+running through an apiserver restart, and the agent still acts on their deletion.
 """
 
 from __future__ import annotations
@@ -214,3 +215,17 @@ def test_port_clash_waits_with_an_event(cluster: cluster_mod.Cluster, namespace:
     assert "already declared by pod first on this node" in events[0]["message"], json.dumps(events)
     pod = pods.get(cluster, namespace, "second")
     assert pod is not None and pods.phase(pod) == "Pending"
+
+
+def test_pods_outlive_an_apiserver_restart(cluster: cluster_mod.Cluster, namespace: str):
+    pods.apply(cluster, namespace, pods.python_pod("steady", "import time\nwhile True: time.sleep(1)"))
+    pod = pods.wait(
+        cluster, namespace, "steady", "started", lambda p: pods.container_status(p).get("started")
+    )
+    tree = pods.process_tree(pods.shim_pid(pod))
+    cluster.restart_apiserver()
+    # The agent keeps its pods and goes on reporting: a deletion still ends in removal.
+    assert all(helpers.process_alive(p) for p in tree)
+    cluster.kubectl("delete", "pod", "steady", "-n", namespace, "--wait=false")
+    helpers.poll(lambda: pods.get(cluster, namespace, "steady") is None, timeout=60, what="the pod to go")
+    helpers.poll(lambda: not any(helpers.process_alive(p) for p in tree), timeout=10, what="its processes")
