@@ -9,8 +9,10 @@ _PORT; `$(VAR)` in args; the hostname is the pod's name; an emptyDir is mounted 
 the container's stdout lands in the pod's log file; an in-cluster client
 (kubernetes_asyncio's load_incluster_config) inside a pod reads the API with the pod's
 projected service-account token, while a pod with automountServiceAccountToken false has
-no token; a Service's DNS names lead to its pod on the node (port = targetPort), and a
-Service with no pod here has no name in the pods' /etc/hosts.
+no token; Kopf (`kopf run`, handlers from a configMap volume) logs in with the pod's
+token files and watches what its Role allows; a Service's DNS names lead to its pod on
+the node (port = targetPort), and a Service with no pod here has no name in the pods'
+/etc/hosts.
 """
 
 from __future__ import annotations
@@ -255,3 +257,94 @@ def test_service_names_resolve_to_the_node_while_their_pods_run(cluster: cluster
     assert pods.phase(client) == "Succeeded", log
     assert "STATUS 200" in log
     assert "GHOST False" in log, "a Service with no pod on the node has no name"
+
+
+KOPF_HANDLERS = """
+import kopf
+
+@kopf.on.event("configmaps")
+def seen(name, type, **_):
+    print("KOPF SAW", type, name, flush=True)
+"""
+
+
+def test_kopf_logs_in_with_the_pod_token(cluster: cluster_mod.Cluster, namespace: str):
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "configmap-watcher"},
+        "rules": [
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+        ],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "configmap-watcher"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "configmap-watcher"},
+        "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": namespace}],
+    }
+    code = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "code"},
+        "data": {"h.py": KOPF_HANDLERS},
+    }
+    operator = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "kopf"},
+        "spec": {
+            "terminationGracePeriodSeconds": 10,
+            "volumes": [{"name": "code", "configMap": {"name": "code"}}],
+            "containers": [
+                {
+                    "name": "app",
+                    "image": "python:3.11",
+                    "command": [
+                        "kopf",
+                        "run",
+                        "/code/h.py",
+                        "--standalone",
+                        "--verbose",
+                        f"--namespace={namespace}",
+                    ],
+                    "volumeMounts": [{"name": "code", "mountPath": "/code", "readOnly": True}],
+                }
+            ],
+        },
+    }
+    # Kopf also watches namespaces and CRDs cluster-wide, even when it serves one namespace.
+    scan = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": f"kopf-scan-{namespace}"},
+        "rules": [
+            {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
+            {
+                "apiGroups": ["apiextensions.k8s.io"],
+                "resources": ["customresourcedefinitions"],
+                "verbs": ["list", "watch"],
+            },
+        ],
+    }
+    scan_binding = binding | {"kind": "ClusterRoleBinding", "metadata": {"name": f"kopf-scan-{namespace}"}}
+    scan_binding["roleRef"] = scan_binding["roleRef"] | {
+        "kind": "ClusterRole",
+        "name": f"kopf-scan-{namespace}",
+    }
+    try:
+        pods.apply(cluster, namespace, scan, scan_binding, role, binding, code, operator)
+        log = cluster.pod_log(namespace=namespace, pod="kopf", container="app")
+        # Kopf lists the ConfigMaps it may see once logged in: "code" is one.
+        helpers.poll(
+            lambda: log.exists() and "KOPF SAW None code" in log.read_text(), timeout=60, what="Kopf"
+        )
+        cluster.kubectl("create", "configmap", "trigger", "-n", namespace)
+        helpers.poll(
+            lambda: "KOPF SAW ADDED trigger" in log.read_text(), timeout=60, what="Kopf to see a new one"
+        )
+        assert "Client is configured in cluster with service account" in log.read_text()
+    finally:
+        cluster.kubectl("delete", "clusterrolebinding,clusterrole", f"kopf-scan-{namespace}", check=False)
