@@ -10,8 +10,10 @@ the TokenRequest API, bound to the pod and refreshed; kube-root-ca.crt; namespac
 configMap, downwardAPI and hostPath volumes bind-mounted in a private mount namespace;
 httpGet / tcpSocket readiness and liveness probes; restartPolicy with a backoff
 (1 s doubling to 30 s); graceful deletion (SIGTERM, grace period, SIGKILL, then the pod
-object is removed); Events (Started, Killing, BackOff, Unhealthy, PortInUse, FailedMount);
-logs in `<state>/logs/pods/<namespace>_<pod>_<container>.log`.
+object is removed); a PID, mount and UTS namespace per container (hostname = pod name,
+the pod's own /etc/hosts); Events (Started, Killing, BackOff, Unhealthy, PortInUse,
+FailedMount, Failed, Unsupported); logs in
+`<state>/logs/pods/<namespace>_<pod>_<container>.log`.
 
 What it does not do: images (ignored: the command runs from the host, the venv's bin first
 on PATH, in the container's workingDir if it exists on the host, else the repository root),
@@ -23,7 +25,9 @@ podIP is 127.0.0.1, and a pod whose ports are taken waits, see podworker), kube-
 runs here, with no port translation), a root filesystem of its own (pods see the host's,
 HOME is /root), `kubectl logs` / `exec` (there is no kubelet server), and Service
 environment variables other than KUBERNETES_*.
-On shutdown every pod process gets SIGTERM and, after a short node grace period, SIGKILL.
+
+On shutdown every pod process gets SIGTERM and, after a short node grace period (5 s),
+SIGKILL; a SIGKILLed agent takes every pod process with it (podproc explains how).
 """
 
 from __future__ import annotations

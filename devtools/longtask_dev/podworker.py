@@ -25,6 +25,8 @@ _TICK = 0.2
 
 
 class PodWorker(threading.Thread):
+    """Runs one pod; the agent's main thread only calls update(), gone() and shutdown()."""
+
     def __init__(self, node: podhost.NodeContext, pod: Obj) -> None:
         meta = pod["metadata"]
         super().__init__(name=f"pod {meta['namespace']}/{meta['name']}", daemon=True)
@@ -111,7 +113,7 @@ class PodWorker(threading.Thread):
             return self._finish()  # ended before this agent started: nothing to run
         refusal = podspec.refusal(self._pod)
         if refusal:
-            self._say("FailedMount", refusal, warning=True)
+            self._say("Unsupported", refusal, warning=True)
             self._waiting("Unsupported", refusal)
             while self._sleep(5):
                 pass
@@ -281,7 +283,8 @@ class PodWorker(threading.Thread):
             proc.reap()
             code = proc.exit_code()
             self._exited(name, 137 if code is None else code)
-        self._report()
+        if self.probers:  # a pod this agent never ran keeps the status it has
+            self._report()
 
         def remove() -> None:
             self.node.kube.delete_pod(namespace=self.namespace, name=self.name, uid=self.uid)
