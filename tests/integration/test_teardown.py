@@ -1,8 +1,9 @@
 """Stopping the embedded cluster leaves nothing behind.
 
 Covers: stop() ends every child process, every pod process of the local node (a child of
-a pod's command included) and frees every port; a SIGKILLed parent takes its children and
-their pods' processes with it (no orphans); the temporary state folder is removed.
+a pod's command included) and frees every port; a SIGKILLed node agent takes its pods'
+whole process trees with it, and a SIGKILLed parent its children and their pods' processes
+(no orphans); the temporary state folder is removed.
 """
 
 from __future__ import annotations
@@ -62,6 +63,13 @@ def test_stop_leaves_no_process_port_or_folder():
         lambda: not any(helpers.port_listening(p) for p in ports), timeout=15, what="every port to close"
     )
     assert not state.exists()
+
+
+def test_a_sigkilled_node_agent_takes_its_pods_along():
+    with cluster_mod.Cluster() as c:
+        tree = _pod_processes(c)
+        c.child("node-agent").kill()
+        assert _wait_dead(tree) == [], "pod processes outlived their SIGKILLed node agent"
 
 
 def test_children_die_with_a_sigkilled_parent():
