@@ -17,6 +17,7 @@ import redis
 
 from longtask_dev import cluster as cluster_mod
 from longtask_dev import platform as platform_mod
+from tests import helpers
 
 
 @pytest.fixture(scope="session")
@@ -42,6 +43,13 @@ def kubectl(cluster: cluster_mod.Cluster) -> Callable[..., subprocess.CompletedP
 def namespace(cluster: cluster_mod.Cluster) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:10]}"
     cluster.kubectl("create", "namespace", name)
+    # The ServiceAccount admission plugin refuses pods until the namespace's `default`
+    # ServiceAccount exists (the controller manager creates it within moments).
+    helpers.poll(
+        lambda: cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
+        timeout=30,
+        what=f"the default ServiceAccount of {name}",
+    )
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 

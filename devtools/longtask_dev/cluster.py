@@ -1,8 +1,9 @@
-"""The embedded control plane: etcd, kube-apiserver, controller manager, scheduler and Redis.
+"""The embedded cluster: etcd, kube-apiserver, controller manager, scheduler, Redis and a local node.
 
-It runs real upstream binaries as local child processes on loopback ports and writes a
-kubeconfig usable by kubectl, helm, Kopf and the Python clients. It must not know
-anything about longtask's own resources: `platform.py` builds on it.
+It runs real upstream binaries as local child processes on loopback ports, writes a
+kubeconfig usable by kubectl, helm, Kopf and the Python clients, and starts the node agent
+(`node.py`), which registers the Node and runs the pods scheduled to it as local processes.
+It must not know anything about longtask's own resources: `platform.py` builds on it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -100,7 +102,7 @@ class Cluster:
             self._write_kubeconfig()
             self._start_controllers(tools)
             self._start_redis()
-            self._register_node()
+            self._start_node_agent()
             self._write_env()
         except BaseException:
             self.stop()
@@ -182,7 +184,8 @@ class Cluster:
                     "--bind-address=127.0.0.1",
                     "--advertise-address=127.0.0.1",
                     # Loopback may not be advertised through the `kubernetes` Service's endpoints;
-                    # nothing here runs in a pod, so that Service needs none.
+                    # pods of the local node reach the apiserver through KUBERNETES_SERVICE_HOST
+                    # and _PORT (127.0.0.1 and this port), which the node agent sets.
                     "--endpoint-reconciler-type=none",
                     f"--secure-port={self.api_port}",
                     f"--cert-dir={self.state_dir / 'pki'}",
@@ -195,9 +198,6 @@ class Cluster:
                     "--service-account-issuer=https://kubernetes.default.svc",
                     f"--service-account-key-file={self._pki('sa.pub')}",
                     f"--service-account-signing-key-file={self._pki('sa.key')}",
-                    # No kubelet: pods need no service-account tokens mounted, and a registered
-                    # node must not be born with the not-ready taint that only a kubelet clears.
-                    "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
                     "--allow-privileged=true",
                 ],
                 self._log("kube-apiserver"),
@@ -249,9 +249,12 @@ class Cluster:
                     f"--service-account-private-key-file={self._pki('sa.key')}",
                     f"--root-ca-file={self._pki('ca.crt')}",
                     "--use-service-account-credentials=false",
-                    # No kubelet heartbeats here: the node lifecycle controller would taint the
-                    # registered node unreachable and evict every pod after five minutes.
-                    "--controllers=*,-serviceaccount-token-controller,-node-lifecycle-controller",
+                    # Pods get tokens from the TokenRequest API (the node agent projects them),
+                    # never from legacy token Secrets.
+                    "--controllers=*,-serviceaccount-token-controller",
+                    # The node agent renews its Lease; look at it every second so that the
+                    # not-ready taint a new Node is born with goes within a second of Ready.
+                    "--node-monitor-period=1s",
                 ],
                 self._log("kube-controller-manager"),
             )
@@ -299,37 +302,47 @@ class Cluster:
         )
         procs.wait_until(lambda: _redis_ping(self.redis_port), timeout=30, what="redis PING", child=child)
 
-    def _register_node(self) -> None:
-        """A Node object (no kubelet behind it) so that the scheduler can bind pods."""
-        node = {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {"name": NODE_NAME, "labels": {"kubernetes.io/hostname": NODE_NAME}},
-        }
-        self.kubectl("apply", "-f", "-", input=yaml.safe_dump(node))
-        status = {
-            "status": {
-                "capacity": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
-                "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
-                "conditions": [
-                    {
-                        "type": "Ready",
-                        "status": "True",
-                        "reason": "KubeletReady",
-                        "message": "embedded dev node",
-                    }
+    def _start_node_agent(self) -> None:
+        """The local node (longtask_dev.node): registers the Node and runs the pods bound to it.
+
+        Ready means: the Node is Ready without the not-ready taint, and the `default`
+        namespace has its ServiceAccount (the ServiceAccount admission plugin refuses pods
+        before that).
+        """
+        child = self.add(
+            procs.Child(
+                "node-agent",
+                [
+                    sys.executable,
+                    "-m",
+                    "longtask_dev.node",
+                    f"--kubeconfig={self.kubeconfig}",
+                    f"--node-name={NODE_NAME}",
+                    f"--state-dir={self.state_dir}",
+                    f"--api-port={self.api_port}",
+                    f"--workdir={binaries.REPO_ROOT}",
                 ],
-            }
-        }
-        self.kubectl(
-            "patch",
-            "node",
-            NODE_NAME,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            json.dumps(status),
+                self._log("node-agent"),
+            )
         )
+        procs.wait_until(self._node_ready, timeout=60, what="the node to be Ready", child=child, interval=0.2)
+
+    def _node_ready(self) -> bool:
+        out = self.kubectl("get", "node", NODE_NAME, "-o", "json", check=False)
+        if out.returncode != 0:
+            return False
+        node = json.loads(out.stdout)
+        ready = any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in node.get("status", {}).get("conditions", [])
+        )
+        tainted = any(t["key"].startswith("node.kubernetes.io/") for t in node["spec"].get("taints") or [])
+        account = self.kubectl("get", "serviceaccount", "default", "-n", "default", check=False)
+        return ready and not tainted and account.returncode == 0
+
+    def pod_log(self, *, namespace: str, pod: str, container: str) -> Path:
+        """Where the node agent writes a container's stdout and stderr (restarts append)."""
+        return self.state_dir / "logs" / "pods" / f"{namespace}_{pod}_{container}.log"
 
     def kubectl_argv(self) -> list[str]:
         """kubectl, pointed at this cluster; append its arguments."""

@@ -552,7 +552,7 @@ def test_helm_install_upgrade_uninstall(
         f"service/{fullname}-redis",
         f"service/{fullname}-redis-headless",
     ]
-    # The controller manager turns each Deployment into a ReplicaSet (no kubelet runs pods).
+    # The controller manager turns each Deployment into a ReplicaSet.
     helpers.poll(
         lambda: len(_names(cluster, "replicasets", namespace, release)) == len(deployments),
         timeout=60,

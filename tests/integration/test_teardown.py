@@ -1,7 +1,9 @@
 """Stopping the embedded cluster leaves nothing behind.
 
-Covers: stop() ends every child process and frees every port; a SIGKILLed parent takes
-its children with it (no orphans); the temporary state folder is removed.
+Covers: stop() ends every child process, every pod process of the local node (a child of
+a pod's command included) and frees every port; a SIGKILLed node agent takes its pods'
+whole process trees with it, and a SIGKILLed parent its children and their pods' processes
+(no orphans); the temporary state folder is removed.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from longtask_dev import cluster as cluster_mod
-from tests import helpers
+from tests import helpers, pods
 
 pytestmark = pytest.mark.cluster
 
@@ -29,9 +32,28 @@ def _wait_dead(pids: list[int], timeout: float = 30) -> list[int]:
     return [p for p in pids if helpers.process_alive(p)]
 
 
+# A pod whose command has a child of its own: the whole tree must go with the node.
+FAMILY = "import subprocess, time\nsubprocess.Popen(['sleep', '3600'])\nwhile True: time.sleep(1)"
+
+
+def _pod_processes(c: cluster_mod.Cluster) -> list[int]:
+    """Run the FAMILY pod on the cluster's node; return its host process tree."""
+    pods.apply(c, "default", pods.python_pod("family", FAMILY, terminationGracePeriodSeconds=3600))
+
+    def tree() -> list[int] | None:
+        pod = pods.get(c, "default", "family")
+        if pod is None or not pods.container_status(pod).get("started"):
+            return None
+        found = pods.process_tree(pods.shim_pid(pod))
+        return found if len(found) >= 4 else None  # shim, init, python, sleep
+
+    found: list[int] = helpers.poll(tree, timeout=60, what="the family pod's processes")
+    return found
+
+
 def test_stop_leaves_no_process_port_or_folder():
     c = cluster_mod.Cluster().start()
-    pids = [child.pid for child in c.children]
+    pids = [child.pid for child in c.children] + _pod_processes(c)
     ports = [c.api_port, c.redis_port]
     state = c.state_dir
     assert all(helpers.process_alive(p) for p in pids) and all(helpers.port_listening(p) for p in ports)
@@ -41,6 +63,13 @@ def test_stop_leaves_no_process_port_or_folder():
         lambda: not any(helpers.port_listening(p) for p in ports), timeout=15, what="every port to close"
     )
     assert not state.exists()
+
+
+def test_a_sigkilled_node_agent_takes_its_pods_along():
+    with cluster_mod.Cluster() as c:
+        tree = _pod_processes(c)
+        c.child("node-agent").kill()
+        assert _wait_dead(tree) == [], "pod processes outlived their SIGKILLed node agent"
 
 
 def test_children_die_with_a_sigkilled_parent():
@@ -56,6 +85,7 @@ def test_children_die_with_a_sigkilled_parent():
     try:
         assert parent.stdout is not None
         info = json.loads(parent.stdout.readline())
+        info["pids"] += _pod_processes(cluster_mod.Cluster(state_dir=Path(info["dir"])))
         assert all(helpers.process_alive(p) for p in info["pids"])
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait()

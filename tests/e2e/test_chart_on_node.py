@@ -1,0 +1,140 @@
+"""The Helm chart, installed on an embedded cluster, runs for real on the local node.
+
+Covers: `helm install` (CRD applied with kubectl, `redis.enabled=false` with the cluster's
+Redis, ports picked free) puts the operator, gateway and worker pods on the local node,
+Running and Ready (the gateway's readiness probe on /healthz); the chart's commands, env and
+RBAC suffice: the operator logs in with its pod's projected service-account token (Kopf,
+in-cluster) and a LongTask applied with kubectl reaches Succeeded, run by the chart's
+worker; the gateway reads it back with its own ServiceAccount; `helm test` (the curl hook
+pod, restartPolicy Never, the gateway's Service name in its /etc/hosts) passes;
+`helm uninstall` removes the pods and ends their processes.
+
+The cluster is this module's own: a session platform's operator, watching every
+namespace of the session cluster, would otherwise handle the same LongTasks.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from longtask_dev import binaries, platform, procs
+from longtask_dev import cluster as cluster_mod
+from tests import helpers, lt, pods
+
+pytestmark = pytest.mark.cluster
+
+CHART = binaries.REPO_ROOT / "charts" / "longtask"
+COMPONENTS = ("api", "operator", "worker")
+
+
+@pytest.fixture(scope="module")
+def own_cluster() -> Iterator[cluster_mod.Cluster]:
+    with cluster_mod.Cluster() as c:
+        platform.Platform(c).apply_crds()
+        yield c
+
+
+class Helm:
+    def __init__(self, cluster: cluster_mod.Cluster, home: str) -> None:
+        self.binary = str(binaries.ensure("helm")["helm"])
+        self.kubeconfig = str(cluster.kubeconfig)
+        self.env = {
+            "HOME": home,
+            "HELM_CONFIG_HOME": f"{home}/config",
+            "HELM_CACHE_HOME": f"{home}/cache",
+            "HELM_DATA_HOME": f"{home}/data",
+            "PATH": "/usr/bin:/bin",
+        }
+
+    def __call__(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [self.binary, *args, "--kubeconfig", self.kubeconfig],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            check=False,
+            timeout=timeout,
+        )
+        assert result.returncode == 0, f"helm {' '.join(args)}: {result.stderr}\n{result.stdout}"
+        return result
+
+
+@pytest.fixture(scope="module")
+def release(
+    own_cluster: cluster_mod.Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
+    """The chart installed in a fresh namespace; uninstalled (and checked gone) at the end."""
+    helm = Helm(own_cluster, str(tmp_path_factory.mktemp("helm-home")))
+    namespace, name = f"chart-{uuid.uuid4().hex[:6]}", "lt"
+    api_port, metrics_port = procs.free_port(), procs.free_port()
+    helm(
+        "install", name, str(CHART), "--namespace", namespace, "--create-namespace",
+        "--set", "crds.install=false",
+        "--set", "redis.enabled=false",
+        "--set", f"redis.url={own_cluster.redis_url}",
+        "--set", f"api.port={api_port}",
+        "--set", f"api.service.port={api_port}",  # no kube-proxy: Service port = container port
+        "--set", f"operator.metrics.port={metrics_port}",
+    )  # fmt: skip
+    info = {"helm": helm, "namespace": namespace, "name": name, "api_port": api_port, "installed": True}
+    yield info
+    if info["installed"]:
+        helm("uninstall", name, "--namespace", namespace, "--wait", "--timeout", "90s")
+
+
+def _release_pods(cluster: cluster_mod.Cluster, info: dict[str, Any]) -> list[pods.Obj]:
+    return pods.listed(cluster, info["namespace"], f"app.kubernetes.io/instance={info['name']}")
+
+
+def test_chart_runs_a_task_end_to_end(own_cluster: cluster_mod.Cluster, release: dict[str, Any]):
+    namespace = release["namespace"]
+
+    def all_ready() -> list[pods.Obj] | None:
+        found = _release_pods(own_cluster, release)
+        components = sorted(p["metadata"]["labels"]["app.kubernetes.io/component"] for p in found)
+        ready = all(pods.condition(p, "Ready") == "True" for p in found)
+        return found if ready and components == sorted(COMPONENTS) else None
+
+    try:
+        running = helpers.poll(all_ready, timeout=120, what="operator, gateway and worker pods Ready")
+    except AssertionError:
+        for pod in _release_pods(own_cluster, release):
+            name = pod["metadata"]["name"]
+            log = own_cluster.pod_log(
+                namespace=namespace, pod=name, container=pod["spec"]["containers"][0]["name"]
+            )
+            print(f"--- {name}: {pod.get('status')}\n{log.read_text() if log.exists() else '(no log)'}")
+        raise
+    assert {p["spec"]["nodeName"] for p in running} == {cluster_mod.NODE_NAME}
+
+    lt.create(
+        own_cluster.kubectl, namespace, "sleep-demo", task="demo.sleep", params={"seconds": 1, "steps": 2}
+    )
+    status = lt.wait_phase(own_cluster.kubectl, namespace, "sleep-demo", "Succeeded", timeout=90)
+    assert status["progress"] == 100
+
+    gateway = f"http://127.0.0.1:{release['api_port']}"
+    assert httpx.get(f"{gateway}/healthz", timeout=10).status_code == 200
+    answer = httpx.get(f"{gateway}/v1/namespaces/{namespace}/tasks/sleep-demo", timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["status"]["phase"] == "Succeeded"
+
+    tested = release["helm"]("test", release["name"], "--namespace", namespace, "--timeout", "90s")
+    assert "Succeeded" in tested.stdout, tested.stdout
+
+    trees = [pods.process_tree(pods.shim_pid(p, p["spec"]["containers"][0]["name"])) for p in running]
+    release["helm"]("uninstall", release["name"], "--namespace", namespace, "--wait", "--timeout", "90s")
+    release["installed"] = False
+    helpers.poll(
+        lambda: _release_pods(own_cluster, release) == [], timeout=90, what="the release's pods to go"
+    )
+    for tree in trees:
+        helpers.poll(
+            lambda t=tree: not any(helpers.process_alive(p) for p in t), timeout=30, what="pod processes"
+        )
