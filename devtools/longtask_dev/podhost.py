@@ -81,7 +81,8 @@ class MountPoints:
 
     A bind mount needs its target to exist; one the host lacks (e.g.
     /var/run/secrets/kubernetes.io/serviceaccount) is created, as a container runtime
-    creates it in an image, and taken away again with the last pod that held it.
+    creates it in an image, and taken away again with the last pod that held it (a
+    SIGKILLed agent leaves such empty folders behind).
     """
 
     def __init__(self) -> None:
