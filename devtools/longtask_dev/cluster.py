@@ -43,7 +43,9 @@ class KubectlError(RuntimeError):
 
 
 class Cluster:
-    """A local Kubernetes control plane plus Redis, started and stopped as one unit.
+    """A local Kubernetes control plane, its node (child `node-agent`) and Redis, as one unit.
+
+    Pods scheduled to NODE_NAME run as local processes; pod_log() says where their output goes.
 
     Use as a context manager, or call start() and stop(). With `state_dir` the files
     (kubeconfig, env, logs, data) stay there; without it a temporary folder is used and

@@ -9,6 +9,7 @@ the same port, say a system Redis on 6379, would answer for it). It must not sta
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import threading
 from dataclasses import dataclass, field
@@ -75,6 +76,46 @@ class PortBook:
             )
 
 
+class MountPoints:
+    """Mount points the node created on the host for its pods, removed once no pod uses them.
+
+    A bind mount needs its target to exist; one the host lacks (e.g.
+    /var/run/secrets/kubernetes.io/serviceaccount) is created, as a container runtime
+    creates it in an image, and taken away again with the last pod that held it (a
+    SIGKILLed agent leaves such empty folders behind).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._created: set[Path] = set()
+        self._users: collections.Counter[Path] = collections.Counter()
+
+    def hold(self, target: Path, *, directory: bool) -> list[Path]:
+        """Make `target` exist; return the paths created for it that the caller now holds."""
+        with self._lock:
+            chain = [target, *target.parents]
+            for path in reversed([p for p in chain if not p.exists()]):
+                if path == target and not directory:
+                    path.touch()
+                else:
+                    path.mkdir()
+                self._created.add(path)
+            held = [p for p in chain if p in self._created]  # deepest first
+            self._users.update(held)
+            return held
+
+    def release(self, held: list[Path]) -> None:
+        with self._lock:
+            for path in held:
+                self._users[path] -= 1
+                if self._users[path] > 0:
+                    continue
+                del self._users[path]
+                self._created.discard(path)
+                with contextlib.suppress(OSError):  # not empty: something else put files there
+                    path.rmdir() if path.is_dir() else path.unlink()
+
+
 @dataclass
 class NodeContext:
     """Shared by every pod worker of the node."""
@@ -85,6 +126,7 @@ class NodeContext:
     python: str  # the agent's interpreter; its folder (the venv's bin) comes first on PATH
     workdir: Path  # working dir of containers whose workingDir does not exist on the host
     ports: PortBook = field(default_factory=PortBook)
+    mountpoints: MountPoints = field(default_factory=MountPoints)
     shutdown_grace: float = 5.0  # seconds pods get when the node stops
 
     def base_env(self, *, hostname: str) -> dict[str, str]:

@@ -13,12 +13,16 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from longtask_dev import nodekube, podspec
 
 Obj = dict[str, Any]
 HOSTS_TARGET = "/etc/hosts"
+
+
+class MakeTarget(Protocol):
+    def __call__(self, target: Path, *, directory: bool) -> object: ...
 
 
 @dataclass
@@ -142,20 +146,15 @@ class Volumes:
             lines.append(f"{alias['ip']}\t{' '.join(alias.get('hostnames') or [])}")
         _write(self.hosts_file, "\n".join(lines) + "\n")
 
-    def mounts(self, container: Obj) -> list[Obj]:
-        """The container's bind mounts for the shim, creating missing mount points on the host.
-
-        A mount point that does not exist on the host (e.g.
-        /var/run/secrets/kubernetes.io/serviceaccount) is created there, empty, as a
-        container runtime creates it in the image.
-        """
+    def mounts(self, container: Obj, *, hold: MakeTarget) -> list[Obj]:
+        """The container's bind mounts for the shim; `hold` makes a missing mount point exist."""
         volumes = {v["name"]: v for v in self.pod["spec"].get("volumes") or []}
         out: list[Obj] = [{"source": str(self.hosts_file), "target": HOSTS_TARGET, "readOnly": False}]
         for mount in container.get("volumeMounts") or []:
             volume = volumes[mount["name"]]
             if "hostPath" in volume:
                 source = Path(volume["hostPath"]["path"])
-                if volume["hostPath"].get("type") in ("DirectoryOrCreate", None, ""):
+                if volume["hostPath"].get("type") == "DirectoryOrCreate":
                     source.mkdir(parents=True, exist_ok=True)
             else:
                 source = self.dir / mount["name"]
@@ -163,11 +162,7 @@ class Volumes:
                 source = source / mount["subPath"]
                 source.mkdir(parents=True, exist_ok=True)
             target = Path(mount["mountPath"])
-            if source.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-            elif not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.touch()
+            hold(target, directory=source.is_dir())
             out.append(
                 {"source": str(source), "target": str(target), "readOnly": bool(mount.get("readOnly"))}
             )

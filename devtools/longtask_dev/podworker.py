@@ -9,6 +9,7 @@ this node, stays Pending (waiting reason PortInUse, a Warning Event) until they 
 from __future__ import annotations
 
 import logging
+import shutil
 import signal
 import threading
 import time
@@ -48,6 +49,7 @@ class PodWorker(threading.Thread):
         self._start_time = nodekube.now()
         self._said: set[tuple[str, str]] = set()
         self._restarting: set[str] = set()  # next start of these is a restart
+        self._held: list[Path] = []  # mount points created on the host for this pod
 
     # -- called by the agent's main thread -----------------------------------------------------
     def update(self, pod: Obj) -> None:
@@ -75,6 +77,8 @@ class PodWorker(threading.Thread):
                 proc.signal(signal.SIGKILL)
                 proc.reap()
             self.node.ports.release(self.uid)
+            self.node.mountpoints.release(self._held)
+            shutil.rmtree(self.dir, ignore_errors=True)  # emptyDirs go with their pod
 
     def _ending(self) -> bool:
         return self._gone or self._shutdown or bool(self._pod["metadata"].get("deletionTimestamp"))
@@ -93,6 +97,9 @@ class PodWorker(threading.Thread):
             "event",
             lambda: self.node.kube.event(pod=self._pod, reason=reason, message=message, warning=warning),
         )
+
+    def _hold(self, target: Path, *, directory: bool) -> None:
+        self._held.extend(self.node.mountpoints.hold(target, directory=directory))
 
     def _api(self, what: str, call: Callable[[], object]) -> bool:
         """One API call; failing (the apiserver restarting) is logged, never fatal: callers retry."""
@@ -171,7 +178,7 @@ class PodWorker(threading.Thread):
             "env": env,
             "workingDir": workdir if workdir and Path(workdir).is_dir() else str(self.node.workdir),
             "hostname": self.hostname,
-            "mounts": self.volumes.mounts(container),
+            "mounts": self.volumes.mounts(container, hold=self._hold),
         }
         log_path = self.node.log_path(namespace=self.namespace, pod=self.name, container=name)
         self.procs[name] = podproc.Process(

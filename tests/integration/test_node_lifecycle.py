@@ -2,7 +2,8 @@
 
 Covers: restartPolicy Always restarts an exiting container with a backoff (restartCount
 grows, lastState keeps the exit code, a BackOff Event), OnFailure restarts a failure and
-then succeeds (an emptyDir outlives the restart), OnFailure after exit 0 and Never after
+then succeeds (an emptyDir outlives the restart; the mount point made on the host for it goes with the
+pod), OnFailure after exit 0 and Never after
 exit 3 end Succeeded / Failed with the exit code; graceful deletion sends SIGTERM, leaves
 the pod Terminating while the process overstays, SIGKILLs it after the grace period, and
 removes the pod object (a Killing Event); scaling a Deployment down removes pods and their
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -29,7 +31,7 @@ pytestmark = pytest.mark.cluster
 DONE = ("Succeeded", "Failed")
 RETRY_ONCE = """
 import os, sys
-marker = "/scratch/ran-before"
+marker = os.path.join(os.environ["SCRATCH"], "ran-before")
 if os.path.exists(marker):
     print("second run", flush=True); sys.exit(0)
 open(marker, "w").close()
@@ -38,9 +40,13 @@ print("first run", flush=True); sys.exit(1)
 
 
 def test_restart_policies(cluster: cluster_mod.Cluster, namespace: str):
+    mount_point = Path(f"/var/tmp/longtask-scratch-{namespace}")  # the host has none: made for the pod
     scratch = {
         "volumes": [{"name": "scratch", "emptyDir": {}}],
-        "container": {"volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}]},
+        "container": {
+            "volumeMounts": [{"name": "scratch", "mountPath": str(mount_point)}],
+            "env": [{"name": "SCRATCH", "value": str(mount_point)}],
+        },
     }
     pods.apply(
         cluster,
@@ -72,6 +78,8 @@ def test_restart_policies(cluster: cluster_mod.Cluster, namespace: str):
     assert pods.container_status(retry)["restartCount"] == 1
     log = cluster.pod_log(namespace=namespace, pod="retry", container="app").read_text()
     assert log.splitlines() == ["first run", "second run"]
+    cluster.kubectl("delete", "pod", "retry", "-n", namespace)
+    helpers.poll(lambda: not mount_point.exists(), timeout=10, what="the mount point made for the pod to go")
 
     once = pods.wait(cluster, namespace, "once", "to finish", lambda p: pods.phase(p) in DONE)
     assert pods.phase(once) == "Succeeded" and pods.container_status(once)["restartCount"] == 0
