@@ -55,10 +55,12 @@ def create_burst(c: cluster_mod.Cluster, prefix: str, size: int) -> tuple[float,
     ]
     called = time.time()
     out = c.kubectl(
-        "create", "-n", NAMESPACE, "-f", "-", "-o", "jsonpath={.items[*].metadata.uid}",
+        "create", "-n", NAMESPACE, "-f", "-", "-o", "jsonpath={.metadata.uid}{\" \"}",
         input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}),
     )  # fmt: skip
-    return called, out.stdout.split()
+    uids = out.stdout.split()
+    assert len(uids) == size, out.stdout
+    return called, uids
 
 
 def started_times(r: redis.Redis, uids: list[str], timeout: float = 180) -> list[float]:
