@@ -2,12 +2,15 @@
 
 Covers: `helm install` (CRD applied with kubectl, `redis.enabled=false` with the cluster's
 Redis, ports picked free) puts the operator, gateway and worker pods on the local node,
-Running and Ready (the gateway's readiness probe on /healthz); the chart's commands, env and
+Running and Ready (the gateway's readiness probe on /readyz); the chart's commands, env and
 RBAC suffice: the operator logs in with its pod's projected service-account token (Kopf,
 in-cluster) and a LongTask applied with kubectl reaches Succeeded, run by the chart's
-worker; the gateway reads it back with its own ServiceAccount; `helm test` (the curl hook
-pod, restartPolicy Never, the gateway's Service name in its /etc/hosts) passes;
-`helm uninstall` removes the pods and ends their processes.
+worker; the autoscaled pool's WorkerPool makes the in-cluster operator scale the worker
+Deployment up for a backlog (its scale, pods and WorkerPool rights); the gateway, auth on,
+refuses a caller without a token and reads the task back for one Kubernetes allows (with
+its own TokenReview and SubjectAccessReview rights); `helm test` (the curl hook pod,
+restartPolicy Never, the gateway's Service name in its /etc/hosts) passes; `helm
+uninstall` removes the pods and ends their processes.
 
 The cluster is this module's own: a session platform's operator, watching every
 namespace of the session cluster, would otherwise handle the same LongTasks.
@@ -81,6 +84,10 @@ def release(
         "--set", f"api.port={api_port}",
         "--set", f"api.service.port={api_port}",  # no kube-proxy: Service port = container port
         "--set", f"operator.metrics.port={metrics_port}",
+        "--set", f"operator.health.port={procs.free_port()}",
+        "--set-json", 'workers.pools=[{"name": "default", "concurrency": 1, '
+        '"taskModules": ["longtask_worker.tasks.demo"], "autoscaling": '
+        '{"enabled": true, "minReplicas": 1, "maxReplicas": 2, "cooldownSeconds": 5}}]',
     )  # fmt: skip
     info = {"helm": helm, "namespace": namespace, "name": name, "api_port": api_port, "installed": True}
     yield info
@@ -119,9 +126,30 @@ def test_chart_runs_a_task_end_to_end(own_cluster: cluster_mod.Cluster, release:
     status = lt.wait_phase(own_cluster.kubectl, namespace, "sleep-demo", "Succeeded", timeout=90)
     assert status["progress"] == 100
 
+    # A backlog of two one-slot tasks: the operator, in its pod, scales the pool to 2.
+    for i in range(2):
+        lt.create(own_cluster.kubectl, namespace, f"load-{i}", task="demo.sleep", params={"seconds": 4})
+
+    def desired() -> int:
+        out = own_cluster.kubectl(
+            "get",
+            "-n",
+            namespace,
+            "wp/lt-longtask-worker-default",
+            "-o",
+            "jsonpath={.status.desiredReplicas}",
+        )
+        return int(out.stdout or 0)
+
+    helpers.poll(lambda: desired() == 2, timeout=60, what="the WorkerPool to want 2 workers")
+    for i in range(2):
+        lt.wait_phase(own_cluster.kubectl, namespace, f"load-{i}", "Succeeded", timeout=90)
+
     gateway = f"http://127.0.0.1:{release['api_port']}"
     assert httpx.get(f"{gateway}/healthz", timeout=10).status_code == 200
-    answer = httpx.get(f"{gateway}/v1/namespaces/{namespace}/tasks/sleep-demo", timeout=10)
+    url = f"{gateway}/v1/namespaces/{namespace}/tasks/sleep-demo"
+    assert httpx.get(url, timeout=10).status_code == 401, "auth is on by default"
+    answer = httpx.get(url, headers={"Authorization": f"Bearer {own_cluster.token}"}, timeout=10)
     assert answer.status_code == 200, answer.text
     assert answer.json()["status"]["phase"] == "Succeeded"
 

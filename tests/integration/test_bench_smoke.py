@@ -1,7 +1,10 @@
-"""The benchmark still runs: a tiny bench/dispatch.py run prints every section.
+"""The benchmarks still run: tiny runs of bench/dispatch.py and bench/autoscale.py print
+every section.
 
-Covers: the bench starts its own platform and raw Celery worker, measures both arms, and
-stops cleanly. It asserts no timing (this machine is shared): only that figures appear.
+Covers: the dispatch bench starts its own platform and raw Celery worker, measures both
+arms, and stops cleanly; the autoscale bench runs one burst through a WorkerPool and one
+through a scale patched by hand. They assert no timing (this machine is shared): only that
+figures appear.
 """
 
 from __future__ import annotations
@@ -37,3 +40,25 @@ def test_dispatch_bench_runs(tmp_path):
     for section in ("Dispatch latency", "Throughput", "ratio longtask/raw", "Targets"):
         assert section in out.stdout, out.stdout
     assert "Operator handler errors: none" in out.stdout
+
+
+def test_autoscale_bench_runs(tmp_path):
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(binaries.REPO_ROOT / "bench" / "autoscale.py"),
+            "--bursts",
+            "1",
+            "--burst-size",
+            "2",
+            "--state-dir",
+            str(tmp_path / "state"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    for section in ("backlog -> scale patch", "first task on a new pod", "pod start", "KEDA", "Target"):
+        assert section in out.stdout, out.stdout
