@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -19,46 +20,27 @@ from longtask_dev import binaries
 pytestmark = pytest.mark.cluster
 
 
-def test_dispatch_bench_runs(tmp_path):
+def _bench(script: str, *args: str, state: Path) -> str:
+    """Run bench/<script> with `args`; its stdout (the report), after it exited 0."""
     out = subprocess.run(
-        [
-            sys.executable,
-            str(binaries.REPO_ROOT / "bench" / "dispatch.py"),
-            "--tasks",
-            "10",
-            "--samples",
-            "10",
-            "--state-dir",
-            str(tmp_path / "state"),
-        ],
+        [sys.executable, str(binaries.REPO_ROOT / "bench" / script), *args, "--state-dir", str(state)],
         capture_output=True,
         text=True,
         timeout=600,
         check=False,
     )
     assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def test_dispatch_bench_runs(tmp_path):
+    report = _bench("dispatch.py", "--tasks", "10", "--samples", "10", state=tmp_path / "state")
     for section in ("Dispatch latency", "Throughput", "ratio longtask/raw", "Targets"):
-        assert section in out.stdout, out.stdout
-    assert "Operator handler errors: none" in out.stdout
+        assert section in report, report
+    assert "Operator handler errors: none" in report
 
 
 def test_autoscale_bench_runs(tmp_path):
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(binaries.REPO_ROOT / "bench" / "autoscale.py"),
-            "--bursts",
-            "1",
-            "--burst-size",
-            "2",
-            "--state-dir",
-            str(tmp_path / "state"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
+    report = _bench("autoscale.py", "--bursts", "1", "--burst-size", "2", state=tmp_path / "state")
     for section in ("backlog -> scale patch", "first task on a new pod", "pod start", "KEDA", "Target"):
-        assert section in out.stdout, out.stdout
+        assert section in report, report
