@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything longtask needs on a fresh machine, and nothing twice:
-# Debian packages (redis-server), uv, the locked Python environment (.venv), and the
+# Debian packages (redis-server, prometheus, chromium), uv, the locked Python environment (.venv), and the
 # Go-built control plane (cached under ~/.cache/longtask; ~16 min cold, 0 s warm).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +9,8 @@ say() { printf '[setup %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
 apt_packages=()
 command -v redis-server >/dev/null || apt_packages+=(redis-server)
+command -v prometheus >/dev/null || apt_packages+=(prometheus)      # alert and dashboard tests
+command -v chromium >/dev/null || apt_packages+=(chromium)          # the web page's browser tests
 if [ ${#apt_packages[@]} -gt 0 ]; then
   say "installing Debian packages: ${apt_packages[*]}"
   sudo_=""; [ "$(id -u)" = 0 ] || sudo_=sudo
