@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime
 import logging
 import shlex
@@ -165,9 +166,16 @@ class Autoscaler:
             # A pool seen for the first time (or by a restarted operator) keeps its size for
             # one cooldown: what happened before is unknown, so it is not a reason to shrink.
             p.history = ((now, replicas),)
-        decision, p.history = scaling.decide(policy, observed, p.history)
+        history = p.history
+        decision, p.history = scaling.decide(policy, observed, history)
         if decision.direction is scaling.Direction.DOWN:
-            await self._mark_idle(p, deployment, load)
+            # Busy pods counted above are every pod running this pool's attempts; only this
+            # Deployment's own count as its floor (the pod list is read at scale-down only).
+            pods = await self._mark_idle(p, deployment, load)
+            own_busy = observed.busy_pods if pods is None else sum(1 for pod in pods if load.pods.get(pod))
+            if own_busy != observed.busy_pods:
+                observed = dataclasses.replace(observed, busy_pods=own_busy)
+                decision, p.history = scaling.decide(policy, observed, history)
         if decision.desired != replicas:
             await self._scale(p, decision, replicas)
         metrics.POOL_DESIRED.labels(pool=p.pool).set(decision.desired)
@@ -194,11 +202,12 @@ class Autoscaler:
         )
         await self._write_status(p, status, now, force=decision.desired != replicas)
 
-    async def _mark_idle(self, p: _Pool, deployment: dict[str, Any], load: workload.Load) -> None:
-        """Make idle pods the ones the ReplicaSet removes (see the module's docstring)."""
+    async def _mark_idle(self, p: _Pool, deployment: dict[str, Any], load: workload.Load) -> list[str] | None:
+        """Make idle pods the ones the ReplicaSet removes (see the module's docstring);
+        returns the names of the Deployment's pods (None if its selector has no labels)."""
         labels = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
         if not labels:
-            return
+            return None
         pods = await self.kube.pods(namespace=p.namespace, match_labels=labels)
         await asyncio.gather(
             *(
@@ -208,6 +217,7 @@ class Autoscaler:
                 for name, cost in deletion_costs(pods, load.pods).items()
             )
         )
+        return [str((pod.get("metadata") or {}).get("name")) for pod in pods]
 
     async def _scale(self, p: _Pool, decision: scaling.Decision, replicas: int) -> None:
         await self.kube.scale(namespace=p.namespace, deployment=p.spec.deployment, replicas=decision.desired)
