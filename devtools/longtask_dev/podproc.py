@@ -107,10 +107,17 @@ def _enter_namespaces(libc: ctypes.CDLL, spec: dict[str, Any]) -> None:
     _mount(libc, None, "/", None, _MS_REC | _MS_PRIVATE)  # nothing leaks back to the host
     # Open every source first: a mount over /tmp must not hide a source that lives under /tmp.
     sources = [(os.open(m["source"], os.O_PATH), m) for m in spec["mounts"]]
+    kept = [(os.open(path, os.O_PATH), path) for path in spec.get("keep", []) if os.path.isdir(path)]
     for fd, m in sources:
         _mount(libc, f"/proc/self/fd/{fd}", m["target"], None, _MS_BIND | _MS_REC)
         if m.get("readOnly"):
             _mount(libc, None, m["target"], None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY)
+        os.close(fd)
+    targets = [os.path.join(m["target"], "") for m in spec["mounts"]]
+    for fd, path in kept:  # bring back host folders a volume hid (see podworker: "keep")
+        if any(os.path.join(path, "").startswith(target) for target in targets):
+            os.makedirs(path, exist_ok=True)
+            _mount(libc, f"/proc/self/fd/{fd}", path, None, _MS_BIND | _MS_REC)
         os.close(fd)
     hostname = spec["hostname"].encode()
     _call(libc.sethostname(hostname, len(hostname)), "sethostname")

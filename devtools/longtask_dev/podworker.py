@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import shutil
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -179,6 +180,10 @@ class PodWorker(threading.Thread):
             "workingDir": workdir if workdir and Path(workdir).is_dir() else str(self.node.workdir),
             "hostname": self.hostname,
             "mounts": self.volumes.mounts(container, hold=self._hold),
+            # Host folders the pod's command needs (the project and its Python): a volume
+            # mounted over one of their parents (the chart's emptyDir at /tmp, say, with the
+            # checkout under /tmp) must not hide them.
+            "keep": sorted({str(self.node.workdir), sys.prefix, sys.base_prefix}),
         }
         log_path = self.node.log_path(namespace=self.namespace, pod=self.name, container=name)
         self.procs[name] = podproc.Process(

@@ -17,6 +17,8 @@ the node (port = targetPort), and a Service with no pod here has no name in the 
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -100,6 +102,13 @@ def _deployment(port: int) -> pods.Obj:
     }
 
 
+def _get_json(url: str) -> Any:
+    try:
+        return httpx.get(url, timeout=10).json()
+    except httpx.ConnectError:
+        return None
+
+
 def test_deployment_pod_runs_with_resolved_env_and_readiness(cluster: cluster_mod.Cluster, namespace: str):
     port = procs.free_port()
     secret = {
@@ -122,8 +131,9 @@ def test_deployment_pod_runs_with_resolved_env_and_readiness(cluster: cluster_mo
 
     pod = helpers.poll(running, timeout=60, what="the echo pod's container to start")
     name = pod["metadata"]["name"]
-    # The readiness probe answers 503 until /go was called: Running, but not Ready.
-    status = httpx.get(f"http://127.0.0.1:{port}/", timeout=10).json()
+    # The readiness probe answers 503 until /go was called: Running, but not Ready. The
+    # process has started; its server listens a moment later.
+    status = helpers.poll(lambda: _get_json(f"http://127.0.0.1:{port}/"), timeout=30, what="the echo server")
     pod = pods.get(cluster, namespace, name)
     assert pod is not None and pods.phase(pod) == "Running"
     assert pods.condition(pod, "Ready") == "False" and pods.condition(pod, "ContainersReady") == "False"
