@@ -17,13 +17,15 @@ the node (port = targetPort), and a Service with no pod here has no name in the 
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from longtask_dev import binaries, procs
 from longtask_dev import cluster as cluster_mod
-from longtask_dev import procs
 from tests import helpers, pods
 
 pytestmark = pytest.mark.cluster
@@ -40,7 +42,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             ready = True
         body = json.dumps({
             "env": dict(os.environ), "argv": sys.argv[1:], "hostname": socket.gethostname(),
-            "tmp_is_empty_dir": os.listdir("/tmp") == [],
+            "tmp": sorted(os.listdir("/tmp")),
         }).encode()
         self.send_response(200); self.end_headers(); self.wfile.write(body)
     def log_message(self, *args):
@@ -102,6 +104,11 @@ def _deployment(port: int) -> pods.Obj:
     }
 
 
+def _node_keeps() -> list[str]:
+    """Host folders the node keeps visible in every pod (see podworker's "keep")."""
+    return [str(binaries.REPO_ROOT), sys.prefix, sys.base_prefix]
+
+
 def _get_json(url: str) -> Any:
     try:
         return httpx.get(url, timeout=10).json()
@@ -161,7 +168,10 @@ def test_deployment_pod_runs_with_resolved_env_and_readiness(cluster: cluster_mo
     assert env["KUBERNETES_SERVICE_PORT"] == str(cluster.api_port)
     assert "KUBECONFIG" not in env, "the agent's own environment must not leak into pods"
     assert status["argv"] == [f"hello-{name}", "$(literal)"]
-    assert status["tmp_is_empty_dir"] is True
+    # /tmp is the pod's emptyDir: empty, but for the project and its Python if they live
+    # under /tmp on this machine (the node keeps them visible).
+    kept = {Path(p).relative_to("/tmp").parts[0] for p in _node_keeps() if Path(p).is_relative_to("/tmp")}
+    assert set(status["tmp"]) == kept
     log = cluster.pod_log(namespace=namespace, pod=name, container="app")
     assert f"serving on {port}" in log.read_text()
     reasons = {e["reason"] for e in pods.events(cluster, namespace, name)}
