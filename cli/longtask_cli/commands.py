@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import signal
 import sys
@@ -16,10 +15,13 @@ import httpx
 
 from longtask_cli import sseclient
 
+WORKER_LOG_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(name)s: %(message)s"
+
 
 def operator(args: argparse.Namespace) -> int:
     import kopf  # imported here: the other commands do not need Kopf
 
+    from longtask_contracts import logs
     from longtask_operator import (
         handlers,  # noqa: F401 - registers the handlers
         settings,
@@ -27,6 +29,7 @@ def operator(args: argparse.Namespace) -> int:
 
     cfg = settings.get_settings()
     kopf.configure(verbose=False)
+    logs.configure(text_format=None)  # LONGTASK_LOG_FORMAT=json: JSON lines instead of Kopf's text
     kopf.run(
         clusterwide=not args.namespace,
         namespaces=args.namespace,
@@ -45,12 +48,10 @@ def worker(args: argparse.Namespace) -> int:
         value = getattr(args, flag)
         if value is not None:
             os.environ[env] = str(value)
-    from longtask_contracts import names
+    from longtask_contracts import logs, names
     from longtask_worker import app, settings
 
-    logging.basicConfig(
-        level=logging.INFO, format="[%(asctime)s: %(levelname)s/%(processName)s] %(name)s: %(message)s"
-    )
+    json_logs = logs.configure(text_format=WORKER_LOG_FORMAT)
     cfg = settings.get_settings()
     celery = app.create_app(cfg)
     node = args.name or f"{cfg.pool}@{cfg.pod_name}"
@@ -65,6 +66,7 @@ def worker(args: argparse.Namespace) -> int:
             "INFO",
             "--without-gossip",
             "--without-mingle",
+            *(["--quiet"] if json_logs else []),  # no banner amid the JSON lines
         ]
     )
     return 0
@@ -73,9 +75,11 @@ def worker(args: argparse.Namespace) -> int:
 def api(args: argparse.Namespace) -> int:
     import uvicorn
 
-    # The gateway's own messages (e.g. whether auth is on) next to uvicorn's.
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    from longtask_contracts import logs
 
+    # The gateway's own messages (e.g. whether auth is on) next to uvicorn's.
+    json_logs = logs.configure(text_format="%(levelname)s:     %(name)s: %(message)s")
+    extra: dict[str, Any] = {"log_config": None} if json_logs else {}  # uvicorn's lines go to the root's JSON
     uvicorn.run(
         "longtask_api.app:create_app",
         factory=True,
@@ -83,6 +87,7 @@ def api(args: argparse.Namespace) -> int:
         port=args.port,
         log_level="info",
         timeout_graceful_shutdown=5,
+        **extra,
     )
     return 0
 
