@@ -57,6 +57,7 @@ def worker(args: argparse.Namespace) -> int:
     node = args.name or f"{cfg.pool}@{cfg.pod_name}"
     celery.worker_main(
         [
+            *(["--quiet"] if json_logs else []),  # no banner amid the JSON lines
             "worker",
             "--queues",
             names.queue(cfg.pool),
@@ -66,7 +67,6 @@ def worker(args: argparse.Namespace) -> int:
             "INFO",
             "--without-gossip",
             "--without-mingle",
-            *(["--quiet"] if json_logs else []),  # no banner amid the JSON lines
         ]
     )
     return 0

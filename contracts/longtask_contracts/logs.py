@@ -9,6 +9,7 @@ only when a component's entry point calls configure(); nothing happens at import
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import contextvars
 import datetime
@@ -24,17 +25,29 @@ FORMAT_ENV = "LONGTASK_LOG_FORMAT"
 FIELDS = ("namespace", "name", "uid", "attempt", "trace_id", "span_id")
 
 _task: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("longtask_task", default=None)
+# The fields of the last task() block of each uid, for lines that only name the object
+# (Kopf's own "Handler ... succeeded"): bounded, the oldest forgotten first.
+_recent: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
+_RECENT_MAX = 4096
 
 
 @contextlib.contextmanager
 def task(**fields: Any) -> Iterator[dict[str, Any]]:
     """Within this block every log line is about this task (namespace, name, uid, attempt;
     trace_id for a task whose trace is known but not current). update() adds fields later."""
-    token = _task.set({k: v for k, v in fields.items() if v is not None})
+    current = {k: v for k, v in fields.items() if v is not None}
+    token = _task.set(current)
     try:
-        yield _task.get() or {}
+        yield current
     finally:
         _task.reset(token)
+        if "trace_id" not in current and (trace_id := tracing.current_trace_id()):
+            current["trace_id"] = trace_id  # a trace begun within the block
+        if current.get("uid"):
+            _recent[current["uid"]] = current
+            _recent.move_to_end(current["uid"])
+            while len(_recent) > _RECENT_MAX:
+                _recent.popitem(last=False)
 
 
 def update(**fields: Any) -> None:
@@ -49,6 +62,7 @@ def fields(record: logging.LogRecord | None = None) -> dict[str, Any]:
     found: dict[str, Any] = {}
     ref = getattr(record, "k8s_ref", None)
     if isinstance(ref, Mapping):  # a Kopf handler's per-object logger
+        found.update(_recent.get(str(ref.get("uid")), {}))
         found.update({k: ref[k] for k in ("namespace", "name", "uid") if ref.get(k)})
     found.update(_task.get() or {})
     trace_id, span_id = tracing.current_trace_id(), tracing.current_span_id()
@@ -99,6 +113,7 @@ def configure(*, text_format: str | None, level: int = logging.INFO) -> bool:
         handler.addFilter(TaskFields())
         root.handlers[:] = [handler]
         root.setLevel(level)
+        logging.captureWarnings(True)  # warnings become JSON lines too
         return True
     if text_format is not None:
         logging.basicConfig(level=level, format=text_format)

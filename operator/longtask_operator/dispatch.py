@@ -73,10 +73,10 @@ async def send(
         namespace=d.namespace, name=d.name, uid=d.uid, attempt=d.attempt, task=d.spec.task, pool=d.spec.pool
     )
     with (
-        logs.task(**d.about()),
         tracing.span(
             "longtask.dispatch", parent=dispatch.trace, kind=trace.SpanKind.PRODUCER, attributes=attributes
         ),
+        logs.task(**d.about()),
     ):
         if not dispatch.trace:
             dispatch = dispatch.model_copy(update={"trace": tracing.inject()})

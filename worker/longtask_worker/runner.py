@@ -139,8 +139,8 @@ def run(*, dispatch: ledger.Dispatch, store: store.Store, worker: str, limits: L
         namespace=d.namespace, name=d.name, uid=d.uid, attempt=d.attempt, task=d.spec.task, pool=d.spec.pool
     )
     with (
-        logs.task(**d.about()),
         tracing.span("longtask.attempt", attributes=attributes) as span,
+        logs.task(**d.about()),
     ):
         log.info("attempt %s of %s starts on %s", d.attempt, d.spec.task, worker)
         kind = _run(dispatch=dispatch, store=store, worker=worker, limits=limits)
