@@ -79,7 +79,12 @@ def api(args: argparse.Namespace) -> int:
 
     # The gateway's own messages (e.g. whether auth is on) next to uvicorn's.
     json_logs = logs.configure(text_format="%(levelname)s:     %(name)s: %(message)s")
-    extra: dict[str, Any] = {"log_config": None} if json_logs else {}  # uvicorn's lines go to the root's JSON
+    extra: dict[str, Any] = {}
+    if json_logs:
+        from longtask_api import accesslog
+
+        accesslog.install()  # a request's line names its task
+        extra["log_config"] = None  # uvicorn's lines go to the root's JSON handler
     uvicorn.run(
         "longtask_api.app:create_app",
         factory=True,

@@ -64,6 +64,7 @@ def fields(record: logging.LogRecord | None = None) -> dict[str, Any]:
     if isinstance(ref, Mapping):  # a Kopf handler's per-object logger
         found.update(_recent.get(str(ref.get("uid")), {}))
         found.update({k: ref[k] for k in ("namespace", "name", "uid") if ref.get(k)})
+    found.update(getattr(record, "longtask_task", None) or {})  # a component's filter knew the task
     found.update(_task.get() or {})
     trace_id, span_id = tracing.current_trace_id(), tracing.current_span_id()
     if trace_id:

@@ -190,3 +190,13 @@ def test_json_logs_name_the_task_and_its_trace(
     assert "attempt 1 sent to longtask.default" in operator_lines
     worker_lines = [line["message"] for line in about("worker-default-1")]
     assert "attempt 1 ended: succeeded" in worker_lines
+
+    # A request about the task: its access line names it (and carries the request's own trace).
+    assert httpx.get(f"{traced.api_url}/v1/namespaces/{NS}/tasks/{name}", timeout=30).status_code == 200
+
+    def access() -> list[dict[str, Any]]:
+        lines = json_lines(logs_dir / "api.log")
+        return [line for line in lines if line["logger"] == "uvicorn.access" and line.get("name") == name]
+
+    line = helpers.poll(access, timeout=30, what=f"the access line of GET {name}")[0]
+    assert line["namespace"] == NS and "GET" in line["message"] and len(line["trace_id"]) == 32

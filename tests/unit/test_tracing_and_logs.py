@@ -6,7 +6,8 @@ the current span, its trip through LongTask annotations and its trace id; a span
 parent is a carrier continues that trace, an empty carrier starts a new one; JSON log
 lines carry the fields of the innermost task() block, fields added by update(), the
 current span's trace id, and for a Kopf per-object line the fields last seen for its uid;
-the Dispatch of an attempt says what its log lines carry.
+the Dispatch of an attempt says what its log lines carry; the gateway's access lines name
+the task of the request's path.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.sdk import trace as sdk_trace
 
+from longtask_api import accesslog
 from longtask_contracts import ledger, logs, models, tracing
 
 ENDPOINT = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}
@@ -117,3 +119,28 @@ def test_a_dispatch_says_what_its_lines_carry() -> None:
     }
     assert dispatch.next().trace == dispatch.trace  # later attempts stay in the trace
     assert ledger.Dispatch.model_validate_json(dispatch.model_dump_json()).trace == dispatch.trace
+
+
+@pytest.mark.parametrize(
+    ("path", "task"),
+    [
+        ("/v1/namespaces/ns/tasks/t-1/events?after=0-0", {"namespace": "ns", "name": "t-1"}),
+        ("/v1/namespaces/ns/tasks", {"namespace": "ns"}),
+        ("/healthz", None),
+    ],
+)
+def test_access_lines_name_the_task_of_their_path(path: str, task: dict[str, str] | None) -> None:
+    logger = logging.getLogger("uvicorn.access")
+    record = logger.makeRecord(
+        logger.name,
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("ip", "GET", path, "1.1", 200),
+        None,
+    )
+    accesslog.TaskPath().filter(record)
+    assert getattr(record, "longtask_task", None) == task
+    line = json.loads(logs.JsonFormatter().format(record))
+    assert {k: line[k] for k in ("namespace", "name") if k in line} == (task or {})

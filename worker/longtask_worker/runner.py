@@ -113,6 +113,7 @@ class RunContext:
             self.name,
             self.attempt,
         )
+        tracing.flush()  # os._exit skips the exporter's own flush
         os._exit(76)
 
     def _force_cancel(self) -> None:
@@ -127,6 +128,7 @@ class RunContext:
             worker=self.worker,
             event=self.event(Kind.CANCELLED, message="cancelled: stopped after the grace period"),
         )
+        tracing.flush()  # os._exit skips the exporter's own flush
         os._exit(75)  # the parent replaces this process; the redelivered message is skipped
 
 
