@@ -264,7 +264,9 @@ def dev_up(args: argparse.Namespace) -> int:
         p = platform.Platform(c, api_port=args.api_port, auth=args.auth).start(workers=0)
         # The default pool's workers run as a WorkerPool-scaled Deployment on the local node
         # (min 1, so a first task starts at once; up to 4 pods under load).
-        pool = platform.worker_pool_manifests(pool="default", min_replicas=1, max_replicas=4, concurrency=2)
+        pool = platform.worker_pool_manifests(
+            pool="default", min_replicas=1, max_replicas=4, concurrency=2, extra_env=_telemetry_env()
+        )
         p.apply_worker_pool(pool)
         p.wait_workers_ready(pool[0]["metadata"]["name"])
         print(_next_steps(c.env_file, p.api_url, auth=args.auth))
@@ -276,6 +278,11 @@ def dev_up(args: argparse.Namespace) -> int:
     finally:
         c.stop()
     return 0
+
+
+def _telemetry_env() -> dict[str, str]:
+    """OTEL_* and LONGTASK_LOG_FORMAT of this shell, for the pods (processes inherit them)."""
+    return {k: v for k, v in os.environ.items() if k.startswith("OTEL_") or k == "LONGTASK_LOG_FORMAT"}
 
 
 def _next_steps(env_file: object, api_url: str, *, auth: bool) -> str:
