@@ -140,15 +140,18 @@ class Maintenance:
         metrics.RESENT_UNCLAIMED.inc()
 
     async def _isolated(self, zset: str, uid: str, step: Callable[[str], Awaitable[None]]) -> None:
-        """One task's step; its failure is logged and retried next tick, never the others'."""
-        try:
-            with logs.task(uid=uid):  # the step adds the rest once it read the task (_about)
+        """One task's step; its failure is logged and retried next tick, never the others'.
+
+        Its log lines are about the task: the step adds what it reads of it (_about). Kombu's
+        index holds delivery tags, not uids."""
+        with logs.task(uid=None if zset == names.KOMBU_UNACKED_INDEX else uid):
+            try:
                 await step(uid)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            metrics.MAINTENANCE_FAILURES.inc()
-            log.exception("maintenance of %s in %s failed; retrying next tick", uid, zset)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                metrics.MAINTENANCE_FAILURES.inc()
+                log.exception("maintenance of %s in %s failed; retrying next tick", uid, zset)
 
     async def _due(self, zset: str, now: float) -> list[str]:
         members = await self.redis.zrangebyscore(zset, 0, now, start=0, num=500)

@@ -221,7 +221,6 @@ class StatusSync:
 
     async def _write(self, uid: str, task: _Task) -> None:
         """Write one task's status; a failure parks this task only (see the module doc)."""
-        assert task.status is not None
         with logs.task(namespace=task.namespace, name=task.name, uid=uid):
             await self._write_logged(uid, task)
 
