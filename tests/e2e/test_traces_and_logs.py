@@ -76,6 +76,16 @@ def one(receiver: otlp.Receiver, name: str, **attributes: Any) -> otlp.Span:
     return spans[0]
 
 
+def by_id(receiver: otlp.Receiver, trace_id: str, span_id: str) -> otlp.Span:
+    """The span `span_id` of a trace, once exported (a parent ends, and is exported, after its child)."""
+    found = helpers.poll(
+        lambda: [s for s in receiver.trace(trace_id) if s.span_id == span_id],
+        timeout=60,
+        what=f"span {span_id} of trace {trace_id}",
+    )
+    return found[0]
+
+
 def test_one_trace_from_gateway_request_to_worker_attempt(
     traced: platform_mod.Platform, receiver: otlp.Receiver
 ) -> None:
@@ -86,9 +96,8 @@ def test_one_trace_from_gateway_request_to_worker_attempt(
     create_span = one(receiver, "longtask.create", **{"longtask.uid": uid})
     dispatch = one(receiver, "longtask.dispatch", **{"longtask.uid": uid})
     attempt = one(receiver, "longtask.attempt", **{"longtask.uid": uid})
-    spans = {s.span_id: s for s in receiver.trace(create_span.trace_id)}
-    request = spans[create_span.parent_id]
-    run = spans[attempt.parent_id]
+    request = by_id(receiver, create_span.trace_id, create_span.parent_id)
+    run = by_id(receiver, attempt.trace_id, attempt.parent_id)
 
     assert {s.trace_id for s in (request, create_span, dispatch, run, attempt)} == {create_span.trace_id}
     assert (request.service, request.kind, request.parent_id) == ("longtask-api", SERVER_KIND, "")
@@ -122,19 +131,14 @@ def test_a_retried_task_stays_in_its_trace(traced: platform_mod.Platform, receiv
     lt.wait_phase(traced.cluster.kubectl, NS, created["name"], "Failed")
 
     create_span = one(receiver, "longtask.create", **{"longtask.uid": uid})
-    for attempt_no in (1, 2):
+    for attempt_no, outcome in ((1, "retrying"), (2, "failed")):
         dispatch = one(receiver, "longtask.dispatch", **{"longtask.uid": uid, "longtask.attempt": attempt_no})
         attempt = one(receiver, "longtask.attempt", **{"longtask.uid": uid, "longtask.attempt": attempt_no})
-        run = {s.span_id: s for s in receiver.trace(create_span.trace_id)}[attempt.parent_id]
+        run = by_id(receiver, attempt.trace_id, attempt.parent_id)
         assert dispatch.trace_id == attempt.trace_id == create_span.trace_id
         assert dispatch.parent_id == create_span.span_id
         assert run.parent_id == dispatch.span_id
-    assert (
-        one(receiver, "longtask.attempt", **{"longtask.uid": uid, "longtask.attempt": 2}).attributes[
-            "longtask.outcome"
-        ]
-        == "failed"
-    )
+        assert attempt.attributes["longtask.outcome"] == outcome
 
 
 def test_a_task_made_with_kubectl_starts_its_trace_at_the_operator(
@@ -147,6 +151,7 @@ def test_a_task_made_with_kubectl_starts_its_trace_at_the_operator(
     attempt = one(receiver, "longtask.attempt", **{"longtask.uid": uid})
     assert dispatch.parent_id == "" and dispatch.service == "longtask-operator"
     assert attempt.trace_id == dispatch.trace_id
+    assert by_id(receiver, attempt.trace_id, attempt.parent_id).parent_id == dispatch.span_id
     assert not receiver.named("longtask.create", **{"longtask.uid": uid})
 
 
