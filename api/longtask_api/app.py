@@ -7,6 +7,7 @@ whoever raises it, leaves as a Problem document, without a stack trace.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -19,7 +20,7 @@ from starlette.exceptions import HTTPException
 
 from longtask_api import auth, errors, kube, middleware, ratelimit, settings
 from longtask_api.routes import deadletters, health, tasks
-from longtask_contracts import redisopts
+from longtask_contracts import redisopts, tracing
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         await app.state.redis.aclose()
         await api.close()
+        tracing.flush()
 
 
 def create_app() -> FastAPI:
@@ -122,4 +124,18 @@ def create_app() -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
             expose_headers=["Retry-After", "WWW-Authenticate"],
         )
+    if tracing.setup("longtask-api"):
+        _instrument(app)
     return app
+
+
+def _instrument(app: FastAPI) -> None:
+    """A server span per request (probes and /metrics left out unless
+    OTEL_PYTHON_FASTAPI_EXCLUDED_URLS says otherwise), none per SSE message sent."""
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    FastAPIInstrumentor.instrument_app(
+        app,
+        excluded_urls=os.environ.get("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", "healthz,readyz,metrics"),
+        exclude_spans=["receive", "send"],
+    )

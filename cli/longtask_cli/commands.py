@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import signal
 import sys
@@ -16,10 +15,13 @@ import httpx
 
 from longtask_cli import sseclient
 
+WORKER_LOG_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(name)s: %(message)s"
+
 
 def operator(args: argparse.Namespace) -> int:
     import kopf  # imported here: the other commands do not need Kopf
 
+    from longtask_contracts import logs
     from longtask_operator import (
         handlers,  # noqa: F401 - registers the handlers
         settings,
@@ -27,6 +29,7 @@ def operator(args: argparse.Namespace) -> int:
 
     cfg = settings.get_settings()
     kopf.configure(verbose=False)
+    logs.configure(text_format=None)  # LONGTASK_LOG_FORMAT=json: JSON lines instead of Kopf's text
     kopf.run(
         clusterwide=not args.namespace,
         namespaces=args.namespace,
@@ -45,17 +48,16 @@ def worker(args: argparse.Namespace) -> int:
         value = getattr(args, flag)
         if value is not None:
             os.environ[env] = str(value)
-    from longtask_contracts import names
+    from longtask_contracts import logs, names
     from longtask_worker import app, settings
 
-    logging.basicConfig(
-        level=logging.INFO, format="[%(asctime)s: %(levelname)s/%(processName)s] %(name)s: %(message)s"
-    )
+    json_logs = logs.configure(text_format=WORKER_LOG_FORMAT)
     cfg = settings.get_settings()
     celery = app.create_app(cfg)
     node = args.name or f"{cfg.pool}@{cfg.pod_name}"
     celery.worker_main(
         [
+            *(["--quiet"] if json_logs else []),  # no banner amid the JSON lines
             "worker",
             "--queues",
             names.queue(cfg.pool),
@@ -73,9 +75,16 @@ def worker(args: argparse.Namespace) -> int:
 def api(args: argparse.Namespace) -> int:
     import uvicorn
 
-    # The gateway's own messages (e.g. whether auth is on) next to uvicorn's.
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    from longtask_contracts import logs
 
+    # The gateway's own messages (e.g. whether auth is on) next to uvicorn's.
+    json_logs = logs.configure(text_format="%(levelname)s:     %(name)s: %(message)s")
+    extra: dict[str, Any] = {}
+    if json_logs:
+        from longtask_api import accesslog
+
+        accesslog.install()  # a request's line names its task
+        extra["log_config"] = None  # uvicorn's lines go to the root's JSON handler
     uvicorn.run(
         "longtask_api.app:create_app",
         factory=True,
@@ -83,6 +92,7 @@ def api(args: argparse.Namespace) -> int:
         port=args.port,
         log_level="info",
         timeout_graceful_shutdown=5,
+        **extra,
     )
     return 0
 
@@ -254,7 +264,9 @@ def dev_up(args: argparse.Namespace) -> int:
         p = platform.Platform(c, api_port=args.api_port, auth=args.auth).start(workers=0)
         # The default pool's workers run as a WorkerPool-scaled Deployment on the local node
         # (min 1, so a first task starts at once; up to 4 pods under load).
-        pool = platform.worker_pool_manifests(pool="default", min_replicas=1, max_replicas=4, concurrency=2)
+        pool = platform.worker_pool_manifests(
+            pool="default", min_replicas=1, max_replicas=4, concurrency=2, extra_env=_telemetry_env()
+        )
         p.apply_worker_pool(pool)
         p.wait_workers_ready(pool[0]["metadata"]["name"])
         print(_next_steps(c.env_file, p.api_url, auth=args.auth))
@@ -266,6 +278,11 @@ def dev_up(args: argparse.Namespace) -> int:
     finally:
         c.stop()
     return 0
+
+
+def _telemetry_env() -> dict[str, str]:
+    """OTEL_* and LONGTASK_LOG_FORMAT of this shell, for the pods (processes inherit them)."""
+    return {k: v for k, v in os.environ.items() if k.startswith("OTEL_") or k == "LONGTASK_LOG_FORMAT"}
 
 
 def _next_steps(env_file: object, api_url: str, *, auth: bool) -> str:

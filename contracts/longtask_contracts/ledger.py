@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from longtask_contracts import events, models, names, retry
+from longtask_contracts import events, models, names, retry, tracing
 
 # How long a task's keys outlive its end (and a cancel flag its request): long enough for
 # any redelivery to be recognised, short enough that nothing stays forever.
@@ -29,11 +29,26 @@ class Dispatch(BaseModel):
     spec: models.LongTaskSpec
     attempt: int = 1
     deadline: float = Field(description="Unix time by which the whole task must end.")
+    trace: dict[str, str] = Field(
+        default_factory=dict,
+        description="W3C trace context (traceparent, tracestate) every attempt's dispatch span "
+        "is a child of: the gateway's create, or the first dispatch. Copied to later attempts.",
+    )
 
     def attempt_seconds(self, now: float) -> float:
         """This attempt's time limit: the per-attempt limit, never past the deadline."""
         limit = self.spec.attempt_timeout_seconds or self.spec.timeout_seconds
         return max(1.0, min(float(limit), self.deadline - now))
+
+    def about(self) -> dict[str, Any]:
+        """What log lines about this attempt carry (logs.task): the task, attempt and trace id."""
+        return {
+            "namespace": self.namespace,
+            "name": self.name,
+            "uid": self.uid,
+            "attempt": self.attempt,
+            "trace_id": tracing.trace_id(self.trace),
+        }
 
     def next(self) -> Dispatch:
         return self.model_copy(update={"attempt": self.attempt + 1})

@@ -21,6 +21,9 @@ FINALIZER = f"{GROUP}/finalizer"
 # because Kopf ignores annotations under its own prefix, and REPLAY_ANNOTATION must count.
 KOPF_PREFIX = f"kopf.{GROUP}"
 REPLAY_ANNOTATION = f"{GROUP}/replay"  # set (any new value) to replay a dead-lettered task
+# The gateway writes the W3C trace context of a create as longtask.io/traceparent (and
+# /tracestate); the operator's dispatch spans continue that trace (tracing.py).
+TRACE_ANNOTATION_PREFIX = f"{GROUP}/"
 MANAGER = "longtask-operator"  # field manager and Event source component
 
 # -- Celery ---------------------------------------------------------------------

@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from typing import Any
 
 import redis.asyncio as aioredis
 from celery import Celery
+from opentelemetry import trace
 from redis.exceptions import WatchError
 
-from longtask_contracts import celeryconfig, events, ledger, models, names, phases
+from longtask_contracts import celeryconfig, events, ledger, logs, models, names, phases, tracing
 from longtask_operator import metrics
+
+log = logging.getLogger(__name__)
 
 # Celery's hard limit comes this long after the soft one, so a task can save partial work.
 HARD_LIMIT_GRACE_SECONDS = 30
@@ -50,10 +54,37 @@ def first_attempt(body: dict[str, Any], *, now: float) -> ledger.Dispatch:
         spec=spec,
         attempt=1,
         deadline=now + spec.timeout_seconds,
+        trace=tracing.from_annotations(meta.get("annotations")),  # the gateway's create, if it was
     )
 
 
 async def send(
+    *,
+    redis: aioredis.Redis,
+    celery: Celery,
+    dispatch: ledger.Dispatch,
+    extra: dict[str, str] | None = None,
+    replay: bool = False,
+) -> None:
+    """_send in a span `longtask.dispatch`, child of the task's trace (dispatch.trace); a task
+    without one (made by kubectl) starts its trace here, and later attempts carry it on."""
+    d = dispatch
+    attributes = tracing.task_attributes(
+        namespace=d.namespace, name=d.name, uid=d.uid, attempt=d.attempt, task=d.spec.task, pool=d.spec.pool
+    )
+    with (
+        tracing.span(
+            "longtask.dispatch", parent=dispatch.trace, kind=trace.SpanKind.PRODUCER, attributes=attributes
+        ),
+        logs.task(**d.about()),
+    ):
+        if not dispatch.trace:
+            dispatch = dispatch.model_copy(update={"trace": tracing.inject()})
+        await _send(redis=redis, celery=celery, dispatch=dispatch, extra=extra, replay=replay)
+        log.info("attempt %s sent to %s", dispatch.attempt, names.queue(dispatch.spec.pool))
+
+
+async def _send(
     *,
     redis: aioredis.Redis,
     celery: Celery,
@@ -87,6 +118,7 @@ async def send(
         priority=names.transport_priority(dispatch.spec.priority),
         soft_time_limit=limit,
         time_limit=limit + HARD_LIMIT_GRACE_SECONDS,
+        headers=tracing.inject(),  # the worker's span continues this dispatch span (W3C)
     )
     pipe = redis.pipeline(transaction=True)
     pipe.zrem(names.SCHEDULE, dispatch.uid)

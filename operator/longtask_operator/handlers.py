@@ -12,7 +12,7 @@ from typing import Any
 import kopf
 import prometheus_client
 
-from longtask_contracts import names, phases, redisopts
+from longtask_contracts import names, phases, redisopts, tracing
 from longtask_operator import autoscale, dispatch, kube, maintenance, settings, statussync, workload
 
 LT = (names.GROUP, names.VERSION, names.PLURAL)
@@ -22,6 +22,7 @@ WP = (names.GROUP, names.VERSION, names.POOL_PLURAL)
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     cfg = configure(settings)
+    tracing.setup("longtask-operator")  # only with OTEL_EXPORTER_OTLP_ENDPOINT (tracing.py)
     memo.redis = redisopts.async_client(cfg.redis_url)
     memo.celery = dispatch.celery_sender(cfg.redis_url)
     memo.kube = await kube.Kube.connect()
@@ -95,6 +96,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     await asyncio.gather(*memo.loops, return_exceptions=True)
     await memo.redis.aclose()
     await memo.kube.close()
+    tracing.shutdown()
 
 
 def _unfinished(status: kopf.Status, **_: Any) -> bool:

@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 from celery import Celery
 from redis.exceptions import WatchError
 
-from longtask_contracts import events, ledger, names, retry
+from longtask_contracts import events, ledger, logs, names, retry
 from longtask_operator import dispatch, kube, metrics
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ class Maintenance:
         pipe.get(names.started(uid))
         pipe.get(names.current(uid))
         held_or_done, started, current_raw = await pipe.execute()
-        current = ledger.Dispatch.model_validate_json(current_raw) if current_raw else None
+        current = _about(ledger.Dispatch.model_validate_json(current_raw)) if current_raw else None
         if (
             held_or_done
             or int(started or 0) >= int(attempt)
@@ -140,14 +140,18 @@ class Maintenance:
         metrics.RESENT_UNCLAIMED.inc()
 
     async def _isolated(self, zset: str, uid: str, step: Callable[[str], Awaitable[None]]) -> None:
-        """One task's step; its failure is logged and retried next tick, never the others'."""
-        try:
-            await step(uid)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            metrics.MAINTENANCE_FAILURES.inc()
-            log.exception("maintenance of %s in %s failed; retrying next tick", uid, zset)
+        """One task's step; its failure is logged and retried next tick, never the others'.
+
+        Its log lines are about the task: the step adds what it reads of it (_about). Kombu's
+        index holds delivery tags, not uids."""
+        with logs.task(uid=None if zset == names.KOMBU_UNACKED_INDEX else uid):
+            try:
+                await step(uid)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                metrics.MAINTENANCE_FAILURES.inc()
+                log.exception("maintenance of %s in %s failed; retrying next tick", uid, zset)
 
     async def _due(self, zset: str, now: float) -> list[str]:
         members = await self.redis.zrangebyscore(zset, 0, now, start=0, num=500)
@@ -155,7 +159,7 @@ class Maintenance:
 
     async def _current(self, uid: str) -> ledger.Dispatch | None:
         raw = await self.redis.get(names.current(uid))
-        return ledger.Dispatch.model_validate_json(raw) if raw else None
+        return _about(ledger.Dispatch.model_validate_json(raw)) if raw else None
 
     async def _unfinished(self, uid: str, zset: str) -> ledger.Dispatch | None:
         """The task's current attempt if it still needs `zset`'s attention; else drop it."""
@@ -210,7 +214,7 @@ class Maintenance:
                         pipe.zrem(names.LEASES, uid)
                         await pipe.execute()
                         return
-                    current = ledger.Dispatch.model_validate_json(raw)
+                    current = _about(ledger.Dispatch.model_validate_json(raw))
                     crashes = int(await pipe.get(names.crashes(uid)) or 0) + 1
                     event, decision, dead = self._worker_lost(current, crashes, now)
                     pipe.multi()  # type: ignore[no-untyped-call]
@@ -275,6 +279,12 @@ class Maintenance:
         if current is not None:
             with contextlib.suppress(kube.Gone):
                 await self.kube.delete(namespace=current.namespace, name=current.name, uid=uid)
+
+
+def _about(current: ledger.Dispatch) -> ledger.Dispatch:
+    """From here on, log lines of this step are about `current` (and its trace)."""
+    logs.update(**current.about())
+    return current
 
 
 def _text(value: object) -> str:

@@ -28,7 +28,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from longtask_contracts import events, names
+from longtask_contracts import events, logs, names
 from longtask_operator import fold, kube, metrics
 
 log = logging.getLogger(__name__)
@@ -221,6 +221,10 @@ class StatusSync:
 
     async def _write(self, uid: str, task: _Task) -> None:
         """Write one task's status; a failure parks this task only (see the module doc)."""
+        with logs.task(namespace=task.namespace, name=task.name, uid=uid):
+            await self._write_logged(uid, task)
+
+    async def _write_logged(self, uid: str, task: _Task) -> None:
         assert task.status is not None
         async with self._writers:
             try:

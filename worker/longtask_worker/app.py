@@ -17,7 +17,7 @@ from typing import Any
 from celery import Celery, Task
 
 from longtask_contracts import celeryconfig, ledger, names
-from longtask_worker import runner, settings, store
+from longtask_worker import runner, settings, store, telemetry
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ def create_app(cfg: settings.WorkerSettings | None = None) -> Celery:
         restore_interval_seconds=cfg.restore_interval_seconds,
     )
     load_task_modules(cfg)
+    telemetry.connect()
 
     limits = runner.Limits(
         lease_seconds=cfg.lease_seconds,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from longtask_contracts import events, ledger, retry
+from longtask_contracts import events, ledger, logs, retry, tracing
 from longtask_worker import sdk, store
 
 log = logging.getLogger(__name__)
@@ -113,6 +113,7 @@ class RunContext:
             self.name,
             self.attempt,
         )
+        tracing.flush()  # os._exit skips the exporter's own flush
         os._exit(76)
 
     def _force_cancel(self) -> None:
@@ -127,12 +128,30 @@ class RunContext:
             worker=self.worker,
             event=self.event(Kind.CANCELLED, message="cancelled: stopped after the grace period"),
         )
+        tracing.flush()  # os._exit skips the exporter's own flush
         os._exit(75)  # the parent replaces this process; the redelivered message is skipped
 
 
 def run(*, dispatch: ledger.Dispatch, store: store.Store, worker: str, limits: Limits) -> Kind | None:
-    """Run the attempt; returns the kind of its final event, or None if it was not (or no
-    longer) ours."""
+    """Run the attempt in a span `longtask.attempt` (child of the message's context) with its
+    log lines about the task; returns the kind of its final event, or None if it was not (or
+    no longer) ours."""
+    d = dispatch
+    attributes = tracing.task_attributes(
+        namespace=d.namespace, name=d.name, uid=d.uid, attempt=d.attempt, task=d.spec.task, pool=d.spec.pool
+    )
+    with (
+        tracing.span("longtask.attempt", attributes=attributes) as span,
+        logs.task(**d.about()),
+    ):
+        log.info("attempt %s of %s starts on %s", d.attempt, d.spec.task, worker)
+        kind = _run(dispatch=dispatch, store=store, worker=worker, limits=limits)
+        span.set_attribute("longtask.outcome", kind.value if kind else "skipped")
+        log.info("attempt %s ended: %s", d.attempt, kind.value if kind else "skipped")
+        return kind
+
+
+def _run(*, dispatch: ledger.Dispatch, store: store.Store, worker: str, limits: Limits) -> Kind | None:
     if not store.claim(dispatch, worker=worker, lease_seconds=limits.lease_seconds):
         log.info(
             "skipping %s attempt %s: done, running elsewhere, or superseded", dispatch.uid, dispatch.attempt
@@ -177,6 +196,7 @@ def _finish_failed(
             return None
         return Kind.CANCELLED
     error = {"type": _error_type(exc), "message": str(exc) or repr(exc)}
+    tracing.failed(exc)
     log.info("task %s/%s attempt %s failed: %s", dispatch.namespace, dispatch.name, dispatch.attempt, error)
     now = time.time()
     decision = retry.decide(

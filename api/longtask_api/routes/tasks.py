@@ -6,14 +6,16 @@ Each route needs one Kubernetes verb on longtasks.longtask.io in the path's name
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, status
 from sse_starlette import EventSourceResponse
 
 from longtask_api import deps, errors, metrics, schemas, sse
-from longtask_contracts import phases
+from longtask_contracts import logs, phases, tracing
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/namespaces/{namespace}/tasks", tags=["tasks"])
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -59,9 +61,17 @@ async def create_task(
 
     Needs `create` on `longtasks.longtask.io` in the namespace; rate-limited per caller.
     """
-    obj = await tasks.create(namespace=namespace, body=body.to_resource())
+    with logs.task(namespace=namespace), tracing.span("longtask.create") as span:
+        resource = body.to_resource()
+        # The operator's dispatch continues this span's trace (one trace, request to worker).
+        if annotations := tracing.to_annotations(tracing.inject()):
+            resource["metadata"]["annotations"] = annotations
+        obj = await tasks.create(namespace=namespace, body=resource)
+        meta = obj["metadata"]
+        span.set_attributes(tracing.task_attributes(namespace=namespace, name=meta["name"], uid=meta["uid"]))
+        logs.update(name=meta["name"], uid=meta["uid"])
+        log.info("created %s/%s (%s)", namespace, meta["name"], body.spec.task)
     metrics.TASKS_CREATED.inc()
-    meta = obj["metadata"]
     return schemas.TaskCreated(
         name=meta["name"], namespace=namespace, uid=meta["uid"], links=schemas.links(namespace, meta["name"])
     )

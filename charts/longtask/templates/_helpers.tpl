@@ -157,3 +157,25 @@ affinity:
 - name: tmp
   mountPath: /tmp
 {{- end }}
+
+{{/*
+Traces and logs of a component (telemetry.*): its log format, and with an OTLP endpoint its
+service name in traces (nothing by default: text logs, no spans exported; the code's defaults).
+Call with (dict "root" $ "component" "api").
+*/}}
+{{- define "longtask.telemetryEnv" -}}
+{{- $t := .root.Values.telemetry -}}
+{{- if ne $t.logFormat "text" }}
+- name: LONGTASK_LOG_FORMAT
+  value: {{ $t.logFormat | quote }}
+{{- end }}
+{{- with $t.otlpEndpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ . | quote }}
+- name: OTEL_SERVICE_NAME
+  value: {{ printf "longtask-%s" $.component | quote }}
+{{- end }}
+{{- with $t.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
