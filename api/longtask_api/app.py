@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 
-from longtask_api import auth, errors, kube, middleware, ratelimit, settings
+from longtask_api import auth, errors, kube, middleware, ratelimit, requestmetrics, settings
 from longtask_api.routes import deadletters, health, tasks
 from longtask_contracts import redisopts
 
@@ -122,4 +122,5 @@ def create_app() -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
             expose_headers=["Retry-After", "WWW-Authenticate"],
         )
+    app.add_middleware(requestmetrics.RequestMetrics)  # outermost: times every answer
     return app

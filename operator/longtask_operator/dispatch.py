@@ -87,6 +87,7 @@ async def send(
         priority=names.transport_priority(dispatch.spec.priority),
         soft_time_limit=limit,
         time_limit=limit + HARD_LIMIT_GRACE_SECONDS,
+        headers={names.QUEUED_AT_HEADER: time.time()},  # the oldest queued age (observe.py)
     )
     pipe = redis.pipeline(transaction=True)
     pipe.zrem(names.SCHEDULE, dispatch.uid)
