@@ -108,7 +108,7 @@ def test_dlq_alert_goes_pending_then_firing_then_resolves_after_replay(
 
     fixed.touch()
     replayed = httpx.post(f"{platform.api_url}/v1/deadletters/replay", params={"namespace": namespace})
-    assert replayed.status_code == 200, replayed.text
+    assert replayed.status_code == 202, replayed.text
     assert sorted(item["name"] for item in replayed.json()["items"]) == names
     for name in names:
         lt.wait_phase(kubectl, namespace, name, "Succeeded", timeout=60)
