@@ -264,6 +264,7 @@ def dev_up(args: argparse.Namespace) -> int:
         )
         p.apply_worker_pool(pool)
         c.append_env(LONGTASK_METRICS_WORKER=p.worker_metrics_urls[0])
+        p.wait_metrics(p.worker_metrics_urls[0])
         p.wait_workers_ready(pool[0]["metadata"]["name"])
         print(_next_steps(c.env_file, p.api_url, auth=args.auth))
         print(f"ready in {time.monotonic() - began:.1f} s", flush=True)

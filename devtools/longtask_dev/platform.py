@@ -155,6 +155,10 @@ class Platform:
         docs = yaml.safe_dump_all([secret, *manifests])
         self.cluster.kubectl("apply", "-n", namespace, "-f", "-", input=docs)
 
+    def wait_metrics(self, url: str, *, timeout: float = 60) -> None:
+        """Wait until a metrics URL answers (a worker pod serves it shortly after it starts)."""
+        procs.wait_until(lambda: procs.http_ok(url), timeout=timeout, what=f"metrics at {url}")
+
     def wait_workers_ready(self, deployment: str, *, replicas: int = 1, namespace: str = "default") -> None:
         self.cluster.kubectl(
             "wait",

@@ -129,7 +129,7 @@ def _load(platform: platform_mod.Platform, kubectl: Any, namespace: str) -> None
     with httpx.Client(base_url=platform.api_url, timeout=30) as client:
         for spec in specs:
             answer = client.post(f"/v1/namespaces/{namespace}/tasks", json={"spec": spec})
-            assert answer.status_code == 201, answer.text
+            assert answer.status_code == 202, answer.text
             created.append(answer.json()["name"])
         events = list(helpers.sse_events(client, f"/v1/namespaces/{namespace}/tasks/{created[0]}/events"))
         assert events[-1].event == "succeeded"
