@@ -19,11 +19,12 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
-from longtask_dev import binaries, dashboard, procs
+from longtask_dev import binaries, dashboard
 from longtask_dev import platform as platform_mod
 from tests import helpers, lt, prom, promql
 
@@ -37,22 +38,23 @@ OBS_POOL = "obs"
 
 
 @pytest.fixture(scope="module")
-def obs_worker(platform: platform_mod.Platform) -> Iterator[procs.Child]:
-    """A worker of its own pool with 2 s leases: a crashed attempt is dead-lettered in seconds."""
+def obs_worker(platform: platform_mod.Platform) -> Iterator[str]:
+    """A worker of its own pool with 2 s leases: a crashed attempt is dead-lettered in
+    seconds. Yields its scrape target (host:port)."""
     worker = platform.start_worker(
         pool=OBS_POOL,
         concurrency=2,
         tasks="longtask_worker.tasks.demo",
         extra_env={"LONGTASK_LEASE_SECONDS": "2"},
     )
-    yield worker
+    yield urlsplit(platform.worker_metrics_urls[-1]).netloc
     if worker in platform.cluster.children:
         platform.stop_child(worker)
 
 
 @pytest.fixture(scope="module")
 def prometheus(
-    platform: platform_mod.Platform, obs_worker: procs.Child, tmp_path_factory: pytest.TempPathFactory
+    platform: platform_mod.Platform, obs_worker: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[prom.Prometheus]:
     server = prom.Prometheus(
         workdir=tmp_path_factory.mktemp("prometheus"),
@@ -73,7 +75,12 @@ def _states(server: prom.Prometheus) -> set[str]:
 
 
 def test_dlq_alert_goes_pending_then_firing_then_resolves_after_replay(
-    platform: platform_mod.Platform, kubectl: Any, namespace: str, prometheus: prom.Prometheus, tmp_path: Path
+    platform: platform_mod.Platform,
+    kubectl: Any,
+    namespace: str,
+    prometheus: prom.Prometheus,
+    obs_worker: str,
+    tmp_path: Path,
 ) -> None:
     helpers.poll(
         lambda: promql.query(prometheus.url, "longtask_dlq_depth"),
@@ -113,6 +120,13 @@ def test_dlq_alert_goes_pending_then_firing_then_resolves_after_replay(
     for name in names:
         lt.wait_phase(kubectl, namespace, name, "Succeeded", timeout=60)
     helpers.poll(lambda: not prometheus.alerts(DLQ_ALERT), timeout=60, what=f"{DLQ_ALERT} to resolve")
+
+    # The worker processes demo.crash killed were swept: no busy slot is left behind,
+    # while the attempts they ran still count (2 crashed, 2 replayed).
+    slots = f'longtask_worker_busy_slots{{instance="{obs_worker}"}} == 0'
+    helpers.poll(lambda: promql.query(prometheus.url, slots), timeout=30, what="0 busy slots")
+    attempts = f'sum(longtask_worker_attempts_total{{instance="{obs_worker}",task="demo.crash"}}) == 4'
+    helpers.poll(lambda: promql.query(prometheus.url, attempts), timeout=30, what="4 attempts counted")
 
 
 def _load(platform: platform_mod.Platform, kubectl: Any, namespace: str) -> None:
