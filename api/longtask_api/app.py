@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 
-from longtask_api import auth, errors, kube, middleware, ratelimit, settings
+from longtask_api import auth, errors, kube, middleware, ratelimit, requestmetrics, settings
 from longtask_api.routes import deadletters, health, tasks
 from longtask_contracts import redisopts, tracing
 
@@ -126,6 +126,7 @@ def create_app() -> FastAPI:
         )
     if tracing.setup("longtask-api"):
         _instrument(app)
+    app.add_middleware(requestmetrics.RequestMetrics)  # outermost: times every answer
     return app
 
 

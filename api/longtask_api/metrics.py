@@ -1,9 +1,20 @@
-"""The gateway's Prometheus metrics (definitions only; /metrics is served by app.py)."""
+"""The gateway's Prometheus metrics (definitions only; /metrics is served by routes/health.py).
+
+Labels are bounded: `route` is a route template (or "unmatched"), never a raw path.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
+
+from longtask_contracts import buckets
 
 TASKS_CREATED = Counter("longtask_api_tasks_created_total", "LongTasks created through the gateway.")
 SSE_STREAMS = Gauge("longtask_api_sse_streams", "Server-Sent Event streams open right now.")
 SSE_EVENTS = Counter("longtask_api_sse_events_total", "Events sent over Server-Sent Events.")
+REQUEST_DURATION = Histogram(
+    "longtask_api_request_duration_seconds",
+    "Seconds from a request's arrival to its response headers, by route template, method and status.",
+    ["route", "method", "status"],
+    buckets=buckets.SECONDS,
+)

@@ -44,16 +44,21 @@ def worker(args: argparse.Namespace) -> int:
         ("pool", "LONGTASK_POOL"),
         ("tasks", "LONGTASK_TASK_MODULES"),
         ("concurrency", "LONGTASK_CONCURRENCY"),
+        ("metrics_port", "LONGTASK_METRICS_PORT"),
     ):
         value = getattr(args, flag)
         if value is not None:
             os.environ[env] = str(value)
     from longtask_contracts import logs, names
-    from longtask_worker import app, settings
+    from longtask_worker import exposition, settings
 
     json_logs = logs.configure(text_format=WORKER_LOG_FORMAT)
     cfg = settings.get_settings()
+    exposition.prepare(cfg)  # before prometheus_client is imported (by app, via runner)
+    from longtask_worker import app
+
     celery = app.create_app(cfg)
+    exposition.serve(cfg)
     node = args.name or f"{cfg.pool}@{cfg.pod_name}"
     celery.worker_main(
         [
@@ -265,9 +270,15 @@ def dev_up(args: argparse.Namespace) -> int:
         # The default pool's workers run as a WorkerPool-scaled Deployment on the local node
         # (min 1, so a first task starts at once; up to 4 pods under load).
         pool = platform.worker_pool_manifests(
-            pool="default", min_replicas=1, max_replicas=4, concurrency=2, extra_env=_telemetry_env()
+            pool="default",
+            min_replicas=1,
+            max_replicas=4,
+            concurrency=2,
+            extra_env={**_telemetry_env(), **p.worker_metrics_env()},
         )
         p.apply_worker_pool(pool)
+        c.append_env(LONGTASK_METRICS_WORKER=p.worker_metrics_urls[0])
+        p.wait_metrics(p.worker_metrics_urls[0])
         p.wait_workers_ready(pool[0]["metadata"]["name"])
         print(_next_steps(c.env_file, p.api_url, auth=args.auth))
         print(f"ready in {time.monotonic() - began:.1f} s", flush=True)
@@ -291,7 +302,7 @@ def _next_steps(env_file: object, api_url: str, *, auth: bool) -> str:
     return f"""\
 longtask is up. In another shell:
 
-  set -a; source {env_file}; set +a          # KUBECONFIG, REDIS_URL, LONGTASK_API{token}
+  set -a; source {env_file}; set +a          # KUBECONFIG, REDIS_URL, LONGTASK_API{token}, LONGTASK_METRICS_*
   uv run longtask submit demo.sleep -p seconds=10 -p steps=20 --watch
 
 or with kubectl (the one in ~/.cache/longtask/bin/kubernetes-v1.37.2/):

@@ -58,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="parallel tasks (env LONGTASK_CONCURRENCY, default 2)",
     )
     worker.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve Prometheus /metrics on this port from the main process (env LONGTASK_METRICS_PORT, "
+        "default 0: off)",
+    )
+    worker.add_argument(
         "--name",
         default=None,
         help="worker node name (default: <pool>@<pod>, LONGTASK_POD_NAME or the host name)",

@@ -55,6 +55,11 @@ def queue_lists(pool: str) -> list[str]:
     return [f"{base}{_KOMBU_PRIORITY_SEP}{step}" if step else base for step in PRIORITY_STEPS]
 
 
+# A header of every message the operator sends: when it was queued (unix time), so the
+# operator can tell the age of the oldest message waiting in each pool (observe.py).
+QUEUED_AT_HEADER = "longtask_queued_at"
+
+
 def celery_task_id(uid: str, attempt: int) -> str:
     """Deterministic Celery task id: the same attempt of the same LongTask has one id."""
     return f"{uid}.{attempt}"

@@ -106,6 +106,9 @@ class Platform:
         self.operator_metrics_port = procs.free_port()
         self.operator_health_port = procs.free_port()
         self._workers = 0
+        # /metrics of every worker started by start_worker (and of pool pods, see
+        # worker_metrics_env), in start order; the env file names the first.
+        self.worker_metrics_urls: list[str] = []
 
     @property
     def api_url(self) -> str:
@@ -121,10 +124,24 @@ class Platform:
             self.cluster.append_env(LONGTASK_TOKEN=self.dev_token())
         self.cluster.append_env(
             LONGTASK_API=self.api_url,
-            LONGTASK_METRICS_OPERATOR=f"http://127.0.0.1:{self.operator_metrics_port}/metrics",
+            LONGTASK_METRICS_OPERATOR=self.operator_metrics_url,
             LONGTASK_METRICS_API=f"{self.api_url}/metrics",
         )
+        if self.worker_metrics_urls:
+            self.cluster.append_env(LONGTASK_METRICS_WORKER=self.worker_metrics_urls[0])
         return self
+
+    @property
+    def operator_metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.operator_metrics_port}/metrics"
+
+    def worker_metrics_env(self) -> dict[str, str]:
+        """Env giving a worker pool's pods a metrics port. Pods on the local node share the
+        host's network: the first pod to start gets the port, later ones serve no metrics
+        (a worker never fails over its metrics); the URL is recorded and returned."""
+        port = procs.free_port()
+        self.worker_metrics_urls.append(f"http://127.0.0.1:{port}/metrics")
+        return {"LONGTASK_METRICS_PORT": str(port)}
 
     def apply_worker_pool(self, manifests: list[dict[str, Any]], *, namespace: str = "default") -> None:
         """Apply a worker Deployment and its WorkerPool (worker_pool_manifests): the
@@ -137,6 +154,10 @@ class Platform:
         }
         docs = yaml.safe_dump_all([secret, *manifests])
         self.cluster.kubectl("apply", "-n", namespace, "-f", "-", input=docs)
+
+    def wait_metrics(self, url: str, *, timeout: float = 60) -> None:
+        """Wait until a metrics URL answers (a worker pod serves it shortly after it starts)."""
+        procs.wait_until(lambda: procs.http_ok(url), timeout=timeout, what=f"metrics at {url}")
 
     def wait_workers_ready(self, deployment: str, *, replicas: int = 1, namespace: str = "default") -> None:
         self.cluster.kubectl(
@@ -193,7 +214,9 @@ class Platform:
     ) -> procs.Child:
         self._workers += 1
         name = f"worker-{pool}-{self._workers}"
-        env = dict(self.cluster.environ(), **(extra_env or {}))
+        env = {**self.cluster.environ(), "LONGTASK_METRICS_PORT": str(procs.free_port()), **(extra_env or {})}
+        if env["LONGTASK_METRICS_PORT"] != "0":
+            self.worker_metrics_urls.append(f"http://127.0.0.1:{env['LONGTASK_METRICS_PORT']}/metrics")
         child = self.cluster.add(
             procs.Child(
                 name,

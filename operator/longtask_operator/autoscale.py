@@ -98,6 +98,10 @@ class Autoscaler:
             )
         self.wake()
 
+    def pool_names(self) -> set[str]:
+        """The pools of the WorkerPools followed (their queue figures are always exported)."""
+        return {p.pool for p in self.pools.values()}
+
     def wake(self, pool: str | None = None) -> None:
         """Work arrived (in `pool`, or anywhere): decide now rather than at the next tick."""
         if pool is None or any(p.pool == pool for p in self.pools.values()):

@@ -118,7 +118,10 @@ async def _send(
         priority=names.transport_priority(dispatch.spec.priority),
         soft_time_limit=limit,
         time_limit=limit + HARD_LIMIT_GRACE_SECONDS,
-        headers=tracing.inject(),  # the worker's span continues this dispatch span (W3C)
+        headers={
+            **tracing.inject(),
+            names.QUEUED_AT_HEADER: time.time(),
+        },  # trace context (W3C); queued-at for the oldest queued age
     )
     pipe = redis.pipeline(transaction=True)
     pipe.zrem(names.SCHEDULE, dispatch.uid)

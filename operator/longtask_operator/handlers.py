@@ -13,7 +13,7 @@ import kopf
 import prometheus_client
 
 from longtask_contracts import names, phases, redisopts, tracing
-from longtask_operator import autoscale, dispatch, kube, maintenance, settings, statussync, workload
+from longtask_operator import autoscale, dispatch, kube, maintenance, observe, settings, statussync, workload
 
 LT = (names.GROUP, names.VERSION, names.PLURAL)
 WP = (names.GROUP, names.VERSION, names.POOL_PLURAL)
@@ -29,12 +29,16 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.autoscaler = autoscale.Autoscaler(
         kube=memo.kube, workload=workload.Workload(memo.redis), interval=cfg.autoscale_interval_seconds
     )
+    memo.observer = observe.Observer(
+        redis=memo.redis, workload=memo.autoscaler.workload, interval=cfg.metrics_interval_seconds
+    )
     sync = statussync.StatusSync(
         redis=memo.redis,
         kube=memo.kube,
         consumer=cfg.consumer,
         interval=cfg.status_interval_seconds,
         on_queued=memo.autoscaler.wake,
+        on_event=memo.observer.on_event,
     )
     clock = maintenance.Maintenance(
         redis=memo.redis,
@@ -48,6 +52,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         asyncio.create_task(sync.run(), name="status-sync"),
         asyncio.create_task(clock.run(), name="maintenance"),
         asyncio.create_task(memo.autoscaler.run(), name="autoscaler"),
+        asyncio.create_task(memo.observer.run(memo.autoscaler.pool_names), name="metrics"),
     ]
     if cfg.metrics_port:
         prometheus_client.start_http_server(cfg.metrics_port, addr=cfg.metrics_host)
@@ -127,7 +132,8 @@ async def cancel_on_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.event(*LT)
-async def forget_deleted(type: str, uid: str, memo: kopf.Memo, **_: Any) -> None:
+async def forget_deleted(type: str, uid: str, status: kopf.Status, memo: kopf.Memo, **_: Any) -> None:
+    memo.observer.on_longtask(type, uid, dict(status))
     if type == "DELETED":
         await dispatch.forget(redis=memo.redis, uid=uid)
 

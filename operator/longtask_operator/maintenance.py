@@ -225,7 +225,7 @@ class Maintenance:
                 except WatchError:
                     continue
         log.warning("%s/%s: %s -> %s", current.namespace, current.name, event.message, decision)
-        metrics.WORKER_LOST.inc()
+        metrics.LEASE_EXPIRIES.inc()
 
     def _worker_lost(
         self, current: ledger.Dispatch, crashes: int, now: float

@@ -1,10 +1,16 @@
-"""The operator's Prometheus metrics (definitions only; the server starts in handlers)."""
+"""The operator's Prometheus metrics (definitions only; the server starts in handlers).
+
+Every metric is listed with its meaning and the action it calls for in docs/metrics.md.
+Labels are bounded: `pool` is capped by pool_label, `phase` and `direction` are enums.
+"""
 
 from __future__ import annotations
 
 import contextlib
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
+
+from longtask_contracts import buckets
 
 DISPATCHED = Counter("longtask_operator_dispatched_total", "Attempts sent to a worker queue.", ["pool"])
 # spec.pool is user input: the first MAX_POOLS distinct pools get their own series, the
@@ -29,6 +35,14 @@ STATUS_WRITE_FAILURES = Counter(
 STATUS_PARKED = Gauge(
     "longtask_operator_status_parked", "LongTasks whose status writes keep failing, retried with backoff."
 )
+STATUS_SYNC_LAG = Gauge(
+    "longtask_operator_status_sync_lag_seconds",
+    "Age of the oldest status-stream entry the operator has not acknowledged (0: caught up).",
+)
+STATUS_SYNC_BACKLOG = Gauge(
+    "longtask_operator_status_sync_backlog",
+    "Status-stream entries not yet acknowledged: delivered and pending, plus not yet read.",
+)
 RESENT_UNCLAIMED = Counter(
     "longtask_operator_resent_unclaimed_total",
     "Attempts sent again: fetched by a worker that never started them.",
@@ -38,13 +52,33 @@ MAINTENANCE_FAILURES = Counter(
     "Per-task maintenance steps that failed (retried next tick).",
 )
 DLQ_DEPTH = Gauge("longtask_dlq_depth", "Tasks in the dead-letter queue.")
-WORKER_LOST = Counter("longtask_operator_worker_lost_total", "Attempts whose worker stopped heartbeating.")
+DLQ_ADDED = Counter("longtask_dlq_added_total", "Tasks dead-lettered (retries exhausted or poison).")
+LEASE_EXPIRIES = Counter(
+    "longtask_operator_lease_expiries_total",
+    "Attempts whose lease ran out: their worker died or stalled (recorded as WorkerLost).",
+)
+RETRIES = Counter(
+    "longtask_operator_retries_total", "Attempts that ended Retrying (another attempt follows)."
+)
+TASKS = Gauge("longtask_tasks", "LongTasks the operator sees, by phase.", ["phase"])
+DISPATCH_LATENCY = Histogram(
+    "longtask_dispatch_latency_seconds",
+    "Seconds from an attempt being queued to a worker starting it.",
+    ["pool"],
+    buckets=buckets.SECONDS,
+)
 
-# -- worker pools (autoscale.py); the pool label takes the pools of WorkerPool objects only
+# -- worker pools: queued/running/oldest for every pool with work (observe.py), and the
+# autoscaler's figures (autoscale.py) for the pools of WorkerPool objects
 POOL_QUEUED = Gauge(
     "longtask_pool_queued", "Attempts waiting in the pool's queue (every priority).", ["pool"]
 )
 POOL_RUNNING = Gauge("longtask_pool_running", "Attempts held by the pool's workers.", ["pool"])
+POOL_OLDEST_QUEUED = Gauge(
+    "longtask_pool_oldest_queued_age_seconds",
+    "Age of the oldest attempt waiting in the pool's queue (0: none waits).",
+    ["pool"],
+)
 POOL_DESIRED = Gauge("longtask_pool_desired_replicas", "Worker replicas the autoscaler wants.", ["pool"])
 POOL_REPLICAS = Gauge("longtask_pool_replicas", "Worker replicas the pool's Deployment has.", ["pool"])
 POOL_DECISIONS = Counter(
@@ -55,8 +89,9 @@ POOL_DECISIONS = Counter(
 
 
 def forget_pool(pool: str) -> None:
-    """Drop a deleted WorkerPool's series, so the pool label cannot grow without bound."""
-    for gauge in (POOL_QUEUED, POOL_RUNNING, POOL_DESIRED, POOL_REPLICAS):
+    """Drop a deleted WorkerPool's autoscaler series, so the pool label cannot grow without
+    bound (its queue figures stay while observe.py sees work in the pool)."""
+    for gauge in (POOL_DESIRED, POOL_REPLICAS):
         with contextlib.suppress(KeyError):
             gauge.remove(pool)
     for direction in ("up", "down"):

@@ -20,6 +20,8 @@ class OperatorSettings(BaseSettings):
     consumer: str = Field(default_factory=socket.gethostname)
     metrics_port: int = 0  # 0: no metrics server
     metrics_host: str = "127.0.0.1"  # the chart sets 0.0.0.0 so Prometheus and probes reach it
+    # How often queue depths, oldest queued ages and the status sync's lag are read for metrics.
+    metrics_interval_seconds: float = 1.0
     # Kopf's liveness endpoint (GET /healthz), served by the operator's own event loop: a
     # wedged loop or a dead background loop fails it. 0: none.
     health_port: int = 0

@@ -69,9 +69,11 @@ class StatusSync:
         consumer: str,
         interval: float,
         on_queued: Callable[[str | None], None] = lambda pool: None,
+        on_event: Callable[[events.TaskEvent], None] = lambda event: None,
     ) -> None:
         self.redis = redis
         self.on_queued = on_queued  # told of every Queued event (the autoscaler wakes)
+        self.on_event = on_event  # told of every event once (metrics: observe.py)
         self.kube = kube
         self.consumer = consumer
         self.interval = interval
@@ -149,6 +151,7 @@ class StatusSync:
             await self.redis.xack(names.STATUS_STREAM, names.STATUS_GROUP, entry_id)
             return
         metrics.EVENTS.labels(kind=event.kind.value).inc()
+        self.on_event(event)
         if event.kind == events.Kind.QUEUED:
             self.on_queued(event.pool)
         task = self.tasks.setdefault(event.uid, _Task(event.namespace, event.name))

@@ -85,6 +85,7 @@ def release(
         "--set", f"api.service.port={api_port}",  # no kube-proxy: Service port = container port
         "--set", f"operator.metrics.port={metrics_port}",
         "--set", f"operator.health.port={procs.free_port()}",
+        "--set", "workers.poolDefaults.metrics.port=0",  # pods share the node's network
         "--set-json", 'workers.pools=[{"name": "default", "concurrency": 1, '
         '"taskModules": ["longtask_worker.tasks.demo"], "autoscaling": '
         '{"enabled": true, "minReplicas": 1, "maxReplicas": 2, "cooldownSeconds": 5}}]',

@@ -91,6 +91,7 @@ def test_dev_up_runs_a_task_and_stops_cleanly(tmp_path):
             "LONGTASK_API",
             "LONGTASK_METRICS_OPERATOR",
             "LONGTASK_METRICS_API",
+            "LONGTASK_METRICS_WORKER",
         } <= set(env)
         metrics = [value for key, value in env.items() if key.startswith("LONGTASK_METRICS_")]
         for url in metrics:

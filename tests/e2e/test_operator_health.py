@@ -20,7 +20,7 @@ def test_healthz_lists_the_loops_and_fails_when_the_operator_is_stuck(platform):
     url = f"http://127.0.0.1:{platform.operator_health_port}/healthz"
     reply = httpx.get(url, timeout=5)
     assert reply.status_code == 200
-    assert sorted(reply.json()["loops"]) == ["autoscaler", "maintenance", "status-sync"]
+    assert sorted(reply.json()["loops"]) == ["autoscaler", "maintenance", "metrics", "status-sync"]
     operator = platform.cluster.child("operator")
     os.kill(operator.pid, signal.SIGSTOP)
     try:

@@ -295,6 +295,8 @@ def test_default_worker_pool(default: Manifests):
         "LONGTASK_CONCURRENCY": "2",
         "LONGTASK_TASK_MODULES": "",
         "LONGTASK_LEASE_SECONDS": "30",
+        "LONGTASK_METRICS_PORT": "9808",
+        "LONGTASK_METRICS_HOST": "0.0.0.0",
     }
 
 
@@ -385,6 +387,8 @@ def test_external_redis_and_two_worker_pools(helm: Helm, tmp_path: Path):
         "LONGTASK_CONCURRENCY": "8",
         "LONGTASK_TASK_MODULES": "acme.tasks,acme.reports",
         "LONGTASK_LEASE_SECONDS": "45",
+        "LONGTASK_METRICS_PORT": "9808",
+        "LONGTASK_METRICS_HOST": "0.0.0.0",
     }
     assert env(container(gpu)) == {
         "REDIS_URL": EXTERNAL_REDIS,
@@ -392,6 +396,8 @@ def test_external_redis_and_two_worker_pools(helm: Helm, tmp_path: Path):
         "LONGTASK_CONCURRENCY": "1",
         "LONGTASK_TASK_MODULES": "",
         "LONGTASK_LEASE_SECONDS": "60",
+        "LONGTASK_METRICS_PORT": "9808",
+        "LONGTASK_METRICS_HOST": "0.0.0.0",
     }
     assert default["spec"]["replicas"] == 1
     assert gpu["spec"]["replicas"] == 0, "replicas 0 is an override, not 'unset'"

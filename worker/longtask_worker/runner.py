@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from longtask_contracts import events, ledger, logs, retry, tracing
-from longtask_worker import sdk, store
+from longtask_worker import metrics, sdk, store
 
 log = logging.getLogger(__name__)
 _CANCEL_CHECK_INTERVAL = 0.25
@@ -61,6 +61,8 @@ class RunContext:
     def heartbeat(self) -> None:
         if not self._store.renew(self.dispatch, worker=self.worker, lease_seconds=self._limits.lease_seconds):
             self._superseded()
+        metrics.HEARTBEATS.inc()
+        metrics.LAST_HEARTBEAT.set(time.time())
 
     @property
     def cancelled(self) -> bool:
@@ -102,6 +104,7 @@ class RunContext:
                 ):
                     self._force_cancel()
             except Exception:  # a Redis blip must not kill the task; the next beat retries
+                metrics.HEARTBEAT_FAILURES.inc()
                 log.warning("lease renewal of %s failed", self.uid, exc_info=True)
 
     def _superseded(self) -> None:
@@ -129,6 +132,7 @@ class RunContext:
             event=self.event(Kind.CANCELLED, message="cancelled: stopped after the grace period"),
         )
         tracing.flush()  # os._exit skips the exporter's own flush
+        metrics.CANCELLATIONS.labels(how="forced").inc()
         os._exit(75)  # the parent replaces this process; the redelivered message is skipped
 
 
@@ -157,6 +161,27 @@ def _run(*, dispatch: ledger.Dispatch, store: store.Store, worker: str, limits: 
             "skipping %s attempt %s: done, running elsewhere, or superseded", dispatch.uid, dispatch.attempt
         )
         return None
+    task = metrics.task_label(dispatch.spec.task)
+    metrics.ATTEMPTS.labels(task=task).inc()
+    metrics.HEARTBEATS.inc()  # the claim took the lease: the attempt's first heartbeat
+    metrics.LAST_HEARTBEAT.set(time.time())
+    metrics.BUSY_SLOTS.inc()
+    began = time.monotonic()
+    outcome = "error"  # unless _attempt returns: the worker's own failure (Redis down)
+    try:
+        kind = _attempt(dispatch=dispatch, store=store, worker=worker, limits=limits)
+        outcome = kind.value if kind else "stale"
+        return kind
+    finally:
+        metrics.BUSY_SLOTS.dec()
+        metrics.LAST_HEARTBEAT.set(0)
+        metrics.TASK_DURATION.labels(task=task, outcome=outcome).observe(time.monotonic() - began)
+        if outcome == Kind.CANCELLED.value:
+            metrics.CANCELLATIONS.labels(how="cooperative").inc()
+
+
+def _attempt(*, dispatch: ledger.Dispatch, store: store.Store, worker: str, limits: Limits) -> Kind | None:
+    """The claimed attempt, from its Started event to its end."""
     failure: Exception | None = None
     with RunContext(dispatch=dispatch, store=store, worker=worker, limits=limits) as ctx:
         store.publish(ctx.event(Kind.STARTED, progress=0))

@@ -36,6 +36,12 @@ class WorkerSettings(BaseSettings):
     result_max_bytes: int = 16 * 1024
     # How long a running task may ignore cancellation before its process is stopped.
     cancel_grace_seconds: float = 30.0
+    # Prometheus /metrics of this worker, served by Celery's main process for all its
+    # children (exposition.py); 0: none. The chart sets the host to 0.0.0.0.
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
+    # The multiprocess directory (emptied at start); default: one per worker under /tmp.
+    metrics_dir: str = ""
 
     def module_list(self) -> list[str]:
         return [m.strip() for m in self.task_modules.split(",") if m.strip()]

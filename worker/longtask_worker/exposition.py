@@ -1,0 +1,143 @@
+"""Serves the worker's /metrics from Celery's main process, counting every prefork child.
+
+prometheus-client's multiprocess mode, done the way its documentation asks:
+- each worker process tree gets its own PROMETHEUS_MULTIPROC_DIR, emptied when the worker
+  starts (a restarted worker must not add its predecessor's counts twice), set before
+  prometheus_client is imported (prepare());
+- a child that exits normally marks itself dead (Celery's worker_process_shutdown), and
+  before every scrape the files of any dead process are swept too (a child ended by
+  os._exit or SIGKILL never runs its shutdown signal), so `live*` gauges count live
+  processes only; counters and histograms of dead children keep counting, as they should;
+- the HTTP server runs in the main process only: a child closes the listening socket it
+  inherited at fork.
+
+It must not define metrics (metrics.py) nor touch Celery's configuration.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from longtask_worker import settings
+
+log = logging.getLogger(__name__)
+ENV = "PROMETHEUS_MULTIPROC_DIR"
+_LIVE_FILE = re.compile(r"^gauge_live\w+_(\d+)\.db$")
+_server: Any = None
+
+
+def metrics_dir(cfg: settings.WorkerSettings) -> Path:
+    """This process tree's directory: LONGTASK_METRICS_DIR, or one per main pid under /tmp."""
+    if cfg.metrics_dir:
+        return Path(cfg.metrics_dir)
+    return Path(tempfile.gettempdir()) / "longtask-worker-metrics" / str(os.getpid())
+
+
+def prepare(cfg: settings.WorkerSettings) -> Path | None:
+    """Create and empty this worker's multiprocess directory and point prometheus_client at
+    it; None (and nothing done) when metrics are off. Call before importing metrics.py."""
+    if not cfg.metrics_port:
+        return None
+    path = metrics_dir(cfg)
+    if not cfg.metrics_dir:  # directories of worker trees that are gone
+        for sibling in path.parent.glob("*"):
+            if sibling.name.isdigit() and not _alive(int(sibling.name)):
+                shutil.rmtree(sibling, ignore_errors=True)
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    os.environ[ENV] = str(path)
+    if "prometheus_client" in sys.modules:  # imported early by someone: switch its values over
+        from prometheus_client import values
+
+        values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+    return path
+
+
+class _Collector:
+    """MultiProcessCollector that first sweeps the live-gauge files of dead processes."""
+
+    def __init__(self, path: Path) -> None:
+        from prometheus_client import multiprocess
+
+        self.path = path
+        self._inner = multiprocess.MultiProcessCollector(None, path=str(path))  # type: ignore[no-untyped-call]
+
+    def collect(self) -> Iterable[Any]:
+        sweep(self.path)
+        samples: Iterable[Any] = self._inner.collect()  # type: ignore[no-untyped-call]
+        return samples
+
+
+def sweep(path: Path) -> list[int]:
+    """mark_process_dead for every process with live-gauge files that no longer runs."""
+    from prometheus_client import multiprocess
+
+    dead = set()
+    for file in path.glob("gauge_live*_*.db"):
+        match = _LIVE_FILE.match(file.name)
+        if match and not _alive(int(match.group(1))):
+            dead.add(int(match.group(1)))
+    for pid in dead:
+        multiprocess.mark_process_dead(pid, str(path))  # type: ignore[no-untyped-call]
+    return sorted(dead)
+
+
+def serve(cfg: settings.WorkerSettings) -> bool:
+    """Serve /metrics on LONGTASK_METRICS_PORT from this (the main) process; False if off or
+    the port is taken (on a shared host another worker pod has it: this one serves none,
+    and never fails over its metrics)."""
+    global _server
+    path = os.environ.get(ENV)
+    if not cfg.metrics_port or not path:
+        return False
+    from celery import signals
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from longtask_worker import metrics
+
+    registry = CollectorRegistry()
+    registry.register(_Collector(Path(path)))
+    try:
+        _server, _ = start_http_server(cfg.metrics_port, addr=cfg.metrics_host, registry=registry)
+    except OSError as exc:
+        log.warning("not serving metrics: port %s: %s", cfg.metrics_port, exc)
+        return False
+    metrics.SLOTS.set(cfg.concurrency)
+    signals.worker_process_init.connect(_child_started, weak=False)
+    signals.worker_process_shutdown.connect(_child_exiting, weak=False)
+    log.info("metrics on http://%s:%s/metrics (%s)", cfg.metrics_host, cfg.metrics_port, path)
+    return True
+
+
+def _child_started(**_: Any) -> None:
+    """In a new prefork child: drop the copy of the main process' listening socket."""
+    if _server is not None:
+        _server.socket.close()
+
+
+def _child_exiting(**_: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(os.getpid(), os.environ[ENV])  # type: ignore[no-untyped-call]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
