@@ -106,9 +106,10 @@ class Platform:
         self.operator_metrics_port = procs.free_port()
         self.operator_health_port = procs.free_port()
         self._workers = 0
-        # /metrics of every worker started by start_worker (and of pool pods, see
-        # worker_metrics_env), in start order; the env file names the first.
-        self.worker_metrics_urls: list[str] = []
+        # /metrics of pool pods (worker_metrics_env) and of workers started by start_worker
+        # (by process name), in start order; see worker_metrics_urls.
+        self._pool_metrics_urls: list[str] = []
+        self._worker_metrics: dict[str, str] = {}
 
     @property
     def api_url(self) -> str:
@@ -132,6 +133,16 @@ class Platform:
         return self
 
     @property
+    def worker_metrics_urls(self) -> list[str]:
+        """/metrics of the pool pods and of the workers still running; the env file names
+        the first. A stopped worker's URL is gone: a scraper would find it down."""
+        running = {child.name for child in self.cluster.children if child.alive()}
+        return [
+            *self._pool_metrics_urls,
+            *(url for name, url in self._worker_metrics.items() if name in running),
+        ]
+
+    @property
     def operator_metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.operator_metrics_port}/metrics"
 
@@ -140,7 +151,7 @@ class Platform:
         host's network: the first pod to start gets the port, later ones serve no metrics
         (a worker never fails over its metrics); the URL is recorded and returned."""
         port = procs.free_port()
-        self.worker_metrics_urls.append(f"http://127.0.0.1:{port}/metrics")
+        self._pool_metrics_urls.append(f"http://127.0.0.1:{port}/metrics")
         return {"LONGTASK_METRICS_PORT": str(port)}
 
     def apply_worker_pool(self, manifests: list[dict[str, Any]], *, namespace: str = "default") -> None:
@@ -216,7 +227,7 @@ class Platform:
         name = f"worker-{pool}-{self._workers}"
         env = {**self.cluster.environ(), "LONGTASK_METRICS_PORT": str(procs.free_port()), **(extra_env or {})}
         if env["LONGTASK_METRICS_PORT"] != "0":
-            self.worker_metrics_urls.append(f"http://127.0.0.1:{env['LONGTASK_METRICS_PORT']}/metrics")
+            self._worker_metrics[name] = f"http://127.0.0.1:{env['LONGTASK_METRICS_PORT']}/metrics"
         child = self.cluster.add(
             procs.Child(
                 name,
