@@ -118,6 +118,25 @@ class ProgressEvent(BaseModel):
     error: dict[str, str] | None = None
 
 
+class TaskEventPublic(ProgressEvent):
+    """The data of one event of the namespace-wide stream: a ProgressEvent and whose it is."""
+
+    name: str
+    uid: str
+
+
+class LogEntry(BaseModel):
+    """One event of a task's event log, with its stream id (the SSE id)."""
+
+    id: str
+    event: str
+    data: ProgressEvent
+
+
+class EventLog(BaseModel):
+    items: list[LogEntry]
+
+
 def links(namespace: str, name: str) -> Links:
     base = f"/v1/namespaces/{namespace}/tasks/{name}"
     return Links(self=base, events=f"{base}/events")

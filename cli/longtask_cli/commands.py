@@ -46,13 +46,14 @@ def worker(args: argparse.Namespace) -> int:
         if value is not None:
             os.environ[env] = str(value)
     from longtask_contracts import names
-    from longtask_worker import app, settings
+    from longtask_worker import app, settings, signatures, store
 
     logging.basicConfig(
         level=logging.INFO, format="[%(asctime)s: %(levelname)s/%(processName)s] %(name)s: %(message)s"
     )
     cfg = settings.get_settings()
     celery = app.create_app(cfg)
+    signatures.publish(store.connect(cfg.redis_url), pool=cfg.pool)  # for the gateway's submit form
     node = args.name or f"{cfg.pool}@{cfg.pod_name}"
     celery.worker_main(
         [
