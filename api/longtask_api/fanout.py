@@ -115,8 +115,10 @@ class Hub:
     ) -> AsyncGenerator[Entry | None, None]:
         """Entries of stream `key` after id `after` (None: from now on), then live ones.
 
-        Yields None after `idle_seconds` without an entry (time for a keep-alive); with
-        `namespace`, only that namespace's entries. Ends only if the watcher lagged behind.
+        Yields None first, once the watcher is registered (nothing after that can be missed:
+        a client may now list what exists), then after every `idle_seconds` without an entry
+        (time for a keep-alive). With `namespace`, only that namespace's entries. Ends only
+        if the watcher lagged behind.
         """
         if key not in self._streams:
             last = await self.redis.xrevrange(key, count=1)
@@ -130,6 +132,7 @@ class Hub:
         upto = stream.cursor  # the reader hands out what comes after this; we read up to it
         after = upto if after is None else after
         try:
+            yield None
             if id_key(after) < id_key(upto):
                 backlog: Any = await self.redis.xrange(key, min=f"({after}", max=upto)
                 for raw_id, fields in backlog:

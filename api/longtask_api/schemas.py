@@ -116,6 +116,9 @@ class ProgressEvent(BaseModel):
     worker: str | None = None
     result: Any = None
     error: dict[str, str] | None = None
+    dead_lettered: bool | None = Field(
+        default=None, description="Failed and parked in the dead-letter queue."
+    )
 
 
 class TaskEventPublic(ProgressEvent):

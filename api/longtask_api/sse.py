@@ -93,8 +93,10 @@ async def namespace_stream(
         follow = hub.follow(names.STATUS_STREAM, after=after, namespace=namespace, idle_seconds=idle_seconds)
         async with contextlib.aclosing(follow) as entries:
             async for entry in entries:
-                if entry is not None:
-                    metrics.SSE_EVENTS.inc()
-                    yield entry.memo("sse-namespace", _namespace_frame)
+                if entry is None:
+                    yield b": ready\n\n"  # registered (first) or quiet: the page may list now
+                    continue
+                metrics.SSE_EVENTS.inc()
+                yield entry.memo("sse-namespace", _namespace_frame)
     finally:
         metrics.SSE_STREAMS.dec()
