@@ -84,8 +84,18 @@ class _Stream:
 class Hub:
     """The shared reader of one gateway process; start() in the app's lifespan, stop() at its end."""
 
-    def __init__(self, redis: aioredis.Redis, *, block_ms: int, queue_size: int = 1000, count: int = 500):
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        *,
+        block_ms: int,
+        queue_size: int = 1000,
+        count: int = 500,
+        reads: int = 4,
+    ):
         self.redis = redis
+        # Catch-up reads at once: a burst of new watchers then borrows a few Redis connections, not one each.
+        self._reads = asyncio.Semaphore(reads)
         self.block_ms = block_ms
         self.queue_size = queue_size
         self.count = count
@@ -121,7 +131,8 @@ class Hub:
         if the watcher lagged behind.
         """
         if key not in self._streams:
-            last = await self.redis.xrevrange(key, count=1)
+            async with self._reads:
+                last = await self.redis.xrevrange(key, count=1)
             head = _text(last[0][0]) if last else "0"
             if key not in self._streams:  # nobody else started it meanwhile
                 self._streams[key] = _Stream(cursor=head)
@@ -134,7 +145,8 @@ class Hub:
         try:
             yield None
             if id_key(after) < id_key(upto):
-                backlog: Any = await self.redis.xrange(key, min=f"({after}", max=upto)
+                async with self._reads:
+                    backlog: Any = await self.redis.xrange(key, min=f"({after}", max=upto)
                 for raw_id, fields in backlog:
                     entry = _decode(_text(raw_id), fields)
                     if entry is None:
