@@ -104,6 +104,7 @@ class Hub:
         self._streams: dict[str, _Stream] = {}
         self._changed = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
+        self._stopping = False
 
     @property
     def watchers(self) -> int:
@@ -113,6 +114,9 @@ class Hub:
         self._reader = asyncio.create_task(self._run(), name="longtask-fanout-reader")
 
     async def stop(self) -> None:
+        # A flag as well as cancel(): redis-py may turn a cancelled read into a ConnectionError.
+        self._stopping = True
+        self._changed.set()
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -180,7 +184,7 @@ class Hub:
 
     async def _run(self) -> None:
         failures = 0
-        while True:
+        while not self._stopping:
             if not self._streams:
                 self._changed.clear()
                 await self._changed.wait()
@@ -189,9 +193,11 @@ class Hub:
             cursors[self.wake_key] = self._wake_cursor
             try:
                 reply: Any = await self.redis.xread(cursors, count=self.count, block=self.block_ms)
-            except (RedisError, OSError) as exc:
+            except Exception as exc:  # the reader must outlive any one failure, or every watcher stalls
+                if self._stopping:
+                    return
                 failures += 1
-                log.warning("shared stream reader: %s (retrying)", exc)
+                log.warning("shared stream reader: %r (retrying)", exc)
                 await asyncio.sleep(min(2.0, 0.05 * 2**failures))
                 continue
             failures = 0
