@@ -131,12 +131,19 @@ def test_piped_output_is_plain_lines_and_get_list_logs(platform, namespace):
         == 1
     )
 
-    got = run("get", "ok-one", "-n", namespace)
+    got = helpers.poll(
+        lambda: (out := run("get", "ok-one", "-n", namespace)).stdout.count("Succeeded") and out,
+        timeout=30,
+        what="Succeeded status",
+    )
     assert (
         got.returncode == 0
         and "Succeeded" in got.stdout
         and "100%" in got.stdout
         and '"steps": 2' in got.stdout
+    )
+    helpers.poll(  # the status is coalesced: it may trail the stream's terminal event a little
+        lambda: "Failed" in run("get", "bad-one", "-n", namespace).stdout, timeout=30, what="Failed status"
     )
     listed = run("list", "-n", namespace, "--phase", "Failed")
     assert [line.split()[0] for line in listed.stdout.splitlines()[1:]] == ["bad-one"]

@@ -1,7 +1,7 @@
-"""The /v1/namespaces/{namespace}/tasks resource: create, read, list, stream events.
+"""The /v1/namespaces/{namespace}/tasks resource: create, read, list, cancel, its event log and SSE.
 
 Each route needs one Kubernetes verb on longtasks.longtask.io in the path's namespace
-(access.Route): create, get (the task and its events), list, patch (cancel).
+(access.Route): create, get (the task, its event log and its events), list, patch (cancel).
 """
 
 from __future__ import annotations
