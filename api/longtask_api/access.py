@@ -32,14 +32,16 @@ ANONYMOUS = Identity(username="system:anonymous", groups=("system:unauthenticate
 
 @dataclasses.dataclass(frozen=True)
 class Action:
-    """One verb on longtasks (subresource "") or on longtasks/<subresource>."""
+    """One verb on longtasks (subresource "") or on longtasks/<subresource>, or on another
+    resource of the group (`plural`, e.g. workerpools)."""
 
     verb: str
     subresource: str = ""
+    plural: str = names.PLURAL
 
     @property
     def resource(self) -> str:
-        plural = f"{names.PLURAL}.{names.GROUP}"
+        plural = f"{self.plural}.{names.GROUP}"
         return f"{plural}/{self.subresource}" if self.subresource else plural
 
 
@@ -47,8 +49,10 @@ class Route(enum.Enum):
     """The Kubernetes action each gateway route needs (see docs/security.md)."""
 
     CREATE_TASK = Action("create")  # POST /v1/namespaces/{ns}/tasks
-    GET_TASK = Action("get")  # GET .../tasks/{name}, and its SSE stream .../events
+    GET_TASK = Action("get")  # GET .../tasks/{name}, its .../log, its SSE .../events and WebSocket .../ws
     LIST_TASKS = Action("list")  # GET .../tasks
+    WATCH_TASKS = Action("watch")  # GET /v1/namespaces/{ns}/events (every task's events, like kubectl -w)
     CANCEL_TASK = Action("patch")  # POST .../tasks/{name}/cancel (patches spec.cancel)
     LIST_DEADLETTERS = Action("list", DEADLETTERS)  # GET /v1/deadletters
     REPLAY_DEADLETTERS = Action("patch", DEADLETTERS)  # POST /v1/deadletters/.../replay
+    LIST_POOLS = Action("list", plural=names.POOL_PLURAL)  # GET /v1/namespaces/{ns}/workerpools

@@ -18,8 +18,8 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 
-from longtask_api import auth, errors, kube, middleware, ratelimit, requestmetrics, settings
-from longtask_api.routes import deadletters, health, tasks
+from longtask_api import auth, errors, fanout, kube, middleware, ratelimit, requestmetrics, settings
+from longtask_api.routes import deadletters, health, streams, tasks, tasktypes, web, workerpools
 from longtask_contracts import redisopts, tracing
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.guard = auth.Guard(reviews=reviews, ttl=cfg.auth_cache_seconds, size=cfg.auth_cache_size)
     app.state.create_buckets = ratelimit.Buckets(rate=cfg.create_rate_per_second, burst=cfg.create_burst)
     app.state.redis = redisopts.async_client(cfg.redis_url, max_connections=cfg.redis_max_connections)
+    app.state.pools = kube.WorkerPools(api, timeout=cfg.kube_timeout_seconds)
+    app.state.hub = fanout.Hub(app.state.redis, block_ms=cfg.sse_block_ms, queue_size=cfg.watcher_queue_size)
+    await app.state.hub.start()
     if cfg.auth:
         log.info(
             "gateway auth: on (Kubernetes TokenReview + SubjectAccessReview, decisions cached %g s)",
@@ -88,6 +91,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await app.state.hub.stop()
         await app.state.redis.aclose()
         await api.close()
         tracing.flush()
@@ -107,6 +111,10 @@ def create_app() -> FastAPI:
     )
     app.include_router(tasks.router)
     app.include_router(deadletters.router)
+    app.include_router(streams.router)
+    app.include_router(tasktypes.router)
+    app.include_router(workerpools.router)
+    app.include_router(web.router)
     app.include_router(health.router)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(errors.ApiError, _api_error)

@@ -6,6 +6,7 @@ SHA-256 digest. It shapes no HTTP answer; it raises ApiErrors (401, 403, 503).
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import logging
@@ -29,6 +30,23 @@ def bearer_token(authorization: str | None) -> str | None:
     scheme, _, token = (authorization or "").strip().partition(" ")
     token = token.strip()
     return token if scheme.lower() == "bearer" and token else None
+
+
+# A WebSocket client that cannot set headers (a browser) offers its token as a subprotocol,
+# the way kube-apiserver accepts it: base64url.bearer.authorization.k8s.io.<base64url(token)>.
+WS_TOKEN_PREFIX = "base64url.bearer.authorization.k8s.io."
+
+
+def subprotocol_token(subprotocols: list[str]) -> str | None:
+    """The token offered as a WebSocket subprotocol, else None (never echoed back)."""
+    for proto in subprotocols:
+        if proto.startswith(WS_TOKEN_PREFIX):
+            encoded = proto[len(WS_TOKEN_PREFIX) :]
+            try:
+                return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode() or None
+            except (ValueError, UnicodeDecodeError):
+                return None
+    return None
 
 
 class Guard:

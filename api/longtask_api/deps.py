@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from longtask_api import access, auth, errors, kube, ratelimit, settings
+from longtask_api import access, auth, errors, fanout, kube, ratelimit, settings
 
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
 NS_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
@@ -34,6 +34,16 @@ def get_redis(request: Request) -> aioredis.Redis:
     return client
 
 
+def get_hub(request: Request) -> fanout.Hub:
+    hub: fanout.Hub = request.app.state.hub
+    return hub
+
+
+def get_pools(request: Request) -> kube.WorkerPools:
+    pools: kube.WorkerPools = request.app.state.pools
+    return pools
+
+
 def get_guard(request: Request) -> auth.Guard:
     guard: auth.Guard = request.app.state.guard
     return guard
@@ -46,6 +56,8 @@ def get_caller(request: Request, _: _Bearer) -> auth.Caller:
 
 Tasks = Annotated[kube.LongTasks, Depends(get_tasks)]
 Redis = Annotated[aioredis.Redis, Depends(get_redis)]
+Hub = Annotated[fanout.Hub, Depends(get_hub)]
+Pools = Annotated[kube.WorkerPools, Depends(get_pools)]
 Settings = Annotated[settings.ApiSettings, Depends(settings.get_settings)]
 Guard = Annotated[auth.Guard, Depends(get_guard)]
 Caller = Annotated[auth.Caller, Depends(get_caller)]
@@ -66,6 +78,8 @@ def _allowed(route: access.Route) -> Callable[[str, auth.Guard, auth.Caller], Aw
 MayCreate = Annotated[auth.Caller, Depends(_allowed(access.Route.CREATE_TASK))]
 MayGet = Annotated[auth.Caller, Depends(_allowed(access.Route.GET_TASK))]
 MayList = Annotated[auth.Caller, Depends(_allowed(access.Route.LIST_TASKS))]
+MayWatch = Annotated[auth.Caller, Depends(_allowed(access.Route.WATCH_TASKS))]
+MayListPools = Annotated[auth.Caller, Depends(_allowed(access.Route.LIST_POOLS))]
 MayCancel = Annotated[auth.Caller, Depends(_allowed(access.Route.CANCEL_TASK))]
 MayReplay = Annotated[auth.Caller, Depends(_allowed(access.Route.REPLAY_DEADLETTERS))]
 

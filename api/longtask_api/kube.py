@@ -125,6 +125,22 @@ class LongTasks:
         return obj
 
 
+class WorkerPools:
+    """Reading WorkerPools (the gateway never writes them: the operator owns their status)."""
+
+    def __init__(self, api: client.ApiClient, *, timeout: float) -> None:
+        self.custom = client.CustomObjectsApi(api)
+        self.timeout = timeout
+
+    async def list(self, *, namespace: str) -> list[dict[str, Any]]:
+        with _calling(f"workerpools in {namespace!r}"):
+            page: dict[str, Any] = await self.custom.list_namespaced_custom_object(
+                names.GROUP, names.VERSION, namespace, names.POOL_PLURAL, _request_timeout=self.timeout
+            )
+        items: list[dict[str, Any]] = page.get("items", [])
+        return items
+
+
 class Reviews:
     """TokenReview and SubjectAccessReview: Kubernetes decides who calls and what they may do."""
 
@@ -155,7 +171,7 @@ class Reviews:
             namespace=namespace,
             verb=action.verb,
             group=names.GROUP,
-            resource=names.PLURAL,
+            resource=action.plural,
             subresource=action.subresource,
         )
         body = client.V1SubjectAccessReview(

@@ -13,6 +13,8 @@ from longtask_api import auth, errors
 
 # Probes, metrics and the API's own description stay open; everything else needs a token.
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
+# The web page's static files (no data in them): the page asks for a token itself.
+OPEN_PATHS |= {"/", "/ui/app.js", "/ui/app.css"}
 
 
 class Authenticate:
@@ -27,8 +29,12 @@ class Authenticate:
             return
         guard: auth.Guard = scope["app"].state.guard
         client = (scope.get("client") or ("unknown", 0))[0]
+        authorization = Headers(scope=scope).get("authorization")
+        if authorization is None and scope["type"] == "websocket":
+            token = auth.subprotocol_token(list(scope.get("subprotocols") or []))
+            authorization = f"Bearer {token}" if token else None
         try:
-            caller = await guard.authenticate(Headers(scope=scope).get("authorization"), client=client)
+            caller = await guard.authenticate(authorization, client=client)
         except errors.ApiError as exc:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008, "reason": exc.detail[:120]})

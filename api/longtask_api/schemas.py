@@ -116,6 +116,28 @@ class ProgressEvent(BaseModel):
     worker: str | None = None
     result: Any = None
     error: dict[str, str] | None = None
+    dead_lettered: bool | None = Field(
+        default=None, description="Failed and parked in the dead-letter queue."
+    )
+
+
+class TaskEventPublic(ProgressEvent):
+    """The data of one event of the namespace-wide stream: a ProgressEvent and whose it is."""
+
+    name: str
+    uid: str
+
+
+class LogEntry(BaseModel):
+    """One event of a task's event log, with its stream id (the SSE id)."""
+
+    id: str
+    event: str
+    data: ProgressEvent
+
+
+class EventLog(BaseModel):
+    items: list[LogEntry]
 
 
 def links(namespace: str, name: str) -> Links:

@@ -15,11 +15,13 @@ class ApiSettings(BaseSettings):
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", validation_alias="REDIS_URL")
     # SSE keep-alive comment interval; proxies drop connections idle for longer than ~60 s.
     sse_ping_seconds: float = 15.0
-    # How long one blocking XREAD waits before checking whether the client is still there.
+    # How long the shared reader's blocking XREAD waits before it reads again.
     sse_block_ms: int = 5000
     max_body_bytes: int = 256 * 1024
-    # Each open SSE stream holds one Redis connection while it waits; more streams queue.
+    # Watchers share one reader per process (fanout.Hub); handlers borrow connections briefly.
     redis_max_connections: int = 512
+    # Events a watcher may fall behind by before its stream ends (it resumes by reconnecting).
+    watcher_queue_size: int = 1000
     # Ask Kubernetes who the caller is (TokenReview) and whether they may (SubjectAccessReview).
     auth: bool = True
     # How long an authentication or authorization decision is reused, and how many are kept.

@@ -1,29 +1,29 @@
-"""Turns a task's Redis Stream into Server-Sent Events; the SSE id is the stream id.
+"""Turns stream entries from the shared reader (fanout.Hub) into Server-Sent Events.
 
-A client that reconnects with Last-Event-ID gets exactly the entries after that id
-(XREAD is exclusive of the id given), so nothing is missed or repeated. The generator
-ends after the terminal event; when the client goes away it is cancelled, and the
-blocking read with it, so a gone client costs nothing afterwards.
+A task's stream: the SSE id is the task's Redis stream id, so a client that reconnects
+with Last-Event-ID gets exactly the entries after it, and the stream ends after the
+terminal event. The namespace-wide stream: every task's events in one namespace, from the
+shared status stream (ids are its ids). Each event is encoded once, however many watch it.
+A client that goes away costs nothing afterwards (the generators release their watcher).
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-import redis.asyncio as aioredis
-
-from longtask_api import errors, metrics, schemas
+from longtask_api import errors, fanout, metrics, schemas
 from longtask_contracts import events, names, phases
 
 _STREAM_ID = re.compile(r"^\d+(-\d+)?$")
 
 
-def parse_last_event_id(value: str | None) -> str:
-    """'0' (from the start) when absent; a stream id otherwise, or Invalid."""
+def parse_last_event_id(value: str | None, *, default: str | None = "0") -> str | None:
+    """`default` when absent ('0': from the start); a stream id otherwise, or Invalid."""
     if value is None or value == "":
-        return "0"
+        return default
     if not _STREAM_ID.match(value):
         raise errors.Invalid(
             "Last-Event-ID must be an event id this stream sent, like 1719400000000-0",
@@ -32,33 +32,71 @@ def parse_last_event_id(value: str | None) -> str:
     return value
 
 
-def _sse(entry_id: str, event: events.TaskEvent) -> dict[str, Any]:
-    data = schemas.ProgressEvent(phase=event.phase, **event.model_dump(exclude={"namespace", "name", "uid"}))
-    return {"id": entry_id, "event": event.kind.value, "data": data.model_dump_json(exclude_none=True)}
+def progress_event(event: events.TaskEvent) -> schemas.ProgressEvent:
+    return schemas.ProgressEvent(phase=event.phase, **event.model_dump(exclude={"namespace", "name", "uid"}))
+
+
+def log_entry(entry_id: Any, fields: dict[Any, Any]) -> schemas.LogEntry:
+    """One raw stream entry as an event-log item."""
+    event = events.TaskEvent.decode(fields)
+    entry_id = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    return schemas.LogEntry(id=entry_id, event=event.kind.value, data=progress_event(event))
+
+
+def _frame(entry_id: str, kind: str, data: str) -> bytes:
+    return f"id: {entry_id}\nevent: {kind}\ndata: {data}\n\n".encode()
+
+
+def _task_frame(entry: fanout.Entry) -> bytes:
+    data = progress_event(entry.event).model_dump_json(exclude_none=True)
+    return _frame(entry.id, entry.event.kind.value, data)
+
+
+def _namespace_frame(entry: fanout.Entry) -> bytes:
+    e = entry.event
+    data = schemas.TaskEventPublic(name=e.name, uid=e.uid, **progress_event(e).model_dump())
+    return _frame(entry.id, e.kind.value, data.model_dump_json(exclude_none=True))
 
 
 async def stream(
-    *, redis: aioredis.Redis, obj: dict[str, Any], after: str, block_ms: int
-) -> AsyncIterator[dict[str, Any]]:
-    """Yield SSE dicts (id, event, data) for the LongTask `obj` after stream id `after`."""
+    *, hub: fanout.Hub, obj: dict[str, Any], after: str, idle_seconds: float
+) -> AsyncIterator[bytes | dict[str, Any]]:
+    """SSE frames for the LongTask `obj` after stream id `after`, until its terminal event."""
     uid = obj["metadata"]["uid"]
     key = names.events_stream(uid)
     status = obj.get("status") or {}
-    if phases.is_terminal(phases.parse(status.get("phase"))) and not await redis.exists(key):
+    if phases.is_terminal(phases.parse(status.get("phase"))) and not await hub.redis.exists(key):
         # The events have been cleaned up: the status is all there is to tell.
         yield {"event": "status", "data": schemas.public(obj).status.model_dump_json(by_alias=True)}
         return
     metrics.SSE_STREAMS.inc()
     try:
-        while True:
-            reply: Any = await redis.xread({key: after}, count=500, block=block_ms)
-            for _, entries in reply or []:
-                for raw_id, fields in entries:
-                    after = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
-                    event = events.TaskEvent.decode(fields)
-                    metrics.SSE_EVENTS.inc()
-                    yield _sse(after, event)
-                    if event.terminal:
-                        return
+        follow = hub.follow(key, after=after, idle_seconds=idle_seconds)
+        async with contextlib.aclosing(follow) as entries:
+            async for entry in entries:
+                if entry is None:
+                    continue  # EventSourceResponse sends the keep-alive pings
+                metrics.SSE_EVENTS.inc()
+                yield entry.memo("sse-task", _task_frame)
+                if entry.event.terminal:
+                    return
     finally:  # also when the client went away and the generator was cancelled
+        metrics.SSE_STREAMS.dec()
+
+
+async def namespace_stream(
+    *, hub: fanout.Hub, namespace: str, after: str | None, idle_seconds: float
+) -> AsyncIterator[bytes]:
+    """SSE frames of every task event in `namespace` (data: TaskEventPublic), from `after` or now."""
+    metrics.SSE_STREAMS.inc()
+    try:
+        follow = hub.follow(names.STATUS_STREAM, after=after, namespace=namespace, idle_seconds=idle_seconds)
+        async with contextlib.aclosing(follow) as entries:
+            async for entry in entries:
+                if entry is None:
+                    yield b": ready\n\n"  # registered (first) or quiet: the page may list now
+                    continue
+                metrics.SSE_EVENTS.inc()
+                yield entry.memo("sse-namespace", _namespace_frame)
+    finally:
         metrics.SSE_STREAMS.dec()

@@ -1,19 +1,16 @@
-"""What each `longtask` command does: start a component, or the local dev platform."""
+"""What the component and dev commands of `longtask` do: start a component, or the local platform.
+
+The gateway commands (submit, watch, get, list, logs, cancel, dlq) are in taskcmds.py."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
 import time
 from types import FrameType
 from typing import Any
-
-import httpx
-
-from longtask_cli import sseclient
 
 WORKER_LOG_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(name)s: %(message)s"
 
@@ -50,7 +47,7 @@ def worker(args: argparse.Namespace) -> int:
         if value is not None:
             os.environ[env] = str(value)
     from longtask_contracts import logs, names
-    from longtask_worker import exposition, settings
+    from longtask_worker import exposition, settings, signatures, store
 
     json_logs = logs.configure(text_format=WORKER_LOG_FORMAT)
     cfg = settings.get_settings()
@@ -59,6 +56,7 @@ def worker(args: argparse.Namespace) -> int:
 
     celery = app.create_app(cfg)
     exposition.serve(cfg)
+    signatures.publish(store.connect(cfg.redis_url), pool=cfg.pool)  # for the gateway's submit form
     node = args.name or f"{cfg.pool}@{cfg.pod_name}"
     celery.worker_main(
         [
@@ -99,129 +97,6 @@ def api(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=5,
         **extra,
     )
-    return 0
-
-
-def _gateway(args: argparse.Namespace) -> httpx.Client:
-    token = args.token or os.environ.get("LONGTASK_TOKEN")
-    return httpx.Client(
-        base_url=args.api or os.environ.get("LONGTASK_API", "http://127.0.0.1:8080"),
-        headers={"Authorization": f"Bearer {token}"} if token else None,
-        timeout=30,
-    )
-
-
-def _answer(response: httpx.Response) -> dict[str, Any] | None:
-    """The JSON body of a 2xx answer; otherwise print the gateway's reason and return None."""
-    body: dict[str, Any] = response.json()
-    if response.is_success:
-        return body
-    reasons = "; ".join(f"{e['field']}: {e['message']}" for e in body.get("errors", []))
-    print(
-        f"error {response.status_code}: {body.get('detail')}{' (' + reasons + ')' if reasons else ''}",
-        file=sys.stderr,
-    )
-    return None
-
-
-def _param(text: str) -> tuple[str, Any]:
-    key, sep, raw = text.partition("=")
-    if not sep or not key:
-        raise SystemExit(f"--param wants KEY=VALUE, got {text!r}")
-    try:
-        return key, json.loads(raw)
-    except ValueError:
-        return key, raw
-
-
-def submit(args: argparse.Namespace) -> int:
-    spec: dict[str, Any] = {"task": args.task, "params": dict(_param(p) for p in args.param)}
-    if args.pool:
-        spec["pool"] = args.pool
-    body: dict[str, Any] = {"spec": spec, **({"name": args.name} if args.name else {})}
-    with _gateway(args) as client:
-        created = _answer(client.post(f"/v1/namespaces/{args.namespace}/tasks", json=body))
-    if created is None:
-        return 1
-    print(f"created {args.namespace}/{created['name']}")
-    if not args.watch:
-        return 0
-    args.name = created["name"]
-    return watch(args)
-
-
-def watch(args: argparse.Namespace) -> int:
-    """Print each event; on a dropped connection resume after the last event seen."""
-    url = f"/v1/namespaces/{args.namespace}/tasks/{args.name}/events"
-    last_id, phase = None, None
-    with _gateway(args) as client:
-        for _ in range(30):
-            try:
-                for event in sseclient.events(client, url, last_event_id=last_id, timeout=120):
-                    last_id, phase = event.id, event.data.get("phase")
-                    print(_event_line(event), flush=True)
-                return 0 if phase == "Succeeded" else 1
-            except httpx.HTTPStatusError as exc:
-                _answer(exc.response)
-                return 1
-            except httpx.TransportError as exc:
-                print(f"connection lost ({exc!r}); resuming after event {last_id}", file=sys.stderr)
-                time.sleep(1)
-    return 1
-
-
-def _event_line(event: sseclient.Event) -> str:
-    d = event.data
-    stamp = time.strftime("%H:%M:%S", time.localtime(d.get("at", time.time())))
-    progress = f"{d['progress']:5.1f}%" if d.get("progress") is not None else "      "
-    detail = d.get("message") or (d.get("error") or {}).get("message") or ""
-    if d.get("step"):
-        detail = f"[{d['step']}] {detail}"
-    if event.event == "succeeded" and d.get("result") is not None:
-        detail = f"result: {json.dumps(d['result'])}"
-    return f"{stamp}  {d.get('phase', event.event):<10} {progress}  {detail}".rstrip()
-
-
-def cancel(args: argparse.Namespace) -> int:
-    with _gateway(args) as client:
-        body = _answer(client.post(f"/v1/namespaces/{args.namespace}/tasks/{args.name}/cancel"))
-    if body is None:
-        return 1
-    print(f"cancellation requested for {args.namespace}/{args.name} (phase {body['status']['phase']})")
-    return 0
-
-
-def _print_dead_letters(items: list[dict[str, Any]]) -> None:
-    print(f"{'NAMESPACE':<16} {'NAME':<32} {'TASK':<24} {'ATTEMPTS':>8}  REASON / LAST ERROR")
-    for e in items:
-        error = e.get("error") or {}
-        print(
-            f"{e['namespace']:<16} {e['name']:<32} {e['task']:<24} {e['attempts']:>8}  "
-            f"{e['reason']}: {error.get('type', '')}: {error.get('message', '')}"
-        )
-
-
-def dlq_list(args: argparse.Namespace) -> int:
-    params = {"namespace": args.namespace} if args.namespace else {}
-    with _gateway(args) as client:
-        body = _answer(client.get("/v1/deadletters", params=params))
-    if body is None:
-        return 1
-    _print_dead_letters(body["items"])
-    return 0
-
-
-def dlq_replay(args: argparse.Namespace) -> int:
-    with _gateway(args) as client:
-        if args.all:
-            params = {"namespace": args.namespace} if args.namespace else {}
-            body = _answer(client.post("/v1/deadletters/replay", params=params))
-        else:
-            body = _answer(client.post(f"/v1/deadletters/{args.namespace or 'default'}/{args.name}/replay"))
-    if body is None:
-        return 1
-    print(f"replaying {len(body['items'])} task(s)")
-    _print_dead_letters(body["items"])
     return 0
 
 

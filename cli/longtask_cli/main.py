@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from longtask_cli import commands
+from longtask_cli import commands, taskcmds
 
 EPILOG = """\
 quick start:
@@ -15,6 +16,106 @@ quick start:
   longtask submit demo.sleep -p seconds=10 -p steps=20 --watch
   kubectl apply -f examples/sleep.yaml && kubectl get lt -w
 """
+EXIT_CODES = f"""\
+exit codes of submit --watch and watch:
+  {taskcmds.EXIT_SUCCEEDED}  the task Succeeded
+  {taskcmds.EXIT_FAILED}  the task Failed, or the gateway refused the request (its reason on stderr)
+  2  wrong arguments
+  {taskcmds.EXIT_CANCELLED}  the task was Cancelled
+  {taskcmds.EXIT_STREAM_LOST}  the event stream kept dropping: the task's end is unknown
+
+On a terminal, progress is a live bar; piped, one line per event.
+"""
+API_HELP = "gateway URL (env LONGTASK_API, default http://127.0.0.1:8080)"
+TOKEN_HELP = "Kubernetes bearer token for the gateway (env LONGTASK_TOKEN; `dev up --auth` writes one)"
+NS_HELP = "the namespace (env LONGTASK_NAMESPACE, default: default)"
+
+
+def _add(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, func: object, **kwargs: object
+) -> argparse.ArgumentParser:
+    """A gateway command with -n/--namespace, --api and --token."""
+    p: argparse.ArgumentParser = sub.add_parser(name, **kwargs)  # type: ignore[arg-type]
+    p.add_argument("--namespace", "-n", default=os.environ.get("LONGTASK_NAMESPACE", "default"), help=NS_HELP)
+    p.add_argument("--api", default=None, help=API_HELP)
+    p.add_argument("--token", default=None, help=TOKEN_HELP)
+    p.set_defaults(func=func)
+    return p
+
+
+def _gateway_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    raw = argparse.RawDescriptionHelpFormatter
+    submit = _add(
+        sub,
+        "submit",
+        taskcmds.submit,
+        help="create a task through the gateway (and --watch it)",
+        description="Create a LongTask through the gateway and print its name.",
+        epilog=EXIT_CODES,
+        formatter_class=raw,
+    )
+    submit.add_argument("task", help="registered task name, e.g. demo.sleep")
+    submit.add_argument(
+        "--param",
+        "-p",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a task parameter; VALUE is read as JSON when it parses (10, true, [1,2]), "
+        "else as a string (repeatable)",
+    )
+    submit.add_argument("--name", default=None, help="the LongTask's name (default: generated)")
+    submit.add_argument("--pool", default=None, help="worker pool (default: default)")
+    submit.add_argument("--watch", "-w", action="store_true", help="follow its progress until it ends")
+
+    watch = _add(
+        sub,
+        "watch",
+        taskcmds.watch,
+        help="follow a task's progress live (SSE) until it ends",
+        description="Show the task's progress until it ends; reconnects with Last-Event-ID "
+        "if the connection drops.",
+        epilog=EXIT_CODES,
+        formatter_class=raw,
+    )
+    watch.add_argument("name")
+
+    get = _add(sub, "get", taskcmds.get, help="show one task: phase, progress, attempts, result or error")
+    get.add_argument("name")
+    get.add_argument("--output", "-o", choices=["table", "json"], default="table")
+
+    lst = _add(sub, "list", taskcmds.list_tasks, help="list the namespace's tasks (oldest first)")
+    lst.add_argument("--phase", default=None, help="only tasks in this phase (e.g. Running, Failed)")
+    lst.add_argument("--task", default=None, help="only tasks running this task name")
+    lst.add_argument("--output", "-o", choices=["table", "json"], default="table")
+
+    logs = _add(sub, "logs", taskcmds.logs, help="print a task's event log (--follow: then live)")
+    logs.add_argument("name")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing events until it ends")
+
+    cancel = _add(sub, "cancel", taskcmds.cancel, help="cancel a task (sets spec.cancel through the gateway)")
+    cancel.add_argument("name")
+
+    dlq = sub.add_parser("dlq", help="the dead-letter queue: list and replay parked tasks")
+    dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True, metavar="DLQ_COMMAND")
+    dlq_list = dlq_sub.add_parser("list", help="list dead-lettered tasks, oldest first")
+    dlq_list.add_argument("--namespace", "-n", default=None, help="only this namespace")
+    dlq_list.add_argument("--api", default=None, help=API_HELP)
+    dlq_list.add_argument("--token", default=None, help=TOKEN_HELP)
+    dlq_list.set_defaults(func=taskcmds.dlq_list)
+    dlq_replay = dlq_sub.add_parser("replay", help="replay one task (NAME) or --all")
+    target = dlq_replay.add_mutually_exclusive_group(required=True)
+    target.add_argument("name", nargs="?", help="the LongTask to replay")
+    target.add_argument("--all", action="store_true", help="replay every dead-lettered task")
+    dlq_replay.add_argument(
+        "--namespace",
+        "-n",
+        default=None,
+        help="the task's namespace (default: default); with --all, only this one",
+    )
+    dlq_replay.add_argument("--api", default=None, help=API_HELP)
+    dlq_replay.add_argument("--token", default=None, help=TOKEN_HELP)
+    dlq_replay.set_defaults(func=taskcmds.dlq_replay)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,71 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--port", type=int, default=8080)
     api.set_defaults(func=commands.api)
 
-    api_help = "gateway URL (env LONGTASK_API, default http://127.0.0.1:8080)"
-    token_help = "Kubernetes bearer token for the gateway (env LONGTASK_TOKEN; `dev up --auth` writes one)"
-    submit = sub.add_parser(
-        "submit",
-        help="create a task through the gateway (and --watch it)",
-        description="Create a LongTask through the gateway and print its name.",
-    )
-    submit.add_argument("task", help="registered task name, e.g. demo.sleep")
-    submit.add_argument(
-        "--param",
-        "-p",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a task parameter; VALUE is read as JSON when it parses (10, true, [1,2]), "
-        "else as a string (repeatable)",
-    )
-    submit.add_argument("--name", default=None, help="the LongTask's name (default: generated)")
-    submit.add_argument("--namespace", "-n", default="default")
-    submit.add_argument("--pool", default=None, help="worker pool (default: default)")
-    submit.add_argument("--watch", "-w", action="store_true", help="follow its progress until it ends")
-    submit.add_argument("--api", default=None, help=api_help)
-    submit.add_argument("--token", default=None, help=token_help)
-    submit.set_defaults(func=commands.submit)
-
-    watch = sub.add_parser(
-        "watch",
-        help="follow a task's progress live (SSE) until it ends",
-        description="Print one line per event; exit 0 if it Succeeded, 1 otherwise. "
-        "Reconnects with Last-Event-ID if the connection drops.",
-    )
-    watch.add_argument("name")
-    watch.add_argument("--namespace", "-n", default="default")
-    watch.add_argument("--api", default=None, help=api_help)
-    watch.add_argument("--token", default=None, help=token_help)
-    watch.set_defaults(func=commands.watch)
-
-    cancel = sub.add_parser("cancel", help="cancel a task (sets spec.cancel through the gateway)")
-    cancel.add_argument("name")
-    cancel.add_argument("--namespace", "-n", default="default")
-    cancel.add_argument("--api", default=None, help=api_help)
-    cancel.add_argument("--token", default=None, help=token_help)
-    cancel.set_defaults(func=commands.cancel)
-
-    dlq = sub.add_parser("dlq", help="the dead-letter queue: list and replay parked tasks")
-    dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True, metavar="DLQ_COMMAND")
-    dlq_list = dlq_sub.add_parser("list", help="list dead-lettered tasks, oldest first")
-    dlq_list.add_argument("--namespace", "-n", default=None, help="only this namespace")
-    dlq_list.add_argument("--api", default=None, help=api_help)
-    dlq_list.add_argument("--token", default=None, help=token_help)
-    dlq_list.set_defaults(func=commands.dlq_list)
-    dlq_replay = dlq_sub.add_parser("replay", help="replay one task (NAME) or --all")
-    target = dlq_replay.add_mutually_exclusive_group(required=True)
-    target.add_argument("name", nargs="?", help="the LongTask to replay")
-    target.add_argument("--all", action="store_true", help="replay every dead-lettered task")
-    dlq_replay.add_argument(
-        "--namespace",
-        "-n",
-        default=None,
-        help="the task's namespace (default: default); with --all, only this one",
-    )
-    dlq_replay.add_argument("--api", default=None, help=api_help)
-    dlq_replay.add_argument("--token", default=None, help=token_help)
-    dlq_replay.set_defaults(func=commands.dlq_replay)
-
+    _gateway_commands(sub)
     dev = sub.add_parser("dev", help="local development: embedded control plane and platform")
     dev_sub = dev.add_subparsers(dest="dev_command", required=True, metavar="DEV_COMMAND")
     for name, helptext, func in (

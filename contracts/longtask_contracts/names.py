@@ -123,6 +123,15 @@ ZSETS = (LEASES, SCHEDULE, DEADLINES, EXPIRY)
 DLQ = f"{KEY_PREFIX}dlq"  # hash uid -> dead-letter record (JSON)
 # Hash uid -> "pool pod" of every claimed attempt: what each pool runs, and on which pod.
 RUNNING = f"{KEY_PREFIX}running"
+# Hash task name -> tasktypes.TaskType (JSON): each worker writes the signatures of the
+# tasks it serves when it starts, so the gateway can offer them without importing worker code.
+TASK_TYPES = f"{KEY_PREFIX}tasktypes"
+
+
+def gateway_wake(instance: str) -> str:
+    """A tiny stream one gateway process adds to so its shared reader's blocking XREAD
+    returns and picks up streams that gained their first watcher (expires when unused)."""
+    return f"{KEY_PREFIX}gateway-wake:{instance}"
 
 
 def task_keys(uid: str) -> list[str]:

@@ -34,8 +34,9 @@ def user_role(name: str, *, kind: str = "ClusterRole", namespace: str | None = N
             {
                 "apiGroups": ["longtask.io"],
                 "resources": ["longtasks"],
-                "verbs": ["create", "get", "list", "patch"],
+                "verbs": ["create", "get", "list", "watch", "patch"],
             },
+            {"apiGroups": ["longtask.io"], "resources": ["workerpools"], "verbs": ["list"]},
             {
                 "apiGroups": ["longtask.io"],
                 "resources": ["longtasks/deadletters"],

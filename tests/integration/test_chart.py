@@ -252,7 +252,9 @@ def test_operator_rbac_is_exactly_what_it_needs(default: Manifests):
     ]
 
 
-API_TASK_RIGHTS = grants("longtask.io", ["longtasks"], ["create", "get", "list", "patch"])
+API_TASK_RIGHTS = grants("longtask.io", ["longtasks"], ["create", "get", "list", "patch"]) | grants(
+    "longtask.io", ["workerpools"], ["get", "list"]
+)
 API_REVIEW_RIGHTS = grants("authentication.k8s.io", ["tokenreviews"], ["create"]) | grants(
     "authorization.k8s.io", ["subjectaccessreviews"], ["create"]
 )

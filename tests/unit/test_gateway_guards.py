@@ -88,4 +88,19 @@ def test_each_route_needs_one_kubernetes_verb():
         "CANCEL_TASK": ("patch", "longtasks.longtask.io"),
         "LIST_DEADLETTERS": ("list", "longtasks.longtask.io/deadletters"),
         "REPLAY_DEADLETTERS": ("patch", "longtasks.longtask.io/deadletters"),
+        "WATCH_TASKS": ("watch", "longtasks.longtask.io"),
+        "LIST_POOLS": ("list", "workerpools.longtask.io"),
     }
+
+
+@pytest.mark.parametrize(
+    ("subprotocols", "token"),
+    [
+        (["base64url.bearer.authorization.k8s.io.YS5iLmM", "longtask.v1"], "a.b.c"),
+        (["longtask.v1"], None),
+        (["base64url.bearer.authorization.k8s.io.!!!"], None),
+        ([], None),
+    ],
+)
+def test_websocket_token_from_subprotocol(subprotocols, token):
+    assert auth.subprotocol_token(subprotocols) == token

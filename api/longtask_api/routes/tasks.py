@@ -1,7 +1,7 @@
-"""The /v1/namespaces/{namespace}/tasks resource: create, read, list, stream events.
+"""The /v1/namespaces/{namespace}/tasks resource: create, read, list, cancel, its event log and SSE.
 
 Each route needs one Kubernetes verb on longtasks.longtask.io in the path's namespace
-(access.Route): create, get (the task and its events), list, patch (cancel).
+(access.Route): create, get (the task, its event log and its events), list, patch (cancel).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from fastapi import APIRouter, Header, Query, status
 from sse_starlette import EventSourceResponse
 
 from longtask_api import deps, errors, metrics, schemas, sse
-from longtask_contracts import logs, phases, tracing
+from longtask_contracts import logs, names, phases, tracing
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/namespaces/{namespace}/tasks", tags=["tasks"])
@@ -161,7 +161,7 @@ async def stream_task_events(
     namespace: deps.Namespace,
     name: deps.TaskName,
     tasks: deps.Tasks,
-    redis: deps.Redis,
+    hub: deps.Hub,
     cfg: deps.Settings,
     _caller: deps.MayGet,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=64)] = None,
@@ -170,10 +170,25 @@ async def stream_task_events(
     ] = None,
 ) -> EventSourceResponse:
     """Live status and progress; reconnect with Last-Event-ID to resume exactly. Needs `get`."""
-    start = sse.parse_last_event_id(last_event_id or after)
+    start = sse.parse_last_event_id(last_event_id or after) or "0"
     obj = await tasks.get(namespace=namespace, name=name)
     return EventSourceResponse(
-        sse.stream(redis=redis, obj=obj, after=start, block_ms=cfg.sse_block_ms),
+        sse.stream(hub=hub, obj=obj, after=start, idle_seconds=cfg.sse_ping_seconds),
         ping=int(cfg.sse_ping_seconds),
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+
+
+@router.get("/{name}/log", operation_id="getTaskLog", response_model=schemas.EventLog, responses=ERRORS)
+async def get_task_log(
+    namespace: deps.Namespace,
+    name: deps.TaskName,
+    tasks: deps.Tasks,
+    redis: deps.Redis,
+    _caller: deps.MayGet,
+    limit: Annotated[int, Query(ge=1, le=names.TASK_STREAM_MAXLEN, description="At most this many.")] = 1000,
+) -> schemas.EventLog:
+    """The task's event log so far, oldest first, with the SSE ids (empty once cleaned up). Needs `get`."""
+    obj = await tasks.get(namespace=namespace, name=name)
+    entries: Any = await redis.xrange(names.events_stream(obj["metadata"]["uid"]), count=limit)
+    return schemas.EventLog(items=[sse.log_entry(entry_id, fields) for entry_id, fields in entries])

@@ -1,0 +1,227 @@
+"""One shared Redis reader per gateway process, fanned out to every watcher of every stream.
+
+A single blocking XREAD covers every stream that has at least one watcher (a task's event
+stream, or the shared status stream behind the namespace-wide stream); each entry is decoded
+once and handed to the in-memory queue of each watcher. So a watcher costs a queue and a
+coroutine, not a Redis connection, and an event costs one read however many watch it.
+
+A watcher joining a stream the reader already follows catches up with one XRANGE up to the
+reader's cursor, then takes live entries, skipping any id it has already passed: nothing is
+missed or repeated. A watcher that falls `queue_size` entries behind is ended after what it
+has queued (contiguous), and resumes by reconnecting with its last id.
+
+It must not shape HTTP or WebSocket answers (sse.py, ws.py do) nor decide access.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncGenerator, Callable
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from longtask_contracts import events, names
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+WAKE_TTL_SECONDS = 3600  # a crashed gateway's wake stream goes away on its own
+
+
+def id_key(stream_id: str) -> tuple[int, int]:
+    """A Redis stream id ('1719400000000-3', or '0') as a sortable pair."""
+    ms, _, seq = stream_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Entry:
+    """One stream entry, decoded once; encodings for clients are computed once and shared."""
+
+    __slots__ = ("_memo", "event", "id")
+
+    def __init__(self, entry_id: str, event: events.TaskEvent) -> None:
+        self.id = entry_id
+        self.event = event
+        self._memo: dict[str, Any] = {}
+
+    def memo(self, name: str, build: Callable[[Entry], T]) -> T:
+        """`build(self)`, computed by the first watcher that asks and reused by the others."""
+        if name not in self._memo:
+            self._memo[name] = build(self)
+        value: T = self._memo[name]
+        return value
+
+
+class _Watcher:
+    def __init__(self, namespace: str | None, queue_size: int) -> None:
+        self.namespace = namespace
+        self.queue: asyncio.Queue[Entry] = asyncio.Queue(queue_size)
+        self.lagged = False
+
+    def offer(self, entry: Entry) -> None:
+        if self.lagged or (self.namespace is not None and entry.event.namespace != self.namespace):
+            return
+        try:
+            self.queue.put_nowait(entry)
+        except asyncio.QueueFull:
+            self.lagged = True  # what is queued stays contiguous; the watcher ends after it
+
+
+class _Stream:
+    def __init__(self, cursor: str) -> None:
+        self.cursor = cursor  # the id of the last entry the reader handed out (or the start)
+        self.watchers: set[_Watcher] = set()
+
+
+class Hub:
+    """The shared reader of one gateway process; start() in the app's lifespan, stop() at its end."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        *,
+        block_ms: int,
+        queue_size: int = 1000,
+        count: int = 500,
+        reads: int = 4,
+    ):
+        self.redis = redis
+        # Catch-up reads at once: a burst of new watchers then borrows a few Redis connections, not one each.
+        self._reads = asyncio.Semaphore(reads)
+        self.block_ms = block_ms
+        self.queue_size = queue_size
+        self.count = count
+        self.wake_key = names.gateway_wake(uuid.uuid4().hex)
+        self._wake_cursor = "0"
+        self._streams: dict[str, _Stream] = {}
+        self._changed = asyncio.Event()
+        self._reader: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    @property
+    def watchers(self) -> int:
+        return sum(len(s.watchers) for s in self._streams.values())
+
+    async def start(self) -> None:
+        self._reader = asyncio.create_task(self._run(), name="longtask-fanout-reader")
+
+    async def stop(self) -> None:
+        # A flag as well as cancel(): redis-py may turn a cancelled read into a ConnectionError.
+        self._stopping = True
+        self._changed.set()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        with contextlib.suppress(RedisError, OSError):
+            await self.redis.delete(self.wake_key)
+
+    async def follow(
+        self, key: str, *, after: str | None, namespace: str | None = None, idle_seconds: float
+    ) -> AsyncGenerator[Entry | None, None]:
+        """Entries of stream `key` after id `after` (None: from now on), then live ones.
+
+        Yields None first, once the watcher is registered (nothing after that can be missed:
+        a client may now list what exists), then after every `idle_seconds` without an entry
+        (time for a keep-alive). With `namespace`, only that namespace's entries. Ends only
+        if the watcher lagged behind.
+        """
+        if key not in self._streams:
+            async with self._reads:
+                last = await self.redis.xrevrange(key, count=1)
+            head = _text(last[0][0]) if last else "0"
+            if key not in self._streams:  # nobody else started it meanwhile
+                self._streams[key] = _Stream(cursor=head)
+                await self._wake()
+        stream = self._streams[key]
+        watcher = _Watcher(namespace, self.queue_size)
+        stream.watchers.add(watcher)
+        upto = stream.cursor  # the reader hands out what comes after this; we read up to it
+        after = upto if after is None else after
+        try:
+            yield None
+            if id_key(after) < id_key(upto):
+                async with self._reads:
+                    backlog: Any = await self.redis.xrange(key, min=f"({after}", max=upto)
+                for raw_id, fields in backlog:
+                    entry = _decode(_text(raw_id), fields)
+                    if entry is None:
+                        continue
+                    after = entry.id
+                    if namespace is None or entry.event.namespace == namespace:
+                        yield entry
+            while not (watcher.lagged and watcher.queue.empty()):
+                try:
+                    async with asyncio.timeout(idle_seconds):
+                        entry = await watcher.queue.get()
+                except TimeoutError:
+                    yield None
+                    continue
+                if id_key(entry.id) > id_key(after):
+                    after = entry.id
+                    yield entry
+        finally:
+            stream.watchers.discard(watcher)
+            if not stream.watchers and self._streams.get(key) is stream:
+                del self._streams[key]
+
+    async def _wake(self) -> None:
+        """Make the reader's blocking XREAD return so that it reads the new stream too."""
+        self._changed.set()
+        with contextlib.suppress(RedisError, OSError):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.xadd(self.wake_key, {"w": "1"}, maxlen=16, approximate=True)
+                pipe.expire(self.wake_key, WAKE_TTL_SECONDS)
+                await pipe.execute()
+
+    async def _run(self) -> None:
+        failures = 0
+        while not self._stopping:
+            if not self._streams:
+                self._changed.clear()
+                await self._changed.wait()
+                continue
+            cursors: Any = {k: s.cursor for k, s in self._streams.items()}
+            cursors[self.wake_key] = self._wake_cursor
+            try:
+                reply: Any = await self.redis.xread(cursors, count=self.count, block=self.block_ms)
+            except Exception as exc:  # the reader must outlive any one failure, or every watcher stalls
+                if self._stopping:
+                    return
+                failures += 1
+                log.warning("shared stream reader: %r (retrying)", exc)
+                await asyncio.sleep(min(2.0, 0.05 * 2**failures))
+                continue
+            failures = 0
+            for raw_key, entries in reply or []:
+                self._deliver(_text(raw_key), entries)
+
+    def _deliver(self, key: str, entries: list[Any]) -> None:
+        if key == self.wake_key:
+            self._wake_cursor = _text(entries[-1][0])
+            return
+        stream = self._streams.get(key)
+        if stream is None:
+            return  # its last watcher left while the read was under way
+        for raw_id, fields in entries:
+            stream.cursor = _text(raw_id)
+            entry = _decode(stream.cursor, fields)
+            if entry is not None:
+                for watcher in list(stream.watchers):
+                    watcher.offer(entry)
+
+
+def _decode(entry_id: str, fields: dict[Any, Any]) -> Entry | None:
+    try:
+        return Entry(entry_id, events.TaskEvent.decode(fields))
+    except ValueError:
+        log.warning("skipping an undecodable stream entry %s", entry_id)
+        return None

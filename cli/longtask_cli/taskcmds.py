@@ -1,0 +1,221 @@
+"""The gateway commands (`submit`, `watch`, `get`, `list`, `logs`, `cancel`, `dlq`): HTTP calls
+and their printing. It starts no component (commands.py does) and parses no SSE (sseclient.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import httpx
+
+from longtask_cli import display, sseclient
+
+# Exit codes of `submit --watch` and `watch` (main.py's help and the README list them).
+EXIT_SUCCEEDED = 0
+EXIT_FAILED = 1  # the task Failed, or the gateway refused the request (its reason on stderr)
+EXIT_CANCELLED = 3
+EXIT_STREAM_LOST = 4  # the connection kept dropping: the task's end is unknown
+_EXIT_OF_PHASE = {"Succeeded": EXIT_SUCCEEDED, "Cancelled": EXIT_CANCELLED}
+
+
+def _gateway(args: argparse.Namespace) -> httpx.Client:
+    token = args.token or os.environ.get("LONGTASK_TOKEN")
+    return httpx.Client(
+        base_url=args.api or os.environ.get("LONGTASK_API", "http://127.0.0.1:8080"),
+        headers={"Authorization": f"Bearer {token}"} if token else None,
+        timeout=30,
+    )
+
+
+def _answer(response: httpx.Response) -> dict[str, Any] | None:
+    """The JSON body of a 2xx answer; otherwise print the gateway's reason and return None."""
+    body: dict[str, Any] = response.json()
+    if response.is_success:
+        return body
+    reasons = "; ".join(f"{e['field']}: {e['message']}" for e in body.get("errors", []))
+    print(
+        f"error {response.status_code}: {body.get('detail')}{' (' + reasons + ')' if reasons else ''}",
+        file=sys.stderr,
+    )
+    return None
+
+
+def _param(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise SystemExit(f"--param wants KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(raw)
+    except ValueError:
+        return key, raw
+
+
+def _tasks(args: argparse.Namespace, rest: str = "") -> str:
+    return f"/v1/namespaces/{args.namespace}/tasks{rest}"
+
+
+def submit(args: argparse.Namespace) -> int:
+    spec: dict[str, Any] = {"task": args.task, "params": dict(_param(p) for p in args.param)}
+    if args.pool:
+        spec["pool"] = args.pool
+    body: dict[str, Any] = {"spec": spec, **({"name": args.name} if args.name else {})}
+    with _gateway(args) as client:
+        created = _answer(client.post(_tasks(args), json=body))
+    if created is None:
+        return EXIT_FAILED
+    print(f"created {args.namespace}/{created['name']}", flush=True)
+    if not args.watch:
+        return EXIT_SUCCEEDED
+    args.name = created["name"]
+    return watch(args)
+
+
+def watch(args: argparse.Namespace) -> int:
+    """Show each event (a bar on a terminal); resume after a drop; exit by the final phase."""
+    phase = None
+    with _gateway(args) as client, display.Watch(f"{args.namespace}/{args.name}") as shown:
+
+        def dropped(exc: Exception, last_id: str | None) -> None:
+            shown.note(f"connection lost ({exc!r}); resuming after event {last_id}")
+            time.sleep(1)
+
+        try:
+            last = None
+            for event in sseclient.follow(client, _tasks(args, f"/{args.name}/events"), on_drop=dropped):
+                phase, last = event.data.get("phase"), event
+                shown.show(event)
+        except httpx.HTTPStatusError as exc:
+            _answer(exc.response)
+            return EXIT_FAILED
+        except sseclient.StreamLost as exc:
+            shown.note(str(exc))
+            return EXIT_STREAM_LOST
+    if shown.live and last is not None:
+        print(display.event_line(last), flush=True)  # the outcome, as a line under the bar
+    return _EXIT_OF_PHASE.get(str(phase), EXIT_FAILED)
+
+
+def _row(t: dict[str, Any]) -> str:
+    s = t.get("status") or {}
+    message = s.get("message") or (s.get("error") or {}).get("message") or ""
+    progress = f"{s.get('progress') or 0:.0f}%"
+    return (
+        f"{t['name']:<32} {t['spec'].get('task', ''):<20} {s.get('phase') or 'Pending':<10} "
+        f"{progress:>8} {s.get('attempts') or 0:>8}  {message}"
+    ).rstrip()
+
+
+_HEADER = f"{'NAME':<32} {'TASK':<20} {'PHASE':<10} {'PROGRESS':>8} {'ATTEMPTS':>8}  MESSAGE"
+
+
+def get(args: argparse.Namespace) -> int:
+    with _gateway(args) as client:
+        task = _answer(client.get(_tasks(args, f"/{args.name}")))
+    if task is None:
+        return EXIT_FAILED
+    if args.output == "json":
+        print(json.dumps(task, indent=2))
+        return EXIT_SUCCEEDED
+    print(_HEADER)
+    print(_row(task))
+    s = task.get("status") or {}
+    if s.get("result") is not None:
+        print(f"result: {json.dumps(s['result'])}")
+    if s.get("error"):
+        print(f"error: {s['error'].get('type')}: {s['error'].get('message')}")
+    return EXIT_SUCCEEDED
+
+
+def list_tasks(args: argparse.Namespace) -> int:
+    params: dict[str, Any] = {"limit": 500}
+    if args.phase:
+        params["phase"] = args.phase
+    if args.task:
+        params["task"] = args.task
+    items: list[dict[str, Any]] = []
+    with _gateway(args) as client:
+        while True:
+            page = _answer(client.get(_tasks(args), params=params))
+            if page is None:
+                return EXIT_FAILED
+            items += page["items"]
+            if not page.get("continue"):
+                break
+            params["continue"] = page["continue"]
+    if args.output == "json":
+        print(json.dumps(items, indent=2))
+        return EXIT_SUCCEEDED
+    print(_HEADER)
+    for task in sorted(items, key=lambda t: t.get("createdAt") or ""):
+        print(_row(task))
+    return EXIT_SUCCEEDED
+
+
+def logs(args: argparse.Namespace) -> int:
+    """The task's event log so far; with --follow, then live until it ends."""
+    with _gateway(args) as client:
+        log = _answer(client.get(_tasks(args, f"/{args.name}/log")))
+        if log is None:
+            return EXIT_FAILED
+        last = None
+        for item in log["items"]:
+            last = sseclient.Event(item["id"], item["event"], item["data"])
+            print(display.event_line(last), flush=True)
+        terminal = last is not None and last.event in ("succeeded", "failed", "cancelled")
+        if not args.follow or terminal:
+            return EXIT_SUCCEEDED
+        url = _tasks(args, f"/{args.name}/events")
+        try:
+            for event in sseclient.events(client, url, last_event_id=last.id if last else None, timeout=120):
+                print(display.event_line(event), flush=True)
+        except httpx.HTTPStatusError as exc:
+            _answer(exc.response)
+            return EXIT_FAILED
+    return EXIT_SUCCEEDED
+
+
+def cancel(args: argparse.Namespace) -> int:
+    with _gateway(args) as client:
+        body = _answer(client.post(_tasks(args, f"/{args.name}/cancel")))
+    if body is None:
+        return EXIT_FAILED
+    print(f"cancellation requested for {args.namespace}/{args.name} (phase {body['status']['phase']})")
+    return EXIT_SUCCEEDED
+
+
+def _print_dead_letters(items: list[dict[str, Any]]) -> None:
+    print(f"{'NAMESPACE':<16} {'NAME':<32} {'TASK':<24} {'ATTEMPTS':>8}  REASON / LAST ERROR")
+    for e in items:
+        error = e.get("error") or {}
+        print(
+            f"{e['namespace']:<16} {e['name']:<32} {e['task']:<24} {e['attempts']:>8}  "
+            f"{e['reason']}: {error.get('type', '')}: {error.get('message', '')}"
+        )
+
+
+def dlq_list(args: argparse.Namespace) -> int:
+    params = {"namespace": args.namespace} if args.namespace else {}
+    with _gateway(args) as client:
+        body = _answer(client.get("/v1/deadletters", params=params))
+    if body is None:
+        return EXIT_FAILED
+    _print_dead_letters(body["items"])
+    return EXIT_SUCCEEDED
+
+
+def dlq_replay(args: argparse.Namespace) -> int:
+    with _gateway(args) as client:
+        if args.all:
+            params = {"namespace": args.namespace} if args.namespace else {}
+            body = _answer(client.post("/v1/deadletters/replay", params=params))
+        else:
+            body = _answer(client.post(f"/v1/deadletters/{args.namespace or 'default'}/{args.name}/replay"))
+    if body is None:
+        return EXIT_FAILED
+    print(f"replaying {len(body['items'])} task(s)")
+    _print_dead_letters(body["items"])
+    return EXIT_SUCCEEDED
