@@ -13,7 +13,8 @@ loop reads and writes every other task. The backlog of unacknowledged entries is
 once, page by page, so a parked task's entries cannot pin the loop to its backlog.
 
 The stream is trimmed here, and only here: below the oldest entry the group has not
-acknowledged (XTRIM MINID), so an operator that is down or behind loses nothing.
+acknowledged (XTRIM MINID), so an operator that is down or behind loses nothing, and never
+within the last minute, which the gateway's namespace streams may still be reading.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 _PARK_MAX_SECONDS = 60.0  # longest wait between two writes of a parked task
 _TRIM_EVERY_SECONDS = 5.0
 _TRIM_ROUNDS = 100
+_KEEP_RECENT_MS = 60_000
 
 
 @dataclass
@@ -283,6 +285,11 @@ class StatusSync:
         # Everything below the oldest pending entry, or up to the last delivered one, is read
         # and acknowledged; the last delivered entry itself is kept (MINID keeps >= id).
         floor = summary.get("min") if summary.get("pending") else ours.get("last-delivered-id")
+        # Keep the last minute whatever the group read: the gateway's namespace streams
+        # follow this stream too, and catch up from it after a reconnect.
+        recent = f"{int(time.time() * 1000) - _KEEP_RECENT_MS}-0"
+        if floor and _id(floor) > _id(recent):
+            floor = recent
         if floor and _id(floor) > (0, 0):
             # Approximate trimming removes whole nodes, at most 10,000 entries a call (Redis'
             # default LIMIT), so Redis never stalls on one call; a long backlog takes several.

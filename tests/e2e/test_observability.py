@@ -137,8 +137,10 @@ def _load(platform: platform_mod.Platform, kubectl: Any, namespace: str) -> None
         platform_mod.worker_pool_manifests(pool=pool, min_replicas=0, max_replicas=1), namespace=namespace
     )
     created = []
-    specs = [{"task": "demo.sleep", "params": {"seconds": 2, "steps": 4}}] * 4 + [
-        {"task": "demo.fail", "retry": {"maxRetries": 1, "backoffSeconds": 0.1}}
+    # On the observed worker's own pool: its metrics are scraped, and no other test's
+    # leftovers compete for its slots.
+    specs = [{"task": "demo.sleep", "pool": OBS_POOL, "params": {"seconds": 2, "steps": 4}}] * 4 + [
+        {"task": "demo.fail", "pool": OBS_POOL, "retry": {"maxRetries": 1, "backoffSeconds": 0.1}}
     ] * 2
     with httpx.Client(base_url=platform.api_url, timeout=30) as client:
         for spec in specs:

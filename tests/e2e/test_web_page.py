@@ -21,7 +21,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from longtask_dev import procs
-from tests import lt
+from tests import lt, pools
 
 pytestmark = pytest.mark.cluster
 CHROMIUM = "/usr/bin/chromium"
@@ -52,24 +52,34 @@ def _row(page: Page, name: str):  # type: ignore[no-untyped-def]
     return page.locator(f"#tasks tr[data-name='{name}']")
 
 
-def _submit(page: Page, task: str, **params: str) -> str:
+def _submit(page: Page, task: str, *, pool: str, **params: str) -> str:
     page.select_option("#task-type", task)
     for key, value in params.items():
         page.fill(f"#param-{key}", value)
+    page.fill("#task-pool", pool)
     page.click("#submit-form button[type=submit]")
     expect(page.locator("#submit-status")).to_contain_text("Created ")
     return page.locator("#submit-status").inner_text().removeprefix("Created ").rstrip(".")
 
 
-def test_submit_watch_cancel_and_replay_in_chromium(platform, kubectl, namespace, page, tmp_path):
-    lt.create(kubectl, namespace, "dead-one", task="demo.fail", retry={"maxRetries": 0})
+@pytest.fixture
+def pool(platform) -> Iterator[str]:
+    """A pool of the test's own, with its own worker: no other test's work delays it."""
+    name = pools.unique_pool()
+    worker = platform.start_worker(pool=name, concurrency=2)
+    yield name
+    platform.stop_child(worker)
+
+
+def test_submit_watch_cancel_and_replay_in_chromium(platform, kubectl, namespace, page, tmp_path, pool):
+    lt.create(kubectl, namespace, "dead-one", task="demo.fail", pool=pool, retry={"maxRetries": 0})
     page.goto(f"{platform.api_url}/?ns={namespace}")
     expect(page.locator("#conn")).to_contain_text("live")
     page.evaluate("window.__sameDocument = true")
     expect(page.locator("#task-type option[value='demo.sleep']")).to_have_count(1)
 
     # Submit from the generated form; record every value the row's <progress> takes.
-    name = _submit(page, "demo.sleep", seconds="2", steps="4")
+    name = _submit(page, "demo.sleep", pool=pool, seconds="2", steps="4")
     bar = _row(page, name).locator("progress")
     expect(bar).to_have_count(1)
     page.evaluate(
@@ -87,7 +97,7 @@ def test_submit_watch_cancel_and_replay_in_chromium(platform, kubectl, namespace
     assert page.evaluate("window.__sameDocument") is True  # no reload happened
 
     # Cancel a running task from its row.
-    long = _submit(page, "demo.sleep", seconds="60", steps="60")
+    long = _submit(page, "demo.sleep", pool=pool, seconds="60", steps="60")
     expect(_row(page, long).locator("td.phase")).to_have_text("Running")
     _row(page, long).get_by_role("button", name=f"Cancel {long}").click()
     expect(_row(page, long).locator("td.phase")).to_have_text("Cancelled")
