@@ -48,6 +48,7 @@ class Maintenance:
         self.claim_timeout = claim_timeout
         self._fetched_scanned_until = 0.0  # kombu fetch times up to this one were looked at
         self._next_dlq_sweep = 0.0
+        self._sweep: asyncio.Task[None] | None = None
         self._dlq_cursor = 0
 
     async def run(self) -> None:
@@ -71,15 +72,22 @@ class Maintenance:
             for uid in await self._due(zset, now):
                 await self._isolated(zset, uid, step)
         await self._fetched_never_claimed(now)
-        if now >= self._next_dlq_sweep:
+        if now >= self._next_dlq_sweep and (self._sweep is None or self._sweep.done()):
+            # In the background: its apiserver reads must never delay leases and retries.
             self._next_dlq_sweep = now + _DLQ_SWEEP_SECONDS
-            await self._sweep_dead_letters()
+            self._sweep = asyncio.create_task(self._sweep_dead_letters(), name="dead-letter-sweep")
         metrics.DLQ_DEPTH.set(await self.redis.hlen(names.DLQ))
 
     async def _sweep_dead_letters(self) -> None:
         """Forget dead-letter records whose LongTask is gone (deleted while the operator was
         down, so no DELETED event removed them): a few hundred per sweep, resuming where the
         last one stopped."""
+        try:
+            await self._sweep_some_dead_letters()
+        except Exception:
+            log.exception("dead-letter sweep failed; trying again at the next sweep")
+
+    async def _sweep_some_dead_letters(self) -> None:
         reply: Any = await self.redis.hscan(names.DLQ, cursor=self._dlq_cursor, count=200)
         self._dlq_cursor, records = reply
         for uid, raw in records.items():

@@ -35,7 +35,7 @@ from longtask_operator import fold, kube, metrics
 log = logging.getLogger(__name__)
 
 
-_PARK_MAX_SECONDS = 60.0  # longest wait between two writes of a parked task
+_PARK_MAX_SECONDS = 10.0  # longest wait between two writes of a parked task
 _TRIM_EVERY_SECONDS = 5.0
 _TRIM_ROUNDS = 100
 _KEEP_RECENT_MS = 60_000
