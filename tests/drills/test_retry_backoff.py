@@ -8,26 +8,40 @@ once, without retries.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from longtask_contracts import events
-from tests import lt
-from tests.drills.conftest import DRILL_POOL
+from tests import lt, pools
+from tests.drills.conftest import DRILL_ENV
 
 pytestmark = pytest.mark.cluster
 K = events.Kind
 
 
-def test_retries_follow_exponential_backoff(platform, kubectl, namespace, redis_client, drill_workers):
+@pytest.fixture(scope="module")
+def pool(platform) -> Iterator[str]:
+    """A pool and workers of this module's own: attempt times must not wait on a slot that
+    another drill's leftovers hold."""
+    name = pools.unique_pool()
+    workers = [platform.start_worker(pool=name, concurrency=2, extra_env=DRILL_ENV) for _ in range(2)]
+    yield name
+    for worker in workers:
+        if worker in platform.cluster.children:
+            platform.stop_child(worker)
+
+
+def test_retries_follow_exponential_backoff(platform, kubectl, namespace, redis_client, pool):
     uid = lt.create(
         kubectl,
         namespace,
         "flaky",
         task="demo.fail",
-        pool=DRILL_POOL,
+        pool=pool,
         retry={"maxRetries": 3, "backoffSeconds": 0.5, "backoffFactor": 2, "jitter": 0},
     )
-    status = lt.wait_phase(kubectl, namespace, "flaky", "Failed", timeout=60)
+    status = lt.wait_phase(kubectl, namespace, "flaky", "Failed", timeout=120)
     assert status["attempts"] == 4 and status["deadLettered"] is True
     assert [h["outcome"] for h in status["attemptHistory"]] == ["Retrying"] * 3 + ["Failed"]
 
@@ -43,13 +57,13 @@ def test_retries_follow_exponential_backoff(platform, kubectl, namespace, redis_
         assert event.retry_at - 0.01 <= started <= event.retry_at + 3.0
 
 
-def test_permanent_error_fails_at_once(platform, kubectl, namespace, redis_client, drill_workers):
+def test_permanent_error_fails_at_once(platform, kubectl, namespace, redis_client, pool):
     uid = lt.create(
         kubectl,
         namespace,
         "broken",
         task="demo.fail",
-        pool=DRILL_POOL,
+        pool=pool,
         params={"permanent": True, "message": "the input is unreadable"},
     )
     status = lt.wait_phase(kubectl, namespace, "broken", "Failed")
