@@ -80,8 +80,13 @@ def events_stream(uid: str) -> str:
 
 
 def dispatch_guard(uid: str) -> str:
-    """Set (NX) once the first attempt of a LongTask has been sent to its queue."""
+    """Taken (SET NX) by whoever sends a LongTask's first attempt: "sending", then "sent"."""
     return f"{KEY_PREFIX}dispatched:{uid}"
+
+
+def replayed(uid: str) -> str:
+    """The value of the replay annotation the operator last acted on (each new value replays once)."""
+    return f"{KEY_PREFIX}replayed:{uid}"
 
 
 def claim(uid: str) -> str:
@@ -145,4 +150,5 @@ def task_keys(uid: str) -> list[str]:
         current(uid),
         started(uid),
         crashes(uid),
+        replayed(uid),
     ]

@@ -1,15 +1,11 @@
-"""Sends attempts to their pool's Celery queue; cancels and replays tasks. Redis only.
+"""Dispatches, cancels, replays and forgets LongTasks. Redis and Celery only.
 
-Sending order: the Queued event (so readers see queued before started), the Celery
-message, then the marks that say it was sent (the first attempt's guard, or its removal
-from the retry schedule). An operator killed before the marks sends again after its
-restart; the worker's claim (keyed by uid and attempt) makes that duplicate a no-op. The
-other order could lose a task. It must not touch Kubernetes: the status follows events.
+Sending itself (order, guard, span) is longtask_contracts.sending, shared with the
+gateway. It must not touch Kubernetes: the status follows events.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -17,25 +13,15 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from celery import Celery
-from opentelemetry import trace
 from redis.exceptions import WatchError
 
-from longtask_contracts import celeryconfig, events, ledger, logs, models, names, phases, tracing
+from longtask_contracts import events, ledger, models, names, phases, sending
 from longtask_operator import metrics
 
 log = logging.getLogger(__name__)
 
-# Celery's hard limit comes this long after the soft one, so a task can save partial work.
-HARD_LIMIT_GRACE_SECONDS = 30
 # A deleted task's cancel flag outlives its other keys, so a still-running attempt stops.
 _CANCEL_FLAG_TTL_SECONDS = 3600
-
-
-def celery_sender(redis_url: str) -> Celery:
-    """A Celery app used only to send messages, with the workers' exact settings."""
-    app = Celery("longtask-operator")
-    celeryconfig.configure(app, redis_url=redis_url)
-    return app
 
 
 def plain(body: Any) -> dict[str, Any]:
@@ -44,90 +30,11 @@ def plain(body: Any) -> dict[str, Any]:
     return result
 
 
-def first_attempt(body: dict[str, Any], *, now: float) -> ledger.Dispatch:
-    meta = body["metadata"]
-    spec = models.LongTaskSpec.model_validate(body.get("spec") or {})
-    return ledger.Dispatch(
-        namespace=meta["namespace"],
-        name=meta["name"],
-        uid=meta["uid"],
-        spec=spec,
-        attempt=1,
-        deadline=now + spec.timeout_seconds,
-        trace=tracing.from_annotations(meta.get("annotations")),  # the gateway's create, if it was
-    )
-
-
 async def send(
-    *,
-    redis: aioredis.Redis,
-    celery: Celery,
-    dispatch: ledger.Dispatch,
-    extra: dict[str, str] | None = None,
-    replay: bool = False,
+    *, redis: aioredis.Redis, celery: Celery, dispatch: ledger.Dispatch, replay: bool = False
 ) -> None:
-    """_send in a span `longtask.dispatch`, child of the task's trace (dispatch.trace); a task
-    without one (made by kubectl) starts its trace here, and later attempts carry it on."""
-    d = dispatch
-    attributes = tracing.task_attributes(
-        namespace=d.namespace, name=d.name, uid=d.uid, attempt=d.attempt, task=d.spec.task, pool=d.spec.pool
-    )
-    with (
-        tracing.span(
-            "longtask.dispatch", parent=dispatch.trace, kind=trace.SpanKind.PRODUCER, attributes=attributes
-        ),
-        logs.task(**d.about()),
-    ):
-        if not dispatch.trace:
-            dispatch = dispatch.model_copy(update={"trace": tracing.inject()})
-        await _send(redis=redis, celery=celery, dispatch=dispatch, extra=extra, replay=replay)
-        log.info("attempt %s sent to %s", dispatch.attempt, names.queue(dispatch.spec.pool))
-
-
-async def _send(
-    *,
-    redis: aioredis.Redis,
-    celery: Celery,
-    dispatch: ledger.Dispatch,
-    extra: dict[str, str] | None = None,
-    replay: bool = False,
-) -> None:
-    """Publish Queued, send the attempt, then mark it sent (`extra` keys, off the schedule).
-
-    A crash before the last step sends the attempt again later; never zero times. A replay
-    leaves the dead-letter queue in the same MULTI that queues it.
-    """
-    queued = dispatch.event(
-        events.Kind.QUEUED,
-        progress=0 if dispatch.attempt == 1 else None,
-        message=f"attempt {dispatch.attempt} queued on {names.queue(dispatch.spec.pool)}",
-        pool=dispatch.spec.pool,  # wakes the pool's autoscaler (autoscale.py)
-    )
-    pipe = redis.pipeline(transaction=True)
-    ledger.queue_queued(pipe, dispatch, queued)
-    if replay:
-        pipe.hdel(names.DLQ, dispatch.uid)
-    await pipe.execute()
-    limit = int(dispatch.attempt_seconds(time.time()))
-    await asyncio.to_thread(
-        celery.send_task,
-        names.RUN_TASK,
-        args=[dispatch.model_dump(mode="json")],
-        task_id=names.celery_task_id(dispatch.uid, dispatch.attempt),
-        queue=names.queue(dispatch.spec.pool),
-        priority=names.transport_priority(dispatch.spec.priority),
-        soft_time_limit=limit,
-        time_limit=limit + HARD_LIMIT_GRACE_SECONDS,
-        headers={
-            **tracing.inject(),
-            names.QUEUED_AT_HEADER: time.time(),
-        },  # trace context (W3C); queued-at for the oldest queued age
-    )
-    pipe = redis.pipeline(transaction=True)
-    pipe.zrem(names.SCHEDULE, dispatch.uid)
-    for key, value in (extra or {}).items():
-        pipe.set(key, value)
-    await pipe.execute()
+    """Send one attempt (sending.send) and count it."""
+    await sending.send(redis=redis, celery=celery, dispatch=dispatch, replay=replay)
     metrics.DISPATCHED.labels(pool=metrics.pool_label(dispatch.spec.pool)).inc()
 
 
@@ -139,11 +46,8 @@ async def reconcile(*, redis: aioredis.Redis, celery: Celery, body: dict[str, An
     if (body.get("spec") or {}).get("cancel"):
         await cancel(redis=redis, body=body)
         return
-    uid = body["metadata"]["uid"]
-    if await redis.exists(names.dispatch_guard(uid)):
-        return
-    dispatch = first_attempt(body, now=time.time())
-    await send(redis=redis, celery=celery, dispatch=dispatch, extra={names.dispatch_guard(uid): "1"})
+    if sent := await sending.send_first(redis=redis, celery=celery, body=body):
+        metrics.DISPATCHED.labels(pool=metrics.pool_label(sent.spec.pool)).inc()
 
 
 async def cancel(
@@ -202,7 +106,7 @@ async def replay(*, redis: aioredis.Redis, celery: Celery, body: dict[str, Any])
             return "not in the dead-letter queue; nothing to replay"
         await send(redis=redis, celery=celery, dispatch=current)
         return f"resent attempt {current.attempt} of an interrupted replay"
-    dispatch = first_attempt(body, now=time.time()).model_copy(update={"attempt": started + 1})
+    dispatch = sending.first_attempt(body, now=time.time()).model_copy(update={"attempt": started + 1})
     await redis.delete(names.done(uid), names.crashes(uid), names.cancel_flag(uid))
     await send(redis=redis, celery=celery, dispatch=dispatch, replay=True)
     return f"replayed from the dead-letter queue as attempt {dispatch.attempt}"

@@ -12,7 +12,7 @@ from typing import Any
 import kopf
 import prometheus_client
 
-from longtask_contracts import names, phases, redisopts, tracing
+from longtask_contracts import names, phases, redisopts, sending, tracing
 from longtask_operator import autoscale, dispatch, kube, maintenance, observe, settings, statussync, workload
 
 LT = (names.GROUP, names.VERSION, names.PLURAL)
@@ -24,7 +24,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     cfg = configure(settings)
     tracing.setup("longtask-operator")  # only with OTEL_EXPORTER_OTLP_ENDPOINT (tracing.py)
     memo.redis = redisopts.async_client(cfg.redis_url)
-    memo.celery = dispatch.celery_sender(cfg.redis_url)
+    memo.celery = sending.celery_sender(cfg.redis_url)
     memo.kube = await kube.Kube.connect()
     memo.autoscaler = autoscale.Autoscaler(
         kube=memo.kube, workload=workload.Workload(memo.redis), interval=cfg.autoscale_interval_seconds

@@ -13,8 +13,8 @@ import uuid
 
 import pytest
 
-from longtask_contracts import names, redisopts
-from longtask_operator import dispatch, workload
+from longtask_contracts import names, redisopts, sending
+from longtask_operator import workload
 
 pytestmark = pytest.mark.cluster
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.cluster
 async def test_workload_counts_every_list_unacked_and_live_claims(cluster, redis_client):
     pool, other = f"w{uuid.uuid4().hex[:6]}", None
     other = f"x{pool}"  # "longtask.x<pool>" ends like "longtask.<pool>" but is another queue
-    celery = dispatch.celery_sender(cluster.redis_url)
+    celery = sending.celery_sender(cluster.redis_url)
     for priority in range(10):
         celery.send_task(
             names.RUN_TASK, args=[{}], queue=names.queue(pool), priority=names.transport_priority(priority)

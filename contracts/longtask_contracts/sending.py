@@ -1,0 +1,146 @@
+"""Sends an attempt to its pool's Celery queue, and the first attempt of a LongTask once.
+
+Shared by the operator (every attempt) and the gateway (the first attempt of a LongTask it
+just created, without waiting for the operator's watch). Redis and Celery only: it must
+not touch Kubernetes.
+
+Sending order: the Queued event (so readers see queued before started), the Celery
+message, then the marks that say it was sent (the first attempt's guard, or its removal
+from the retry schedule). A sender killed before the marks sends again later; the
+worker's claim (keyed by uid and attempt) makes that duplicate a no-op. The other order
+could lose a task.
+
+The first attempt's guard (names.dispatch_guard) is taken with SET NX before anything is
+sent, so of two senders racing (the gateway and the operator) one sends and the other
+steps aside. It holds "sending" for SENDING_SECONDS, then "sent": a sender that died in
+between leaves a guard that runs out, and the operator's sweep sends the task then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+from celery import Celery
+from opentelemetry import trace
+
+from longtask_contracts import celeryconfig, events, ledger, logs, models, names, tracing
+
+log = logging.getLogger(__name__)
+
+# Celery's hard limit comes this long after the soft one, so a task can save partial work.
+HARD_LIMIT_GRACE_SECONDS = 30
+# How long a first send may take before another sender may take over (see the module doc).
+SENDING_SECONDS = 30
+SENDING, SENT = "sending", "sent"
+
+
+def celery_sender(redis_url: str) -> Celery:
+    """A Celery app used only to send messages, with the workers' exact settings."""
+    app = Celery("longtask-sender")
+    celeryconfig.configure(app, redis_url=redis_url)
+    return app
+
+
+def first_attempt(body: dict[str, Any], *, now: float) -> ledger.Dispatch:
+    """Attempt 1 of the LongTask `body` (a plain dict as the apiserver returns it)."""
+    meta = body["metadata"]
+    spec = models.LongTaskSpec.model_validate(body.get("spec") or {})
+    return ledger.Dispatch(
+        namespace=meta["namespace"],
+        name=meta["name"],
+        uid=meta["uid"],
+        spec=spec,
+        attempt=1,
+        deadline=now + spec.timeout_seconds,
+        trace=tracing.from_annotations(meta.get("annotations")),  # the gateway's create, if it was
+    )
+
+
+async def send_first(
+    *, redis: aioredis.Redis, celery: Celery, body: dict[str, Any]
+) -> ledger.Dispatch | None:
+    """Send attempt 1 of `body` unless someone sent it or is sending it; what this call sent."""
+    uid = body["metadata"]["uid"]
+    guard = names.dispatch_guard(uid)
+    if not await redis.set(guard, SENDING, nx=True, ex=SENDING_SECONDS):
+        return None
+    dispatch = first_attempt(body, now=time.time())
+    await send(redis=redis, celery=celery, dispatch=dispatch, extra={guard: SENT})
+    return dispatch
+
+
+async def send(
+    *,
+    redis: aioredis.Redis,
+    celery: Celery,
+    dispatch: ledger.Dispatch,
+    extra: dict[str, str] | None = None,
+    replay: bool = False,
+) -> None:
+    """_send in a span `longtask.dispatch`, child of the task's trace (dispatch.trace); a task
+    without one (made by kubectl) starts its trace here, and later attempts carry it on."""
+    d = dispatch
+    attributes = tracing.task_attributes(
+        namespace=d.namespace, name=d.name, uid=d.uid, attempt=d.attempt, task=d.spec.task, pool=d.spec.pool
+    )
+    with (
+        tracing.span(
+            "longtask.dispatch", parent=dispatch.trace, kind=trace.SpanKind.PRODUCER, attributes=attributes
+        ),
+        logs.task(**d.about()),
+    ):
+        if not dispatch.trace:
+            dispatch = dispatch.model_copy(update={"trace": tracing.inject()})
+        await _send(redis=redis, celery=celery, dispatch=dispatch, extra=extra, replay=replay)
+        log.info("attempt %s sent to %s", dispatch.attempt, names.queue(dispatch.spec.pool))
+
+
+async def _send(
+    *,
+    redis: aioredis.Redis,
+    celery: Celery,
+    dispatch: ledger.Dispatch,
+    extra: dict[str, str] | None = None,
+    replay: bool = False,
+) -> None:
+    """Publish Queued, send the attempt, then mark it sent (`extra` keys, off the schedule).
+
+    A crash before the last step sends the attempt again later; never zero times. A replay
+    leaves the dead-letter queue in the same MULTI that queues it.
+    """
+    queued = dispatch.event(
+        events.Kind.QUEUED,
+        progress=0 if dispatch.attempt == 1 else None,
+        message=f"attempt {dispatch.attempt} queued on {names.queue(dispatch.spec.pool)}",
+        pool=dispatch.spec.pool,  # wakes the pool's autoscaler (autoscale.py)
+    )
+    pipe = redis.pipeline(transaction=True)
+    ledger.queue_queued(pipe, dispatch, queued)
+    if replay:
+        pipe.hdel(names.DLQ, dispatch.uid)
+    await pipe.execute()
+    limit = int(dispatch.attempt_seconds(time.time()))
+    await asyncio.to_thread(
+        celery.send_task,
+        names.RUN_TASK,
+        args=[dispatch.model_dump(mode="json")],
+        task_id=names.celery_task_id(dispatch.uid, dispatch.attempt),
+        queue=names.queue(dispatch.spec.pool),
+        priority=names.transport_priority(dispatch.spec.priority),
+        soft_time_limit=limit,
+        time_limit=limit + HARD_LIMIT_GRACE_SECONDS,
+        headers={
+            **tracing.inject(),
+            names.QUEUED_AT_HEADER: time.time(),
+        },  # trace context (W3C); queued-at for the oldest queued age
+    )
+    pipe = redis.pipeline(transaction=True)
+    pipe.zrem(names.SCHEDULE, dispatch.uid)
+    for key, value in (extra or {}).items():
+        # Expires like the task's other keys, also when the task finished before this mark.
+        pipe.set(key, value, ex=ledger.KEY_TTL_SECONDS)
+    await pipe.execute()
