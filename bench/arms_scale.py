@@ -117,8 +117,8 @@ async def operator_seen(ctx: arms.Ctx, total: int, since: float, within: float) 
     url = ctx.p.operator_metrics_url
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        reply = await ctx.cl.http.get(url)
-        seen = probes.tasks_seen(reply.text)
+        async with ctx.cl.http.get(url) as reply:
+            seen = probes.tasks_seen(await reply.text())
         if seen is None:
             return math.nan
         if seen >= total:

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
 import redis.asyncio as aioredis
 from kubernetes_asyncio import client, config
 
@@ -51,10 +51,13 @@ class Clients:
     counters.
     """
 
-    def __init__(self, api: client.ApiClient, http: httpx.AsyncClient, r: aioredis.Redis) -> None:
+    def __init__(
+        self, api: client.ApiClient, http: aiohttp.ClientSession, gateway: str, r: aioredis.Redis
+    ) -> None:
         self.api = api
         self.custom = client.CustomObjectsApi(api)
-        self.http = http
+        self.http = http  # aiohttp, as kubernetes_asyncio uses: the same client cost on both paths
+        self.gateway = gateway
         self.redis = r
         self.own: collections.Counter[str] = collections.Counter()
 
@@ -64,14 +67,15 @@ class Clients:
         cfg = client.Configuration()
         await config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
         cfg.connection_pool_maxsize = 256  # never the limit: the bench bounds its concurrency itself
-        limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
         async with (
             client.ApiClient(configuration=cfg) as api,
-            httpx.AsyncClient(base_url=gateway, limits=limits, timeout=60) as http,
+            aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=256), timeout=aiohttp.ClientTimeout(total=60)
+            ) as http,
         ):
             r = aioredis.Redis.from_url(redis_url)
             try:
-                yield cls(api, http, r)
+                yield cls(api, http, gateway, r)
             finally:
                 await r.aclose()
 
@@ -96,11 +100,12 @@ class Clients:
         async def gateway(name: str, spec: Spec) -> Created:
             body = {"name": name, "labels": labels or {}, "spec": spec}
             called = time.time()
-            reply = await self.http.post(f"/v1/namespaces/{namespace}/tasks", json=body)
+            async with self.http.post(f"{self.gateway}/v1/namespaces/{namespace}/tasks", json=body) as reply:
+                answer = await reply.read()
             returned = time.time()
-            if reply.status_code != 202:
-                raise RuntimeError(f"gateway answered {reply.status_code}: {reply.text[:300]}")
-            return Created(name, reply.json()["uid"], called, returned)
+            if reply.status != 202:
+                raise RuntimeError(f"gateway answered {reply.status}: {answer[:300]!r}")
+            return Created(name, json.loads(answer)["uid"], called, returned)
 
         return {"direct": direct, "gateway": gateway}[path]
 
