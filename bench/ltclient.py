@@ -184,6 +184,8 @@ class Clients:
         )  # fmt: skip
         self.own["WATCH longtasks"] += 1
         try:
+            if resp.status != 200:
+                raise RuntimeError(f"WATCH longtasks answered {resp.status}: {(await resp.read())[:300]!r}")
             async with asyncio.timeout(seconds + 5):
                 async for line in resp.content:
                     if not line.strip():
@@ -251,15 +253,22 @@ class EventLog:
         self.redis = r
         self.at: dict[str, dict[Kind, float]] = collections.defaultdict(dict)
         self._waiters: list[_Waiter] = []
+        self._error: Exception | None = None
 
     async def run(self) -> None:
         last: Any = "0"
-        while True:
-            reply: Any = await self.redis.xread({names.STATUS_STREAM: last}, count=2000, block=1000)
-            for _, entries in reply or []:
-                for _, fields in entries:
-                    self._add(events.TaskEvent.decode(fields))
-                last = entries[-1][0]
+        try:
+            while True:
+                reply: Any = await self.redis.xread({names.STATUS_STREAM: last}, count=2000, block=1000)
+                for _, entries in reply or []:
+                    for _, fields in entries:
+                        self._add(events.TaskEvent.decode(fields))
+                    last = entries[-1][0]
+        except Exception as exc:  # every wait fails with it, rather than time out
+            self._error = exc
+            for waiter in list(self._waiters):
+                self._end(waiter, exc)
+            raise
 
     def _add(self, event: events.TaskEvent) -> None:
         seen = self.at[event.uid]
@@ -295,6 +304,8 @@ class EventLog:
 
     async def wait(self, uids: Sequence[str], kind: Kind, *, within: float) -> None:
         """Until every task had an event of `kind`; raises if one failed or timed out."""
+        if self._error is not None:
+            raise RuntimeError("the event log stopped following the status stream") from self._error
         for uid in uids:
             if bad := self.at.get(uid, {}).keys() & ENDED_BADLY:
                 raise RuntimeError(f"LongTask {uid} ended {sorted(bad)}")

@@ -166,8 +166,8 @@ def requests(rec: recorder.Recorder) -> list[str]:
 
 def scale(s: arms_scale.Scale, rec: recorder.Recorder) -> list[str]:
     lines = [
-        f"Scale: {s.tasks} LongTasks kept in namespace {arms_scale.NAMESPACE} ({s.unfinished} Queued on a"
-        f" pool no worker consumes, {s.running} Running, the rest Succeeded)",
+        f"Scale: {s.tasks} LongTasks kept in namespace {arms_scale.NAMESPACE}",
+        f"  {s.unfinished} Queued (a pool no worker consumes), {s.running} Running, the rest Succeeded;",
         f"  filled in {s.fill_settled:.1f} s ({s.tasks / s.fill_created:.0f} creates/s;"
         f" {s.tasks / s.fill_settled:.1f} tasks/s until every status settled)",
         "  memory, settled (MiB)        RSS     peak",
@@ -187,18 +187,18 @@ def scale(s: arms_scale.Scale, rec: recorder.Recorder) -> list[str]:
     lines += [
         f"  operator killed (SIGKILL); {s.restart} LongTasks created while it was down"
         f" ({s.queued_while_down} queued meanwhile); then started. From its start:",
-        f"    metrics endpoint up (startup handler ran){s.up:>21.2f} s",
-        f"    every LongTask seen ({s.total}, longtask_tasks gauge){fmt_s(s.seen):>16}",
-        f"    every task created while down `queued`{fmt_s(s.queued):>24}",
-        f"    caught up (the later of the two){fmt_s(s.caught_up):>30}",
-        f"    probe task created at {s.probe_created:.2f} s: create called -> started"
-        f" {s.probe_latency * 1000:.0f} ms",
-        f"    operator RSS once caught up: {rss:.0f} MiB (peak {peak:.0f} MiB)",
+        f"    {'metrics endpoint up (its startup handler ran)':<58}{fmt_s(s.up):>10}",
+        f"    {f'every LongTask seen ({s.total}, longtask_tasks gauge)':<58}{fmt_s(s.seen):>10}",
+        f"    {'every task created while it was down `queued`':<58}{fmt_s(s.queued):>10}",
+        f"    {'caught up (the later of the two)':<58}{fmt_s(s.caught_up):>10}",
+        f"    {f'probe created at {s.probe_created:.2f} s: create called -> started':<58}"
+        f"{fmt_s(s.probe_latency):>10}",
+        f"    {'operator RSS once caught up (MiB), and its peak':<58}{rss:>10.0f}{peak:>9.0f}",
     ]
     counts = rec.requests("restart")
     if counts:
-        top = ", ".join(f"{k} {v}" for k, v in counts.most_common(8))
-        lines.append(f"    apiserver requests, kill -> settled: {sum(counts.values())} ({top})")
+        lines.append(f"    apiserver requests, kill -> settled: {sum(counts.values())}, the most:")
+        lines += [f"      {kind:<54}{count:>10}" for kind, count in counts.most_common(8)]
     return lines
 
 
