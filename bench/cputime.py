@@ -2,7 +2,8 @@
 
 Read from /proc (Linux only): utime + stime of each supervised child's live process tree,
 so a Celery worker counts with its prefork children. This shows where a 2-core machine
-spends its time, which wall-clock timestamps alone cannot.
+spends its time, which wall-clock timestamps alone cannot. A process started (or
+restarted) during a phase counts with all its CPU; one that ended during it, not at all.
 """
 
 from __future__ import annotations
@@ -49,8 +50,9 @@ def snapshot(roots: dict[str, int]) -> dict[str, float]:
 class Meter:
     """Records CPU seconds per process name for named phases."""
 
-    pids: Callable[[], dict[str, int]]  # process name -> pid, read at each phase start
+    pids: Callable[[], dict[str, int]]  # process name -> pid, read at each phase start and end
     phases: dict[str, tuple[float, dict[str, float]]] = field(default_factory=dict)
+    width: int = 18  # of a phase's column
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -59,21 +61,23 @@ class Meter:
         began = time.monotonic()
         yield
         wall = time.monotonic() - began
-        after = snapshot(pids)
-        self.phases[name] = (wall, {n: after[n] - before[n] for n in pids})
+        now = self.pids()
+        after = snapshot(now)
+        self.phases[name] = (
+            wall,
+            {n: after[n] - (before[n] if pids.get(n) == pid else 0.0) for n, pid in now.items()},
+        )
 
     def report(self) -> list[str]:
         names = list(dict.fromkeys(n for _, cpu in self.phases.values() for n in cpu))
-        header = f"  {'process':<24}" + "".join(f"{p:>18}" for p in self.phases)
+        w = self.width
+
+        def row(label: str, values: list[float]) -> str:
+            return f"  {label:<24}" + "".join(f"{v:>{w}.2f}" for v in values)
+
+        header = f"  {'process':<24}" + "".join(f"{p:>{w}}" for p in self.phases)
         lines = ["CPU seconds per process and phase (2 cores: at most 2 s per wall second)", header]
-        for n in names:
-            lines.append(
-                f"  {n:<24}" + "".join(f"{cpu.get(n, 0.0):>18.2f}" for _, cpu in self.phases.values())
-            )
-        lines.append(
-            f"  {'total':<24}" + "".join(f"{sum(cpu.values()):>18.2f}" for _, cpu in self.phases.values())
-        )
-        lines.append(
-            f"  {'wall seconds':<24}" + "".join(f"{wall:>18.2f}" for wall, _ in self.phases.values())
-        )
+        lines += [row(n, [cpu.get(n, 0.0) for _, cpu in self.phases.values()]) for n in names]
+        lines.append(row("total", [sum(cpu.values()) for _, cpu in self.phases.values()]))
+        lines.append(row("wall seconds", [wall for wall, _ in self.phases.values()]))
         return lines
