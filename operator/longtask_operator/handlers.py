@@ -12,8 +12,18 @@ from typing import Any
 import kopf
 import prometheus_client
 
-from longtask_contracts import names, phases, redisopts, sending, tracing
-from longtask_operator import autoscale, dispatch, kube, maintenance, observe, settings, statussync, workload
+from longtask_contracts import names, redisopts, sending, tracing
+from longtask_operator import (
+    autoscale,
+    dispatch,
+    kube,
+    maintenance,
+    observe,
+    settings,
+    statussync,
+    taskwatch,
+    workload,
+)
 
 LT = (names.GROUP, names.VERSION, names.PLURAL)
 WP = (names.GROUP, names.VERSION, names.POOL_PLURAL)
@@ -26,6 +36,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.redis = redisopts.async_client(cfg.redis_url)
     memo.celery = sending.celery_sender(cfg.redis_url)
     memo.kube = await kube.Kube.connect()
+    memo.taskwatch = taskwatch.TaskWatch(
+        redis=memo.redis, celery=memo.celery, kube=memo.kube, sweep_seconds=cfg.sweep_seconds
+    )
     memo.autoscaler = autoscale.Autoscaler(
         kube=memo.kube, workload=workload.Workload(memo.redis), interval=cfg.autoscale_interval_seconds
     )
@@ -51,6 +64,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.loops = [
         asyncio.create_task(sync.run(), name="status-sync"),
         asyncio.create_task(clock.run(), name="maintenance"),
+        asyncio.create_task(memo.taskwatch.run(), name="task-sweep"),
         asyncio.create_task(memo.autoscaler.run(), name="autoscaler"),
         asyncio.create_task(memo.observer.run(memo.autoscaler.pool_names), name="metrics"),
     ]
@@ -60,11 +74,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 
 def configure(kopf_settings: kopf.OperatorSettings) -> settings.OperatorSettings:
     """Kopf settings, set explicitly so that behaviour never depends on Kopf's defaults."""
-    # Our finalizer: held only by unfinished LongTasks (see cancel_on_delete), so finished
-    # ones can always be deleted, even with the operator gone.
-    kopf_settings.persistence.finalizer = names.FINALIZER
-    # Handler progress and the last-handled spec live in annotations under our prefix,
-    # not in .status, which belongs to the LongTask's own phase and progress.
+    # Only event handlers here: Kopf adds no finalizer and persists no handler progress or
+    # diff-base (taskwatch.py keeps its state in Redis). Were that to change, they would live
+    # in annotations under our prefix, not in .status, which belongs to the LongTask.
     kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=names.KOPF_PREFIX)
     kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=names.KOPF_PREFIX, key="last-handled-configuration"
@@ -82,6 +94,9 @@ def configure(kopf_settings: kopf.OperatorSettings) -> settings.OperatorSettings
     # One operator per cluster for now: no peering objects to install.
     kopf_settings.peering.standalone = True
     kopf_settings.posting.level = logging.WARNING
+    # Kopf logs every event handler's success at INFO: one line per watch event, ~10,000
+    # lines for as many LongTasks listed at a restart. Failures still log.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     return settings.get_settings()
 
 
@@ -104,38 +119,14 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     tracing.shutdown()
 
 
-def _unfinished(status: kopf.Status, **_: Any) -> bool:
-    return not phases.is_terminal(phases.parse(status.get("phase")))
-
-
-@kopf.on.create(*LT)
-@kopf.on.resume(*LT)
-async def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await dispatch.reconcile(redis=memo.redis, celery=memo.celery, body=dispatch.plain(body))
-
-
-@kopf.on.field(*LT, field="spec.cancel", new=True)
-async def cancel(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await dispatch.cancel(redis=memo.redis, body=dispatch.plain(body))
-
-
-@kopf.on.field(*LT, field=["metadata", "annotations", names.REPLAY_ANNOTATION])
-async def replay(body: kopf.Body, memo: kopf.Memo, new: Any, **_: Any) -> None:
-    if new:
-        message = await dispatch.replay(redis=memo.redis, celery=memo.celery, body=dispatch.plain(body))
-        kopf.info(body, reason="Replay", message=message)
-
-
-@kopf.on.delete(*LT, when=_unfinished)
-async def cancel_on_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await dispatch.cancel(redis=memo.redis, body=dispatch.plain(body), reason="the LongTask was deleted")
-
-
 @kopf.on.event(*LT)
-async def forget_deleted(type: str, uid: str, status: kopf.Status, memo: kopf.Memo, **_: Any) -> None:
+async def longtask_event(
+    type: str | None, body: kopf.Body, uid: str, status: kopf.Status, memo: kopf.Memo, **_: Any
+) -> None:
+    """Every LongTask event (and every LongTask listed at start): dispatch, cancel, replay,
+    forget (taskwatch.py). Nothing is written to the object, so Kopf has nothing to persist."""
     memo.observer.on_longtask(type, uid, dict(status))
-    if type == "DELETED":
-        await dispatch.forget(redis=memo.redis, uid=uid)
+    await memo.taskwatch.on_event(type, body)
 
 
 @kopf.on.event(*WP)

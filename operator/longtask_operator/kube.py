@@ -76,6 +76,29 @@ class Kube:
                 raise Gone(f"{namespace}/{name}") from None
             raise
 
+    async def remove_finalizer(
+        self, *, namespace: str, name: str, keep: list[str], resource_version: str
+    ) -> None:
+        """Set the LongTask's finalizers to `keep`, only if it is unchanged since
+        `resource_version` (a conflict is left to the next watch event, which tries again)."""
+        body = {"metadata": {"finalizers": keep, "resourceVersion": resource_version}}
+        try:
+            await self.custom.patch_namespaced_custom_object(
+                names.GROUP,
+                names.VERSION,
+                namespace,
+                names.PLURAL,
+                name,
+                body,
+                _content_type="application/merge-patch+json",  # type: ignore[call-arg]
+                _request_timeout=TIMEOUT,
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                raise Gone(f"{namespace}/{name}") from None
+            if exc.status != 409:
+                raise
+
     async def delete(self, *, namespace: str, name: str, uid: str) -> None:
         """Delete the LongTask, only if it is still the object with this uid."""
         body = client.V1DeleteOptions(

@@ -47,6 +47,12 @@ RESENT_UNCLAIMED = Counter(
     "longtask_operator_resent_unclaimed_total",
     "Attempts sent again: fetched by a worker that never started them.",
 )
+SWEPT = Counter(
+    "longtask_operator_swept_total",
+    "What the task sweep repaired: first attempts never sent (unsent), tasks whose LongTask "
+    "was deleted while the operator was away (orphan).",
+    ["kind"],
+)
 MAINTENANCE_FAILURES = Counter(
     "longtask_operator_maintenance_failures_total",
     "Per-task maintenance steps that failed (retried next tick).",

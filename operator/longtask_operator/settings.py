@@ -28,6 +28,9 @@ class OperatorSettings(BaseSettings):
     health_host: str = "127.0.0.1"
     # How often the maintenance loop looks for dead workers, due retries, deadlines, TTLs.
     maintenance_tick_seconds: float = 0.5
+    # How often the task sweep looks for first attempts never sent and for tasks whose
+    # LongTask was deleted while the operator was away (taskwatch.py).
+    sweep_seconds: float = 15.0
     # How often the autoscaler re-decides without a Queued event (cooldowns, finished work).
     autoscale_interval_seconds: float = 1.0
     # A message a worker fetched but never claimed for this long is sent again: its worker

@@ -4,7 +4,9 @@ Covers: a queued task cancelled while the operator is down ends Cancelled once t
 operator is back, and never starts; a running cooperative task stops within the grace
 period; a running task that ignores cancellation is stopped forcibly after the grace
 period, with the operator restarted in between; deleting a running LongTask cancels it
-and the object goes away; finished LongTasks carry no finalizer.
+and the object goes away at once (no finalizer); deleting unfinished LongTasks while the
+operator is down cancels them once it is back (its sweep), a queued one never starting; a
+finalizer left by an earlier operator is removed.
 """
 
 from __future__ import annotations
@@ -79,17 +81,56 @@ def test_deleting_a_running_task_cancels_it(platform, kubectl, namespace, redis_
         kubectl, namespace, "doomed", task="demo.sleep", pool=DRILL_POOL, params={"seconds": 60, "steps": 120}
     )
     lt.wait_phase(kubectl, namespace, "doomed", "Running")
-    assert names.FINALIZER in lt.get(kubectl, namespace, "doomed")["metadata"]["finalizers"]
+    assert not lt.get(kubectl, namespace, "doomed")["metadata"].get("finalizers")
     kubectl("delete", "-n", namespace, "lt/doomed", "--timeout=30s")
     # The 60 s attempt ends within seconds: its lease is released (its events went with it).
     helpers.poll(
         lambda: not redis_client.exists(names.claim(uid)), timeout=15, what="the running attempt to stop"
     )
 
-    lt.create(kubectl, namespace, "finished", task="demo.noop", pool=DRILL_POOL)
-    lt.wait_phase(kubectl, namespace, "finished", "Succeeded")
+
+def test_deleted_while_the_operator_is_down(platform, kubectl, namespace, redis_client, drill_workers):
+    running = lt.create(
+        kubectl, namespace, "gone-running", task="demo.sleep", pool=DRILL_POOL, params={"seconds": 120}
+    )
+    queued = lt.create(kubectl, namespace, "gone-queued", task="demo.noop", pool="nobody-serves-this-either")
+    lt.wait_phase(kubectl, namespace, "gone-running", "Running")
+    lt.wait_phase(kubectl, namespace, "gone-queued", "Queued")
+    platform.kill_operator()
+    try:
+        # No finalizer: the deletes complete with no operator running.
+        kubectl("delete", "-n", namespace, "lt/gone-running", "lt/gone-queued", "--timeout=30s")
+    finally:
+        platform.start_operator(extra_env={"LONGTASK_SWEEP_SECONDS": "1"})
     helpers.poll(
-        lambda: not lt.get(kubectl, namespace, "finished")["metadata"].get("finalizers"),
+        lambda: not redis_client.exists(names.claim(running), names.current(queued)),
+        timeout=60,
+        what="the sweep to cancel the running attempt and forget the queued one",
+    )
+
+    # The queued attempt's message is still on its queue; a worker that takes it refuses it.
+    def taken() -> bool:
+        lists = names.queue_lists("nobody-serves-this-either")
+        in_flight = any(queued in raw for raw in redis_client.hvals(names.KOMBU_UNACKED))
+        return not sum(redis_client.llen(key) for key in lists) and not in_flight
+
+    worker = platform.start_worker(pool="nobody-serves-this-either", concurrency=1)
+    try:
+        helpers.poll(taken, timeout=60, what="the worker to take and acknowledge the deleted task's message")
+        assert not redis_client.exists(names.started(queued), names.claim(queued))
+    finally:
+        platform.stop_child(worker)
+
+
+def test_an_earlier_operators_finalizer_is_removed(platform, kubectl, namespace, drill_workers):
+    lt.create(kubectl, namespace, "old", task="demo.noop", pool=DRILL_POOL)
+    lt.wait_phase(kubectl, namespace, "old", "Succeeded")
+    kubectl(
+        "patch", "-n", namespace, "lt/old", "--type=merge",
+        "-p", json.dumps({"metadata": {"finalizers": [names.FINALIZER]}}),
+    )  # fmt: skip
+    helpers.poll(
+        lambda: not lt.get(kubectl, namespace, "old")["metadata"].get("finalizers"),
         timeout=15,
-        what="the finalizer to be removed from a finished task",
+        what="the operator to remove the old finalizer",
     )

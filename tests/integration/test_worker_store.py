@@ -1,7 +1,8 @@
 """The worker's lease scripts against a real Redis.
 
-Covers: a claim is refused while held, after the task is done, and for an attempt that is
-not newer than one already started; renewal keeps the lease, takes back a lease that
+Covers: a claim is refused while held, after the task is done, for an attempt that is
+not newer than one already started, and for a task without a current attempt (its
+LongTask was deleted and the operator forgot it); renewal keeps the lease, takes back a lease that
 vanished (so a retry queued meanwhile steps aside), and reports a lease taken by a newer
 attempt, which makes the old attempt stop.
 """
@@ -35,6 +36,8 @@ def test_claim_and_renew(cluster, redis_client):
     s = store.Store(store.connect(cluster.redis_url), pod="test-pod")
     first, second = _dispatch(uid, 1), _dispatch(uid, 2)
     try:
+        assert not s.claim(first, worker="w1", lease_seconds=30), "no current attempt: forgotten"
+        redis_client.set(names.current(uid), first.model_dump_json())  # what sending does first
         assert s.claim(first, worker="w1", lease_seconds=30)
         assert not s.claim(first, worker="w2", lease_seconds=30), "held"
         assert redis_client.zscore(names.LEASES, uid) is not None

@@ -158,7 +158,9 @@ def run(*, dispatch: ledger.Dispatch, store: store.Store, worker: str, limits: L
 def _run(*, dispatch: ledger.Dispatch, store: store.Store, worker: str, limits: Limits) -> Kind | None:
     if not store.claim(dispatch, worker=worker, lease_seconds=limits.lease_seconds):
         log.info(
-            "skipping %s attempt %s: done, running elsewhere, or superseded", dispatch.uid, dispatch.attempt
+            "skipping %s attempt %s: done, running elsewhere, superseded, or its LongTask deleted",
+            dispatch.uid,
+            dispatch.attempt,
         )
         return None
     task = metrics.task_label(dispatch.spec.task)

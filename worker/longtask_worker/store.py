@@ -14,9 +14,12 @@ from redis.exceptions import WatchError
 
 from longtask_contracts import events, ledger, names, redisopts
 
-# Take the lease only if the task is not done, nobody holds it, and no later (or the
-# same) attempt has started: a redelivered or duplicated message then does nothing.
+# Take the lease only if the task is not done, nobody holds it, no later (or the same)
+# attempt has started, and the task still has a current attempt: a redelivered or
+# duplicated message then does nothing, nor does a queued message of a LongTask that was
+# deleted (the operator forgot its keys, current attempt included; dispatch.forget).
 _CLAIM = """
+if redis.call('EXISTS', KEYS[6]) == 0 then return 0 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 if tonumber(redis.call('GET', KEYS[3]) or '0') >= tonumber(ARGV[1]) then return 0 end
@@ -64,7 +67,14 @@ class Store:
 
     def claim(self, dispatch: ledger.Dispatch, *, worker: str, lease_seconds: float) -> bool:
         uid = dispatch.uid
-        keys = [names.claim(uid), names.done(uid), names.started(uid), names.LEASES, names.RUNNING]
+        keys = [
+            names.claim(uid),
+            names.done(uid),
+            names.started(uid),
+            names.LEASES,
+            names.RUNNING,
+            names.current(uid),
+        ]
         args: list[str | int | float] = [
             dispatch.attempt,
             f"{dispatch.attempt}:{worker}",

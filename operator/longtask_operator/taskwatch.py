@@ -1,0 +1,201 @@
+"""Keeps Redis in step with the LongTasks that exist, from watch events alone.
+
+It writes nothing to a LongTask (no finalizer, no annotation): what must happen once
+happens once through Redis — the first attempt's guard (sending.send_first), the worker's
+claim, the replay marker — so an event seen twice, or every object seen again after a
+restart, costs a Redis round trip and no apiserver request. A finished LongTask costs one
+look at its phase.
+
+What no watch event shows, the sweep finds, every `sweep_seconds`:
+- unfinished tasks seen a while ago whose first attempt is still not sent (its sender died
+  half-way, or Redis was down): read again and dispatched;
+- tasks Redis still runs or queues whose LongTask is gone (deleted while the operator was
+  down): forgotten, so a queued attempt is refused by the worker's claim and a running
+  one is cancelled.
+
+It must not write statuses (statussync.py does) nor decide retries (maintenance.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from celery import Celery
+
+from longtask_contracts import ledger, names, phases, sending
+from longtask_operator import dispatch, kube, metrics
+
+log = logging.getLogger(__name__)
+
+# A first send older than this that left no guard behind is looked at again (sending.py
+# holds the guard "sending" for at most SENDING_SECONDS before it runs out).
+RESEND_AFTER_SECONDS = float(sending.SENDING_SECONDS)
+# LongTasks read from the apiserver per sweep, at most (the rest wait for the next one).
+GETS_PER_SWEEP = 100
+
+
+@dataclass
+class _Unfinished:
+    namespace: str
+    name: str
+    seen: float  # monotonic time of the first event that showed it unfinished
+    sent: bool = False  # its first attempt's guard says "sent": nothing left to check
+
+
+class TaskWatch:
+    def __init__(
+        self, *, redis: aioredis.Redis, celery: Celery, kube: kube.Kube, sweep_seconds: float = 15.0
+    ) -> None:
+        self.redis = redis
+        self.sweep_seconds = sweep_seconds
+        self.celery = celery
+        self.kube = kube
+        self.unfinished: dict[str, _Unfinished] = {}
+        self._suspects: set[str] = set()  # in Redis, not seen by the watch, at the last sweep
+        self._started = time.monotonic()
+
+    async def on_event(self, event_type: str | None, body: Any) -> None:
+        """One watch event of a LongTask (None: listed at start), as Kopf hands it over."""
+        meta, status = body["metadata"], body.get("status") or {}
+        uid = meta["uid"]
+        finished = phases.is_terminal(phases.parse(status.get("phase")))
+        if event_type == "DELETED":
+            self.unfinished.pop(uid, None)
+            if not finished:
+                await dispatch.cancel(
+                    redis=self.redis, body=dispatch.plain(body), reason="the LongTask was deleted"
+                )
+            await dispatch.forget(redis=self.redis, uid=uid)
+            return
+        if names.FINALIZER in (meta.get("finalizers") or []):
+            await self._drop_old_finalizer(body)
+        if (meta.get("annotations") or {}).get(names.REPLAY_ANNOTATION):
+            await self._replay_once(dispatch.plain(body))
+        if finished:
+            self.unfinished.pop(uid, None)
+            return
+        self.unfinished.setdefault(uid, _Unfinished(meta["namespace"], meta["name"], time.monotonic()))
+        await dispatch.reconcile(redis=self.redis, celery=self.celery, body=dispatch.plain(body))
+
+    async def _replay_once(self, body: dict[str, Any]) -> None:
+        """Replay for each new value of the replay annotation, once (the marker is in Redis,
+        written after the replay: a crash in between replays again, which dispatch.replay
+        turns into finishing the interrupted one)."""
+        meta = body["metadata"]
+        value = meta["annotations"][names.REPLAY_ANNOTATION]
+        marker = names.replayed(meta["uid"])
+        seen = await self.redis.get(marker)
+        if seen is not None and _text(seen) == value:
+            return
+        message = await dispatch.replay(redis=self.redis, celery=self.celery, body=body)
+        await self.kube.post_event(
+            namespace=meta["namespace"], name=meta["name"], uid=meta["uid"], reason="Replay", message=message
+        )
+        await self.redis.set(marker, value, ex=ledger.KEY_TTL_SECONDS)
+
+    async def _drop_old_finalizer(self, body: Any) -> None:
+        """Earlier operators held a finalizer on unfinished LongTasks; this one does not
+        (deletion is seen from the watch and the sweep). Release it, so deletes complete."""
+        meta = body["metadata"]
+        with contextlib.suppress(kube.Gone):
+            await self.kube.remove_finalizer(
+                namespace=meta["namespace"],
+                name=meta["name"],
+                keep=[f for f in meta["finalizers"] if f != names.FINALIZER],
+                resource_version=meta["resourceVersion"],
+            )
+
+    # -- the sweep ---------------------------------------------------------------------
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_seconds)
+            try:
+                await self.sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # Redis or the apiserver restarting: next sweep
+                log.exception("task sweep failed; trying again at the next one")
+
+    async def sweep(self) -> None:
+        budget = [GETS_PER_SWEEP]
+        await self._send_unsent(budget)
+        await self._forget_orphans(budget)
+
+    async def _send_unsent(self, budget: list[int]) -> None:
+        """Dispatch unfinished tasks whose first attempt no sender finished sending."""
+        now = time.monotonic()
+        due = [
+            uid for uid, t in self.unfinished.items() if not t.sent and now - t.seen >= RESEND_AFTER_SECONDS
+        ]
+        if not due:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for uid in due:
+            pipe.get(names.dispatch_guard(uid))
+        guards = await pipe.execute()
+        for uid, guard in zip(due, guards, strict=True):
+            task = self.unfinished.get(uid)
+            if task is None:
+                continue
+            if guard is not None:
+                task.sent = _text(guard) != sending.SENDING
+                continue
+            if budget[0] <= 0:
+                return
+            budget[0] -= 1
+            try:
+                obj = await self.kube.get(namespace=task.namespace, name=task.name)
+            except kube.Gone:
+                continue  # its DELETED event follows
+            if obj["metadata"]["uid"] == uid:
+                log.warning("%s/%s: its first attempt was never sent; sending it", task.namespace, task.name)
+                await dispatch.reconcile(redis=self.redis, celery=self.celery, body=obj)
+                metrics.SWEPT.labels(kind="unsent").inc()
+
+    async def _forget_orphans(self, budget: list[int]) -> None:
+        """Forget tasks Redis holds unfinished whose LongTask is gone. A uid counts only if it
+        was missing from the watch at two sweeps in a row (a task the gateway sent may reach
+        Redis before its ADDED event reaches us), and only once the watch had time to list
+        every LongTask after a start."""
+        if time.monotonic() - self._started < 2 * self.sweep_seconds:
+            return
+        members = [_text(m) for m in await self.redis.zrange(names.DEADLINES, 0, -1)]
+        candidates = [uid for uid in members if uid not in self.unfinished]
+        pipe = self.redis.pipeline(transaction=False)
+        for uid in candidates:
+            pipe.exists(names.done(uid))
+            pipe.get(names.current(uid))
+        replies = await pipe.execute()
+        unfinished = {
+            uid: raw
+            for uid, done, raw in zip(candidates, replies[::2], replies[1::2], strict=True)
+            if not done and raw is not None
+        }
+        suspects, self._suspects = self._suspects, set(unfinished)
+        for uid in suspects & unfinished.keys():
+            if budget[0] <= 0:
+                return
+            budget[0] -= 1
+            current = ledger.Dispatch.model_validate_json(unfinished[uid])
+            try:
+                obj = await self.kube.get(namespace=current.namespace, name=current.name)
+            except kube.Gone:
+                obj = None
+            if obj is None or obj["metadata"]["uid"] != uid:
+                log.warning(
+                    "%s/%s: its LongTask is gone (deleted while the operator was away); cancelling it",
+                    current.namespace, current.name,
+                )  # fmt: skip
+                await dispatch.forget(redis=self.redis, uid=uid)
+                metrics.SWEPT.labels(kind="orphan").inc()
+                self._suspects.discard(uid)
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
