@@ -18,6 +18,8 @@ WORKER_LOG_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(name)s: %(me
 def operator(args: argparse.Namespace) -> int:
     import kopf  # imported here: the other commands do not need Kopf
 
+    if args.namespace:  # Kopf follows WorkerPools there, taskwatch.py LongTasks
+        os.environ["LONGTASK_NAMESPACES"] = ",".join(args.namespace)
     from longtask_contracts import logs
     from longtask_operator import (
         handlers,  # noqa: F401 - registers the handlers

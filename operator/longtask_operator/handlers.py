@@ -25,7 +25,6 @@ from longtask_operator import (
     workload,
 )
 
-LT = (names.GROUP, names.VERSION, names.PLURAL)
 WP = (names.GROUP, names.VERSION, names.POOL_PLURAL)
 
 
@@ -36,14 +35,19 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.redis = redisopts.async_client(cfg.redis_url)
     memo.celery = sending.celery_sender(cfg.redis_url)
     memo.kube = await kube.Kube.connect()
-    memo.taskwatch = taskwatch.TaskWatch(
-        redis=memo.redis, celery=memo.celery, kube=memo.kube, sweep_seconds=cfg.sweep_seconds
-    )
     memo.autoscaler = autoscale.Autoscaler(
         kube=memo.kube, workload=workload.Workload(memo.redis), interval=cfg.autoscale_interval_seconds
     )
     memo.observer = observe.Observer(
         redis=memo.redis, workload=memo.autoscaler.workload, interval=cfg.metrics_interval_seconds
+    )
+    tasks = taskwatch.TaskWatch(
+        redis=memo.redis,
+        celery=memo.celery,
+        kube=memo.kube,
+        namespaces=cfg.namespace_list(),
+        sweep_seconds=cfg.sweep_seconds,
+        on_seen=memo.observer.on_longtask,
     )
     sync = statussync.StatusSync(
         redis=memo.redis,
@@ -64,7 +68,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.loops = [
         asyncio.create_task(sync.run(), name="status-sync"),
         asyncio.create_task(clock.run(), name="maintenance"),
-        asyncio.create_task(memo.taskwatch.run(), name="task-sweep"),
+        *(
+            asyncio.create_task(tasks.follow(ns), name=f"longtask-watch-{ns or 'all'}")
+            for ns in tasks.scopes()
+        ),
+        asyncio.create_task(tasks.run(), name="task-sweep"),
         asyncio.create_task(memo.autoscaler.run(), name="autoscaler"),
         asyncio.create_task(memo.observer.run(memo.autoscaler.pool_names), name="metrics"),
     ]
@@ -74,9 +82,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 
 def configure(kopf_settings: kopf.OperatorSettings) -> settings.OperatorSettings:
     """Kopf settings, set explicitly so that behaviour never depends on Kopf's defaults."""
-    # Only event handlers here: Kopf adds no finalizer and persists no handler progress or
-    # diff-base (taskwatch.py keeps its state in Redis). Were that to change, they would live
-    # in annotations under our prefix, not in .status, which belongs to the LongTask.
+    # Kopf follows WorkerPools with an event handler only, so it adds no finalizer and
+    # persists nothing; LongTasks it does not watch at all (taskwatch.py does). Were that to
+    # change, its state would live in annotations under our prefix, not in .status.
     kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=names.KOPF_PREFIX)
     kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=names.KOPF_PREFIX, key="last-handled-configuration"
@@ -94,8 +102,8 @@ def configure(kopf_settings: kopf.OperatorSettings) -> settings.OperatorSettings
     # One operator per cluster for now: no peering objects to install.
     kopf_settings.peering.standalone = True
     kopf_settings.posting.level = logging.WARNING
-    # Kopf logs every event handler's success at INFO: one line per watch event, ~10,000
-    # lines for as many LongTasks listed at a restart. Failures still log.
+    # Kopf logs every event handler's success at INFO: one line per watch event. Failures
+    # still log.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     return settings.get_settings()
 
@@ -117,16 +125,6 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     await memo.redis.aclose()
     await memo.kube.close()
     tracing.shutdown()
-
-
-@kopf.on.event(*LT)
-async def longtask_event(
-    type: str | None, body: kopf.Body, uid: str, status: kopf.Status, memo: kopf.Memo, **_: Any
-) -> None:
-    """Every LongTask event (and every LongTask listed at start): dispatch, cancel, replay,
-    forget (taskwatch.py). Nothing is written to the object, so Kopf has nothing to persist."""
-    memo.observer.on_longtask(type, uid, dict(status))
-    await memo.taskwatch.on_event(type, body)
 
 
 @kopf.on.event(*WP)

@@ -1,4 +1,4 @@
-"""Every Kubernetes API call the operator makes (Kopf's own watching aside).
+"""Every Kubernetes API call the operator makes (Kopf's own watching of WorkerPools aside).
 
 It must not decide anything; it translates plain data into API calls and tolerates what
 is expected: a 404 means the LongTask is gone, which callers treat as "nothing to do".
@@ -7,11 +7,13 @@ is expected: a 404 means the LongTask is gone, which callers treat as "nothing t
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from longtask_contracts import names
@@ -23,8 +25,18 @@ log = logging.getLogger(__name__)
 TIMEOUT = 15
 
 
+# LongTasks per page of a LIST (the apiserver answers a page of 500 in tens of ms).
+PAGE = 500
+# The server ends a watch after this long (the client then watches again from where it was).
+WATCH_SECONDS = 300
+
+
 class Gone(Exception):
     """The LongTask no longer exists."""
+
+
+class Expired(Exception):
+    """A watch's resourceVersion is too old (410): list again."""
 
 
 class Kube:
@@ -56,6 +68,52 @@ class Kube:
                 raise Gone(f"{namespace}/{name}") from None
             raise
         return obj
+
+    async def longtask_pages(
+        self, *, namespace: str | None
+    ) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
+        """Every LongTask in `namespace` (None: all), a page at a time, each page with the
+        list's resourceVersion (the same for every page: one snapshot)."""
+        lister = self._longtask_lister(namespace)
+        more: str | None = None
+        while True:
+            reply = await lister(limit=PAGE, _continue=more, _request_timeout=TIMEOUT * 4)
+            yield reply["items"], reply["metadata"]["resourceVersion"]
+            more = reply["metadata"].get("continue")
+            if not more:
+                return
+
+    async def longtask_events(
+        self, *, namespace: str | None, resource_version: str
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """LongTask watch events (type, object) after `resource_version`, bookmarks included
+        (their object carries only the resourceVersion), until the server ends the watch
+        after WATCH_SECONDS. Raises Expired if the version is too old."""
+        stream = watch.Watch().stream(
+            self._longtask_lister(namespace),
+            resource_version=resource_version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=WATCH_SECONDS,
+            _request_timeout=WATCH_SECONDS + 30,
+        )
+        try:
+            async with stream:
+                async for event in stream:
+                    yield event["type"], event["raw_object"]
+        except ApiException as exc:
+            if exc.status == 410:
+                raise Expired(str(exc.reason)) from None
+            raise
+
+    def _longtask_lister(self, namespace: str | None) -> Any:
+        """The list call for LongTasks in `namespace` (None: all), its positional args bound."""
+        if namespace:
+            return functools.partial(
+                self.custom.list_namespaced_custom_object, names.GROUP, names.VERSION, namespace, names.PLURAL
+            )
+        return functools.partial(
+            self.custom.list_cluster_custom_object, names.GROUP, names.VERSION, names.PLURAL
+        )
 
     async def patch_status(self, *, namespace: str, name: str, uid: str, status: dict[str, Any]) -> None:
         """Merge-patch the status subresource, guarded by uid so a recreated namesake is safe."""

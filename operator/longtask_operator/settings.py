@@ -28,6 +28,9 @@ class OperatorSettings(BaseSettings):
     health_host: str = "127.0.0.1"
     # How often the maintenance loop looks for dead workers, due retries, deadlines, TTLs.
     maintenance_tick_seconds: float = 0.5
+    # The namespaces whose LongTasks this operator runs, comma-separated (patterns such as
+    # `team-*` and `!kube-system` allowed); empty: all. `longtask operator -n NS` sets it.
+    namespaces: str = ""
     # How often the task sweep looks for first attempts never sent and for tasks whose
     # LongTask was deleted while the operator was away (taskwatch.py).
     sweep_seconds: float = 15.0
@@ -38,6 +41,9 @@ class OperatorSettings(BaseSettings):
     claim_timeout_seconds: float = 15.0
     # Attempts in a row whose worker died before the task is dead-lettered as poison.
     poison_crashes: int = 3
+
+    def namespace_list(self) -> list[str]:
+        return [ns.strip() for ns in self.namespaces.split(",") if ns.strip()]
 
 
 @functools.cache
