@@ -70,7 +70,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         asyncio.create_task(clock.run(), name="maintenance"),
         *(
             asyncio.create_task(tasks.follow(ns), name=f"longtask-watch-{ns or 'all'}")
-            for ns in tasks.scopes()
+            for ns in taskwatch.scopes(tasks.namespaces)
         ),
         asyncio.create_task(tasks.run(), name="task-sweep"),
         asyncio.create_task(memo.autoscaler.run(), name="autoscaler"),

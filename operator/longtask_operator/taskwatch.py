@@ -81,22 +81,6 @@ class TaskWatch:
         self._last: dict[str, asyncio.Task[None]] = {}  # each LongTask's latest event in hand
 
     # -- the watch ---------------------------------------------------------------------
-    def scopes(self) -> list[str | None]:
-        """What to list and watch: each namespace given, or all (None) if none is given or
-        one is a pattern (`team-*`, `!kube-system`; filtered as they arrive)."""
-        if not self.namespaces or any(_pattern(ns) for ns in self.namespaces):
-            return [None]
-        return list(self.namespaces)
-
-    def _in_scope(self, namespace: str) -> bool:
-        if not self.namespaces:
-            return True
-        wanted = [ns for ns in self.namespaces if not ns.startswith("!")]
-        unwanted = [ns[1:] for ns in self.namespaces if ns.startswith("!")]
-        return (not wanted or any(fnmatch.fnmatchcase(namespace, ns) for ns in wanted)) and not any(
-            fnmatch.fnmatchcase(namespace, ns) for ns in unwanted
-        )
-
     async def follow(self, namespace: str | None) -> None:
         """LIST the LongTasks of `namespace` (None: all), then WATCH them, forever; after
         an expired watch (410) or an error, LIST again. Every LongTask goes through
@@ -126,7 +110,7 @@ class TaskWatch:
     async def _take(self, event_type: str | None, obj: dict[str, Any]) -> None:
         """Hand one event to on_event: at once (in order after that LongTask's previous one),
         with at most CONCURRENCY in hand; waits for a slot, so a burst cannot pile up."""
-        if not self._in_scope(obj["metadata"]["namespace"]):
+        if not in_scope(self.namespaces, obj["metadata"]["namespace"]):
             return
         uid = obj["metadata"]["uid"]
         self.on_seen(event_type, uid, obj.get("status") or {})
@@ -285,6 +269,24 @@ class TaskWatch:
                 await dispatch.forget(redis=self.redis, uid=uid)
                 metrics.SWEPT.labels(kind="orphan").inc()
                 self._suspects.discard(uid)
+
+
+def scopes(namespaces: list[str]) -> list[str | None]:
+    """What to list and watch: each namespace given, or all (None) if none is given or one
+    is a pattern (`team-*`, `!kube-system`: then filtered by in_scope as they arrive)."""
+    if not namespaces or any(_pattern(ns) for ns in namespaces):
+        return [None]
+    return list(namespaces)
+
+
+def in_scope(namespaces: list[str], namespace: str) -> bool:
+    """Whether `namespace` is one of `namespaces` (all if empty): it matches a pattern given
+    and no pattern given with a leading `!`."""
+    wanted = [ns for ns in namespaces if not ns.startswith("!")]
+    unwanted = [ns[1:] for ns in namespaces if ns.startswith("!")]
+    if wanted and not any(fnmatch.fnmatchcase(namespace, ns) for ns in wanted):
+        return False
+    return not any(fnmatch.fnmatchcase(namespace, ns) for ns in unwanted)
 
 
 def _pattern(namespace: str) -> bool:
