@@ -38,16 +38,18 @@ async def send(
     metrics.DISPATCHED.labels(pool=metrics.pool_label(dispatch.spec.pool)).inc()
 
 
-async def reconcile(*, redis: aioredis.Redis, celery: Celery, body: dict[str, Any]) -> None:
-    """On create and on operator start: cancel if asked, else dispatch the first attempt once."""
+async def reconcile(*, redis: aioredis.Redis, celery: Celery, body: dict[str, Any]) -> bool:
+    """Cancel if asked, else dispatch the first attempt once; whether this call sent it."""
     status = body.get("status") or {}
     if phases.is_terminal(phases.parse(status.get("phase"))):
-        return
+        return False
     if (body.get("spec") or {}).get("cancel"):
         await cancel(redis=redis, body=body)
-        return
+        return False
     if sent := await sending.send_first(redis=redis, celery=celery, body=body):
         metrics.DISPATCHED.labels(pool=metrics.pool_label(sent.spec.pool)).inc()
+        return True
+    return False
 
 
 async def cancel(

@@ -54,7 +54,7 @@ class _Unfinished:
     namespace: str
     name: str
     seen: float  # monotonic time of the first event that showed it unfinished
-    sent: bool = False  # its first attempt's guard says "sent": nothing left to check
+    sent: bool = False  # its first attempt was sent (by us, or the guard says so)
 
 
 class TaskWatch:
@@ -154,8 +154,11 @@ class TaskWatch:
         if finished:
             self.unfinished.pop(uid, None)
             return
-        self.unfinished.setdefault(uid, _Unfinished(meta["namespace"], meta["name"], time.monotonic()))
-        await dispatch.reconcile(redis=self.redis, celery=self.celery, body=body)
+        task = self.unfinished.setdefault(uid, _Unfinished(meta["namespace"], meta["name"], time.monotonic()))
+        if task.sent and not (body.get("spec") or {}).get("cancel"):
+            return  # a status update of a task on its way: nothing to do
+        if await dispatch.reconcile(redis=self.redis, celery=self.celery, body=body):
+            task.sent = True
 
     async def _replay_once(self, body: dict[str, Any]) -> None:
         """Replay for each new value of the replay annotation, once (the marker is in Redis,
