@@ -1,5 +1,11 @@
 """Mirrors worker events from the shared status stream into LongTask statuses and Events.
 
+Kubernetes Events are posted only for what people look for in `kubectl describe`:
+Retrying, Failed (saying if dead-lettered), Cancelled, and StatusWriteFailed below; the
+routine Queued, Running and Succeeded hops are in the status and cost no request. An Event
+is posted in the background when its phase is folded in, even if coalescing never writes
+that phase (a retry that ran again within the interval).
+
 Events arrive through a Redis consumer group, so an operator that restarts re-reads
 what it had not yet written. Writes are coalesced: each task gets at most one status
 patch per `interval` seconds, whatever its event rate; SSE clients read the per-task
@@ -176,19 +182,29 @@ class StatusSync:
         new = fold.fold(task.status, event)
         if new is not None and new != task.status:
             if new.get("phase") != task.status.get("phase"):
-                # Every phase change gets its Event, even when coalescing skips its status.
-                message, warning = fold.event_message(new)
-                self._background(
-                    self.kube.post_event(
-                        namespace=task.namespace,
-                        name=task.name,
-                        uid=event.uid,
-                        reason=str(new.get("phase")),
-                        message=message,
-                        warning=warning,
-                    )
-                )
+                self._post_event(uid=event.uid, task=task, status=new)
             task.status, task.dirty = new, True
+
+    def _post_event(self, *, uid: str, task: _Task, status: dict[str, Any]) -> None:
+        """A Kubernetes Event for a phase people look for (failed, retrying, cancelled).
+
+        Posted when the phase is reached, even if coalescing never writes that status
+        (a retry that started again within `interval`); routine hops get none (fold.py).
+        """
+        event = fold.event_message(status)
+        if event is None:
+            return
+        message, warning = event
+        self._background(
+            self.kube.post_event(
+                namespace=task.namespace,
+                name=task.name,
+                uid=uid,
+                reason=str(status.get("phase")),
+                message=message,
+                warning=warning,
+            )
+        )
 
     def _background(self, job: Coroutine[Any, Any, None]) -> None:
         """Run `job` without waiting for it (Events must not slow status mirroring down)."""
