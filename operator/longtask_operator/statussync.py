@@ -8,9 +8,11 @@ that phase (a retry that ran again within the interval).
 
 Events arrive through a Redis consumer group, so an operator that restarts re-reads
 what it had not yet written. Writes are coalesced: each task gets at most one status
-patch per `interval` seconds, whatever its event rate; SSE clients read the per-task
-streams and see every event regardless. An entry is acknowledged only after the patch
-that covers it succeeded.
+patch per `interval` seconds, whatever its event rate, and its first patch waits the
+interval too, so a task that queues, runs and ends within `interval` costs exactly one
+patch (a terminal status is still written at most `interval` after it was read). SSE
+clients read the per-task streams and see every event regardless. An entry is
+acknowledged only after the patch that covers it succeeded.
 
 One task never holds back the others: a task whose status write fails (other than with
 404/409, which mean it is gone) is parked, retried with exponential backoff, and shown
@@ -162,7 +164,11 @@ class StatusSync:
         self.on_event(event)
         if event.kind == events.Kind.QUEUED:
             self.on_queued(event.pool)
-        task = self.tasks.setdefault(event.uid, _Task(event.namespace, event.name))
+        task = self.tasks.get(event.uid)
+        if task is None:
+            # Its first write waits the coalescing interval too, so a task that queues,
+            # runs and ends within `interval` costs one status patch, not two.
+            task = self.tasks[event.uid] = _Task(event.namespace, event.name, last_write=time.monotonic())
         task.entry_ids.append(entry_id)
         if task.gone:
             return  # acked on the next flush; one GET told us, not one per entry
