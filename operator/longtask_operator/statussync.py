@@ -16,10 +16,12 @@ is posted in the background when its phase is folded in, even if coalescing neve
 that phase (a retry that ran again within the interval).
 
 Under a burst the cost per task stays flat: each XREADGROUP page of up to 1,000 entries
-asks Redis in one pipeline which of its new tasks never started; those need no GET (their
-whole history follows in the stream), and the others are read from the apiserver once,
-when the sync first meets them. Up to 16 patches go out at once; each loop iteration
-writes what is due, then reads on.
+asks Redis in one pipeline for its new tasks' started/done marks. A task whose first
+Queued is in the page needs no GET when no worker started it, or when the page also holds
+its latest start and its end (workers outrun the sync in a burst): its whole history is
+then in the stream. Any other task is read from the apiserver once, when the sync first
+meets it. Up to 16 patches go out at once; each loop iteration writes what is due, then
+reads on.
 
 One task never holds back the others: a task whose status write fails (other than with
 404/409, which mean it is gone) is parked, retried with exponential backoff, and shown
@@ -177,24 +179,24 @@ class StatusSync:
             self._taken = max(self._taken, _id(entry_id))
 
     async def _never_started(self, page: list[tuple[bytes, events.TaskEvent]]) -> set[str]:
-        """The tasks new to the sync that need no GET, asked of Redis in one pipeline.
-
-        A task whose first event here is its first Queued, and that no worker has started
-        or finished, has its whole history after this point in the stream: its status is
-        whatever the events make it, so reading it from the apiserver would be wasted.
-        """
-        first: dict[str, events.TaskEvent] = {}
+        """The tasks new to the sync whose status needs no GET, asked of Redis in one pipeline."""
+        seen: dict[str, list[events.TaskEvent]] = {}
         for _, event in page:
             if event.uid not in self.tasks:
-                first.setdefault(event.uid, event)
-        uids = [uid for uid, e in first.items() if e.kind == events.Kind.QUEUED and e.attempt == 1]
+                seen.setdefault(event.uid, []).append(event)
+        uids = [uid for uid, e in seen.items() if e[0].kind == events.Kind.QUEUED and e[0].attempt == 1]
         if not uids:
             return set()
         pipe = self.redis.pipeline(transaction=False)
         for uid in uids:
-            pipe.exists(names.started(uid), names.done(uid))
+            pipe.get(names.started(uid))
+            pipe.exists(names.done(uid))
         found = await pipe.execute()
-        return {uid for uid, n in zip(uids, found, strict=True) if not n}
+        return {
+            uid
+            for i, uid in enumerate(uids)
+            if _whole_history(seen[uid], started=int(found[2 * i] or 0), done=bool(found[2 * i + 1]))
+        }
 
     async def _take(self, entry_id: bytes, event: events.TaskEvent, *, unstarted: set[str]) -> None:
         task = self.tasks.get(event.uid)
@@ -365,6 +367,21 @@ class StatusSync:
         metrics.STATUS_PATCHES.inc()
         task.written = dict(task.status)
         task.dirty, task.last_write = False, time.monotonic()
+
+
+def _whole_history(seen: list[events.TaskEvent], *, started: int, done: bool) -> bool:
+    """Whether a task's events, from its first Queued on, hold all that happened to it.
+
+    `seen` are its events in one page, the first Queued first; `started` (the highest
+    attempt a worker claimed) and `done` are its Redis marks, read after the page. Then its
+    status is whatever these events make it, so reading it from the apiserver is wasted:
+    true if no worker started it, and, under a burst where workers outrun the sync, if the
+    page also holds the start of its latest attempt and, if it ended, its end. Otherwise
+    (a Queued sent again after it ran, marks newer than the page) the caller GETs it.
+    """
+    if started and not any(e.kind == events.Kind.STARTED and e.attempt == started for e in seen):
+        return False
+    return not done or any(e.terminal for e in seen)
 
 
 def _text(value: Any) -> str:
