@@ -135,13 +135,16 @@ def _finished_condition(event: events.TaskEvent) -> dict[str, str]:
     }
 
 
-def event_message(status: dict[str, Any]) -> tuple[str, bool]:
-    """The Kubernetes Event text for a status that just reached its phase, and if it warns."""
+def event_message(status: dict[str, Any]) -> tuple[str, bool] | None:
+    """The Kubernetes Event for a status that just reached its phase: (message, warning).
+
+    None for the routine hops (Queued, Running, Succeeded): an Event is what people look
+    for in `kubectl describe` (a failure, a retry, a cancellation), and each one is an
+    apiserver request; the status and the task's event stream already show the rest.
+    """
     phase = phases.parse(status.get("phase"))
     attempt = status.get("attempts") or 0
     err = status.get("error") or {}
-    if phase == phases.Phase.RUNNING:
-        return f"attempt {attempt} started on {status.get('worker')}", False
     if phase == phases.Phase.RETRYING:
         return (
             f"attempt {attempt} failed ({err.get('type')}: {err.get('message')}); "
@@ -151,6 +154,6 @@ def event_message(status: dict[str, Any]) -> tuple[str, bool]:
     if phase == phases.Phase.FAILED:
         dead = " (dead-lettered)" if status.get("deadLettered") else ""
         return f"{err.get('type', 'Error')}: {err.get('message', '')}{dead}", True
-    if phase == phases.Phase.SUCCEEDED:
-        return f"succeeded after {attempt} attempt(s)", False
-    return status.get("message") or phase.value, False
+    if phase == phases.Phase.CANCELLED:
+        return status.get("message") or "cancelled", False
+    return None

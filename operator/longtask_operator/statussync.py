@@ -2,9 +2,26 @@
 
 Events arrive through a Redis consumer group, so an operator that restarts re-reads
 what it had not yet written. Writes are coalesced: each task gets at most one status
-patch per `interval` seconds, whatever its event rate; SSE clients read the per-task
-streams and see every event regardless. An entry is acknowledged only after the patch
-that covers it succeeded.
+patch per `interval` seconds, whatever its event rate, and its first patch waits the
+interval too, so a task that queues, runs and ends within `interval` costs exactly one
+patch (a terminal status is still written at most `interval` after it was read). SSE
+clients read the per-task streams and see every event regardless. An entry is
+acknowledged only after the patch that covers it succeeded; an entry whose status could
+not be read (a failed GET) is read again from the backlog, not acknowledged unapplied.
+
+Kubernetes Events are posted only for what people look for in `kubectl describe`:
+Retrying, Failed (saying if dead-lettered), Cancelled, and StatusWriteFailed below; the
+routine Queued, Running and Succeeded hops are in the status and cost no request. An Event
+is posted in the background when its phase is folded in, even if coalescing never writes
+that phase (a retry that ran again within the interval).
+
+Under a burst the cost per task stays flat: each XREADGROUP page of up to 1,000 entries
+asks Redis in one pipeline for its new tasks' started/done marks. A task whose first
+Queued is in the page needs no GET when no worker started it, or when the page also holds
+its latest start and its end (workers outrun the sync in a burst): its whole history is
+then in the stream. Any other task is read from the apiserver once, when the sync first
+meets it. Up to 16 patches go out at once; each loop iteration writes what is due, then
+reads on.
 
 One task never holds back the others: a task whose status write fails (other than with
 404/409, which mean it is gone) is parked, retried with exponential backoff, and shown
@@ -45,7 +62,7 @@ _KEEP_RECENT_MS = 60_000
 class _Task:
     namespace: str
     name: str
-    status: dict[str, Any] | None = None  # last known status; None until loaded
+    status: dict[str, Any] | None = None  # last known status; None once it is gone
     written: dict[str, Any] = field(default_factory=dict)  # what the apiserver has
     dirty: bool = False
     last_write: float = 0.0
@@ -131,8 +148,7 @@ class StatusSync:
                 entries = reply[0][1] if reply else []
                 if backlog is not None:  # next page after the last entry, until none is left
                     backlog = entries[-1][0] if entries else None
-                for entry_id, fields in entries:
-                    await self._take(entry_id, fields)
+                await self._take_page(entries)
                 await self._flush_due()
                 await self._trim()
             except asyncio.CancelledError:
@@ -142,53 +158,93 @@ class StatusSync:
                 backlog = "0"
                 await asyncio.sleep(1)
 
-    async def _take(self, entry_id: bytes, fields: dict[Any, Any]) -> None:
-        if _id(entry_id) <= self._taken:
-            return  # folded before a re-read of the backlog; its task still holds the id
-        self._taken = _id(entry_id)
-        try:
-            event = events.TaskEvent.decode(fields)
-        except ValueError:
-            log.warning("dropping malformed status entry %r", entry_id)
-            await self.redis.xack(names.STATUS_STREAM, names.STATUS_GROUP, entry_id)
-            return
+    async def _take_page(self, entries: list[tuple[bytes, dict[Any, Any]]]) -> None:
+        """Fold one XREADGROUP page: one Redis round trip for all its new tasks, not one each."""
+        page: list[tuple[bytes, events.TaskEvent]] = []
+        malformed: list[bytes] = []
+        for entry_id, fields in entries:
+            if _id(entry_id) <= self._taken:
+                continue  # folded before a re-read of the backlog; its task still holds the id
+            try:
+                page.append((entry_id, events.TaskEvent.decode(fields)))
+            except ValueError:
+                log.warning("dropping malformed status entry %r", entry_id)
+                malformed.append(entry_id)
+        if malformed:
+            await self.redis.xack(names.STATUS_STREAM, names.STATUS_GROUP, *malformed)
+        unstarted = await self._never_started(page)
+        for entry_id, event in page:
+            await self._take(entry_id, event, unstarted=unstarted)
+            # Only once folded: an entry whose GET failed is read again from the backlog.
+            self._taken = max(self._taken, _id(entry_id))
+
+    async def _never_started(self, page: list[tuple[bytes, events.TaskEvent]]) -> set[str]:
+        """The tasks new to the sync whose status needs no GET, asked of Redis in one pipeline."""
+        seen: dict[str, list[events.TaskEvent]] = {}
+        for _, event in page:
+            if event.uid not in self.tasks:
+                seen.setdefault(event.uid, []).append(event)
+        uids = [uid for uid, e in seen.items() if e[0].kind == events.Kind.QUEUED and e[0].attempt == 1]
+        if not uids:
+            return set()
+        pipe = self.redis.pipeline(transaction=False)
+        for uid in uids:
+            pipe.get(names.started(uid))
+            pipe.exists(names.done(uid))
+        found = await pipe.execute()
+        return {
+            uid
+            for i, uid in enumerate(uids)
+            if _whole_history(seen[uid], started=int(found[2 * i] or 0), done=bool(found[2 * i + 1]))
+        }
+
+    async def _take(self, entry_id: bytes, event: events.TaskEvent, *, unstarted: set[str]) -> None:
+        task = self.tasks.get(event.uid)
+        if task is None:  # the GET first, so one that fails leaves nothing behind
+            status = {} if event.uid in unstarted else await self._load(event)
+            # Its first write waits the coalescing interval too, so a task that queues,
+            # runs and ends within `interval` costs one status patch, not two.
+            task = self.tasks[event.uid] = _Task(
+                event.namespace,
+                event.name,
+                status=status,
+                written=dict(status or {}),
+                gone=status is None,
+                last_write=time.monotonic(),
+            )
         metrics.EVENTS.labels(kind=event.kind.value).inc()
         self.on_event(event)
         if event.kind == events.Kind.QUEUED:
             self.on_queued(event.pool)
-        task = self.tasks.setdefault(event.uid, _Task(event.namespace, event.name))
         task.entry_ids.append(entry_id)
-        if task.gone:
+        if task.gone or task.status is None:
             return  # acked on the next flush; one GET told us, not one per entry
-        if task.status is None:
-            if (
-                event.kind == events.Kind.QUEUED
-                and event.attempt == 1
-                and not await self.redis.exists(names.started(event.uid), names.done(event.uid))
-            ):
-                task.status = {}  # never started: its whole history follows in this stream; no GET
-            else:
-                task.status = await self._load(event)
-            task.written = dict(task.status or {})
-        if task.status is None:
-            task.gone = True
-            return
         new = fold.fold(task.status, event)
         if new is not None and new != task.status:
             if new.get("phase") != task.status.get("phase"):
-                # Every phase change gets its Event, even when coalescing skips its status.
-                message, warning = fold.event_message(new)
-                self._background(
-                    self.kube.post_event(
-                        namespace=task.namespace,
-                        name=task.name,
-                        uid=event.uid,
-                        reason=str(new.get("phase")),
-                        message=message,
-                        warning=warning,
-                    )
-                )
+                self._post_event(uid=event.uid, task=task, status=new)
             task.status, task.dirty = new, True
+
+    def _post_event(self, *, uid: str, task: _Task, status: dict[str, Any]) -> None:
+        """A Kubernetes Event for a phase people look for (failed, retrying, cancelled).
+
+        Posted when the phase is reached, even if coalescing never writes that status
+        (a retry that started again within `interval`); routine hops get none (fold.py).
+        """
+        event = fold.event_message(status)
+        if event is None:
+            return
+        message, warning = event
+        self._background(
+            self.kube.post_event(
+                namespace=task.namespace,
+                name=task.name,
+                uid=uid,
+                reason=str(status.get("phase")),
+                message=message,
+                warning=warning,
+            )
+        )
 
     def _background(self, job: Coroutine[Any, Any, None]) -> None:
         """Run `job` without waiting for it (Events must not slow status mirroring down)."""
@@ -311,6 +367,21 @@ class StatusSync:
         metrics.STATUS_PATCHES.inc()
         task.written = dict(task.status)
         task.dirty, task.last_write = False, time.monotonic()
+
+
+def _whole_history(seen: list[events.TaskEvent], *, started: int, done: bool) -> bool:
+    """Whether a task's events, from its first Queued on, hold all that happened to it.
+
+    `seen` are its events in one page, the first Queued first; `started` (the highest
+    attempt a worker claimed) and `done` are its Redis marks, read after the page. Then its
+    status is whatever these events make it, so reading it from the apiserver is wasted:
+    true if no worker started it, and, under a burst where workers outrun the sync, if the
+    page also holds the start of its latest attempt and, if it ended, its end. Otherwise
+    (a Queued sent again after it ran, marks newer than the page) the caller GETs it.
+    """
+    if started and not any(e.kind == events.Kind.STARTED and e.attempt == started for e in seen):
+        return False
+    return not done or any(e.terminal for e in seen)
 
 
 def _text(value: Any) -> str:

@@ -2,19 +2,116 @@
 
 Covers: a new operator under another consumer name adopts every entry its predecessor
 read but never acknowledged (a replaced pod loses nothing), and reads them as its own
-backlog; creating the consumer group twice is harmless.
+backlog; creating the consumer group twice is harmless. With a recording stand-in for the
+apiserver: a task that queues, runs and succeeds within the coalescing interval costs
+exactly one status patch, written only after the interval, its entries acknowledged only
+after it; Kubernetes Events only for Retrying, Failed (dead-lettered too) and Cancelled,
+none for a success; tasks that never started, or whose whole run is in the page, cost no
+GET and no Redis command of their own (one pipeline per page), a Queued sent again after
+its attempt started costs one; an entry whose GET failed is folded again, not lost.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
-from longtask_contracts import names, redisopts
+from longtask_contracts import events, names, redisopts
 from longtask_operator import statussync
 
 pytestmark = pytest.mark.cluster
+K = events.Kind
+INTERVAL = 1.0
+
+
+@dataclass
+class FakeKube:
+    """Records what the sync asks of the apiserver; `failing_gets` GETs fail first."""
+
+    uids: dict[str, str] = field(default_factory=dict)  # name -> uid, for GET
+    statuses: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> status, for GET
+    patches: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    posted: list[tuple[str, str, bool]] = field(default_factory=list)
+    gets: int = 0
+    failing_gets: int = 0
+
+    async def get(self, *, namespace: str, name: str) -> dict[str, Any]:
+        self.gets += 1
+        if self.failing_gets:
+            self.failing_gets -= 1
+            raise RuntimeError("apiserver restarting")
+        return {"metadata": {"uid": self.uids[name]}, "status": self.statuses.get(name, {})}
+
+    async def patch_status(self, *, namespace: str, name: str, uid: str, status: dict[str, Any]) -> None:
+        self.patches.append((name, dict(status)))
+
+    async def post_event(self, *, name: str, reason: str, warning: bool = False, **_: Any) -> None:
+        self.posted.append((name, reason, warning))
+
+
+@dataclass
+class Running:
+    kube: FakeKube
+    stream: str
+    add: Callable[..., None]  # add(name, kind, **fields): one event of task `name`
+    uids: dict[str, str]
+    exists_calls: list[Any]  # EXISTS sent one by one (a pipeline's are not counted)
+
+
+@pytest.fixture
+async def sync(cluster, redis_client, monkeypatch) -> AsyncIterator[Running]:
+    """A StatusSync consuming a stream of its own, run as the operator runs it."""
+    stream = f"{names.STATUS_STREAM}:test-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setattr(names, "STATUS_STREAM", stream)
+    r = redisopts.async_client(cluster.redis_url)
+    kube = FakeKube()
+    exists_calls: list[Any] = []
+
+    async def exists(*keys: str) -> int:  # a round trip per task: what a burst must not cost
+        exists_calls.append(keys)
+        return 0
+
+    monkeypatch.setattr(r, "exists", exists)
+    uids: dict[str, str] = {}
+
+    def add(name: str, kind: events.Kind, **fields: Any) -> None:
+        uid = uids.setdefault(name, uuid.uuid4().hex)
+        kube.uids[name] = uid
+        event = events.TaskEvent(kind=kind, namespace="ns", name=name, uid=uid, **fields)
+        redis_client.xadd(stream, event.encode())
+
+    s = statussync.StatusSync(redis=r, kube=kube, consumer="op", interval=INTERVAL)  # type: ignore[arg-type]
+    await s.ensure_group()  # before the test reads the group's pending entries
+    runner = asyncio.ensure_future(s.run())
+    try:
+        yield Running(kube=kube, stream=stream, add=add, uids=uids, exists_calls=exists_calls)
+    finally:
+        runner.cancel()
+        redis_client.delete(stream)
+        # Bounded: once, out of many runs, this teardown hung (a redis-py asyncio client
+        # cancelled mid-command, likely); a stuck teardown must not stall the suite.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(runner, return_exceptions=True), 10)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(r.aclose(), 10)
+
+
+async def _until(check: Callable[[], bool], *, within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+def _pending(redis_client, stream: str) -> int:
+    return int(redis_client.xpending(stream, names.STATUS_GROUP)["pending"])
 
 
 async def test_orphaned_entries_are_adopted(cluster, redis_client, monkeypatch):
@@ -37,3 +134,84 @@ async def test_orphaned_entries_are_adopted(cluster, redis_client, monkeypatch):
     finally:
         redis_client.delete(stream)
         await r.aclose()
+
+
+async def test_a_short_task_costs_one_status_patch_written_after_the_interval(sync, redis_client):
+    began = time.monotonic()
+    sync.add("short", K.QUEUED, attempt=1)
+    sync.add("short", K.STARTED, attempt=1, worker="w")
+    sync.add("short", K.PROGRESS, attempt=1, progress=50)
+    sync.add("short", K.SUCCEEDED, attempt=1, progress=100)
+    # Read, folded, not yet written: the first write waits the interval, and nothing is
+    # acknowledged before the patch that covers it.
+    await _until(
+        lambda: not sync.kube.patches and _pending(redis_client, sync.stream) == 4,
+        within=5,
+        what="the entries read and none written",
+    )
+    await _until(lambda: bool(sync.kube.patches), within=5, what="the status patch")
+    assert time.monotonic() - began >= INTERVAL * 0.9
+    await _until(lambda: _pending(redis_client, sync.stream) == 0, within=5, what="the entries acked")
+    await asyncio.sleep(INTERVAL * 1.5)
+    assert [(name, status["phase"]) for name, status in sync.kube.patches] == [("short", "Succeeded")]
+    assert sync.kube.posted == [] and sync.kube.gets == 0 and sync.exists_calls == []
+
+
+async def test_events_only_for_retries_failures_and_cancellations(sync, redis_client):
+    sync.add("fine", K.QUEUED, attempt=1)
+    sync.add("unlucky", K.QUEUED, attempt=1)
+    sync.add("stopped", K.QUEUED, attempt=1)
+    sync.add("fine", K.STARTED, attempt=1, worker="w")
+    sync.add("unlucky", K.STARTED, attempt=1, worker="w")
+    sync.add("fine", K.SUCCEEDED, attempt=1, progress=100)
+    sync.add("unlucky", K.RETRYING, attempt=1, error={"type": "E", "message": "flaky"}, retry_at=time.time())
+    sync.add("stopped", K.CANCELLED, message="cancelled by a user")
+    sync.add("unlucky", K.QUEUED, attempt=2)
+    sync.add("unlucky", K.STARTED, attempt=2, worker="w")
+    error = {"type": "E", "message": "flaky again"}
+    sync.add("unlucky", K.FAILED, attempt=2, error=error, dead_lettered=True)
+    await _until(lambda: len(sync.kube.patches) == 3, within=10, what="three status patches")
+    await _until(lambda: _pending(redis_client, sync.stream) == 0, within=5, what="every entry acked")
+    await asyncio.sleep(0.2)  # Events are posted in the background
+    assert sorted(sync.kube.posted) == [
+        ("stopped", "Cancelled", False),
+        ("unlucky", "Failed", True),
+        ("unlucky", "Retrying", True),
+    ]
+    phases = {name: status["phase"] for name, status in sync.kube.patches}
+    assert phases == {"fine": "Succeeded", "unlucky": "Failed", "stopped": "Cancelled"}
+    assert len(sync.kube.patches) == 3
+    assert sync.kube.gets == 0 and sync.exists_calls == []  # one pipeline for the page, no GET
+
+
+async def test_an_entry_whose_get_failed_is_folded_again(sync, redis_client):
+    sync.kube.failing_gets = 1
+    # Not a first Queued: the sync must read the status from the apiserver first.
+    sync.add("resumed", K.STARTED, attempt=1, worker="w")
+    sync.add("resumed", K.SUCCEEDED, attempt=1, progress=100)
+    await _until(lambda: bool(sync.kube.patches), within=10, what="the status patch")
+    await _until(lambda: _pending(redis_client, sync.stream) == 0, within=5, what="the entries acked")
+    assert [(name, status["phase"]) for name, status in sync.kube.patches] == [("resumed", "Succeeded")]
+    assert sync.kube.gets == 2
+
+
+async def test_a_task_the_workers_outran_needs_no_get(sync, redis_client):
+    """In a burst the worker has started and finished a task before the sync reads its Queued."""
+    sync.add("outran", K.QUEUED, attempt=1)
+    sync.kube.statuses["again"] = {"phase": "Running", "attempts": 1}
+    sync.add("again", K.QUEUED, attempt=1)  # its attempt 1 already ran: the status must be read
+    marks = [names.started(sync.uids["outran"]), names.started(sync.uids["again"])]
+    redis_client.set(marks[0], 1)
+    redis_client.set(marks[1], 1)
+    marks.append(names.done(sync.uids["outran"]))
+    redis_client.set(marks[2], 1)
+    try:
+        sync.add("outran", K.STARTED, attempt=1, worker="w")
+        sync.add("outran", K.SUCCEEDED, attempt=1, progress=100)
+        await _until(lambda: bool(sync.kube.patches), within=10, what="the status patch")
+        await _until(lambda: _pending(redis_client, sync.stream) == 0, within=5, what="the entries acked")
+    finally:
+        redis_client.delete(*marks)
+    assert sync.kube.patches == [("outran", sync.kube.patches[0][1])]
+    assert sync.kube.patches[0][1]["phase"] == "Succeeded"
+    assert sync.kube.gets == 1  # "again"; its fold refused the late Queued: nothing to write

@@ -1,8 +1,15 @@
-"""Folding worker events into a LongTask status (pure)."""
+"""Folding worker events into a LongTask status (pure), and which phases get an Event.
+
+Covers: a whole run, late and superseded events refused, errors, retries, replays,
+bounded strings; Kubernetes Events only for Retrying, Failed (dead-lettered said so) and
+Cancelled, none for the routine Queued, Running and Succeeded.
+"""
 
 from __future__ import annotations
 
 import json
+
+import pytest
 
 from longtask_contracts import events
 from longtask_operator import fold
@@ -139,3 +146,32 @@ def test_huge_task_strings_are_bounded_in_the_status():
     assert len(status["attemptHistory"][-1]["error"]["message"]) <= fold.HISTORY_ERROR_LIMIT
     assert len(status["conditions"][0]["message"]) <= fold.LIMITS["message"]
     assert fold.bounded("short", 10) == "short"
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        ({"phase": "Pending"}, None),
+        ({"phase": "Queued", "attempts": 0}, None),
+        ({"phase": "Running", "attempts": 1, "worker": "w1"}, None),
+        ({"phase": "Succeeded", "attempts": 1}, None),
+        (
+            {
+                "phase": "Retrying",
+                "attempts": 1,
+                "error": {"type": "RetryableError", "message": "flaky"},
+                "nextAttemptAt": "2023-11-14T22:13:30Z",
+            },
+            ("attempt 1 failed (RetryableError: flaky); next attempt at 2023-11-14T22:13:30Z", True),
+        ),
+        (
+            {"phase": "Failed", "error": {"type": "E", "message": "m"}, "deadLettered": True},
+            ("E: m (dead-lettered)", True),
+        ),
+        ({"phase": "Failed"}, ("Error: ", True)),
+        ({"phase": "Cancelled", "message": "cancelled by a user"}, ("cancelled by a user", False)),
+        ({"phase": "Cancelled"}, ("cancelled", False)),
+    ],
+)
+def test_only_what_people_look_for_gets_an_event(status, expected):
+    assert fold.event_message(status) == expected
