@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from longtask_api import access, auth, errors, fanout, kube, ratelimit, settings
+from longtask_api import access, auth, errors, fanout, firstsend, kube, ratelimit, settings
 
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
 NS_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
@@ -53,6 +53,12 @@ async def get_pools(request: Request) -> kube.WorkerPools:
     return pools
 
 
+async def get_first_sends(request: Request) -> firstsend.FirstSends | None:
+    """The first-attempt sender, or None when LONGTASK_GATEWAY_DISPATCH is off."""
+    sends: firstsend.FirstSends | None = request.app.state.first_sends
+    return sends
+
+
 async def get_guard(request: Request) -> auth.Guard:
     guard: auth.Guard = request.app.state.guard
     return guard
@@ -68,6 +74,7 @@ Redis = Annotated[aioredis.Redis, Depends(get_redis)]
 Hub = Annotated[fanout.Hub, Depends(get_hub)]
 Pools = Annotated[kube.WorkerPools, Depends(get_pools)]
 Settings = Annotated[settings.ApiSettings, Depends(get_settings)]
+FirstSends = Annotated[firstsend.FirstSends | None, Depends(get_first_sends)]
 Guard = Annotated[auth.Guard, Depends(get_guard)]
 Caller = Annotated[auth.Caller, Depends(get_caller)]
 Namespace = Annotated[str, Path(pattern=NS_PATTERN, max_length=63, description="Kubernetes namespace.")]
