@@ -30,7 +30,7 @@ from longtask_api import (
     settings,
 )
 from longtask_api.routes import deadletters, health, streams, tasks, tasktypes, web, workerpools
-from longtask_contracts import redisopts, tracing
+from longtask_contracts import redisopts, sending, tracing
 
 log = logging.getLogger(__name__)
 # How long shutdown waits for first sends still running (uvicorn already waited for requests).
@@ -96,7 +96,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     # One Celery sender per process, for the first attempts of the tasks it creates (None: off).
     sends = None
     if cfg.gateway_dispatch:
-        sends = firstsend.FirstSends.open(redis=app.state.redis, redis_url=cfg.redis_url)
+        celery = sending.celery_sender(cfg.redis_url)
+        sends = firstsend.FirstSends.open(redis=app.state.redis, celery=celery)
     app.state.first_sends = sends
     if cfg.auth:
         log.info(

@@ -45,9 +45,10 @@ class FirstSends:
         self._senders: list[asyncio.Task[None]] = []
 
     @classmethod
-    def open(cls, *, redis: aioredis.Redis, redis_url: str) -> FirstSends:
-        """A FirstSends whose sender coroutines run (call within the event loop)."""
-        sends = cls(redis=redis, celery=sending.celery_sender(redis_url))
+    def open(cls, *, redis: aioredis.Redis, celery: Celery, backlog: int = BACKLOG) -> FirstSends:
+        """A FirstSends whose sender coroutines run (call within the event loop); `celery`
+        is the process's sender (sending.celery_sender), closed by close()."""
+        sends = cls(redis=redis, celery=celery, backlog=backlog)
         sends._senders = [asyncio.create_task(sends._run(), name=f"first-sender-{i}") for i in range(SENDERS)]
         return sends
 
