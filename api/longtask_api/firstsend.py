@@ -9,9 +9,10 @@ killed mid-send leaves the task to the operator's watch or sweep), so nothing is
 failures are logged and counted.
 
 Why a queue and few senders rather than a task per send: sending.send runs Celery's
-send_task in a thread. Dozens of such threads at once (one per POST in flight) starve the
-event loop of the GIL (each may hold it for a 5 ms switch interval before the loop's turn),
-and the gateway's own answers slowed down three-fold at 64 POSTs in flight.
+send_task in the event loop's default thread pool. A task per POST would put dozens of
+sends in that pool at once, ahead of anything else that needs it, and competing with the
+loop for the GIL; a burst would also hold any number of objects. Two senders keep up with
+the apiserver's create rate (a send takes about 5 ms); the queue bounds the rest.
 """
 
 from __future__ import annotations
