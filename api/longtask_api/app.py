@@ -96,8 +96,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     # One Celery sender per process, for the first attempts of the tasks it creates (None: off).
     sends = None
     if cfg.gateway_dispatch:
-        celery = sending.celery_sender(cfg.redis_url)
-        sends = firstsend.FirstSends.open(redis=app.state.redis, celery=celery)
+        sends = firstsend.FirstSends.open(
+            redis=firstsend.redis_client(cfg.redis_url), celery=sending.celery_sender(cfg.redis_url)
+        )
     app.state.first_sends = sends
     if cfg.auth:
         log.info(

@@ -4,7 +4,7 @@ Covers: start() returns at once and the send happens afterwards, counted as disp
 a send the operator made first is counted as left to the operator; a send that raises is
 logged with the task's namespace/name and counted as a failure, never raised, and the
 senders carry on; a full queue leaves the task to the operator; close() waits for queued
-sends, stops the senders and closes the Celery sender.
+sends, stops the senders and closes its Celery sender and Redis client.
 """
 
 from __future__ import annotations
@@ -23,6 +23,13 @@ class FakeCelery:
     closed = False
 
     def close(self) -> None:
+        self.closed = True
+
+
+class FakeRedis:
+    closed = False
+
+    async def aclose(self) -> None:
         self.closed = True
 
 
@@ -57,8 +64,8 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 async def test_sends_after_start_returned_and_counts_each_outcome(sent, caplog):
-    celery = FakeCelery()
-    sends = firstsend.FirstSends.open(redis=None, celery=celery)  # type: ignore[arg-type]
+    celery, redis = FakeCelery(), FakeRedis()
+    sends = firstsend.FirstSends.open(redis=redis, celery=celery)  # type: ignore[arg-type]
     before = [value(c) for c in (metrics.DISPATCHED, metrics.DISPATCH_LEFT, metrics.DISPATCH_FAILURES)]
     with caplog.at_level(logging.WARNING, logger=firstsend.__name__):
         await sends.start(task("a"))
@@ -71,7 +78,7 @@ async def test_sends_after_start_returned_and_counts_each_outcome(sent, caplog):
     after = [value(c) for c in (metrics.DISPATCHED, metrics.DISPATCH_LEFT, metrics.DISPATCH_FAILURES)]
     assert [x - y for x, y in zip(after, before, strict=True)] == [2, 1, 1]
     assert "ns/boom-1" in caplog.text and "ConnectionError" in caplog.text
-    assert celery.closed
+    assert celery.closed and redis.closed
 
 
 async def test_a_full_queue_leaves_the_task_to_the_operator(sent):
