@@ -18,11 +18,23 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 
-from longtask_api import auth, errors, fanout, kube, middleware, ratelimit, requestmetrics, settings
+from longtask_api import (
+    auth,
+    errors,
+    fanout,
+    firstsend,
+    kube,
+    middleware,
+    ratelimit,
+    requestmetrics,
+    settings,
+)
 from longtask_api.routes import deadletters, health, streams, tasks, tasktypes, web, workerpools
-from longtask_contracts import redisopts, tracing
+from longtask_contracts import redisopts, sending, tracing
 
 log = logging.getLogger(__name__)
+# How long shutdown waits for first sends still running (uvicorn already waited for requests).
+SHUTDOWN_SEND_SECONDS = 5.0
 
 
 def _field(error: dict[str, object]) -> str:
@@ -81,6 +93,13 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.pools = kube.WorkerPools(api, timeout=cfg.kube_timeout_seconds)
     app.state.hub = fanout.Hub(app.state.redis, block_ms=cfg.sse_block_ms, queue_size=cfg.watcher_queue_size)
     await app.state.hub.start()
+    # One Celery sender per process, for the first attempts of the tasks it creates (None: off).
+    sends = None
+    if cfg.gateway_dispatch:
+        sends = firstsend.FirstSends.open(
+            redis=firstsend.redis_client(cfg.redis_url), celery=sending.celery_sender(cfg.redis_url)
+        )
+    app.state.first_sends = sends
     if cfg.auth:
         log.info(
             "gateway auth: on (Kubernetes TokenReview + SubjectAccessReview, decisions cached %g s)",
@@ -88,9 +107,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         )
     else:
         log.warning("gateway auth: off (LONGTASK_AUTH=false): anyone who reaches it may do anything")
+    log.info(
+        "gateway dispatch: %s",
+        "on (it sends the first attempt of each task it creates)" if sends else "off (the operator sends)",
+    )
     try:
         yield
     finally:
+        if sends is not None:
+            await sends.close(wait_seconds=SHUTDOWN_SEND_SECONDS)
         await app.state.hub.stop()
         await app.state.redis.aclose()
         await api.close()

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
+import yarl
+from aiohttp import helpers as aiohttp_helpers
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -25,7 +27,37 @@ async def connect() -> client.ApiClient:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
         await config.load_kube_config()
-    return client.ApiClient()
+    api = client.ApiClient()
+    _read_the_environment_once(api)
+    return api
+
+
+def _read_the_environment_once(api: client.ApiClient) -> None:
+    """Give the client a session that does not look for proxies and ~/.netrc per request.
+
+    kubernetes_asyncio's aiohttp session trusts the environment, so aiohttp runs two lookups
+    (proxy variables, then netrc) in the event loop's default thread pool before every
+    apiserver call: two thread hops on every create, queued behind whatever else that pool
+    runs (the Celery sends of firstsend.py). When a proxy variable applies to the apiserver
+    the session is left as it is; otherwise nothing in the environment can change per request,
+    so a session with trust_env off behaves the same. (Kubernetes credentials come from the
+    kubeconfig or the ServiceAccount, never from netrc.)
+    """
+    rest = api.rest_client
+    if rest.proxy is not None:
+        return
+    try:
+        aiohttp_helpers.get_env_proxy_for_url(yarl.URL(api.configuration.host))
+    except LookupError:
+        pass  # no proxy for the apiserver: the usual case, in a pod and locally
+    else:
+        return
+    trusting: aiohttp.ClientSession = rest.pool_manager
+    # The same connector (pool size, TLS context); read_bufsize as kubernetes_asyncio sets it.
+    rest.pool_manager = aiohttp.ClientSession(
+        connector=trusting.connector, trust_env=False, read_bufsize=2**21
+    )
+    trusting.detach()  # closed without closing the connector the new session now owns
 
 
 def _translate(exc: ApiException, what: str) -> errors.ApiError:

@@ -52,8 +52,9 @@ class TaskCreate(BaseModel):
     spec: models.LongTaskSpec
 
     def to_resource(self) -> dict[str, Any]:
-        # The operator's finalizer from the start saves it a PATCH and a watch round trip.
-        metadata: dict[str, Any] = {"labels": self.labels, "finalizers": [names.FINALIZER]}
+        # No finalizer: the operator no longer puts one on LongTasks (issue 12); a created task
+        # looks the same whether the gateway or kubectl made it.
+        metadata: dict[str, Any] = {"labels": self.labels}
         if self.name:
             metadata["name"] = self.name
         else:

@@ -33,6 +33,10 @@ class ApiSettings(BaseSettings):
     # refilled at this rate, holding at most `create_burst`; a rate of 0 turns it off.
     create_rate_per_second: float = 10.0
     create_burst: int = 100
+    # Send attempt 1 of each task it creates itself, after answering, instead of waiting for
+    # the operator's watch (which still sends whatever the gateway did not); false: the operator
+    # sends every attempt. Env LONGTASK_GATEWAY_DISPATCH.
+    gateway_dispatch: bool = True
     # Origins allowed to call from a browser (comma-separated); empty: no CORS headers at all.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 

@@ -3,8 +3,9 @@ real processes.
 
 Covers: a gateway, an operator and a worker started with OTEL_EXPORTER_OTLP_ENDPOINT
 pointing at a tiny OTLP/HTTP receiver in the test export spans of one trace id; the
-parent links run gateway request → `longtask.create` → the operator's `longtask.dispatch`
-→ Celery's `run/longtask.run` → `longtask.attempt`, the LongTask carries the create span's
+parent links run gateway request → `longtask.create` → `longtask.dispatch` of attempt 1 (the
+gateway's own, or the operator's when its watch was first) → Celery's `run/longtask.run` →
+`longtask.attempt`, the LongTask carries the create span's
 context in its `longtask.io/traceparent` annotation, and the dispatch and attempt spans
 name the task (namespace, name, uid, attempt, task, pool); a retried task's later attempt
 (sent by the operator's clock) stays in the same trace, its dispatch again a child of the
@@ -102,7 +103,10 @@ def test_one_trace_from_gateway_request_to_worker_attempt(
     assert {s.trace_id for s in (request, create_span, dispatch, run, attempt)} == {create_span.trace_id}
     assert (request.service, request.kind, request.parent_id) == ("longtask-api", SERVER_KIND, "")
     assert request.name.startswith("POST /v1/namespaces/{namespace}/tasks")
-    assert (create_span.service, dispatch.service) == ("longtask-api", "longtask-operator")
+    # The gateway sends attempt 1 itself (LONGTASK_GATEWAY_DISPATCH) unless the operator's
+    # watch took the guard first (a fresh gateway's first request can be that slow).
+    assert create_span.service == "longtask-api"
+    assert dispatch.service in ("longtask-api", "longtask-operator")
     assert (run.service, attempt.service) == ("longtask-worker", "longtask-worker")
     assert dispatch.parent_id == create_span.span_id and dispatch.kind == PRODUCER_KIND
     assert run.parent_id == dispatch.span_id and run.kind == CONSUMER_KIND
@@ -178,6 +182,9 @@ def test_json_logs_name_the_task_and_its_trace(
     def about(component: str) -> list[dict[str, Any]]:
         return [line for line in json_lines(logs_dir / f"{component}.log") if line.get("uid") == uid]
 
+    def messages(component: str) -> list[str]:
+        return [line["message"] for line in about(component)]
+
     for component in ("api", "operator", "worker-default-1"):
         lines = helpers.poll(
             lambda c=component: about(c), timeout=30, what=f"{component}'s lines about {name}"
@@ -188,11 +195,12 @@ def test_json_logs_name_the_task_and_its_trace(
             if line["logger"].startswith("kopf") and "attempt" not in line:
                 continue  # Kopf's own line about the object, before any attempt was sent
             assert line.get("trace_id") == trace_id, line
-            if component != "api":  # the gateway's lines come before any attempt
+            if component != "api" or "attempt" in line:  # the gateway's request lines name none
                 assert line["attempt"] == 1, line
-    assert any(line["logger"].startswith("kopf") and "attempt" in line for line in about("operator"))
-    operator_lines = [line["message"] for line in about("operator")]
-    assert "attempt 1 sent to longtask.default" in operator_lines
+    sent_by = [c for c in ("api", "operator") if "attempt 1 sent to longtask.default" in messages(c)]
+    assert len(sent_by) == 1, "the gateway or the operator sent it, once"
+    if sent_by == ["operator"]:  # its Kopf handler's lines then name the attempt too
+        assert any(line["logger"].startswith("kopf") and "attempt" in line for line in about("operator"))
     worker_lines = [line["message"] for line in about("worker-default-1")]
     assert "attempt 1 ended: succeeded" in worker_lines
 

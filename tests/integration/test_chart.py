@@ -5,18 +5,19 @@ and the file pointing at its schema; the default render (operator Deployment wit
 replica, Recreate, `longtask operator`, REDIS_URL, metrics port, a stable status-stream
 consumer name and a liveness probe on the metrics port; one worker pool; the gateway
 Deployment and Service with a /readyz readiness and a /healthz liveness probe, auth on
-(LONGTASK_AUTH; tokenreviews and subjectaccessreviews in its RBAC), or off, and CORS
-origins; the built-in Redis StatefulSet with AOF and a volume claim; the exact RBAC
-rules; the kept CRD; the `helm test` hook); names within 63 characters and selectors
-that are subsets of the pod labels; a render with an external Redis (by URL or by
-Secret) and two worker pools, each its own Deployment with its own command, concurrency,
-task modules, lease and grace period; values.schema.json refusing bad values with the
-offending field named; clear failures for a missing Redis and for a repeated pool name;
-`helm install` into the embedded cluster creating the Deployments (which get
-ReplicaSets), the StatefulSet, the Services and working RBAC; an upgrade that changes
-the image (selectors stay put); uninstall removing the cluster-scoped RBAC while keeping
-the CRD; and an install that would take over a CRD applied by someone else being
-refused, which is why `crds.install=false` exists.
+(LONGTASK_AUTH; tokenreviews and subjectaccessreviews in its RBAC), or off, its own
+first sends on (LONGTASK_GATEWAY_DISPATCH) or off, and CORS origins; the built-in Redis
+StatefulSet with AOF and a volume claim; the exact RBAC rules; the kept CRD; the `helm
+test` hook); names within 63 characters and selectors that are subsets of the pod
+labels; a render with an external Redis (by URL or by Secret) and two worker pools, each
+its own Deployment with its own command, concurrency, task modules, lease and grace
+period; values.schema.json refusing bad values with the offending field named; clear
+failures for a missing Redis and for a repeated pool name; `helm install` into the
+embedded cluster creating the Deployments (which get ReplicaSets), the StatefulSet, the
+Services and working RBAC; an upgrade that changes the image (selectors stay put);
+uninstall removing the cluster-scoped RBAC while keeping the CRD; and an install that
+would take over a CRD applied by someone else being refused, which is why
+`crds.install=false` exists.
 """
 
 from __future__ import annotations
@@ -263,7 +264,11 @@ API_REVIEW_RIGHTS = grants("authentication.k8s.io", ["tokenreviews"], ["create"]
 def test_api_deployment_service_and_rbac(default: Manifests):
     c = container(one(default, "Deployment", "lt-longtask-api"))
     assert c["command"] == ["longtask", "api", "--host=0.0.0.0", "--port=8080"]
-    assert env(c) == {"REDIS_URL": "redis://lt-longtask-redis.jobs.svc:6379/0", "LONGTASK_AUTH": "true"}
+    assert env(c) == {
+        "REDIS_URL": "redis://lt-longtask-redis.jobs.svc:6379/0",
+        "LONGTASK_AUTH": "true",
+        "LONGTASK_GATEWAY_DISPATCH": "true",
+    }
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     service = one(default, "Service", "lt-longtask-api")
@@ -274,12 +279,19 @@ def test_api_deployment_service_and_rbac(default: Manifests):
     assert rules(default, "lt-longtask-api") == API_TASK_RIGHTS | API_REVIEW_RIGHTS
 
 
-def test_api_auth_off_and_cors_origins(helm: Helm):
+def test_api_auth_and_dispatch_off_and_cors_origins(helm: Helm):
     manifests = render(
-        helm, "--set", "api.auth.enabled=false", "--set", "api.corsOrigins={https://a.example,http://b:8000}"
+        helm,
+        "--set",
+        "api.auth.enabled=false",
+        "--set",
+        "api.dispatch.enabled=false",
+        "--set",
+        "api.corsOrigins={https://a.example,http://b:8000}",
     )
     variables = env(container(one(manifests, "Deployment", "lt-longtask-api")))
     assert variables["LONGTASK_AUTH"] == "false"
+    assert variables["LONGTASK_GATEWAY_DISPATCH"] == "false"
     assert variables["LONGTASK_CORS_ORIGINS"] == "https://a.example,http://b:8000"
     assert rules(manifests, "lt-longtask-api") == API_TASK_RIGHTS, "no reviews without auth"
 

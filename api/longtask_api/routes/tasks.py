@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, status
+from fastapi import APIRouter, BackgroundTasks, Header, Query, status
 from sse_starlette import EventSourceResponse
 
 from longtask_api import deps, errors, metrics, schemas, sse
@@ -54,6 +54,8 @@ async def create_task(
     namespace: deps.Namespace,
     body: schemas.TaskCreate,
     tasks: deps.Tasks,
+    first_sends: deps.FirstSends,
+    background: BackgroundTasks,
     _caller: deps.MayCreate,
     _quota: deps.CreateQuota,
 ) -> schemas.TaskCreated:
@@ -63,7 +65,8 @@ async def create_task(
     """
     with logs.task(namespace=namespace), tracing.span("longtask.create") as span:
         resource = body.to_resource()
-        # The operator's dispatch continues this span's trace (one trace, request to worker).
+        # The dispatch (the gateway's or the operator's) continues this span's trace (one
+        # trace, request to worker): sending.first_attempt reads it from these annotations.
         if annotations := tracing.to_annotations(tracing.inject()):
             resource["metadata"]["annotations"] = annotations
         obj = await tasks.create(namespace=namespace, body=resource)
@@ -71,6 +74,8 @@ async def create_task(
         span.set_attributes(tracing.task_attributes(namespace=namespace, name=meta["name"], uid=meta["uid"]))
         logs.update(name=meta["name"], uid=meta["uid"])
         log.info("created %s/%s (%s)", namespace, meta["name"], body.spec.task)
+        if first_sends is not None:  # once the answer has left; the operator sends it if this fails
+            background.add_task(first_sends.start, obj)
     metrics.TASKS_CREATED.inc()
     return schemas.TaskCreated(
         name=meta["name"], namespace=namespace, uid=meta["uid"], links=schemas.links(namespace, meta["name"])
