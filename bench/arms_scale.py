@@ -7,7 +7,7 @@ LongTask. Then it kills the operator (SIGKILL, as a crash or an evicted pod), cr
 `restart` LongTasks while it is down, starts it again and measures from that start:
 
 - up: the operator's metrics endpoint answers (its startup handler ran);
-- seen: its longtask_tasks gauge counts every LongTask in the cluster (Kopf listed them all);
+- seen: its longtask_tasks gauge counts every LongTask in the cluster (the operator listed them all);
 - queued: every task created while it was down has its `queued` event;
 - caught up: the later of seen and queued;
 - a probe task, created as soon as the operator is up: create called -> `started`.

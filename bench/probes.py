@@ -5,7 +5,8 @@
 - VmRSS and VmHWM from /proc/<pid>/status: a process's memory now and at its peak.
 - The operator's longtask_tasks gauge (LongTasks it has seen, by phase) tells when a
   restarted operator has read every LongTask.
-- Kopf's "Handler ... failed" log lines count the operator's handler errors.
+- Kopf's "Handler ... failed" log lines (WorkerPools) and taskwatch's "handling a ... event
+  ... failed" lines (LongTasks) count the operator's handler errors.
 - Celery's "Task NAME[ID] received" log line (millisecond resolution) is when the worker's
   main process took a message off Redis; it splits broker time from worker-pool time.
 """
@@ -24,7 +25,7 @@ _LABEL = re.compile(r'(\w+)="([^"]*)"')
 _RECEIVED = re.compile(
     r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): INFO/MainProcess\] (?:[\w.]+: )?Task \S+\[(\S+)\] received$"
 )
-_HANDLER_FAILED = re.compile(r"(Handler '[^']+' failed.*)$")
+_HANDLER_FAILED = re.compile(r"(Handler '[^']+' failed.*|handling an? \S+ event of this LongTask failed.*)$")
 
 Counts = collections.Counter[str]
 # Requests on these resources are what a LongTask costs; the rest is the background of the

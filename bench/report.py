@@ -210,7 +210,7 @@ def errors(operator_logs: Sequence[Path]) -> list[str]:
     found = sum((probes.handler_errors(log) for log in operator_logs), probes.Counts())
     if not found:
         return ["Operator handler errors: none"]
-    return ["Operator handler errors (Kopf retries a failed handler after its backoff)"] + [
+    return ["Operator handler errors (what a failed one left undone, the task sweep redoes)"] + [
         f"  {count:>5} x {message}" for message, count in found.most_common(5)
     ]
 
