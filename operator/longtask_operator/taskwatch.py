@@ -87,11 +87,13 @@ class TaskWatch:
         on_event, listed ones with event type None."""
         while True:
             try:
-                version = ""
+                version, listed = "", set()
                 async for page, listed_at in self.kube.longtask_pages(namespace=namespace):
                     version = listed_at
                     for obj in page:
+                        listed.add(obj["metadata"]["uid"])
                         await self._take(None, obj)
+                self._forget_unlisted(namespace, listed)
                 while True:  # each watch ends after kube.WATCH_SECONDS; go on from where it was
                     async for event_type, obj in self.kube.longtask_events(
                         namespace=namespace, resource_version=version
@@ -106,6 +108,14 @@ class TaskWatch:
             except Exception:  # the apiserver restarting: list again
                 log.exception("the LongTask watch failed; listing again in a second")
                 await asyncio.sleep(1)
+
+    def _forget_unlisted(self, namespace: str | None, listed: set[str]) -> None:
+        """After a LIST (again, after an expired watch or an error): unfinished tasks of
+        `namespace` it did not return were deleted meanwhile, unseen. Dropped from the
+        inventory, they become the sweep's orphans, which it cancels and forgets."""
+        for uid, task in list(self.unfinished.items()):
+            if uid not in listed and namespace in (None, task.namespace):
+                del self.unfinished[uid]
 
     async def _take(self, event_type: str | None, obj: dict[str, Any]) -> None:
         """Hand one event to on_event: at once (in order after that LongTask's previous one),
@@ -238,8 +248,9 @@ class TaskWatch:
     async def _forget_orphans(self, budget: list[int]) -> None:
         """Forget tasks Redis holds unfinished whose LongTask is gone. A uid counts only if it
         was missing from the watch at two sweeps in a row (a task the gateway sent may reach
-        Redis before its ADDED event reaches us), and only once the watch had time to list
-        every LongTask after a start."""
+        Redis before its ADDED event reaches us), only once the watch had time to list every
+        LongTask after a start, and only in this operator's namespaces (another operator's
+        tasks share the Redis). The GET decides: a LongTask that exists is left alone."""
         if time.monotonic() - self._started < 2 * self.sweep_seconds:
             return
         members = [_text(m) for m in await self.redis.zrange(names.DEADLINES, 0, -1)]
@@ -250,16 +261,17 @@ class TaskWatch:
             pipe.get(names.current(uid))
         replies = await pipe.execute()
         unfinished = {
-            uid: raw
+            uid: ledger.Dispatch.model_validate_json(raw)
             for uid, done, raw in zip(candidates, replies[::2], replies[1::2], strict=True)
             if not done and raw is not None
         }
-        suspects, self._suspects = self._suspects, set(unfinished)
-        for uid in suspects & unfinished.keys():
+        ours = {uid for uid, current in unfinished.items() if in_scope(self.namespaces, current.namespace)}
+        suspects, self._suspects = self._suspects, ours
+        for uid in suspects & ours:
             if budget[0] <= 0:
                 return
             budget[0] -= 1
-            current = ledger.Dispatch.model_validate_json(unfinished[uid])
+            current = unfinished[uid]
             try:
                 obj = await self.kube.get(namespace=current.namespace, name=current.name)
             except kube.Gone:
