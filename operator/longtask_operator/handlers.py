@@ -1,6 +1,11 @@
 """All Kopf wiring of the operator; each handler calls domain code in one to three lines.
 
-Run with `longtask operator` (or `kopf run -m longtask_operator.handlers --all-namespaces`).
+Kopf runs the operator's life (startup, cleanup, the liveness endpoint) and follows
+WorkerPools; the startup handler starts the loops that do the rest, LongTasks included
+(taskwatch.py: their LIST and WATCH are ours, see there why).
+
+Run with `longtask operator [-n NS]...` (it hands the namespaces to Kopf, and to
+taskwatch.py as LONGTASK_NAMESPACES).
 """
 
 from __future__ import annotations
@@ -96,8 +101,8 @@ def configure(kopf_settings: kopf.OperatorSettings) -> settings.OperatorSettings
     # Every other API request Kopf makes (patches, Events) gives up after this long.
     kopf_settings.networking.request_timeout = 30
     kopf_settings.networking.connect_timeout = 10
-    # Kopf waits this long for more events of one object before handling them; the
-    # default 0.1 s would be most of our dispatch latency.
+    # Kopf waits this long for more events of one object before handling them (WorkerPools:
+    # the default 0.1 s would only delay the autoscaler learning of a new pool).
     kopf_settings.batching.batch_window = 0.01
     # One operator per cluster for now: no peering objects to install.
     kopf_settings.peering.standalone = True
