@@ -29,7 +29,7 @@ import fnmatch
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -57,6 +57,12 @@ class _Unfinished:
     sent: bool = False  # its first attempt was sent (by us, or the guard says so)
 
 
+@dataclass
+class _Listing:
+    uids: set[str] = field(default_factory=set)
+    done: bool = False
+
+
 class TaskWatch:
     def __init__(
         self,
@@ -82,25 +88,36 @@ class TaskWatch:
 
     # -- the watch ---------------------------------------------------------------------
     async def follow(self, namespace: str | None) -> None:
-        """LIST the LongTasks of `namespace` (None: all), then WATCH them, forever; after
-        an expired watch (410) or an error, LIST again. Every LongTask goes through
-        on_event, listed ones with event type None."""
+        """LIST the LongTasks of `namespace` (None: all) and WATCH them, forever; after an
+        expired watch (410) or an error, LIST again. Every LongTask goes through on_event,
+        listed ones with event type None.
+
+        The watch starts from the first page's resourceVersion (every page is one snapshot)
+        while the other pages are still being read, so a task created just after a restart
+        is dispatched at once, not after 10,000 listed ones. A listed copy of a LongTask the
+        watch already showed is older than what the watch showed, and is skipped.
+        """
         while True:
+            watching: asyncio.Task[None] | None = None
             try:
-                version, listed = "", set()
-                async for page, listed_at in self.kube.longtask_pages(namespace=namespace):
-                    version = listed_at
+                pages = self.kube.longtask_pages(namespace=namespace)
+                page, version = await anext(pages)
+                watched = _Listing()  # what the watch showed while the LIST went on
+                watching = asyncio.create_task(self._watch(namespace, version, watched))
+                listed: set[str] = set()
+                while True:
                     for obj in page:
-                        listed.add(obj["metadata"]["uid"])
-                        await self._take(None, obj)
-                self._forget_unlisted(namespace, listed)
-                while True:  # each watch ends after kube.WATCH_SECONDS; go on from where it was
-                    async for event_type, obj in self.kube.longtask_events(
-                        namespace=namespace, resource_version=version
-                    ):
-                        version = obj["metadata"]["resourceVersion"]
-                        if event_type != "BOOKMARK":
-                            await self._take(event_type, obj)
+                        uid = obj["metadata"]["uid"]
+                        listed.add(uid)
+                        if uid not in watched.uids:
+                            await self._take(None, obj)
+                    try:
+                        page, _ = await anext(pages)
+                    except StopAsyncIteration:
+                        break
+                self._forget_unlisted(namespace, listed | watched.uids)
+                watched.done, watched.uids = True, set()
+                await watching  # forever, unless it fails or expires
             except asyncio.CancelledError:
                 raise
             except kube.Expired:
@@ -108,6 +125,24 @@ class TaskWatch:
             except Exception:  # the apiserver restarting: list again
                 log.exception("the LongTask watch failed; listing again in a second")
                 await asyncio.sleep(1)
+            finally:
+                if watching is not None and not watching.done():
+                    watching.cancel()
+                    await asyncio.gather(watching, return_exceptions=True)
+
+    async def _watch(self, namespace: str | None, version: str, watched: _Listing) -> None:
+        """Follow LongTask events from `version` forever (each watch ends after
+        kube.WATCH_SECONDS: go on from where it was), noting their uids in `watched` until
+        the LIST is done."""
+        while True:
+            async for event_type, obj in self.kube.longtask_events(
+                namespace=namespace, resource_version=version
+            ):
+                version = obj["metadata"]["resourceVersion"]
+                if event_type != "BOOKMARK":
+                    if not watched.done:
+                        watched.uids.add(obj["metadata"]["uid"])
+                    await self._take(event_type, obj)
 
     def _forget_unlisted(self, namespace: str | None, listed: set[str]) -> None:
         """After a LIST (again, after an expired watch or an error): unfinished tasks of
@@ -124,6 +159,8 @@ class TaskWatch:
             return
         uid = obj["metadata"]["uid"]
         self.on_seen(event_type, uid, obj.get("status") or {})
+        if event_type != "DELETED" and uid not in self._last and uid not in self.unfinished and _settled(obj):
+            return  # a finished LongTask with nothing asked of it: most of a LIST after a restart
         await self._slots.acquire()
         job = asyncio.create_task(self._handle(event_type, obj, after=self._last.get(uid)))
         self._last[uid] = job
@@ -284,6 +321,17 @@ class TaskWatch:
                 await dispatch.forget(redis=self.redis, uid=uid)
                 metrics.SWEPT.labels(kind="orphan").inc()
                 self._suspects.discard(uid)
+
+
+def _settled(obj: dict[str, Any]) -> bool:
+    """Finished, and nothing asked of it that on_event would act on (a replay, an old
+    finalizer to take off)."""
+    meta = obj["metadata"]
+    return (
+        phases.is_terminal(phases.parse((obj.get("status") or {}).get("phase")))
+        and names.FINALIZER not in (meta.get("finalizers") or [])
+        and not (meta.get("annotations") or {}).get(names.REPLAY_ANNOTATION)
+    )
 
 
 def scopes(namespaces: list[str]) -> list[str | None]:
