@@ -89,6 +89,11 @@ def replayed(uid: str) -> str:
     return f"{KEY_PREFIX}replayed:{uid}"
 
 
+def synced(uid: str) -> str:
+    """Set by the status sync once it acknowledged entries of the task (statussync.py)."""
+    return f"{KEY_PREFIX}synced:{uid}"
+
+
 def claim(uid: str) -> str:
     """The lease a worker holds while it runs an attempt; value 'attempt:worker'."""
     return f"{KEY_PREFIX}claim:{uid}"
@@ -151,4 +156,5 @@ def task_keys(uid: str) -> list[str]:
         started(uid),
         crashes(uid),
         replayed(uid),
+        synced(uid),
     ]

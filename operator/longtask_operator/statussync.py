@@ -15,13 +15,14 @@ routine Queued, Running and Succeeded hops are in the status and cost no request
 is posted in the background when its phase is folded in, even if coalescing never writes
 that phase (a retry that ran again within the interval).
 
-Under a burst the cost per task stays flat: each XREADGROUP page of up to 1,000 entries
-asks Redis in one pipeline for its new tasks' started/done marks. A task whose first
-Queued is in the page needs no GET when no worker started it, or when the page also holds
-its latest start and its end (workers outrun the sync in a burst): its whole history is
-then in the stream. Any other task is read from the apiserver once, when the sync first
-meets it. Up to 16 patches go out at once; each loop iteration writes what is due, then
-reads on.
+Under a burst the cost per task stays flat: no GET for a new task. A task's first event is
+its Queued for attempt 1; when the sync first meets a task with that event, and the task's
+`synced` mark (names.synced, set with the XACK of its first written entries) is absent, no
+entry of it was ever acknowledged, so all of its history is still in the stream from there
+on, and its status is what those entries make it. One pipeline per XREADGROUP page asks for
+the marks. Any other task (a Queued sent again after it ran, a task met mid-way) is read
+from the apiserver once, when the sync first meets it. Up to 16 patches go out at once;
+each loop iteration writes what is due, then reads on.
 
 One task never holds back the others: a task whose status write fails (other than with
 404/409, which mean it is gone) is parked, retried with exponential backoff, and shown
@@ -46,7 +47,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from longtask_contracts import events, logs, names
+from longtask_contracts import events, ledger, logs, names
 from longtask_operator import fold, kube, metrics
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ class _Task:
     gone: bool = False  # the LongTask no longer exists: entries are only acknowledged
     failures: int = 0  # status writes failed in a row; > 0 means parked
     retry_at: float = 0.0  # monotonic time of a parked task's next write
+    synced: bool = False  # its names.synced mark is written
 
 
 def _id(entry_id: Any) -> tuple[int, int]:
@@ -172,31 +174,27 @@ class StatusSync:
                 malformed.append(entry_id)
         if malformed:
             await self.redis.xack(names.STATUS_STREAM, names.STATUS_GROUP, *malformed)
-        unstarted = await self._never_started(page)
+        unstarted = await self._unsynced(page)
         for entry_id, event in page:
             await self._take(entry_id, event, unstarted=unstarted)
             # Only once folded: an entry whose GET failed is read again from the backlog.
             self._taken = max(self._taken, _id(entry_id))
 
-    async def _never_started(self, page: list[tuple[bytes, events.TaskEvent]]) -> set[str]:
-        """The tasks new to the sync whose status needs no GET, asked of Redis in one pipeline."""
-        seen: dict[str, list[events.TaskEvent]] = {}
+    async def _unsynced(self, page: list[tuple[bytes, events.TaskEvent]]) -> set[str]:
+        """The tasks new to the sync whose status needs no GET (module doc): met first with
+        their first Queued, and never acknowledged; asked of Redis in one pipeline."""
+        first: dict[str, events.TaskEvent] = {}
         for _, event in page:
             if event.uid not in self.tasks:
-                seen.setdefault(event.uid, []).append(event)
-        uids = [uid for uid, e in seen.items() if e[0].kind == events.Kind.QUEUED and e[0].attempt == 1]
+                first.setdefault(event.uid, event)
+        uids = [uid for uid, e in first.items() if e.kind == events.Kind.QUEUED and e.attempt == 1]
         if not uids:
             return set()
         pipe = self.redis.pipeline(transaction=False)
         for uid in uids:
-            pipe.get(names.started(uid))
-            pipe.exists(names.done(uid))
+            pipe.exists(names.synced(uid))
         found = await pipe.execute()
-        return {
-            uid
-            for i, uid in enumerate(uids)
-            if _whole_history(seen[uid], started=int(found[2 * i] or 0), done=bool(found[2 * i + 1]))
-        }
+        return {uid for uid, synced in zip(uids, found, strict=True) if not synced}
 
     async def _take(self, entry_id: bytes, event: events.TaskEvent, *, unstarted: set[str]) -> None:
         task = self.tasks.get(event.uid)
@@ -270,12 +268,20 @@ class StatusSync:
         ]
         await asyncio.gather(*(self._write(uid, task) for uid, task in due))
         covered: list[bytes] = []  # entries whose every effect is written: one XACK for all
-        for task in self.tasks.values():
+        marks: list[str] = []  # tasks whose entries are acknowledged for the first time
+        for uid, task in self.tasks.items():
             if not task.dirty and task.entry_ids:
                 covered += task.entry_ids
                 task.entry_ids = []
+                if not task.synced:
+                    marks.append(uid)
+                    task.synced = True
         if covered:
-            await self.redis.xack(names.STATUS_STREAM, names.STATUS_GROUP, *covered)
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.xack(names.STATUS_STREAM, names.STATUS_GROUP, *covered)
+            for uid in marks:
+                pipe.set(names.synced(uid), "1", ex=ledger.KEY_TTL_SECONDS)
+            await pipe.execute()
         for uid, task in list(self.tasks.items()):
             if task.gone or (not task.dirty and task.status and task.status.get("finishedAt")):
                 del self.tasks[uid]  # finished or gone: nothing more to coalesce
@@ -367,21 +373,6 @@ class StatusSync:
         metrics.STATUS_PATCHES.inc()
         task.written = dict(task.status)
         task.dirty, task.last_write = False, time.monotonic()
-
-
-def _whole_history(seen: list[events.TaskEvent], *, started: int, done: bool) -> bool:
-    """Whether a task's events, from its first Queued on, hold all that happened to it.
-
-    `seen` are its events in one page, the first Queued first; `started` (the highest
-    attempt a worker claimed) and `done` are its Redis marks, read after the page. Then its
-    status is whatever these events make it, so reading it from the apiserver is wasted:
-    true if no worker started it, and, under a burst where workers outrun the sync, if the
-    page also holds the start of its latest attempt and, if it ended, its end. Otherwise
-    (a Queued sent again after it ran, marks newer than the page) the caller GETs it.
-    """
-    if started and not any(e.kind == events.Kind.STARTED and e.attempt == started for e in seen):
-        return False
-    return not done or any(e.terminal for e in seen)
 
 
 def _text(value: Any) -> str:

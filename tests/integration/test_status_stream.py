@@ -6,9 +6,11 @@ backlog; creating the consumer group twice is harmless. With a recording stand-i
 apiserver: a task that queues, runs and succeeds within the coalescing interval costs
 exactly one status patch, written only after the interval, its entries acknowledged only
 after it; Kubernetes Events only for Retrying, Failed (dead-lettered too) and Cancelled,
-none for a success; tasks that never started, or whose whole run is in the page, cost no
-GET and no Redis command of their own (one pipeline per page), a Queued sent again after
-its attempt started costs one; an entry whose GET failed is folded again, not lost.
+none for a success; a task met first with its first Queued and never acknowledged before
+costs no GET and no Redis command of its own (one pipeline per page), even when workers
+outran the sync; a Queued sent again after the task's entries were acknowledged (its
+`synced` mark is set, also by the sync itself) costs one; an entry whose GET failed is
+folded again, not lost.
 """
 
 from __future__ import annotations
@@ -199,17 +201,15 @@ async def test_a_task_the_workers_outran_needs_no_get(sync, redis_client):
     """In a burst the worker has started and finished a task before the sync reads its Queued."""
     sync.add("outran", K.QUEUED, attempt=1)
     sync.kube.statuses["again"] = {"phase": "Running", "attempts": 1}
-    sync.add("again", K.QUEUED, attempt=1)  # its attempt 1 already ran: the status must be read
-    marks = [names.started(sync.uids["outran"]), names.started(sync.uids["again"])]
-    redis_client.set(marks[0], 1)
-    redis_client.set(marks[1], 1)
-    marks.append(names.done(sync.uids["outran"]))
-    redis_client.set(marks[2], 1)
+    sync.add("again", K.QUEUED, attempt=1)  # sent again after its first entries were acked
+    redis_client.set(names.synced(sync.uids["again"]), 1)
+    marks = [names.synced(sync.uids["again"]), names.synced(sync.uids["outran"])]
     try:
         sync.add("outran", K.STARTED, attempt=1, worker="w")
         sync.add("outran", K.SUCCEEDED, attempt=1, progress=100)
         await _until(lambda: bool(sync.kube.patches), within=10, what="the status patch")
         await _until(lambda: _pending(redis_client, sync.stream) == 0, within=5, what="the entries acked")
+        assert redis_client.exists(names.synced(sync.uids["outran"])), "marked with its first XACK"
     finally:
         redis_client.delete(*marks)
     assert sync.kube.patches == [("outran", sync.kube.patches[0][1])]
