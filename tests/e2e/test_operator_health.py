@@ -1,8 +1,8 @@
 """The operator's liveness endpoint is Kopf's own, answered by the operator's event loop.
 
 Covers: GET /healthz answers 200 with the operator's background loops listed (status sync,
-maintenance, autoscaler); a stopped operator process does not answer it (what the
-kubelet's liveness probe then acts on).
+maintenance, the LongTask watch and its sweep, autoscaler); a stopped operator process does
+not answer it (what the kubelet's liveness probe then acts on).
 """
 
 from __future__ import annotations
@@ -20,7 +20,14 @@ def test_healthz_lists_the_loops_and_fails_when_the_operator_is_stuck(platform):
     url = f"http://127.0.0.1:{platform.operator_health_port}/healthz"
     reply = httpx.get(url, timeout=5)
     assert reply.status_code == 200
-    assert sorted(reply.json()["loops"]) == ["autoscaler", "maintenance", "metrics", "status-sync"]
+    assert sorted(reply.json()["loops"]) == [
+        "autoscaler",
+        "longtask-watch-all",
+        "maintenance",
+        "metrics",
+        "status-sync",
+        "task-sweep",
+    ]
     operator = platform.cluster.child("operator")
     os.kill(operator.pid, signal.SIGSTOP)
     try:

@@ -34,8 +34,16 @@ def _bench(script: str, *args: str, state: Path) -> str:
 
 
 def test_dispatch_bench_runs(tmp_path):
-    report = _bench("dispatch.py", "--tasks", "10", "--samples", "10", state=tmp_path / "state")
-    for section in ("Dispatch latency", "Throughput", "ratio longtask/raw", "Targets"):
+    small = ("--samples", "10", "--submit", "64", "--tasks", "10", "--burst", "20", "--scale", "60")
+    report = _bench("dispatch.py", *small, "--restart", "5", state=tmp_path / "state")
+    for section in (
+        "Dispatch latency",
+        "Submit latency",
+        "Burst of 20",
+        "ratio longtask/raw",
+        "Scale:",
+        "Targets",
+    ):
         assert section in report, report
     assert "Operator handler errors: none" in report
 
