@@ -11,7 +11,8 @@ name the task (namespace, name, uid, attempt, task, pool); a retried task's late
 (sent by the operator's clock) stays in the same trace, its dispatch again a child of the
 create span; a LongTask created with kubectl (no annotation) starts its trace at the
 operator's dispatch; with LONGTASK_LOG_FORMAT=json every line of the three components is a
-JSON object, and their lines about a task carry its namespace, name, attempt and trace id.
+JSON object, and their lines about a task carry its namespace, name, attempt and trace id (the
+operator's read about a task it sent: it says nothing about a short task the gateway sent).
 
 The cluster is this module's own: the session platform's operator would also handle these
 LongTasks, and its components export nothing.
@@ -175,30 +176,43 @@ def test_json_logs_name_the_task_and_its_trace(
 ) -> None:
     created = create(traced, {"task": "demo.noop"})
     name, uid = created["name"], created["uid"]
+    # The operator says nothing about a short task the gateway sent and that went well, so
+    # its lines are read about one only the operator can send: a LongTask made with kubectl.
+    by_kubectl = "logged-by-kubectl"
+    kubectl_uid = lt.create(traced.cluster.kubectl, NS, by_kubectl, task="demo.noop")
     lt.wait_phase(traced.cluster.kubectl, NS, name, "Succeeded")
-    trace_id = one(receiver, "longtask.attempt", **{"longtask.uid": uid}).trace_id
+    lt.wait_phase(traced.cluster.kubectl, NS, by_kubectl, "Succeeded")
     logs_dir = traced.cluster.state_dir / "logs"
 
-    def about(component: str) -> list[dict[str, Any]]:
+    def about(component: str, uid: str) -> list[dict[str, Any]]:
         return [line for line in json_lines(logs_dir / f"{component}.log") if line.get("uid") == uid]
 
-    def messages(component: str) -> list[str]:
-        return [line["message"] for line in about(component)]
+    def messages(component: str, uid: str) -> list[str]:
+        return [line["message"] for line in about(component, uid)]
 
-    for component in ("api", "operator", "worker-default-1"):
+    cases = [
+        ("api", uid, name),
+        ("worker-default-1", uid, name),
+        ("operator", kubectl_uid, by_kubectl),
+        ("worker-default-1", kubectl_uid, by_kubectl),
+    ]
+    for component, task_uid, task_name in cases:
+        trace_id = one(receiver, "longtask.attempt", **{"longtask.uid": task_uid}).trace_id
         lines = helpers.poll(
-            lambda c=component: about(c), timeout=30, what=f"{component}'s lines about {name}"
+            lambda c=component, u=task_uid: about(c, u),
+            timeout=30,
+            what=f"{component}'s lines about {task_name}",
         )
         for line in lines:
             assert {"time", "level", "logger", "message"} <= line.keys()
-            assert (line.get("namespace"), line.get("name")) == (NS, name), line
+            assert (line.get("namespace"), line.get("name")) == (NS, task_name), line
             assert line.get("trace_id") == trace_id, line
             if component != "api" or "attempt" in line:  # the gateway's request lines name none
                 assert line["attempt"] == 1, line
-    sent_by = [c for c in ("api", "operator") if "attempt 1 sent to longtask.default" in messages(c)]
+    assert "attempt 1 sent to longtask.default" in messages("operator", kubectl_uid)
+    sent_by = [c for c in ("api", "operator") if "attempt 1 sent to longtask.default" in messages(c, uid)]
     assert len(sent_by) == 1, "the gateway or the operator sent it, once"
-    worker_lines = [line["message"] for line in about("worker-default-1")]
-    assert "attempt 1 ended: succeeded" in worker_lines
+    assert "attempt 1 ended: succeeded" in messages("worker-default-1", uid)
 
     # A request about the task: its access line names it (and carries the request's own trace).
     assert httpx.get(f"{traced.api_url}/v1/namespaces/{NS}/tasks/{name}", timeout=30).status_code == 200
