@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -135,10 +136,7 @@ class Kube:
         try:
             if reply.status in (404, 409):  # deleted, or a new object with the same name
                 raise Gone(f"{namespace}/{name}")
-            if not 200 <= reply.status < 300:
-                failure = ApiException(status=reply.status, reason=reply.reason)
-                failure.body = await reply.text()
-                raise failure
+            await _ok(reply)
         finally:
             reply.release()
 
@@ -218,13 +216,13 @@ class Kube:
     # -- worker pools ------------------------------------------------------------------
     async def get_deployment(self, *, namespace: str, name: str) -> dict[str, Any] | None:
         """The Deployment as a plain dict (camelCase), or None if there is none (yet)."""
-        try:
-            obj = await self.apps.read_namespaced_deployment(name, namespace, _request_timeout=TIMEOUT)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return self._plain(obj)
+        reply: Any = await self.apps.read_namespaced_deployment(
+            name, namespace, _request_timeout=TIMEOUT, _preload_content=False
+        )
+        if reply.status == 404:
+            reply.release()
+            return None
+        return await _json(reply)
 
     async def scale(self, *, namespace: str, deployment: str, replicas: int) -> None:
         """Set the Deployment's replicas through its scale subresource (what HPA writes)."""
@@ -235,9 +233,10 @@ class Kube:
     async def pods(self, *, namespace: str, match_labels: dict[str, str]) -> list[dict[str, Any]]:
         selector = ",".join(f"{key}={value}" for key, value in sorted(match_labels.items()))
         reply = await self.core.list_namespaced_pod(
-            namespace, label_selector=selector, _request_timeout=TIMEOUT
+            namespace, label_selector=selector, _request_timeout=TIMEOUT, _preload_content=False
         )
-        return [self._plain(pod) for pod in reply.items]
+        items: list[dict[str, Any]] = (await _json(reply)).get("items") or []
+        return items
 
     async def annotate_pod(self, *, namespace: str, name: str, annotations: dict[str, str]) -> None:
         """Merge `annotations` into a pod's; a pod that is already gone is no error."""
@@ -266,6 +265,23 @@ class Kube:
                 raise Gone(f"{namespace}/{name}") from None
             raise
 
-    def _plain(self, obj: Any) -> dict[str, Any]:
-        plain: dict[str, Any] = self.api.sanitize_for_serialization(obj)
-        return plain
+
+# Replies read raw (`_preload_content=False`): the generated client would build models of a
+# Deployment or a pod list, then the operator would turn them back into dicts; JSON as sent
+# is what it reads (camelCase, as in a manifest), for a fraction of the CPU.
+async def _ok(reply: Any) -> None:
+    """Raise ApiException (with the server's message) unless `reply` is a success."""
+    if not 200 <= reply.status < 300:
+        failure = ApiException(status=reply.status, reason=reply.reason)
+        failure.body = await reply.text()
+        raise failure
+
+
+async def _json(reply: Any) -> dict[str, Any]:
+    """The JSON body of a successful raw reply (see _ok), released once read."""
+    try:
+        await _ok(reply)
+        body: dict[str, Any] = json.loads(await reply.read())
+        return body
+    finally:
+        reply.release()

@@ -122,11 +122,13 @@ class Store:
         with self.redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    pipe.watch(names.claim(uid), names.done(uid), names.current(uid))  # type: ignore[no-untyped-call]
-                    holder = _text(pipe.get(names.claim(uid)))
-                    latest = ledger.current_attempt(pipe.get(names.current(uid)))
+                    keys = names.claim(uid), names.current(uid), names.done(uid)
+                    pipe.watch(*keys)  # type: ignore[no-untyped-call]
+                    claim, current, done = pipe.mget(keys)
+                    holder = _text(claim)
+                    latest = ledger.current_attempt(current)
                     ours = holder == mine or (holder is None and latest == dispatch.attempt)
-                    recorded = ours and not pipe.exists(names.done(uid))
+                    recorded = ours and done is None
                     pipe.multi()
                     if recorded:
                         ledger.queue_attempt_end(
