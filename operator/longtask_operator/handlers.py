@@ -59,6 +59,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         kube=memo.kube,
         consumer=cfg.consumer,
         interval=cfg.status_interval_seconds,
+        writers=cfg.status_writers,
         on_queued=memo.autoscaler.wake,
         on_event=memo.observer.on_event,
     )

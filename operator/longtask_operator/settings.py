@@ -15,6 +15,9 @@ class OperatorSettings(BaseSettings):
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", validation_alias="REDIS_URL")
     # At most one status patch per task per this many seconds; every event still reaches SSE.
     status_interval_seconds: float = 1.0
+    # Status patches in flight at once: the operator's share of the apiserver when creates
+    # arrive as fast (docs/benchmarks.md: 16 let a 2,000-task burst's statuses trail by 6.6 s).
+    status_writers: int = Field(default=64, ge=1)
     # The consumer name in the status stream's group; unacked entries of a restarted
     # operator with the same name are read again, so nothing is lost.
     consumer: str = Field(default_factory=socket.gethostname)

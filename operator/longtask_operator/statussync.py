@@ -21,8 +21,9 @@ its Queued for attempt 1; when the sync first meets a task with that event, and 
 entry of it was ever acknowledged, so all of its history is still in the stream from there
 on, and its status is what those entries make it. One pipeline per XREADGROUP page asks for
 the marks. Any other task (a Queued sent again after it ran, a task met mid-way) is read
-from the apiserver once, when the sync first meets it. Up to 16 patches go out at once;
-each loop iteration writes what is due, then reads on.
+from the apiserver once, when the sync first meets it. Up to `writers` patches go out at
+once (64 by default: fewer left a burst's statuses behind the clients' creates); each loop
+iteration writes what is due, then reads on.
 
 One task never holds back the others: a task whose status write fails (other than with
 404/409, which mean it is gone) is parked, retried with exponential backoff, and shown
@@ -89,6 +90,7 @@ class StatusSync:
         kube: kube.Kube,
         consumer: str,
         interval: float,
+        writers: int = 64,
         on_queued: Callable[[str | None], None] = lambda pool: None,
         on_event: Callable[[events.TaskEvent], None] = lambda event: None,
     ) -> None:
@@ -99,7 +101,7 @@ class StatusSync:
         self.consumer = consumer
         self.interval = interval
         self.tasks: dict[str, _Task] = {}
-        self._writers = asyncio.Semaphore(16)  # concurrent status patches after a burst
+        self._writers = asyncio.Semaphore(writers)  # status patches in flight at once
         self._jobs: set[asyncio.Future[None]] = set()
         self._taken = (0, 0)  # the highest entry id folded in so far
         self._trimmed_at = 0.0
