@@ -40,6 +40,10 @@ class Expired(Exception):
     """A watch's resourceVersion is too old (410): list again."""
 
 
+class Unselectable(Exception):
+    """A field selector names a field the LongTask CRD does not offer (an older CRD)."""
+
+
 class Kube:
     def __init__(self, api: client.ApiClient) -> None:
         self.api = api
@@ -71,14 +75,21 @@ class Kube:
         return obj
 
     async def longtask_pages(
-        self, *, namespace: str | None
+        self, *, namespace: str | None, field_selector: str | None = None
     ) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
-        """Every LongTask in `namespace` (None: all), a page at a time, each page with the
-        list's resourceVersion (the same for every page: one snapshot)."""
+        """Every LongTask in `namespace` (None: all) that `field_selector` selects, a page at
+        a time, each page with the list's resourceVersion (the same for every page: one
+        snapshot). Raises Unselectable if the CRD does not offer the selector's fields."""
         lister = self._longtask_lister(namespace)
+        selecting = {"field_selector": field_selector} if field_selector else {}
         more: str | None = None
         while True:
-            reply = await lister(limit=PAGE, _continue=more, _request_timeout=TIMEOUT * 4)
+            try:
+                reply = await lister(limit=PAGE, _continue=more, _request_timeout=TIMEOUT * 4, **selecting)
+            except ApiException as exc:
+                if exc.status == 400 and field_selector:
+                    raise Unselectable(f"{field_selector}: {exc.reason}") from None
+                raise
             yield reply["items"], reply["metadata"]["resourceVersion"]
             more = reply["metadata"].get("continue")
             if not more:

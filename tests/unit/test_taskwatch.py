@@ -3,14 +3,20 @@ inventory after a LIST again.
 
 Covers: none given means every namespace, one cluster-wide watch; plain names mean one
 watch each; any pattern (glob or `!` exclusion) means one cluster-wide watch, filtered; a
-LIST again forgets the unfinished tasks of its namespace it did not return.
+LIST again forgets the unfinished tasks of its namespace it did not return; the unfinished
+LongTasks are listed first (a field selector) and the watch starts from that list, then the
+full LIST hands on only what was not listed already (and nothing finished that asks nothing);
+against a CRD without the selector, the full LIST alone.
 """
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from longtask_operator import taskwatch
+from longtask_contracts import names
+from longtask_operator import kube, taskwatch
 
 
 @pytest.mark.parametrize(
@@ -55,3 +61,82 @@ def test_a_list_again_drops_unlisted_tasks_of_its_namespace():
     assert set(watch.unfinished) == {"kept", "elsewhere"}
     watch._forget_unlisted(None, listed={"kept"})
     assert set(watch.unfinished) == {"kept"}
+
+
+class _Kube:
+    """The two LIST kinds and the WATCH follow() uses; `unselectable`: an older CRD."""
+
+    def __init__(self, *, everything: list[list[dict]], unselectable: bool = False) -> None:
+        self.everything = everything
+        self.unselectable = unselectable
+        self.selectors: list[str | None] = []
+        self.watched_from: list[str] = []
+
+    async def longtask_pages(self, *, namespace, field_selector=None):  # type: ignore[no-untyped-def]
+        self.selectors.append(field_selector)
+        if field_selector is None:
+            for i, page in enumerate(self.everything):
+                yield page, f"full-{i}"
+            return
+        assert field_selector == taskwatch.UNFINISHED
+        if self.unselectable:
+            raise kube.Unselectable(field_selector)
+        unfinished = [o for page in self.everything for o in page if not _finished(o)]
+        yield unfinished, "unfinished"
+
+    async def longtask_events(self, *, namespace, resource_version):  # type: ignore[no-untyped-def]
+        self.watched_from.append(resource_version)
+        await asyncio.Event().wait()  # no event; follow() waits here
+        yield "", {}
+
+
+def _finished(o: dict) -> bool:
+    return (o.get("status") or {}).get("phase") in ("Succeeded", "Failed", "Cancelled")
+
+
+def _task(name: str, phase: str | None, **annotations: str) -> dict:
+    return {
+        "metadata": {"namespace": "a", "name": name, "uid": f"uid-{name}", "annotations": annotations},
+        "status": {"phase": phase} if phase else {},
+    }
+
+
+async def _follow(kube_: _Kube, expected: int) -> list[str]:
+    """Run follow() until `expected` LongTasks were handled; their names in order."""
+    watch = taskwatch.TaskWatch(redis=None, celery=None, kube=kube_)  # type: ignore[arg-type]
+    handled: list[str] = []
+    enough = asyncio.Event()
+
+    async def on_event(event_type: str | None, body: dict) -> None:
+        handled.append(body["metadata"]["name"])
+        if len(handled) >= expected:
+            enough.set()
+
+    watch.on_event = on_event  # type: ignore[method-assign]
+    following = asyncio.create_task(watch.follow(None))
+    try:
+        await asyncio.wait_for(enough.wait(), timeout=10)
+        await asyncio.sleep(0)  # let a wrongly repeated one show
+    finally:
+        following.cancel()
+    return handled
+
+
+async def test_unfinished_tasks_are_listed_first_and_the_watch_starts_from_their_list():
+    """A restarted operator sends what is unfinished before it reads 10,000 finished ones,
+    and a task listed as unfinished is not handled again from the full LIST."""
+    replayed = _task("replayed", "Failed", **{names.REPLAY_ANNOTATION: "1"})  # asks something
+    settled = _task("settled", "Succeeded")  # asks nothing: no handler at all
+    kube_ = _Kube(everything=[[replayed, _task("running", "Running")], [settled, _task("new", None)]])
+    handled = await _follow(kube_, expected=3)
+    assert handled[:2] == ["running", "new"] and handled[2:] == ["replayed"], handled
+    assert kube_.selectors == [taskwatch.UNFINISHED, None]
+    assert kube_.watched_from == ["unfinished"]
+
+
+async def test_an_older_crd_without_the_phase_selector_gets_the_full_list():
+    kube_ = _Kube(everything=[[_task("running", "Running"), _task("new", None)]], unselectable=True)
+    handled = await _follow(kube_, expected=2)
+    assert handled == ["running", "new"]
+    assert kube_.selectors == [taskwatch.UNFINISHED, None]
+    assert kube_.watched_from == ["full-0"]
