@@ -3,9 +3,10 @@
 Events arrive through a Redis consumer group, so an operator that restarts re-reads
 what it had not yet written. Writes are coalesced: each task gets at most one status
 patch per `interval` seconds, whatever its event rate, and its first patch waits the
-interval too, so a task that queues, runs and ends within `interval` costs exactly one
-patch (a terminal status is still written at most `interval` after it was read). SSE
-clients read the per-task streams and see every event regardless. An entry is
+interval too unless the task finished meanwhile, so a task that queues, runs and ends
+within `interval` costs exactly one patch, written as soon as its end is read (a finished
+status written by nobody has nothing left to coalesce). SSE clients read the per-task
+streams and see every event regardless. An entry is
 acknowledged only after the patch that covers it succeeded; an entry whose status could
 not be read (a failed GET) is read again from the backlog, not acknowledged unapplied.
 
@@ -73,6 +74,7 @@ class _Task:
     failures: int = 0  # status writes failed in a row; > 0 means parked
     retry_at: float = 0.0  # monotonic time of a parked task's next write
     synced: bool = False  # its names.synced mark is written
+    wrote: bool = False  # this operator has written its status (first writes wait; see _due)
 
 
 def _id(entry_id: Any) -> tuple[int, int]:
@@ -263,11 +265,7 @@ class StatusSync:
 
     async def _flush_due(self) -> None:
         now = time.monotonic()
-        due = [
-            (uid, t)
-            for uid, t in self.tasks.items()
-            if t.dirty and t.status is not None and now - t.last_write >= self.interval and now >= t.retry_at
-        ]
+        due = [(uid, t) for uid, t in self.tasks.items() if self._due(t, now)]
         await asyncio.gather(*(self._write(uid, task) for uid, task in due))
         covered: list[bytes] = []  # entries whose every effect is written: one XACK for all
         marks: list[str] = []  # tasks whose entries are acknowledged for the first time
@@ -287,6 +285,14 @@ class StatusSync:
         for uid, task in list(self.tasks.items()):
             if task.gone or (not task.dirty and task.status and task.status.get("finishedAt")):
                 del self.tasks[uid]  # finished or gone: nothing more to coalesce
+
+    def _due(self, task: _Task, now: float) -> bool:
+        """Whether `task`'s status is to be written now: it changed, is not parked, and its
+        last write (or, before its first, the moment the sync met it) is `interval` old, or
+        it finished before its first write (nothing is left to coalesce)."""
+        if not task.dirty or task.status is None or now < task.retry_at:
+            return False
+        return now - task.last_write >= self.interval or (not task.wrote and "finishedAt" in task.status)
 
     async def _write(self, uid: str, task: _Task) -> None:
         """Write one task's status; a failure parks this task only (see the module doc)."""
@@ -374,7 +380,7 @@ class StatusSync:
             return
         metrics.STATUS_PATCHES.inc()
         task.written = dict(task.status)
-        task.dirty, task.last_write = False, time.monotonic()
+        task.dirty, task.last_write, task.wrote = False, time.monotonic(), True
 
 
 def _text(value: Any) -> str:

@@ -6,8 +6,9 @@ claim, the replay marker — so an event seen twice, or every object seen again 
 restart, costs a Redis round trip and no apiserver request. The unfinished LongTasks are
 listed first (a field selector on status.phase), so a restarted operator sends their
 attempts before it reads finished ones; a finished LongTask then costs one look at its
-phase, so 10,000 of them cost a paged LIST read in the background. (The watch is our own, not Kopf's: Kopf spends milliseconds of CPU on every object
-it lists, which 10,000 finished LongTasks turn into a minute of catching up.)
+phase, so 10,000 of them cost a paged LIST read in the background. (The watch is our own,
+not Kopf's: Kopf spends milliseconds of CPU on every object it lists, which 10,000
+finished LongTasks turn into a minute of catching up.)
 
 Events of one LongTask are handled in order; events of different LongTasks concurrently, up
 to CONCURRENCY at a time (a burst of creates is dispatched in parallel).

@@ -1,16 +1,16 @@
 """The operator's status stream consumer against a real Redis.
 
-Covers: a new operator under another consumer name adopts every entry its predecessor
-read but never acknowledged (a replaced pod loses nothing), and reads them as its own
-backlog; creating the consumer group twice is harmless. With a recording stand-in for the
+Covers: a new operator under another consumer name adopts every entry its predecessor read
+but never acknowledged (a replaced pod loses nothing), and reads them as its own backlog;
+creating the consumer group twice is harmless. With a recording stand-in for the
 apiserver: a task that queues, runs and succeeds within the coalescing interval costs
-exactly one status patch, written only after the interval, its entries acknowledged only
-after it; Kubernetes Events only for Retrying, Failed (dead-lettered too) and Cancelled,
-none for a success; a task met first with its first Queued and never acknowledged before
-costs no GET and no Redis command of its own (one pipeline per page), even when workers
-outran the sync; a Queued sent again after the task's entries were acknowledged (its
-`synced` mark is set, also by the sync itself) costs one; an entry whose GET failed is
-folded again, not lost.
+exactly one status patch, written as soon as its end is read, its entries acknowledged
+only after it; an unfinished task's first write waits the interval; Kubernetes Events only
+for Retrying, Failed (dead-lettered too) and Cancelled, none for a success; a task met
+first with its first Queued and never acknowledged before costs no GET and no Redis
+command of its own (one pipeline per page), even when workers outran the sync; a Queued
+sent again after the task's entries were acknowledged (its `synced` mark is set, also by
+the sync itself) costs one; an entry whose GET failed is folded again, not lost.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ class Running:
     kube: FakeKube
     stream: str
     add: Callable[..., None]  # add(name, kind, **fields): one event of task `name`
+    sync: statussync.StatusSync
     uids: dict[str, str]
     exists_calls: list[Any]  # EXISTS sent one by one (a pipeline's are not counted)
 
@@ -93,7 +94,7 @@ async def sync(cluster, redis_client, monkeypatch) -> AsyncIterator[Running]:
     await s.ensure_group()  # before the test reads the group's pending entries
     runner = asyncio.ensure_future(s.run())
     try:
-        yield Running(kube=kube, stream=stream, add=add, uids=uids, exists_calls=exists_calls)
+        yield Running(kube=kube, stream=stream, add=add, sync=s, uids=uids, exists_calls=exists_calls)
     finally:
         runner.cancel()
         redis_client.delete(stream)
@@ -138,25 +139,38 @@ async def test_orphaned_entries_are_adopted(cluster, redis_client, monkeypatch):
         await r.aclose()
 
 
-async def test_a_short_task_costs_one_status_patch_written_after_the_interval(sync, redis_client):
-    began = time.monotonic()
+async def test_a_short_task_costs_one_status_patch_written_when_it_ends(sync, redis_client):
+    sync.sync.interval = 600.0  # no write in this test is due to the interval
+    sync.add("running", K.QUEUED, attempt=1)
+    sync.add("running", K.STARTED, attempt=1, worker="w")
     sync.add("short", K.QUEUED, attempt=1)
     sync.add("short", K.STARTED, attempt=1, worker="w")
     sync.add("short", K.PROGRESS, attempt=1, progress=50)
     sync.add("short", K.SUCCEEDED, attempt=1, progress=100)
-    # Read, folded, not yet written: the first write waits the interval, and nothing is
-    # acknowledged before the patch that covers it.
+    # Every entry read; the finished task written at once, in one patch, its entries then
+    # acknowledged; the running one waits its interval, unacknowledged.
+    await _until(lambda: bool(sync.kube.patches), within=10, what="the status patch")
     await _until(
-        lambda: not sync.kube.patches and _pending(redis_client, sync.stream) == 4,
+        lambda: _pending(redis_client, sync.stream) == 2, within=10, what="the short task's entries acked"
+    )
+    assert [(name, status["phase"]) for name, status in sync.kube.patches] == [("short", "Succeeded")]
+    assert sync.kube.posted == [] and sync.kube.gets == 0 and sync.exists_calls == []
+
+
+async def test_a_first_write_waits_the_interval_unless_the_task_ended(sync, redis_client):
+    began = time.monotonic()
+    sync.add("running", K.QUEUED, attempt=1)
+    sync.add("running", K.STARTED, attempt=1, worker="w")
+    # Read, folded, not yet written: nothing is acknowledged before the patch that covers it.
+    await _until(
+        lambda: not sync.kube.patches and _pending(redis_client, sync.stream) == 2,
         within=5,
         what="the entries read and none written",
     )
     await _until(lambda: bool(sync.kube.patches), within=5, what="the status patch")
     assert time.monotonic() - began >= INTERVAL * 0.9
     await _until(lambda: _pending(redis_client, sync.stream) == 0, within=5, what="the entries acked")
-    await asyncio.sleep(INTERVAL * 1.5)
-    assert [(name, status["phase"]) for name, status in sync.kube.patches] == [("short", "Succeeded")]
-    assert sync.kube.posted == [] and sync.kube.gets == 0 and sync.exists_calls == []
+    assert [(name, status["phase"]) for name, status in sync.kube.patches] == [("running", "Running")]
 
 
 async def test_events_only_for_retries_failures_and_cancellations(sync, redis_client):
