@@ -53,6 +53,7 @@ class Scale:
     queued: float = math.nan
     probe_created: float = math.nan
     probe_latency: float = math.nan  # probe's create called -> `started`
+    probe_queued: float = math.nan  # probe's create called -> `queued` (the operator's part)
     memory_after: tuple[float, float] = (math.nan, math.nan)  # the restarted operator, caught up
     total: int = 0  # LongTasks in the cluster after the restart
 
@@ -145,6 +146,7 @@ async def restart(ctx: arms.Ctx, s: Scale) -> None:
         await ctx.log.wait([probe.uid], Kind.STARTED, within=within)
         s.queued = ctx.log.last([m.uid for m in down], Kind.QUEUED) - began
         s.probe_latency = ctx.log.first(probe.uid, Kind.STARTED) - probe.called
+        s.probe_queued = ctx.log.first(probe.uid, Kind.QUEUED) - probe.called
         s.seen = await seen
         everyone = [*down, probe]
         await ctx.log.wait([m.uid for m in everyone], Kind.SUCCEEDED, within=within)

@@ -191,8 +191,9 @@ def scale(s: arms_scale.Scale, rec: recorder.Recorder) -> list[str]:
         f"    {f'every LongTask seen ({s.total}, longtask_tasks gauge)':<58}{fmt_s(s.seen):>10}",
         f"    {'every task created while it was down `queued`':<58}{fmt_s(s.queued):>10}",
         f"    {'caught up (the later of the two)':<58}{fmt_s(s.caught_up):>10}",
-        f"    {f'probe created at {s.probe_created:.2f} s: create called -> started':<58}"
-        f"{fmt_s(s.probe_latency):>10}",
+        f"    {f'probe created at {s.probe_created:.2f} s: create called -> queued':<58}"
+        f"{fmt_s(s.probe_queued):>10}",
+        f"    {'  ... -> started (after the tasks queued before it)':<58}{fmt_s(s.probe_latency):>10}",
         f"    {'operator RSS once caught up (MiB), and its peak':<58}{rss:>10.0f}{peak:>9.0f}",
     ]
     counts = rec.requests("restart")

@@ -24,7 +24,8 @@ on, and its status is what those entries make it. One pipeline per XREADGROUP pa
 the marks. Any other task (a Queued sent again after it ran, a task met mid-way) is read
 from the apiserver once, when the sync first meets it. Up to `writers` patches go out at
 once (64 by default: fewer left a burst's statuses behind the clients' creates); each loop
-iteration writes what is due, then reads on.
+iteration starts the writes that are due and reads on without waiting for them, and
+acknowledges the entries of tasks whose writes have landed.
 
 One task never holds back the others: a task whose status write fails (other than with
 404/409, which mean it is gone) is parked, retried with exponential backoff, and shown
@@ -75,6 +76,7 @@ class _Task:
     retry_at: float = 0.0  # monotonic time of a parked task's next write
     synced: bool = False  # its names.synced mark is written
     wrote: bool = False  # this operator has written its status (first writes wait; see _due)
+    writing: bool = False  # a status write of it is on its way
 
 
 def _id(entry_id: Any) -> tuple[int, int]:
@@ -249,7 +251,8 @@ class StatusSync:
         )
 
     def _background(self, job: Coroutine[Any, Any, None]) -> None:
-        """Run `job` without waiting for it (Events must not slow status mirroring down)."""
+        """Run `job` without waiting for it: status writes and Events must not hold up the
+        reading of the stream (a slow patch would delay every other task's next one)."""
         future = asyncio.ensure_future(job)
         self._jobs.add(future)
         future.add_done_callback(self._jobs.discard)
@@ -265,8 +268,10 @@ class StatusSync:
 
     async def _flush_due(self) -> None:
         now = time.monotonic()
-        due = [(uid, t) for uid, t in self.tasks.items() if self._due(t, now)]
-        await asyncio.gather(*(self._write(uid, task) for uid, task in due))
+        for uid, task in self.tasks.items():
+            if self._due(task, now):
+                task.writing = True
+                self._background(self._write(uid, task))
         covered: list[bytes] = []  # entries whose every effect is written: one XACK for all
         marks: list[str] = []  # tasks whose entries are acknowledged for the first time
         for uid, task in self.tasks.items():
@@ -283,6 +288,8 @@ class StatusSync:
                 pipe.set(names.synced(uid), "1", ex=ledger.KEY_TTL_SECONDS)
             await pipe.execute()
         for uid, task in list(self.tasks.items()):
+            if task.entry_ids or task.writing:
+                continue  # a write landed during the XACK above: its entries go with the next
             if task.gone or (not task.dirty and task.status and task.status.get("finishedAt")):
                 del self.tasks[uid]  # finished or gone: nothing more to coalesce
 
@@ -290,14 +297,17 @@ class StatusSync:
         """Whether `task`'s status is to be written now: it changed, is not parked, and its
         last write (or, before its first, the moment the sync met it) is `interval` old, or
         it finished before its first write (nothing is left to coalesce)."""
-        if not task.dirty or task.status is None or now < task.retry_at:
+        if not task.dirty or task.writing or task.status is None or now < task.retry_at:
             return False
         return now - task.last_write >= self.interval or (not task.wrote and "finishedAt" in task.status)
 
     async def _write(self, uid: str, task: _Task) -> None:
         """Write one task's status; a failure parks this task only (see the module doc)."""
-        with logs.task(namespace=task.namespace, name=task.name, uid=uid):
-            await self._write_logged(uid, task)
+        try:
+            with logs.task(namespace=task.namespace, name=task.name, uid=uid):
+                await self._write_logged(uid, task)
+        finally:
+            task.writing = False
 
     async def _write_logged(self, uid: str, task: _Task) -> None:
         assert task.status is not None
@@ -370,17 +380,21 @@ class StatusSync:
 
     async def _write_now(self, uid: str, task: _Task) -> None:
         """Merge-patch what changed since the last successful write."""
-        assert task.status is not None
+        status = task.status
+        assert status is not None
         try:
             # A merge patch only deletes the keys it sets to null.
-            patch = {**dict.fromkeys(task.written.keys() - task.status.keys()), **task.status}
+            patch = {**dict.fromkeys(task.written.keys() - status.keys()), **status}
             await self.kube.patch_status(namespace=task.namespace, name=task.name, uid=uid, status=patch)
         except kube.Gone:
             task.status, task.dirty, task.gone = None, False, True
             return
         metrics.STATUS_PATCHES.inc()
-        task.written = dict(task.status)
-        task.dirty, task.last_write, task.wrote = False, time.monotonic(), True
+        task.written = dict(status)
+        task.last_write, task.wrote = time.monotonic(), True
+        # Events folded in while the patch was on its way are for the next write (fold.fold
+        # returns a new dict for every change).
+        task.dirty = task.status is not status
 
 
 def _text(value: Any) -> str:
