@@ -290,7 +290,7 @@ class StatusSync:
         for uid, task in list(self.tasks.items()):
             if task.entry_ids or task.writing:
                 continue  # a write landed during the XACK above: its entries go with the next
-            if task.gone or (not task.dirty and task.status and task.status.get("finishedAt")):
+            if task.gone or (not task.dirty and _finished(task.status)):
                 del self.tasks[uid]  # finished or gone: nothing more to coalesce
 
     def _due(self, task: _Task, now: float) -> bool:
@@ -299,7 +299,7 @@ class StatusSync:
         it finished before its first write (nothing is left to coalesce)."""
         if not task.dirty or task.writing or task.status is None or now < task.retry_at:
             return False
-        return now - task.last_write >= self.interval or (not task.wrote and "finishedAt" in task.status)
+        return now - task.last_write >= self.interval or (not task.wrote and _finished(task.status))
 
     async def _write(self, uid: str, task: _Task) -> None:
         """Write one task's status; a failure parks this task only (see the module doc)."""
@@ -395,6 +395,11 @@ class StatusSync:
         # Events folded in while the patch was on its way are for the next write (fold.fold
         # returns a new dict for every change).
         task.dirty = task.status is not status
+
+
+def _finished(status: dict[str, Any] | None) -> bool:
+    """Whether a folded status is terminal (fold.py sets finishedAt then, and only then)."""
+    return bool(status and status.get("finishedAt"))
 
 
 def _text(value: Any) -> str:
