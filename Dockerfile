@@ -22,6 +22,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 # Then the project itself, installed as a wheel (not editable: /src does not ship).
 COPY README.md ./
 COPY contracts contracts
+COPY runtime runtime
 COPY api api
 COPY operator operator
 COPY worker worker
