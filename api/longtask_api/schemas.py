@@ -52,8 +52,8 @@ class TaskCreate(BaseModel):
     spec: models.LongTaskSpec
 
     def to_resource(self) -> dict[str, Any]:
-        # No finalizer: the operator no longer puts one on LongTasks (issue 12); a created task
-        # looks the same whether the gateway or kubectl made it.
+        # No finalizer (the operator puts none on LongTasks either): a created task looks the
+        # same whether the gateway or kubectl made it.
         metadata: dict[str, Any] = {"labels": self.labels}
         if self.name:
             metadata["name"] = self.name
