@@ -197,14 +197,6 @@ class NodeKube:
                     return
                 log.warning("pod watch broke (%s); listing again", exc)
 
-    def get_pod(self, *, namespace: str, name: str) -> Obj | None:
-        try:
-            return _json(self.core.read_namespaced_pod, name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-
     def patch_pod_status(self, *, namespace: str, name: str, uid: str, status: Obj) -> None:
         """Merge-patch the status (lists replaced whole), guarded by uid; a gone pod is fine."""
         body = {"metadata": {"uid": uid}, "status": status}
