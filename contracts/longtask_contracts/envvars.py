@@ -20,10 +20,12 @@ READERS = (GATEWAY, OPERATOR, WORKER, CLI, DEVTOOLS)
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Variable:
-    """One variable: its name, the default as a reader sees it ("" for none), what it does
-    (with its unit), and which components read it."""
+    """One variable: its name, its default as it would be set ("" for none), what it does
+    (with its unit), and which components read it. `literal` False: the default is computed
+    where it is read and `default` says how (e.g. "the host name")."""
 
     name: str
     default: str
     description: str
     readers: tuple[str, ...]
+    literal: bool = True

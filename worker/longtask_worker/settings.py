@@ -16,7 +16,7 @@ from longtask_runtime import settings
 class WorkerSettings(settings.Base):
     pool: str = Field(
         default="default",
-        description="The worker pool this worker serves: it consumes the queue longtask.<pool>.",
+        description="The worker pool this worker serves: it consumes the queue `longtask.<pool>`.",
     )
     task_modules: settings.CommaList = Field(
         default_factory=list,
