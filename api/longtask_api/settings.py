@@ -57,7 +57,8 @@ class ApiSettings(settings.Base):
     create_rate_per_second: float = Field(
         default=10.0,
         description="Tasks each caller (the user, or the client IP when auth is off) may create per "
-        "second: a token bucket per gateway process refilled at this rate; 0: no limit (answer: 429).",
+        "second: a token bucket per gateway process refilled at this rate, beyond which a create is "
+        "answered 429 with Retry-After; 0: no limit.",
     )
     create_burst: int = Field(
         default=100,

@@ -63,8 +63,8 @@ directly. `LONGTASK_*` names of the settings classes are matched case-insensitiv
 take `true`/`false` (or `1`/`0`); lists are comma-separated.
 
 In Kubernetes the chart sets some of them from its values (charts/longtask/README.md) and takes
-any other through the `extraEnv` list of each component; locally, `longtask dev up`,
-`longtask operator` and `longtask worker` pass their own environment on.
+any other through the `extraEnv` list of each component. Locally, set them in the shell that
+runs `longtask dev up` (every process it starts inherits them) or a component's own command.
 """
 
 
