@@ -64,7 +64,8 @@ take `true`/`false` (or `1`/`0`); lists are comma-separated.
 
 In Kubernetes the chart sets some of them from its values (charts/longtask/README.md) and takes
 any other through the `extraEnv` list of each component. Locally, set them in the shell that
-runs `longtask dev up` (every process it starts inherits them) or a component's own command.
+runs `longtask dev up` (the processes it starts inherit them; the pods of a WorkerPool's
+Deployment get theirs from their pod spec) or a component's own command.
 """
 
 
