@@ -30,7 +30,8 @@ class WorkerSettings(settings.Base):
     )
     concurrency: int = Field(
         default=2,
-        description="Tasks one worker runs at once (its prefork processes).",
+        description="Tasks one worker runs at once (its prefork processes). The autoscaler reads it from "
+        "a pool's pod template too (a plain `value`, or --concurrency), to know what one pod carries.",
     )
     pod_name: str = Field(
         default_factory=socket.gethostname,
