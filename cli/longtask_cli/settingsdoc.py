@@ -91,7 +91,7 @@ def literal_default(owner: str, field: FieldInfo) -> str:
 
 
 def from_class(
-    readers: tuple[str, ...], cls: type[settings.Base], names: Iterable[str]
+    *, readers: tuple[str, ...], cls: type[settings.Base], names: Iterable[str]
 ) -> list[envvars.Variable]:
     found = []
     for name in names:
@@ -117,9 +117,10 @@ def variables() -> list[envvars.Variable]:
     """Every variable read: the base's fields once (read by every component built on it), each
     component's own fields, then the declared ones."""
     shared = tuple(settings.Base.model_fields)
-    found = from_class(tuple(reader for reader, _ in CLASSES), settings.Base, shared)
+    found = from_class(readers=tuple(reader for reader, _ in CLASSES), cls=settings.Base, names=shared)
     for reader, cls in CLASSES:
-        found += from_class((reader,), cls, (name for name in cls.model_fields if name not in shared))
+        own = [name for name in cls.model_fields if name not in shared]
+        found += from_class(readers=(reader,), cls=cls, names=own)
     return [*found, *DECLARED]
 
 

@@ -77,7 +77,7 @@ def test_the_generator_refuses_an_undocumented_field():
         quiet: int = 1
 
     with pytest.raises(settingsdoc.UndocumentedError, match=r"Undocumented\.quiet"):
-        settingsdoc.from_class(("gateway",), Undocumented, ["quiet"])
+        settingsdoc.from_class(readers=("gateway",), cls=Undocumented, names=["quiet"])
 
 
 def test_the_generator_refuses_a_computed_default_it_cannot_show():
@@ -85,7 +85,7 @@ def test_the_generator_refuses_a_computed_default_it_cannot_show():
         somewhere: str = Field(default_factory=lambda: "here", description="Where.")
 
     with pytest.raises(settingsdoc.UndocumentedError, match=r"Computed\.somewhere"):
-        settingsdoc.from_class(("gateway",), Computed, ["somewhere"])
+        settingsdoc.from_class(readers=("gateway",), cls=Computed, names=["somewhere"])
 
 
 def test_a_field_is_listed_under_its_variable_with_its_default():
