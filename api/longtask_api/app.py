@@ -30,11 +30,18 @@ from longtask_api import (
     settings,
 )
 from longtask_api.routes import deadletters, health, streams, tasks, tasktypes, web, workerpools
-from longtask_contracts import redisopts, sending, tracing
+from longtask_contracts import envvars, redisopts, sending, tracing
 
 log = logging.getLogger(__name__)
 # How long shutdown waits for first sends still running (uvicorn already waited for requests).
 SHUTDOWN_SEND_SECONDS = 5.0
+UNTRACED_PATHS = envvars.Variable(
+    name="OTEL_PYTHON_FASTAPI_EXCLUDED_URLS",
+    default="healthz,readyz,metrics",
+    description="Comma-separated paths (regular expressions) the gateway makes no server span for.",
+    readers=(envvars.GATEWAY,),
+)
+ENVIRONMENT = (UNTRACED_PATHS,)
 
 
 def _field(error: dict[str, object]) -> str:
@@ -170,6 +177,6 @@ def _instrument(app: FastAPI) -> None:
 
     FastAPIInstrumentor.instrument_app(
         app,
-        excluded_urls=os.environ.get("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", "healthz,readyz,metrics"),
+        excluded_urls=os.environ.get(UNTRACED_PATHS.name, UNTRACED_PATHS.default),
         exclude_spans=["receive", "send"],
     )

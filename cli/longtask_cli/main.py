@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from longtask_cli import commands, taskcmds
+from longtask_contracts import envvars
 
 EPILOG = """\
 quick start:
@@ -29,6 +30,29 @@ On a terminal, progress is a live bar; piped, one line per event.
 API_HELP = "gateway URL (env LONGTASK_API, default http://127.0.0.1:8080)"
 TOKEN_HELP = "Kubernetes bearer token for the gateway (env LONGTASK_TOKEN; `dev up --auth` writes one)"
 NS_HELP = "the namespace (env LONGTASK_NAMESPACE, default: default)"
+# What the gateway commands (submit, watch, get, list, logs, cancel, dlq) read when no flag is given.
+ENVIRONMENT = (
+    envvars.Variable(
+        name="LONGTASK_API",
+        default="http://127.0.0.1:8080",
+        description="The gateway's URL, when --api is not given (`longtask dev up` writes it to "
+        ".longtask/env).",
+        readers=(envvars.CLI,),
+    ),
+    envvars.Variable(
+        name="LONGTASK_TOKEN",
+        default="",
+        description="The Kubernetes bearer token sent to the gateway, when --token is not given; unset: "
+        "none (`longtask dev up --auth` writes one to .longtask/env).",
+        readers=(envvars.CLI,),
+    ),
+    envvars.Variable(
+        name="LONGTASK_NAMESPACE",
+        default="default",
+        description="The namespace of the gateway commands, when -n is not given.",
+        readers=(envvars.CLI,),
+    ),
+)
 
 
 def _add(

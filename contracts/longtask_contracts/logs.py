@@ -19,9 +19,19 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from longtask_contracts import tracing
+from longtask_contracts import envvars, tracing
 
 FORMAT_ENV = "LONGTASK_LOG_FORMAT"
+ENVIRONMENT = (
+    envvars.Variable(
+        name=FORMAT_ENV,
+        default="text",
+        description="`json`: every log line is one JSON object, with the task it is about (namespace, "
+        "name, uid, attempt, trace id); anything else: human-readable text. `longtask dev up` passes "
+        "its shell's value on to every process and pod it starts.",
+        readers=(envvars.GATEWAY, envvars.OPERATOR, envvars.WORKER, envvars.DEVTOOLS),
+    ),
+)
 FIELDS = ("namespace", "name", "uid", "attempt", "trace_id", "span_id")
 
 _task: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("longtask_task", default=None)

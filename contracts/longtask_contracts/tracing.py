@@ -20,9 +20,57 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
-from longtask_contracts import names
+from longtask_contracts import envvars, names
 
 log = logging.getLogger(__name__)
+_EVERY = (envvars.GATEWAY, envvars.OPERATOR, envvars.WORKER, envvars.DEVTOOLS)
+_DEV_UP = " `longtask dev up` passes its shell's OTEL_* on to every process and pod it starts."
+# The standard variables setup() reads itself; the SDK and the exporter read the rest.
+ENVIRONMENT = (
+    envvars.Variable(
+        name="OTEL_EXPORTER_OTLP_ENDPOINT",
+        default="",
+        description="Where spans go, OTLP over HTTP/protobuf, e.g. `http://otel-collector:4318`; unset: no "
+        "spans are exported (unless OTEL_TRACES_EXPORTER=console)." + _DEV_UP,
+        readers=_EVERY,
+    ),
+    envvars.Variable(
+        name="OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        default="",
+        description="The same for traces only (the full URL, with /v1/traces); it wins over "
+        "OTEL_EXPORTER_OTLP_ENDPOINT.",
+        readers=_EVERY,
+    ),
+    envvars.Variable(
+        name="OTEL_TRACES_EXPORTER",
+        default="otlp",
+        description="Comma-separated: `otlp` (needs an endpoint), `console` (spans to stdout), `none`.",
+        readers=_EVERY,
+    ),
+    envvars.Variable(
+        name="OTEL_SDK_DISABLED",
+        default="false",
+        description="`true`: no spans are exported, whatever else is set.",
+        readers=_EVERY,
+    ),
+    envvars.Variable(
+        name="OTEL_SERVICE_NAME",
+        default="the component's: longtask-api, longtask-operator or longtask-worker",
+        literal=False,
+        description="The service name on every span (also taken from service.name in "
+        "OTEL_RESOURCE_ATTRIBUTES); the default names the component.",
+        readers=_EVERY,
+    ),
+    envvars.Variable(
+        name="OTEL_*",
+        default="",
+        description="The SDK's other standard variables: OTEL_RESOURCE_ATTRIBUTES, "
+        "OTEL_TRACES_SAMPLER(_ARG), "
+        "OTEL_EXPORTER_OTLP_HEADERS / _TIMEOUT / _CERTIFICATE / _COMPRESSION, OTEL_BSP_* "
+        "(docs/observability.md).",
+        readers=_EVERY,
+    ),
+)
 TRACER = "longtask"
 # The W3C fields that travel: traceparent (trace id, parent span id, sampled flag), tracestate.
 FIELDS = ("traceparent", "tracestate")

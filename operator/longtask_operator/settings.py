@@ -1,4 +1,6 @@
-"""Operator settings, read once from the environment (LONGTASK_* and REDIS_URL); no I/O."""
+"""Operator settings, read once from the environment (LONGTASK_* and REDIS_URL); no I/O.
+
+Each field's description is its documentation (docs/settings.md is generated from it)."""
 
 from __future__ import annotations
 
@@ -6,47 +8,92 @@ import functools
 import socket
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from longtask_runtime import settings
 
 
-class OperatorSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LONGTASK_", extra="ignore")
-
-    redis_url: str = Field(default="redis://127.0.0.1:6379/0", validation_alias="REDIS_URL")
-    # At most one status patch per task per this many seconds; every event still reaches SSE.
-    status_interval_seconds: float = 1.0
-    # Status patches in flight at once: the operator's share of the apiserver when creates
-    # arrive as fast (docs/benchmarks.md: 16 let a 2,000-task burst's statuses trail by 6.6 s).
-    status_writers: int = Field(default=64, ge=1)
-    # The consumer name in the status stream's group; unacked entries of a restarted
-    # operator with the same name are read again, so nothing is lost.
-    consumer: str = Field(default_factory=socket.gethostname)
-    metrics_port: int = 0  # 0: no metrics server
-    metrics_host: str = "127.0.0.1"  # the chart sets 0.0.0.0 so Prometheus and probes reach it
-    # How often queue depths, oldest queued ages and the status sync's lag are read for metrics.
-    metrics_interval_seconds: float = 1.0
-    # Kopf's liveness endpoint (GET /healthz), served by the operator's own event loop: a
-    # wedged loop or a dead background loop fails it. 0: none.
-    health_port: int = 0
-    health_host: str = "127.0.0.1"
-    # How often the maintenance loop looks for dead workers, due retries, deadlines, TTLs.
-    maintenance_tick_seconds: float = 0.5
-    # The namespaces whose LongTasks this operator runs, comma-separated (patterns such as
-    # `team-*` and `!kube-system` allowed); empty: all. `longtask operator -n NS` sets it.
-    namespaces: str = ""
-    # How often the task sweep looks for first attempts never sent and for tasks whose
-    # LongTask was deleted while the operator was away (taskwatch.py).
-    sweep_seconds: float = 15.0
-    # How often the autoscaler re-decides without a Queued event (cooldowns, finished work).
-    autoscale_interval_seconds: float = 1.0
-    # A message a worker fetched but never claimed for this long is sent again: its worker
-    # died between the two (the claim makes a second copy harmless if it did not).
-    claim_timeout_seconds: float = 15.0
-    # Attempts in a row whose worker died before the task is dead-lettered as poison.
-    poison_crashes: int = 3
+class OperatorSettings(settings.Base):
+    status_interval_seconds: float = Field(
+        default=1.0,
+        description="Seconds between status writes of one task: at most one per interval, and the first "
+        "waits it too unless the task has ended (a task that ends within it costs one write); a terminal "
+        "status is written at most this long after the operator reads its event. Every event still "
+        "reaches SSE watchers at once.",
+    )
+    status_writers: int = Field(
+        default=64,
+        ge=1,
+        description="Status writes in flight at once: under a burst of creates, the operator's share of the "
+        "apiserver. Lower it only if the apiserver's priority and fairness limits are tight (statuses "
+        "then trail a burst for longer).",
+    )
+    consumer: str = Field(
+        default_factory=socket.gethostname,
+        json_schema_extra=settings.shown("the host name"),
+        description="The operator's consumer name in the status stream's group: entries left "
+        "unacknowledged by an operator of the same name are read again after a restart, so nothing is "
+        "lost (the chart sets a fixed name).",
+    )
+    metrics_port: int = Field(
+        default=0,
+        description="Port of the operator's Prometheus /metrics; 0: no metrics server.",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Address the metrics server listens on; the chart sets 0.0.0.0 so Prometheus and "
+        "probes reach it.",
+    )
+    metrics_interval_seconds: float = Field(
+        default=1.0,
+        description="Seconds between reads of queue depths, oldest queued ages and the status sync's lag "
+        "for the metrics.",
+    )
+    health_port: int = Field(
+        default=0,
+        description="Port of Kopf's liveness endpoint (GET /healthz), served by the operator's own event "
+        "loop, so a wedged loop or a dead background loop fails it; 0: none.",
+    )
+    health_host: str = Field(
+        default="127.0.0.1",
+        description="Address the liveness endpoint listens on; the chart sets 0.0.0.0 for the kubelet's "
+        "probe.",
+    )
+    maintenance_tick_seconds: float = Field(
+        default=0.5,
+        description="Seconds between the maintenance loop's looks for dead workers (expired leases), due "
+        "retries, deadlines and TTLs.",
+    )
+    namespaces: settings.CommaList = Field(
+        default_factory=list,
+        description="The namespaces whose LongTasks this operator runs, comma-separated; patterns such as "
+        "`team-*` and `!kube-system` allowed; empty: all. `longtask operator -n NS` sets it.",
+    )
+    sweep_seconds: float = Field(
+        default=15.0,
+        description="Seconds between task sweeps, which look for unfinished tasks whose first attempt was "
+        "never sent and for tasks in Redis whose LongTask was deleted while the operator was away.",
+    )
+    autoscale_interval_seconds: float = Field(
+        default=1.0,
+        description="Seconds between the autoscaler's decisions for every WorkerPool when no `queued` "
+        "event prompts one (cooldowns, finished work).",
+    )
+    claim_timeout_seconds: float = Field(
+        default=15.0,
+        description="Seconds a message a worker fetched may stay unclaimed before it is sent again: its "
+        "worker died between the two (the claim makes a second copy harmless if it did not).",
+    )
+    poison_crashes: int = Field(
+        default=3,
+        description="Attempts in a row whose worker died before the task is dead-lettered as poison.",
+    )
+    kube_timeout_seconds: float = Field(
+        default=15.0,
+        description="Every call to the apiserver gives up after this long, in seconds.",
+    )
 
     def namespace_list(self) -> list[str]:
-        return [ns.strip() for ns in self.namespaces.split(",") if ns.strip()]
+        return list(self.namespaces)
 
 
 @functools.cache

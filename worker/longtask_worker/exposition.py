@@ -26,10 +26,20 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from longtask_contracts import envvars
 from longtask_worker import settings
 
 log = logging.getLogger(__name__)
 ENV = "PROMETHEUS_MULTIPROC_DIR"
+ENVIRONMENT = (
+    envvars.Variable(
+        name=ENV,
+        default="",
+        description="prometheus-client's multiprocess directory: the worker sets it itself from "
+        "LONGTASK_METRICS_DIR when its metrics are on, for its prefork children; not to be set by hand.",
+        readers=(envvars.WORKER,),
+    ),
+)
 _LIVE_FILE = re.compile(r"^gauge_live\w+_(\d+)\.db$")
 _server: Any = None
 

@@ -1,0 +1,64 @@
+"""The base of every component's settings: the LONGTASK_ prefix, REDIS_URL, comma-separated
+lists, and a description on every field (docs/settings.md is generated from them).
+
+Reading the environment once, in a component's get_settings(), is all it does; it must
+not hold a settings object at import nor know any component's fields.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from longtask_contracts import envvars
+
+PREFIX = "LONGTASK_"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+# What docs/settings.md shows as the default of a field whose default is computed at start.
+SHOWN_DEFAULT = "shown_default"
+
+
+def split_commas(value: object) -> object:
+    """Split "a, b,,c" into ["a", "b", "c"]: items stripped, empty ones dropped; a list stays as it is."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+# A list given as one comma-separated variable (not JSON, which pydantic-settings would expect).
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(split_commas)]
+
+
+def shown(default: str) -> dict[str, Any]:
+    """Field(json_schema_extra=shown("the host name")): the default docs/settings.md shows for a
+    field whose default_factory computes it on each machine."""
+    return {SHOWN_DEFAULT: default}
+
+
+class Base(BaseSettings):
+    """Every field is read from LONGTASK_<FIELD NAME> (case-insensitive) unless it names its
+    own variable with validation_alias; unknown LONGTASK_ variables are ignored."""
+
+    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore")
+
+    redis_url: str = Field(
+        default=REDIS_URL,
+        validation_alias="REDIS_URL",
+        description="The Redis holding the queues, leases, events and ledgers: a redis:// or rediss:// URL "
+        "with the database number (`longtask dev up` writes its own to .longtask/env).",
+    )
+
+
+# Read by the Kubernetes client libraries when a component logs in, not by a settings class.
+ENVIRONMENT = (
+    envvars.Variable(
+        name="KUBECONFIG",
+        default="~/.kube/config",
+        description="The kubeconfig file(s) a component logs in with outside a cluster; inside one, "
+        "the pod's ServiceAccount is used instead (KUBERNETES_SERVICE_HOST/PORT, set by Kubernetes). "
+        "`longtask dev up` writes its cluster's to .longtask/env.",
+        readers=(envvars.GATEWAY, envvars.OPERATOR),
+    ),
+)
