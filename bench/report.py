@@ -243,6 +243,4 @@ def targets(r: Results, rec: recorder.Recorder) -> list[str]:
     if r.submits:
         ratio = submit_ratio(r, 99)
         checks.append(("gateway submit p99 <= 1.3x direct (64)", f"{ratio:.2f}x", ratio <= TARGET_SUBMIT))
-    return ["Targets"] + [
-        f"  {name:<48}{got:>12}   {'met' if ok else 'MISSED'}" for name, got, ok in checks
-    ]
+    return ["Targets"] + [f"  {name:<48}{got:>12}   {'met' if ok else 'MISSED'}" for name, got, ok in checks]
