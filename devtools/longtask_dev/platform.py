@@ -16,7 +16,7 @@ import yaml
 
 from longtask_dev import binaries, cluster, procs
 
-CRD_DIR = binaries.REPO_ROOT / "charts" / "longtask" / "files" / "crds"
+CRD_DIR = binaries.REPO_ROOT / "charts" / "longtask" / "crds"
 WORKERPOOL_EXAMPLE = binaries.REPO_ROOT / "examples" / "workerpool.yaml"
 REDIS_SECRET = "longtask-redis"  # what examples/workerpool.yaml's workers read REDIS_URL from
 DEMO_TASKS = "longtask_worker.tasks.demo,longtask_worker.tasks.docs,longtask_worker.tasks.agent"

@@ -1,7 +1,9 @@
 """The Helm chart, installed on an embedded cluster, runs for real on the local node.
 
-Covers: `helm install` (CRD applied with kubectl, `redis.enabled=false` with the cluster's
-Redis, ports picked free) puts the operator, gateway and worker pods on the local node,
+Covers: `helm install` on a cluster without the CRDs (Helm creates them from the chart's
+crds/ before the WorkerPool that needs them; `redis.enabled=false` with the cluster's
+Redis, ports picked free, the default pool autoscaled as by default) puts the operator,
+gateway and worker pods on the local node,
 Running and Ready (the gateway's readiness probe on /readyz); the chart's commands, env and
 RBAC suffice: the operator logs in with its pod's projected service-account token (Kopf,
 in-cluster) and a LongTask applied with kubectl reaches Succeeded, run by the chart's
@@ -10,10 +12,11 @@ Deployment up for a backlog (its scale, pods and WorkerPool rights); the gateway
 refuses a caller without a token and reads the task back for one Kubernetes allows (with
 its own TokenReview and SubjectAccessReview rights); `helm test` (the curl hook pod,
 restartPolicy Never, the gateway's Service name in its /etc/hosts) passes; `helm
-uninstall` removes the pods and ends their processes.
+uninstall` removes the pods and ends their processes, and keeps the CRDs.
 
 The cluster is this module's own: a session platform's operator, watching every
-namespace of the session cluster, would otherwise handle the same LongTasks.
+namespace of the session cluster, would otherwise handle the same LongTasks; and nothing
+has applied the CRDs to it.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Any
 import httpx
 import pytest
 
-from longtask_dev import binaries, platform, procs
+from longtask_dev import binaries, procs
 from longtask_dev import cluster as cluster_mod
 from tests import helpers, lt, pods
 
@@ -34,12 +37,12 @@ pytestmark = pytest.mark.cluster
 
 CHART = binaries.REPO_ROOT / "charts" / "longtask"
 COMPONENTS = ("api", "operator", "worker")
+CRDS = ("longtasks.longtask.io", "workerpools.longtask.io")
 
 
 @pytest.fixture(scope="module")
 def own_cluster() -> Iterator[cluster_mod.Cluster]:
     with cluster_mod.Cluster() as c:
-        platform.Platform(c).apply_crds()
         yield c
 
 
@@ -76,9 +79,10 @@ def release(
     helm = Helm(own_cluster, str(tmp_path_factory.mktemp("helm-home")))
     namespace, name = f"chart-{uuid.uuid4().hex[:6]}", "lt"
     api_port, metrics_port = procs.free_port(), procs.free_port()
+    for crd in CRDS:
+        assert own_cluster.kubectl("get", "crd", crd, check=False).returncode != 0, "a cluster without CRDs"
     helm(
         "install", name, str(CHART), "--namespace", namespace, "--create-namespace",
-        "--set", "crds.install=false",
         "--set", "redis.enabled=false",
         "--set", f"redis.url={own_cluster.redis_url}",
         "--set", f"api.port={api_port}",
@@ -86,9 +90,10 @@ def release(
         "--set", f"operator.metrics.port={metrics_port}",
         "--set", f"operator.health.port={procs.free_port()}",
         "--set", "workers.poolDefaults.metrics.port=0",  # pods share the node's network
+        # Autoscaling is on by default; only its range and cooldown are narrowed here.
         "--set-json", 'workers.pools=[{"name": "default", "concurrency": 1, '
         '"taskModules": ["longtask_worker.tasks.demo"], "autoscaling": '
-        '{"enabled": true, "minReplicas": 1, "maxReplicas": 2, "cooldownSeconds": 5}}]',
+        '{"maxReplicas": 2, "cooldownSeconds": 5}}]',
     )  # fmt: skip
     info = {"helm": helm, "namespace": namespace, "name": name, "api_port": api_port, "installed": True}
     yield info
@@ -167,3 +172,5 @@ def test_chart_runs_a_task_end_to_end(own_cluster: cluster_mod.Cluster, release:
         helpers.poll(
             lambda t=tree: not any(helpers.process_alive(p) for p in t), timeout=30, what="pod processes"
         )
+    for crd in CRDS:  # kept: deleting them would delete every LongTask and WorkerPool
+        own_cluster.kubectl("get", "crd", crd)

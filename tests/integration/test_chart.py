@@ -7,17 +7,19 @@ consumer name and a liveness probe on the metrics port; one worker pool; the gat
 Deployment and Service with a /readyz readiness and a /healthz liveness probe, auth on
 (LONGTASK_AUTH; tokenreviews and subjectaccessreviews in its RBAC), or off, its own
 first sends on (LONGTASK_GATEWAY_DISPATCH) or off, and CORS origins; the built-in Redis
-StatefulSet with AOF and a volume claim; the exact RBAC rules; the kept CRD; the `helm
-test` hook); names within 63 characters and selectors that are subsets of the pod
-labels; a render with an external Redis (by URL or by Secret) and two worker pools, each
-its own Deployment with its own command, concurrency, task modules, lease and grace
-period; values.schema.json refusing bad values with the offending field named; clear
-failures for a missing Redis and for a repeated pool name; `helm install` into the
-embedded cluster creating the Deployments (which get ReplicaSets), the StatefulSet, the
-Services and working RBAC; an upgrade that changes the image (selectors stay put);
-uninstall removing the cluster-scoped RBAC while keeping the CRD; and an install that
-would take over a CRD applied by someone else being refused, which is why
-`crds.install=false` exists.
+StatefulSet with AOF and a volume claim; the exact RBAC rules; the `helm test` hook);
+the default pool autoscaled (a WorkerPool, 1 to 10, and no fixed replicas); the CRDs only
+in crds/ (left out of a plain render, the files verbatim with `--include-crds`, kept on
+uninstall); names within 63 characters and selectors that are subsets of the pod
+labels; a render with an external Redis (by URL or by Secret) and two fixed worker
+pools, each its own Deployment with its own command, concurrency, task modules, lease and
+grace period; values.schema.json refusing bad values (and the removed `crds.install`) with
+the offending field named; clear failures for a missing Redis and for a repeated pool
+name; `helm install` into the embedded cluster, over CRDs someone else applied with
+kubectl (Helm leaves them as they are), creating the Deployments (which get ReplicaSets),
+the WorkerPools, the StatefulSet, the Services and working RBAC; an upgrade that changes
+the image (selectors stay put); uninstall removing the cluster-scoped RBAC while keeping
+the CRDs.
 """
 
 from __future__ import annotations
@@ -170,7 +172,7 @@ def test_every_value_is_documented_and_the_schema_is_named():
     assert _undocumented_keys(text) == []
     schema = json.loads((CHART / "values.schema.json").read_text())
     assert schema["additionalProperties"] is False
-    for block in ("crds", "image", "operator", "workers", "api", "redis", "test"):
+    for block in ("image", "operator", "workers", "api", "redis", "test"):
         assert schema["properties"][block]["additionalProperties"] is False, block
 
 
@@ -186,8 +188,6 @@ def test_default_render_has_every_component(default: Manifests):
     kinds = sorted((m["kind"], m["metadata"]["name"]) for m in default)
     assert kinds == sorted(
         [
-            ("CustomResourceDefinition", CRD_NAME),
-            ("CustomResourceDefinition", "workerpools.longtask.io"),
             ("ServiceAccount", "lt-longtask-operator"),
             ("ServiceAccount", "lt-longtask-api"),
             ("ServiceAccount", "lt-longtask-worker"),
@@ -198,6 +198,7 @@ def test_default_render_has_every_component(default: Manifests):
             ("Deployment", "lt-longtask-operator"),
             ("Deployment", "lt-longtask-api"),
             ("Deployment", "lt-longtask-worker-default"),
+            ("WorkerPool", "lt-longtask-worker-default"),
             ("StatefulSet", "lt-longtask-redis"),
             ("Service", "lt-longtask-api"),
             ("Service", "lt-longtask-redis"),
@@ -312,6 +313,16 @@ def test_default_worker_pool(default: Manifests):
         "LONGTASK_METRICS_PORT": "9808",
         "LONGTASK_METRICS_HOST": "0.0.0.0",
     }
+    # Autoscaled by default: the operator owns the replicas, from 1 (a first task starts at once).
+    assert "replicas" not in deployment["spec"]
+    assert one(default, "WorkerPool", "lt-longtask-worker-default")["spec"] == {
+        "deployment": "lt-longtask-worker-default",
+        "pool": "default",
+        "minReplicas": 1,
+        "maxReplicas": 10,
+        "cooldownSeconds": 60,
+        "maxScaleUpStep": 10,
+    }
 
 
 def test_builtin_redis_keeps_an_append_only_file(default: Manifests):
@@ -329,9 +340,20 @@ def test_builtin_redis_keeps_an_append_only_file(default: Manifests):
     assert one(default, "Service", "lt-longtask-redis")["spec"]["ports"][0]["port"] == 6379
 
 
-def test_crd_is_kept_on_uninstall_and_the_test_hook_calls_healthz(default: Manifests):
-    crd = one(default, "CustomResourceDefinition", CRD_NAME)
-    assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+def test_crds_come_verbatim_from_the_crds_folder_and_are_kept(helm: Helm, default: Manifests):
+    """Helm creates crds/ before the templates (a first install may render WorkerPools)."""
+    assert "CustomResourceDefinition" not in {m["kind"] for m in default}, "not a template"
+    rendered = [m for m in render(helm, "--include-crds") if m["kind"] == "CustomResourceDefinition"]
+    files = [yaml.safe_load(f.read_text()) for f in sorted(platform.CRD_DIR.glob("*.yaml"))]
+    assert platform.CRD_DIR == CHART / "crds", "the one source, which `dev up` applies too"
+    assert sorted(rendered, key=lambda m: m["metadata"]["name"]) == files
+    assert [m["metadata"]["name"] for m in files] == [CRD_NAME, "workerpools.longtask.io"]
+    for crd in files:  # an upgrade from CRDs in templates/ must not delete them either
+        assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert not (CHART / "templates" / "crds").exists()
+
+
+def test_the_test_hook_calls_healthz(default: Manifests):
     pod = one(default, "Pod", "lt-longtask-test-healthz")
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     assert pod["spec"]["containers"][0]["command"][-1] == "http://lt-longtask-api.jobs.svc:8080/healthz"
@@ -360,11 +382,6 @@ def test_labels_selectors_and_name_lengths(helm: Helm):
             assert "helm.sh/chart" not in selector
 
 
-def test_crds_install_false_renders_no_crd(helm: Helm):
-    kinds = {m["kind"] for m in render(helm, "--set", "crds.install=false")}
-    assert "CustomResourceDefinition" not in kinds
-
-
 # -- external Redis and worker pools ----------------------------------------------------
 
 
@@ -373,7 +390,7 @@ def test_external_redis_and_two_worker_pools(helm: Helm, tmp_path: Path):
         "redis": {"enabled": False, "url": EXTERNAL_REDIS},
         "image": {"repository": "registry.example/longtask", "tag": "1.2.3"},
         "workers": {
-            "poolDefaults": {"leaseSeconds": 45},
+            "poolDefaults": {"leaseSeconds": 45, "autoscaling": {"enabled": False}},
             "pools": [
                 {"name": "default", "concurrency": 8, "taskModules": ["acme.tasks", "acme.reports"]},
                 {
@@ -446,8 +463,8 @@ def test_autoscaled_pools_get_a_workerpool_and_no_fixed_replicas(helm: Helm, tmp
         "workers": {
             "poolDefaults": {"autoscaling": {"maxReplicas": 8, "cooldownSeconds": 120}},
             "pools": [
-                {"name": "default"},
-                {"name": "batch", "concurrency": 4, "autoscaling": {"enabled": True, "minReplicas": 0}},
+                {"name": "default", "autoscaling": {"enabled": False}},
+                {"name": "batch", "concurrency": 4, "autoscaling": {"minReplicas": 0}},
             ],
         },
     }
@@ -488,6 +505,8 @@ def test_external_redis_url_from_a_secret(helm: Helm):
         (["--set", "redis.url=localhost:6379"], "at '/redis/url'"),
         (["--set-string", "api.auth.enabled=yes"], "at '/api/auth/enabled'"),
         (["--set", "api.corsOrigins={*}"], "at '/api/corsOrigins/0'"),
+        # Gone with the CRDs' move to crds/: `helm install --skip-crds` does what it did.
+        (["--set", "crds.install=false"], "additional properties 'crds' not allowed"),
     ],
 )
 def test_schema_rejects_bad_values_naming_the_field(helm: Helm, args: list[str], message: str):
@@ -528,9 +547,10 @@ def kube_helm(helm: Helm, cluster: cluster_mod.Cluster) -> Helm:
 
 @pytest.fixture
 def crd_applied(cluster: cluster_mod.Cluster) -> None:
-    """The CRD as the dev platform applies it (kubectl server-side apply, not Helm)."""
+    """The CRDs as the dev platform applies them (kubectl server-side apply, not Helm)."""
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(platform.CRD_DIR))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{CRD_NAME}")
+    for crd in (CRD_NAME, "workerpools.longtask.io"):
+        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{crd}")
 
 
 @pytest.fixture
@@ -557,7 +577,8 @@ def test_helm_install_upgrade_uninstall(
     cluster: cluster_mod.Cluster, kube_helm: Helm, crd_applied: None, namespace: str, release: str
 ):
     pools = ["--set", "workers.pools[0].name=default", "--set", "workers.pools[1].name=batch"]
-    kube_helm("install", release, str(CHART), "--namespace", namespace, "--set", "crds.install=false", *pools)
+    # The CRDs exist already (applied with kubectl): Helm leaves them as they are and goes on.
+    kube_helm("install", release, str(CHART), "--namespace", namespace, *pools)
     fullname = f"{release}-longtask"
     deployments = [
         f"deployment.apps/{fullname}-api",
@@ -566,6 +587,10 @@ def test_helm_install_upgrade_uninstall(
         f"deployment.apps/{fullname}-worker-default",
     ]
     assert _names(cluster, "deployments", namespace, release) == deployments
+    assert _names(cluster, "workerpools", namespace, release) == [
+        f"workerpool.longtask.io/{fullname}-worker-batch",
+        f"workerpool.longtask.io/{fullname}-worker-default",
+    ]
     assert _names(cluster, "statefulsets", namespace, release) == [f"statefulset.apps/{fullname}-redis"]
     assert _names(cluster, "services", namespace, release) == [
         f"service/{fullname}-api",
@@ -616,16 +641,6 @@ def test_helm_install_upgrade_uninstall(
         "get", "clusterroles", "-l", f"app.kubernetes.io/instance={release}", "-o", "name"
     )
     assert roles.stdout.strip() == ""
-    cluster.kubectl("get", "crd", CRD_NAME)  # untouched: this release never owned it
-
-
-def test_installing_crds_over_a_crd_applied_by_someone_else_is_refused(
-    cluster: cluster_mod.Cluster, kube_helm: Helm, crd_applied: None, namespace: str, release: str
-):
-    result = kube_helm("install", release, str(CHART), "--namespace", namespace, check=False)
-    assert result.returncode != 0
-    assert f'CustomResourceDefinition "{CRD_NAME}"' in result.stderr
-    assert "invalid ownership metadata" in result.stderr, result.stderr
-    # Nothing of the release was created; the fix is crds.install=false (or adopting the CRD).
-    assert _names(cluster, "deployments", namespace, release) == []
-    assert kube_helm("status", release, "--namespace", namespace, check=False).returncode != 0
+    crd = json.loads(cluster.kubectl("get", "crd", CRD_NAME, "-o", "json").stdout)
+    annotations = crd["metadata"].get("annotations", {})
+    assert "meta.helm.sh/release-name" not in annotations, "untouched: no release took it over"
