@@ -25,6 +25,7 @@ from longtask_api import (
     firstsend,
     kube,
     middleware,
+    openapi,
     ratelimit,
     requestmetrics,
     settings,
@@ -65,9 +66,7 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     if exc.status_code == 400:  # FastAPI: "There was an error parsing the body" (e.g. not UTF-8)
         field = errors.FieldError(field="body", message="the body is not JSON (UTF-8)")
         return errors.response(errors.Invalid("the request body is not valid JSON", [field]))
-    problem = errors.ApiError(str(exc.detail))
-    problem.status = exc.status_code
-    problem.headers = dict(exc.headers or {})
+    problem = errors.ApiError(str(exc.detail), status=exc.status_code, headers=exc.headers)
     return errors.response(problem)
 
 
@@ -128,9 +127,14 @@ def create_app() -> FastAPI:
         title="longtask gateway",
         version="0.1.0",
         summary="Create long-running LongTasks and follow their progress live.",
-        description="Every route but the probes needs `Authorization: Bearer <Kubernetes token>`; "
-        "Kubernetes RBAC on `longtasks.longtask.io` decides what the caller may do "
-        "(docs/security.md).",
+        description=(
+            "Every route but the probes needs `Authorization: Bearer <Kubernetes token>`; "
+            "Kubernetes RBAC on `longtasks.longtask.io` decides what the caller may do "
+            "(docs/security.md)."
+            if cfg.auth
+            else "Auth is off on this gateway (LONGTASK_AUTH=false): every route is open to "
+            "anyone who reaches it (docs/security.md)."
+        ),
         lifespan=_lifespan,
         redoc_url=None,
     )
@@ -141,6 +145,7 @@ def create_app() -> FastAPI:
     app.include_router(workerpools.router)
     app.include_router(web.router)
     app.include_router(health.router)
+    openapi.install(app, auth=cfg.auth)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(errors.ApiError, _api_error)
     app.add_exception_handler(HTTPException, _http_error)
