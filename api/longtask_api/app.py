@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
+from starlette import routing
 from starlette.exceptions import HTTPException
 
 from longtask_api import (
@@ -60,14 +61,27 @@ async def _api_error(_: Request, exc: Exception) -> JSONResponse:
     return errors.response(exc)
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     """Starlette's and FastAPI's own errors (404 route, 405, a body it cannot decode) as Problems."""
     assert isinstance(exc, HTTPException)
     if exc.status_code == 400:  # FastAPI: "There was an error parsing the body" (e.g. not UTF-8)
         field = errors.FieldError(field="body", message="the body is not JSON (UTF-8)")
         return errors.response(errors.Invalid("the request body is not valid JSON", [field]))
-    problem = errors.ApiError(str(exc.detail), status=exc.status_code, headers=exc.headers)
-    return errors.response(problem)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allow(request)
+    return errors.response(errors.ApiError(str(exc.detail), status=exc.status_code, headers=headers))
+
+
+def _allow(request: Request) -> str:
+    """Every method some route serves at this path (Starlette's 405 names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, routing.Route) and route.methods:
+            match, _ = route.matches(request.scope)
+            if match is not routing.Match.NONE:
+                methods |= route.methods
+    return ", ".join(sorted(methods))
 
 
 async def _redis_down(_: Request, exc: Exception) -> JSONResponse:

@@ -102,7 +102,12 @@ async def list_tasks(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 50,
     continue_token: Annotated[
-        str | None, Query(alias="continue", max_length=4096, description="Token from the previous page.")
+        str | None,
+        Query(
+            alias="continue",
+            max_length=4096,
+            description="The previous page's `continue` (opaque: any other string is a 422).",
+        ),
     ] = None,
 ) -> schemas.TaskList:
     """Tasks in the namespace, newest pages first as Kubernetes returns them, paginated. Needs `list`."""
