@@ -38,7 +38,7 @@ async def _entries(
     return sorted((e for e in entries if e.namespace in allowed), key=lambda e: e.at)
 
 
-@router.get("", operation_id="listDeadLetters", response_model=schemas.DeadLetterList)
+@router.get("", operation_id="listDeadLetters")
 async def list_dead_letters(
     redis: deps.Redis, guard: deps.Guard, caller: deps.Caller, namespace: NamespaceFilter = None
 ) -> schemas.DeadLetterList:
@@ -62,7 +62,6 @@ async def _replay(tasks: deps.Tasks, entry: ledger.DeadLetter) -> None:
     "/{namespace}/{name}/replay",
     status_code=status.HTTP_202_ACCEPTED,
     operation_id="replayDeadLetter",
-    response_model=schemas.DeadLetterList,
 )
 async def replay_dead_letter(
     namespace: deps.Namespace, name: deps.TaskName, redis: deps.Redis, tasks: deps.Tasks, _: deps.MayReplay
@@ -80,7 +79,6 @@ async def replay_dead_letter(
     "/replay",
     status_code=status.HTTP_202_ACCEPTED,
     operation_id="replayAllDeadLetters",
-    response_model=schemas.DeadLetterList,
 )
 async def replay_all_dead_letters(
     redis: deps.Redis,

@@ -23,7 +23,6 @@ router = APIRouter(prefix="/v1/namespaces/{namespace}/tasks", tags=["tasks"], re
     "",
     status_code=status.HTTP_202_ACCEPTED,
     operation_id="createTask",
-    response_model=schemas.TaskCreated,
     responses={
         409: {"model": errors.Problem, "description": "The name is taken."},
         413: {
@@ -72,8 +71,6 @@ async def create_task(
 @router.get(
     "/{name}",
     operation_id="getTask",
-    response_model=schemas.TaskPublic,
-    response_model_by_alias=True,
 )
 async def get_task(
     namespace: deps.Namespace, name: deps.TaskName, tasks: deps.Tasks, _caller: deps.MayGet
@@ -82,7 +79,7 @@ async def get_task(
     return schemas.public(await tasks.get(namespace=namespace, name=name))
 
 
-@router.get("", operation_id="listTasks", response_model=schemas.TaskList)
+@router.get("", operation_id="listTasks")
 async def list_tasks(
     namespace: deps.Namespace,
     tasks: deps.Tasks,
@@ -133,7 +130,6 @@ async def list_tasks(
     "/{name}/cancel",
     status_code=status.HTTP_202_ACCEPTED,
     operation_id="cancelTask",
-    response_model=schemas.TaskPublic,
 )
 async def cancel_task(
     namespace: deps.Namespace, name: deps.TaskName, tasks: deps.Tasks, _caller: deps.MayCancel
@@ -181,7 +177,7 @@ async def stream_task_events(
     )
 
 
-@router.get("/{name}/log", operation_id="getTaskLog", response_model=schemas.EventLog)
+@router.get("/{name}/log", operation_id="getTaskLog")
 async def get_task_log(
     namespace: deps.Namespace,
     name: deps.TaskName,

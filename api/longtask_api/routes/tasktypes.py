@@ -19,7 +19,7 @@ class TaskTypeList(BaseModel):
     items: list[tasktypes.TaskType]
 
 
-@router.get("", operation_id="listTaskTypes", response_model=TaskTypeList)
+@router.get("", operation_id="listTaskTypes")
 async def list_task_types(redis: deps.Redis, _caller: deps.Caller) -> TaskTypeList:
     """Registered tasks by name, with each parameter's kind, default and whether it is required."""
     raw = await redis.hvals(names.TASK_TYPES)

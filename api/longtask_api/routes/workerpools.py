@@ -43,8 +43,6 @@ def _public(obj: dict[str, Any]) -> WorkerPoolPublic:
 @router.get(
     "",
     operation_id="listWorkerPools",
-    response_model=WorkerPoolList,
-    response_model_by_alias=True,
 )
 async def list_worker_pools(
     namespace: deps.Namespace, pools: deps.Pools, _caller: deps.MayListPools
