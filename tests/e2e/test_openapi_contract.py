@@ -8,12 +8,16 @@ input accepted, invalid input rejected, unsupported methods, a required Authoriz
 once with auth off (the document has no security requirement, anyone may call) and once
 with auth on (bearer required on every documented route: the token of an account allowed
 everything, and schemathesis's own requests without it must get 401). Seeded and bounded
-in examples, so each run sends the same few hundred requests. The one rule JSON Schema
-cannot state (backoffSeconds ≤ maxBackoffSeconds) is let through by schemathesis_hooks.py.
+in examples, so each run sends the same few hundred requests; the random namespaces do
+not exist, so most operations answer 404. Then the read operations once more, pointed at
+a real namespace and a finished task, so that they answer 200 with real data (status,
+event log, event stream to its end, lists). The two rules JSON Schema cannot state
+(backoffSeconds ≤ maxBackoffSeconds; a continue token the apiserver handed out) are let
+through by schemathesis_hooks.py, only as their own 422.
 
 The longest name, label key and value and the selector the declared patterns allow are
-accepted by the apiserver too (the patterns accept nothing Kubernetes refuses; schemathesis
-cannot show it, as its random namespaces do not exist).
+accepted by the apiserver too (the patterns accept nothing Kubernetes refuses, which the
+404s above cannot show).
 
 Left out: the namespace-wide event stream, which never ends by itself (its Last-Event-ID
 is the same declared header as the task stream's, which is run).
@@ -32,6 +36,7 @@ import pytest
 
 from longtask_dev import platform as platform_mod
 from longtask_dev import procs
+from tests import lt
 
 pytestmark = pytest.mark.cluster
 
@@ -50,7 +55,9 @@ def secure_api(platform: platform_mod.Platform) -> Iterator[str]:
     platform.stop_child(child)
 
 
-def schemathesis(url: str, *, cwd: Path, headers: dict[str, str] | None = None) -> None:
+def schemathesis(
+    url: str, *, cwd: Path, headers: dict[str, str] | None = None, options: tuple[str, ...] = ()
+) -> None:
     """Run schemathesis against the gateway at `url`; fail with its report if it found anything."""
     argv = [
         str(SCHEMATHESIS),
@@ -65,6 +72,7 @@ def schemathesis(url: str, *, cwd: Path, headers: dict[str, str] | None = None) 
         "--request-timeout=20",
         "--workers=1",
         "--no-color",
+        *options,
     ]
     for name, value in (headers or {}).items():
         argv.append(f"--header={name}: {value}")
@@ -94,3 +102,14 @@ def test_the_longest_names_and_labels_the_document_allows_are_accepted(platform,
     assert listed.status_code == 200, listed.text
     assert [t["name"] for t in listed.json()["items"]] == [name]
     assert httpx.get(f"{tasks}/{name}").json()["labels"] == labels
+
+
+def test_reads_of_a_real_task(platform, kubectl, namespace, tmp_path):
+    """The read operations pointed at a namespace and a finished task, so they answer 200 with
+    real data (its status, event log, event stream to the end, the namespace's list)."""
+    lt.create(kubectl, namespace, "done", task="demo.noop")
+    lt.wait_phase(kubectl, namespace, "done", "Succeeded")
+    # schemathesis reads ./schemathesis.toml: these path parameters take these values.
+    config = f'[parameters]\n"path.namespace" = "{namespace}"\n"path.name" = "done"\n'
+    (tmp_path / "schemathesis.toml").write_text(config)
+    schemathesis(platform.api_url, cwd=tmp_path, options=("--include-method=GET",))
