@@ -10,10 +10,10 @@ a document, it does no I/O and decides nothing about requests.
 from __future__ import annotations
 
 import copy
+import functools
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi import utils
 
 from longtask_api import middleware
 
@@ -31,25 +31,16 @@ _METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 def install(app: FastAPI, *, auth: bool) -> None:
     """Make `app.openapi()` (and /openapi.json) return the document for this configuration."""
 
+    @functools.cache
     def document() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            app.openapi_schema = build(app, auth=auth)
-        return app.openapi_schema
+        return build(app, auth=auth)
 
     app.openapi = document  # type: ignore[method-assign]
 
 
 def build(app: FastAPI, *, auth: bool) -> dict[str, Any]:
-    doc = utils.get_openapi(
-        title=app.title,
-        version=app.version,
-        openapi_version=app.openapi_version,
-        summary=app.summary,
-        description=app.description,
-        routes=app.routes,
-        tags=app.openapi_tags,
-        servers=app.servers,
-    )
+    """FastAPI's own document for `app`, with the security and parameters this module adds."""
+    doc = copy.deepcopy(FastAPI.openapi(app))
     if auth:
         doc.setdefault("components", {}).setdefault("securitySchemes", {})[SCHEME] = dict(_BEARER)
     for path, item in doc.get("paths", {}).items():
