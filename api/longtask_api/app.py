@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
+from starlette import routing
 from starlette.exceptions import HTTPException
 
 from longtask_api import (
@@ -25,6 +26,7 @@ from longtask_api import (
     firstsend,
     kube,
     middleware,
+    openapi,
     ratelimit,
     requestmetrics,
     settings,
@@ -66,16 +68,27 @@ async def _api_error(_: Request, exc: Exception) -> JSONResponse:
     return errors.response(exc)
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     """Starlette's and FastAPI's own errors (404 route, 405, a body it cannot decode) as Problems."""
     assert isinstance(exc, HTTPException)
     if exc.status_code == 400:  # FastAPI: "There was an error parsing the body" (e.g. not UTF-8)
         field = errors.FieldError(field="body", message="the body is not JSON (UTF-8)")
         return errors.response(errors.Invalid("the request body is not valid JSON", [field]))
-    problem = errors.ApiError(str(exc.detail))
-    problem.status = exc.status_code
-    problem.headers = dict(exc.headers or {})
-    return errors.response(problem)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allow(request)
+    return errors.response(errors.ApiError(str(exc.detail), status=exc.status_code, headers=headers))
+
+
+def _allow(request: Request) -> str:
+    """Every method some route serves at this path (Starlette's 405 names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, routing.Route) and route.methods:
+            match, _ = route.matches(request.scope)
+            if match is not routing.Match.NONE:
+                methods |= route.methods
+    return ", ".join(sorted(methods))
 
 
 async def _redis_down(_: Request, exc: Exception) -> JSONResponse:
@@ -135,9 +148,14 @@ def create_app() -> FastAPI:
         title="longtask gateway",
         version="0.1.0",
         summary="Create long-running LongTasks and follow their progress live.",
-        description="Every route but the probes needs `Authorization: Bearer <Kubernetes token>`; "
-        "Kubernetes RBAC on `longtasks.longtask.io` decides what the caller may do "
-        "(docs/security.md).",
+        description=(
+            "Every route but the probes needs `Authorization: Bearer <Kubernetes token>`; "
+            "Kubernetes RBAC on `longtasks.longtask.io` decides what the caller may do "
+            "(docs/security.md)."
+            if cfg.auth
+            else "Auth is off on this gateway (LONGTASK_AUTH=false): every route is open to "
+            "anyone who reaches it (docs/security.md)."
+        ),
         lifespan=_lifespan,
         redoc_url=None,
     )
@@ -148,6 +166,7 @@ def create_app() -> FastAPI:
     app.include_router(workerpools.router)
     app.include_router(web.router)
     app.include_router(health.router)
+    openapi.install(app, auth=cfg.auth)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(errors.ApiError, _api_error)
     app.add_exception_handler(HTTPException, _http_error)

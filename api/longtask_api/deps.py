@@ -8,77 +8,56 @@ anyio's 40 threads under load), for what takes a microsecond on the event loop.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 import redis.asyncio as aioredis
-from fastapi import Depends, Path, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, Header, Path, Request
 
-from longtask_api import access, auth, errors, fanout, firstsend, kube, ratelimit, settings
-
-NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
-NS_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
-
-# Only documents the scheme in OpenAPI: middleware.Authenticate has already checked the token.
-_BEARER = HTTPBearer(
-    auto_error=False,
-    scheme_name="kubernetes",
-    description="A Kubernetes bearer token (e.g. `kubectl create token NAME`); the gateway checks it "
-    "with a TokenReview and each request with a SubjectAccessReview (see docs/security.md).",
-)
-_Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]
+from longtask_api import access, auth, errors, fanout, firstsend, kube, patterns, ratelimit, settings
 
 
 async def get_settings() -> settings.ApiSettings:
     return settings.get_settings()
 
 
-async def get_tasks(request: Request) -> kube.LongTasks:
-    tasks: kube.LongTasks = request.app.state.tasks
-    return tasks
+def _app_state(attribute: str) -> Callable[[Request], Awaitable[Any]]:
+    """A dependency: what the lifespan (app.py) put in `app.state.<attribute>`."""
+
+    async def get(request: Request) -> Any:
+        return getattr(request.app.state, attribute)
+
+    return get
 
 
-async def get_redis(request: Request) -> aioredis.Redis:
-    client: aioredis.Redis = request.app.state.redis
-    return client
-
-
-async def get_hub(request: Request) -> fanout.Hub:
-    hub: fanout.Hub = request.app.state.hub
-    return hub
-
-
-async def get_pools(request: Request) -> kube.WorkerPools:
-    pools: kube.WorkerPools = request.app.state.pools
-    return pools
-
-
-async def get_first_sends(request: Request) -> firstsend.FirstSends | None:
-    """The first-attempt sender, or None when LONGTASK_GATEWAY_DISPATCH is off."""
-    sends: firstsend.FirstSends | None = request.app.state.first_sends
-    return sends
-
-
-async def get_guard(request: Request) -> auth.Guard:
-    guard: auth.Guard = request.app.state.guard
-    return guard
-
-
-async def get_caller(request: Request, _: _Bearer) -> auth.Caller:
+async def get_caller(request: Request) -> auth.Caller:
     caller: auth.Caller = request.state.caller  # set by middleware.Authenticate
     return caller
 
 
-Tasks = Annotated[kube.LongTasks, Depends(get_tasks)]
-Redis = Annotated[aioredis.Redis, Depends(get_redis)]
-Hub = Annotated[fanout.Hub, Depends(get_hub)]
-Pools = Annotated[kube.WorkerPools, Depends(get_pools)]
+Tasks = Annotated[kube.LongTasks, Depends(_app_state("tasks"))]
+Redis = Annotated[aioredis.Redis, Depends(_app_state("redis"))]
+Hub = Annotated[fanout.Hub, Depends(_app_state("hub"))]
+Pools = Annotated[kube.WorkerPools, Depends(_app_state("pools"))]
 Settings = Annotated[settings.ApiSettings, Depends(get_settings)]
-FirstSends = Annotated[firstsend.FirstSends | None, Depends(get_first_sends)]
-Guard = Annotated[auth.Guard, Depends(get_guard)]
+# The first-attempt sender, or None when LONGTASK_GATEWAY_DISPATCH is off.
+FirstSends = Annotated[firstsend.FirstSends | None, Depends(_app_state("first_sends"))]
+Guard = Annotated[auth.Guard, Depends(_app_state("guard"))]
 Caller = Annotated[auth.Caller, Depends(get_caller)]
-Namespace = Annotated[str, Path(pattern=NS_PATTERN, max_length=63, description="Kubernetes namespace.")]
-TaskName = Annotated[str, Path(pattern=NAME_PATTERN, max_length=253, description="LongTask name.")]
+Namespace = Annotated[
+    str, Path(pattern=patterns.NAMESPACE, max_length=63, description="Kubernetes namespace.")
+]
+TaskName = Annotated[str, Path(pattern=patterns.OBJECT_NAME, max_length=253, description="LongTask name.")]
+# The SSE resume header; sse.parse_last_event_id enforces the pattern it declares, with its
+# own message (a 422 naming Last-Event-ID). Empty is the same as absent.
+LastEventId = Annotated[
+    str | None,
+    Header(
+        alias="Last-Event-ID",
+        max_length=64,
+        description="Resume after this event id (a Redis stream id such as 1719400000000-0).",
+        json_schema_extra={"pattern": patterns.STREAM_ID},
+    ),
+]
 
 
 def _allowed(route: access.Route) -> Callable[[str, auth.Guard, auth.Caller], Awaitable[auth.Caller]]:

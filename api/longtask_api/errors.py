@@ -5,6 +5,9 @@ No answer built here ever carries a stack trace, a token or another secret.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -27,15 +30,28 @@ class Problem(BaseModel):
 
 
 class ApiError(Exception):
-    """Base of the errors handlers raise; app.py turns each into a Problem answer."""
+    """Base of the errors handlers raise; app.py turns each into a Problem answer.
+
+    `status` is the class's unless given; `headers` belong to this error alone (each
+    instance has its own dict: nothing is shared between answers).
+    """
 
     status = 500
-    headers: dict[str, str] = {}
 
-    def __init__(self, detail: str, errors: list[FieldError] | None = None) -> None:
+    def __init__(
+        self,
+        detail: str,
+        errors: list[FieldError] | None = None,
+        *,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.errors = errors or []
+        if status is not None:
+            self.status = status
+        self.headers: dict[str, str] = dict(headers or {})
 
     def problem(self) -> Problem:
         return Problem(status=self.status, detail=self.detail, errors=self.errors)
@@ -45,7 +61,9 @@ class Unauthenticated(ApiError):
     """No bearer token, or one Kubernetes does not accept (TokenReview)."""
 
     status = 401
-    headers = {"WWW-Authenticate": 'Bearer realm="longtask"'}
+
+    def __init__(self, detail: str, errors: list[FieldError] | None = None) -> None:
+        super().__init__(detail, errors, headers={"WWW-Authenticate": 'Bearer realm="longtask"'})
 
 
 class Forbidden(ApiError):
@@ -76,8 +94,7 @@ class TooManyRequests(ApiError):
     status = 429
 
     def __init__(self, detail: str, *, retry_after: int) -> None:
-        super().__init__(detail)
-        self.headers = {"Retry-After": str(retry_after)}
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})
 
 
 class Unavailable(ApiError):
@@ -89,3 +106,17 @@ class Unavailable(ApiError):
 def response(exc: ApiError) -> JSONResponse:
     """The Problem answer for `exc`, with its headers (WWW-Authenticate, Retry-After)."""
     return JSONResponse(exc.problem().model_dump(), status_code=exc.status, headers=exc.headers or None)
+
+
+# The error answers every route may give, for OpenAPI (`responses=` of each router); a route
+# adds its own (409, 413, 429) or rewords one.
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {
+        "model": Problem,
+        "description": "No bearer token, or one Kubernetes rejects (`WWW-Authenticate: Bearer`).",
+    },
+    403: {"model": Problem, "description": "Kubernetes does not allow this caller this verb here."},
+    404: {"model": Problem, "description": "No such task or namespace."},
+    422: {"model": Problem, "description": "Invalid input; `errors` names each field."},
+    503: {"model": Problem, "description": "Kubernetes or Redis is unreachable; retry."},
+}

@@ -9,10 +9,23 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from longtask_api import patterns
 from longtask_contracts import ledger, models, names, phases
 
-DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
-LABEL_KEY = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+# Label keys and values as Kubernetes takes them (patterns.py says how far).
+LabelKey = Annotated[str, Field(pattern=patterns.LABEL_KEY, max_length=317)]
+LabelValue = Annotated[str, Field(pattern=patterns.LABEL_VALUE, max_length=63)]
+
+
+def _label_keys_rule(schema: dict[str, Any]) -> None:
+    """State the keys' rule as propertyNames, values as additionalProperties.
+
+    pydantic writes a constrained key as patternProperties, which lets any other key
+    through in the document while the gateway refuses it.
+    """
+    ((key_pattern, value_schema),) = schema.pop("patternProperties").items()
+    schema["propertyNames"] = {**schema.get("propertyNames", {}), "pattern": key_pattern}
+    schema["additionalProperties"] = value_schema
 
 
 class TaskCreate(BaseModel):
@@ -40,14 +53,19 @@ class TaskCreate(BaseModel):
         str | None,
         Field(
             default=None,
-            pattern=DNS_SUBDOMAIN,
+            pattern=patterns.OBJECT_NAME,
             max_length=253,
             description="The LongTask's name; generated from the task name when omitted.",
         ),
     ]
     labels: Annotated[
-        dict[Annotated[str, Field(pattern=LABEL_KEY, max_length=316)], Annotated[str, Field(max_length=63)]],
-        Field(default_factory=dict, max_length=32, description="Kubernetes labels to set."),
+        dict[LabelKey, LabelValue],
+        Field(
+            default_factory=dict,
+            max_length=32,
+            description="Kubernetes labels to set.",
+            json_schema_extra=_label_keys_rule,
+        ),
     ]
     spec: models.LongTaskSpec
 

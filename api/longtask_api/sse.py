@@ -14,17 +14,34 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-from longtask_api import errors, fanout, metrics, schemas
+from sse_starlette import EventSourceResponse
+
+from longtask_api import errors, fanout, metrics, patterns, schemas
 from longtask_contracts import events, names, phases
 
-_STREAM_ID = re.compile(r"^\d+(-\d+)?$")
+_STREAM_ID = re.compile(patterns.STREAM_ID)
+# Never cached; not buffered by a proxy (nginx) so each event leaves at once.
+_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+
+
+def answers(description: str) -> dict[int | str, dict[str, Any]]:
+    """An SSE route's 200 answer in OpenAPI: an event stream, as `description` tells."""
+    return {200: {"content": {"text/event-stream": {}}, "description": description}}
+
+
+def response(frames: AsyncIterator[Any], *, ping_seconds: float) -> EventSourceResponse:
+    """The answer that sends `frames`, with a keep-alive comment every `ping_seconds`."""
+    return EventSourceResponse(frames, ping=int(ping_seconds), headers=_HEADERS)
 
 
 def parse_last_event_id(value: str | None, *, default: str | None = "0") -> str | None:
-    """`default` when absent ('0': from the start); a stream id otherwise, or Invalid."""
+    """`default` when absent or empty ('0': from the start); a stream id otherwise, or Invalid.
+
+    The rule is patterns.STREAM_ID, which the routes' OpenAPI declares for the header.
+    """
     if value is None or value == "":
         return default
-    if not _STREAM_ID.match(value):
+    if not _STREAM_ID.fullmatch(value):
         raise errors.Invalid(
             "Last-Event-ID must be an event id this stream sent, like 1719400000000-0",
             [errors.FieldError(field="Last-Event-ID", message=f"not a stream id: {value!r}")],

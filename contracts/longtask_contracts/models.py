@@ -37,9 +37,9 @@ class RetryPolicy(_Model):
     backoff_factor: Annotated[
         float, Field(ge=1, le=10, description="Each retry's delay is the previous one times this.")
     ] = 2
-    max_backoff_seconds: Annotated[float, Field(ge=0, le=86400, description="Upper bound of one delay.")] = (
-        600
-    )
+    max_backoff_seconds: Annotated[
+        float, Field(ge=0, le=86400, description="Upper bound of one delay; at least backoffSeconds.")
+    ] = 600
     jitter: Annotated[
         float, Field(ge=0, le=1, description="Random fraction added to or taken from each delay.")
     ] = 0.1

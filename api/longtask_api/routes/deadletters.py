@@ -15,14 +15,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from longtask_api import access, deps, errors, schemas
-from longtask_api.routes.tasks import ERRORS
+from longtask_api import access, deps, errors, patterns, schemas
 from longtask_contracts import ledger, names
 
-router = APIRouter(prefix="/v1/deadletters", tags=["dead letters"])
+router = APIRouter(prefix="/v1/deadletters", tags=["dead letters"], responses=errors.RESPONSES)
 
 NamespaceFilter = Annotated[
-    str | None, Query(max_length=63, pattern=deps.NS_PATTERN, description="Only this namespace.")
+    str | None, Query(max_length=63, pattern=patterns.NAMESPACE, description="Only this namespace.")
 ]
 
 
@@ -39,7 +38,7 @@ async def _entries(
     return sorted((e for e in entries if e.namespace in allowed), key=lambda e: e.at)
 
 
-@router.get("", operation_id="listDeadLetters", response_model=schemas.DeadLetterList, responses=ERRORS)
+@router.get("", operation_id="listDeadLetters")
 async def list_dead_letters(
     redis: deps.Redis, guard: deps.Guard, caller: deps.Caller, namespace: NamespaceFilter = None
 ) -> schemas.DeadLetterList:
@@ -63,8 +62,6 @@ async def _replay(tasks: deps.Tasks, entry: ledger.DeadLetter) -> None:
     "/{namespace}/{name}/replay",
     status_code=status.HTTP_202_ACCEPTED,
     operation_id="replayDeadLetter",
-    response_model=schemas.DeadLetterList,
-    responses=ERRORS,
 )
 async def replay_dead_letter(
     namespace: deps.Namespace, name: deps.TaskName, redis: deps.Redis, tasks: deps.Tasks, _: deps.MayReplay
@@ -82,8 +79,6 @@ async def replay_dead_letter(
     "/replay",
     status_code=status.HTTP_202_ACCEPTED,
     operation_id="replayAllDeadLetters",
-    response_model=schemas.DeadLetterList,
-    responses=ERRORS,
 )
 async def replay_all_dead_letters(
     redis: deps.Redis,

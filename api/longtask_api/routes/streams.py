@@ -9,42 +9,36 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, WebSocket
+from fastapi import APIRouter, Query, WebSocket
 from sse_starlette import EventSourceResponse
 
 from longtask_api import access, auth, deps, errors, settings, sse, ws
-from longtask_api.routes.tasks import ERRORS
 
-router = APIRouter(prefix="/v1/namespaces/{namespace}", tags=["streams"])
-_SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+router = APIRouter(prefix="/v1/namespaces/{namespace}", tags=["streams"], responses=errors.RESPONSES)
 
 
 @router.get(
     "/events",
     operation_id="streamNamespaceEvents",
-    responses={
-        200: {
-            "content": {"text/event-stream": {}},
-            "description": "Server-Sent Events of every task in the namespace: `event` the kind, "
-            "`data` a TaskEventPublic (name, uid, phase, progress, step, message...). Starts now "
-            "unless Last-Event-ID names an earlier id of this stream; never ends by itself.",
-        },
-        **ERRORS,
-    },
+    response_class=EventSourceResponse,
+    responses=sse.answers(
+        "Server-Sent Events of every task in the namespace: `event` the kind, "
+        "`data` a TaskEventPublic (name, uid, phase, progress, step, message...). Starts now "
+        "unless Last-Event-ID names an earlier id of this stream; never ends by itself."
+    ),
 )
 async def stream_namespace_events(
     namespace: deps.Namespace,
     hub: deps.Hub,
     cfg: deps.Settings,
     _caller: deps.MayWatch,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=64)] = None,
+    last_event_id: deps.LastEventId = None,
 ) -> EventSourceResponse:
     """Every task's events in the namespace, in one stream (the web page's list). Needs `watch`."""
     after = sse.parse_last_event_id(last_event_id, default=None)
-    return EventSourceResponse(
+    return sse.response(
         sse.namespace_stream(hub=hub, namespace=namespace, after=after, idle_seconds=cfg.sse_ping_seconds),
-        ping=int(cfg.sse_ping_seconds),
-        headers=_SSE_HEADERS,
+        ping_seconds=cfg.sse_ping_seconds,
     )
 
 

@@ -9,44 +9,30 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Header, Query, status
+from fastapi import APIRouter, BackgroundTasks, Query, status
 from sse_starlette import EventSourceResponse
 
-from longtask_api import deps, errors, metrics, schemas, sse
+from longtask_api import deps, errors, metrics, patterns, schemas, sse
 from longtask_contracts import logs, names, phases, tracing
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/v1/namespaces/{namespace}/tasks", tags=["tasks"])
-
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {
-        "model": errors.Problem,
-        "description": "No bearer token, or one Kubernetes rejects (`WWW-Authenticate: Bearer`).",
-    },
-    403: {"model": errors.Problem, "description": "Kubernetes does not allow this caller this verb here."},
-    404: {"model": errors.Problem, "description": "No such task or namespace."},
-    422: {"model": errors.Problem, "description": "Invalid input; `errors` names each field."},
-    503: {"model": errors.Problem, "description": "Kubernetes or Redis is unreachable; retry."},
-}
-# Routes that take a body: a body that is not JSON is a 422 like any other invalid input.
-BODY_ERRORS: dict[int | str, dict[str, Any]] = {
-    **ERRORS,
-    413: {"model": errors.Problem, "description": "The body is over the limit (Content-Length or chunked)."},
-    422: {
-        "model": errors.Problem,
-        "description": "Invalid input, including a body that is not JSON; `errors` names each field.",
-    },
-}
+router = APIRouter(prefix="/v1/namespaces/{namespace}/tasks", tags=["tasks"], responses=errors.RESPONSES)
 
 
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
     operation_id="createTask",
-    response_model=schemas.TaskCreated,
     responses={
-        **BODY_ERRORS,
         409: {"model": errors.Problem, "description": "The name is taken."},
+        413: {
+            "model": errors.Problem,
+            "description": "The body is over the limit (Content-Length or chunked).",
+        },
+        422: {
+            "model": errors.Problem,
+            "description": "Invalid input, including a body that is not JSON; `errors` names each field.",
+        },
         429: {"model": errors.Problem, "description": "This caller creates too fast; see Retry-After."},
     },
 )
@@ -85,9 +71,6 @@ async def create_task(
 @router.get(
     "/{name}",
     operation_id="getTask",
-    response_model=schemas.TaskPublic,
-    response_model_by_alias=True,
-    responses=ERRORS,
 )
 async def get_task(
     namespace: deps.Namespace, name: deps.TaskName, tasks: deps.Tasks, _caller: deps.MayGet
@@ -96,7 +79,7 @@ async def get_task(
     return schemas.public(await tasks.get(namespace=namespace, name=name))
 
 
-@router.get("", operation_id="listTasks", response_model=schemas.TaskList, responses=ERRORS)
+@router.get("", operation_id="listTasks")
 async def list_tasks(
     namespace: deps.Namespace,
     tasks: deps.Tasks,
@@ -106,11 +89,22 @@ async def list_tasks(
         str | None, Query(max_length=128, description="Only tasks running this task name.")
     ] = None,
     label_selector: Annotated[
-        str | None, Query(alias="labelSelector", max_length=1024, description="Kubernetes label selector.")
+        str | None,
+        Query(
+            alias="labelSelector",
+            max_length=1024,
+            pattern=patterns.LABEL_SELECTOR,
+            description="Kubernetes label selector (`a=b,c in (d,e),!f`; no `>`/`<`).",
+        ),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 50,
     continue_token: Annotated[
-        str | None, Query(alias="continue", max_length=4096, description="Token from the previous page.")
+        str | None,
+        Query(
+            alias="continue",
+            max_length=4096,
+            description="The previous page's `continue` (opaque: any other string is a 422).",
+        ),
     ] = None,
 ) -> schemas.TaskList:
     """Tasks in the namespace, newest pages first as Kubernetes returns them, paginated. Needs `list`."""
@@ -136,8 +130,6 @@ async def list_tasks(
     "/{name}/cancel",
     status_code=status.HTTP_202_ACCEPTED,
     operation_id="cancelTask",
-    response_model=schemas.TaskPublic,
-    responses=ERRORS,
 )
 async def cancel_task(
     namespace: deps.Namespace, name: deps.TaskName, tasks: deps.Tasks, _caller: deps.MayCancel
@@ -152,15 +144,12 @@ async def cancel_task(
 @router.get(
     "/{name}/events",
     operation_id="streamTaskEvents",
-    responses={
-        200: {
-            "content": {"text/event-stream": {}},
-            "description": "Server-Sent Events: `id` is the Redis stream id, `event` the kind "
-            "(queued, started, progress, succeeded, failed, cancelled), `data` a "
-            "ProgressEvent. The stream ends after the terminal event.",
-        },
-        **ERRORS,
-    },
+    response_class=EventSourceResponse,
+    responses=sse.answers(
+        "Server-Sent Events: `id` is the Redis stream id, `event` the kind "
+        "(queued, started, progress, succeeded, failed, cancelled), `data` a "
+        "ProgressEvent. The stream ends after the terminal event."
+    ),
 )
 async def stream_task_events(
     namespace: deps.Namespace,
@@ -169,22 +158,26 @@ async def stream_task_events(
     hub: deps.Hub,
     cfg: deps.Settings,
     _caller: deps.MayGet,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=64)] = None,
+    last_event_id: deps.LastEventId = None,
     after: Annotated[
-        str | None, Query(max_length=64, description="Same as the Last-Event-ID header.")
+        str | None,
+        Query(
+            max_length=64,
+            description="Same as the Last-Event-ID header (which wins when both are given).",
+            json_schema_extra={"pattern": patterns.STREAM_ID},
+        ),
     ] = None,
 ) -> EventSourceResponse:
     """Live status and progress; reconnect with Last-Event-ID to resume exactly. Needs `get`."""
     start = sse.parse_last_event_id(last_event_id or after) or "0"
     obj = await tasks.get(namespace=namespace, name=name)
-    return EventSourceResponse(
+    return sse.response(
         sse.stream(hub=hub, obj=obj, after=start, idle_seconds=cfg.sse_ping_seconds),
-        ping=int(cfg.sse_ping_seconds),
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        ping_seconds=cfg.sse_ping_seconds,
     )
 
 
-@router.get("/{name}/log", operation_id="getTaskLog", response_model=schemas.EventLog, responses=ERRORS)
+@router.get("/{name}/log", operation_id="getTaskLog")
 async def get_task_log(
     namespace: deps.Namespace,
     name: deps.TaskName,

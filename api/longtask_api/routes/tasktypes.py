@@ -9,18 +9,17 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from longtask_api import deps
-from longtask_api.routes.tasks import ERRORS
+from longtask_api import deps, errors
 from longtask_contracts import names, tasktypes
 
-router = APIRouter(prefix="/v1/tasktypes", tags=["task types"])
+router = APIRouter(prefix="/v1/tasktypes", tags=["task types"], responses=errors.RESPONSES)
 
 
 class TaskTypeList(BaseModel):
     items: list[tasktypes.TaskType]
 
 
-@router.get("", operation_id="listTaskTypes", response_model=TaskTypeList, responses=ERRORS)
+@router.get("", operation_id="listTaskTypes")
 async def list_task_types(redis: deps.Redis, _caller: deps.Caller) -> TaskTypeList:
     """Registered tasks by name, with each parameter's kind, default and whether it is required."""
     raw = await redis.hvals(names.TASK_TYPES)

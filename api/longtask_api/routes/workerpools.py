@@ -10,10 +10,11 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from longtask_api import deps
-from longtask_api.routes.tasks import ERRORS
+from longtask_api import deps, errors
 
-router = APIRouter(prefix="/v1/namespaces/{namespace}/workerpools", tags=["worker pools"])
+router = APIRouter(
+    prefix="/v1/namespaces/{namespace}/workerpools", tags=["worker pools"], responses=errors.RESPONSES
+)
 
 
 class WorkerPoolPublic(BaseModel):
@@ -42,9 +43,6 @@ def _public(obj: dict[str, Any]) -> WorkerPoolPublic:
 @router.get(
     "",
     operation_id="listWorkerPools",
-    response_model=WorkerPoolList,
-    response_model_by_alias=True,
-    responses=ERRORS,
 )
 async def list_worker_pools(
     namespace: deps.Namespace, pools: deps.Pools, _caller: deps.MayListPools
