@@ -244,17 +244,26 @@ class Kube:
         """Merge-patch the LongTask (spec fields, annotations, finalizers); the patched object.
         A `metadata.resourceVersion` in `body` makes it conditional (Conflict if changed)."""
         with calling(f"task {namespace}/{name}"):
-            obj: dict[str, Any] = await self.custom.patch_namespaced_custom_object(
-                names.GROUP,
-                names.VERSION,
-                namespace,
-                names.PLURAL,
-                name,
-                body,
-                _content_type=MERGE_PATCH,  # type: ignore[call-arg]
-                _request_timeout=self.timeout,
+            obj: dict[str, Any] = await self._merge_patch(
+                self.custom.patch_namespaced_custom_object, names.PLURAL, namespace, name, body
             )
         return obj
+
+    def _merge_patch(
+        self, call: Any, plural: str, namespace: str, name: str, body: dict[str, Any], **raw: bool
+    ) -> Any:
+        """`call` (a patch of a longtask.io object or its status), as a JSON merge patch."""
+        return call(
+            names.GROUP,
+            names.VERSION,
+            namespace,
+            plural,
+            name,
+            body,
+            _content_type=MERGE_PATCH,
+            _request_timeout=self.timeout,
+            **raw,
+        )
 
     async def patch_status(self, *, namespace: str, name: str, uid: str, status: dict[str, Any]) -> None:
         """Merge-patch the status subresource, guarded by uid so a recreated namesake is safe:
@@ -265,15 +274,12 @@ class Kube:
         parsing it was a good part of the operator's CPU per task in a burst."""
         body = {"metadata": {"uid": uid}, "status": status}
         with calling(f"task {namespace}/{name}"):
-            reply = await self.custom.patch_namespaced_custom_object_status(
-                names.GROUP,
-                names.VERSION,
-                namespace,
+            reply = await self._merge_patch(
+                self.custom.patch_namespaced_custom_object_status,
                 names.PLURAL,
+                namespace,
                 name,
                 body,
-                _content_type=MERGE_PATCH,  # type: ignore[call-arg]
-                _request_timeout=self.timeout,
                 _preload_content=False,
             )
             try:
@@ -319,13 +325,10 @@ class Kube:
     async def patch_pool_status(self, *, namespace: str, name: str, status: dict[str, Any]) -> None:
         """Merge-patch the WorkerPool's status; NotFound if it is gone."""
         with calling(f"workerpool {namespace}/{name}"):
-            await self.custom.patch_namespaced_custom_object_status(
-                names.GROUP,
-                names.VERSION,
-                namespace,
+            await self._merge_patch(
+                self.custom.patch_namespaced_custom_object_status,
                 names.POOL_PLURAL,
+                namespace,
                 name,
                 {"status": status},
-                _content_type=MERGE_PATCH,  # type: ignore[call-arg]
-                _request_timeout=self.timeout,
             )
