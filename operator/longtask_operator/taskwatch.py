@@ -37,9 +37,9 @@ from typing import Any
 import redis.asyncio as aioredis
 from celery import Celery
 
-from longtask_contracts import ledger, logs, names, phases, sending
+from longtask_contracts import ledger, logs, names, phases
 from longtask_operator import dispatch, kube, metrics
-from longtask_runtime import kubeerrors
+from longtask_runtime import kubeerrors, sending
 
 log = logging.getLogger(__name__)
 
