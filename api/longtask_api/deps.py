@@ -13,7 +13,8 @@ from typing import Annotated, Any
 import redis.asyncio as aioredis
 from fastapi import Depends, Header, Path, Request
 
-from longtask_api import access, auth, errors, fanout, firstsend, kube, patterns, ratelimit, settings
+from longtask_api import access, auth, errors, fanout, firstsend, patterns, ratelimit, settings
+from longtask_runtime import kube
 
 
 async def get_settings() -> settings.ApiSettings:
@@ -34,10 +35,10 @@ async def get_caller(request: Request) -> auth.Caller:
     return caller
 
 
-Tasks = Annotated[kube.LongTasks, Depends(_app_state("tasks"))]
+Tasks = Annotated[kube.Kube, Depends(_app_state("tasks"))]
 Redis = Annotated[aioredis.Redis, Depends(_app_state("redis"))]
 Hub = Annotated[fanout.Hub, Depends(_app_state("hub"))]
-Pools = Annotated[kube.WorkerPools, Depends(_app_state("pools"))]
+Pools = Annotated[kube.Kube, Depends(_app_state("pools"))]
 Settings = Annotated[settings.ApiSettings, Depends(get_settings)]
 # The first-attempt sender, or None when LONGTASK_GATEWAY_DISPATCH is off.
 FirstSends = Annotated[firstsend.FirstSends | None, Depends(_app_state("first_sends"))]

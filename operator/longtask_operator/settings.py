@@ -89,7 +89,8 @@ class OperatorSettings(settings.Base):
     )
     kube_timeout_seconds: float = Field(
         default=15.0,
-        description="Every call to the apiserver gives up after this long, in seconds.",
+        description="Seconds any one Kubernetes API request may take (a LIST page four times this), so a "
+        "hung connection cannot wedge a loop.",
     )
 
     def namespace_list(self) -> list[str]:

@@ -52,6 +52,7 @@ from redis.exceptions import ResponseError
 
 from longtask_contracts import events, ledger, logs, names
 from longtask_operator import fold, kube, metrics
+from longtask_runtime import kubeerrors
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +261,7 @@ class StatusSync:
     async def _load(self, event: events.TaskEvent) -> dict[str, Any] | None:
         try:
             obj = await self.kube.get(namespace=event.namespace, name=event.name)
-        except kube.Gone:
+        except kubeerrors.NotFound:
             return None
         if obj["metadata"]["uid"] != event.uid:
             return None
@@ -386,7 +387,7 @@ class StatusSync:
             # A merge patch only deletes the keys it sets to null.
             patch = {**dict.fromkeys(task.written.keys() - status.keys()), **status}
             await self.kube.patch_status(namespace=task.namespace, name=task.name, uid=uid, status=patch)
-        except kube.Gone:
+        except kubeerrors.NotFound:
             task.status, task.dirty, task.gone = None, False, True
             return
         metrics.STATUS_PATCHES.inc()

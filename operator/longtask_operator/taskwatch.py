@@ -37,8 +37,9 @@ from typing import Any
 import redis.asyncio as aioredis
 from celery import Celery
 
-from longtask_contracts import ledger, logs, names, phases, sending
+from longtask_contracts import ledger, logs, names, phases
 from longtask_operator import dispatch, kube, metrics
+from longtask_runtime import kubeerrors, sending
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ class TaskWatch:
                     await watching  # forever, unless it fails or expires
             except asyncio.CancelledError:
                 raise
-            except kube.Expired:
+            except kubeerrors.Expired:
                 log.info("the LongTask watch expired; listing again")
             except Exception:  # the apiserver restarting: list again
                 log.exception("the LongTask watch failed; listing again in a second")
@@ -139,14 +140,14 @@ class TaskWatch:
         try:
             async for page in self.kube.longtask_pages(namespace=namespace, field_selector=UNFINISHED):
                 yield page
-        except kube.Unselectable as exc:  # a CRD older than the operator: the whole LIST only
+        except kubeerrors.Unselectable as exc:  # a CRD older than the operator: the whole LIST only
             log.warning("listing unfinished LongTasks first is not possible (%s); listing them all", exc)
         async for page in self.kube.longtask_pages(namespace=namespace):
             yield page
 
     async def _watch(self, namespace: str | None, version: str, watched: _Listing) -> None:
         """Follow LongTask events from `version` forever (each watch ends after
-        kube.WATCH_SECONDS: go on from where it was), noting their uids in `watched` until
+        longtask_runtime.kube.WATCH_SECONDS: go on from where it was), noting their uids in `watched` until
         the LIST is done."""
         while True:
             async for event_type, obj in self.kube.longtask_events(
@@ -241,7 +242,7 @@ class TaskWatch:
         """Earlier operators held a finalizer on unfinished LongTasks; this one does not
         (deletion is seen from the watch and the sweep). Release it, so deletes complete."""
         meta = body["metadata"]
-        with contextlib.suppress(kube.Gone):
+        with contextlib.suppress(kubeerrors.NotFound):
             await self.kube.remove_finalizer(
                 namespace=meta["namespace"],
                 name=meta["name"],
@@ -289,7 +290,7 @@ class TaskWatch:
             budget[0] -= 1
             try:
                 obj = await self.kube.get(namespace=task.namespace, name=task.name)
-            except kube.Gone:
+            except kubeerrors.NotFound:
                 continue  # its DELETED event follows
             if obj["metadata"]["uid"] == uid:
                 log.warning("%s/%s: its first attempt was never sent; sending it", task.namespace, task.name)
@@ -325,7 +326,7 @@ class TaskWatch:
             current = unfinished[uid]
             try:
                 obj = await self.kube.get(namespace=current.namespace, name=current.name)
-            except kube.Gone:
+            except kubeerrors.NotFound:
                 obj = None
             if obj is None or obj["metadata"]["uid"] != uid:
                 log.warning(

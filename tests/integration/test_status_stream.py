@@ -25,8 +25,9 @@ from typing import Any
 
 import pytest
 
-from longtask_contracts import events, names, redisopts
+from longtask_contracts import events, names
 from longtask_operator import statussync
+from longtask_runtime import redisopts
 
 pytestmark = pytest.mark.cluster
 K = events.Kind

@@ -18,9 +18,8 @@ import pydantic
 import pytest
 
 from longtask_api import settings as api_settings
-from longtask_contracts import celeryconfig
 from longtask_operator import settings as operator_settings
-from longtask_runtime import settings
+from longtask_runtime import celeryconfig, settings
 from longtask_worker import settings as worker_settings
 
 CLASSES = (api_settings.ApiSettings, operator_settings.OperatorSettings, worker_settings.WorkerSettings)

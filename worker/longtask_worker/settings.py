@@ -9,8 +9,7 @@ import socket
 
 from pydantic import Field
 
-from longtask_contracts import celeryconfig
-from longtask_runtime import settings
+from longtask_runtime import celeryconfig, settings
 
 
 class WorkerSettings(settings.Base):

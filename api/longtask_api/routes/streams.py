@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query, WebSocket
 from sse_starlette import EventSourceResponse
 
 from longtask_api import access, auth, deps, errors, settings, sse, ws
+from longtask_runtime import kubeerrors
 
 router = APIRouter(prefix="/v1/namespaces/{namespace}", tags=["streams"], responses=errors.RESPONSES)
 
@@ -56,8 +57,8 @@ async def task_websocket(
         start = sse.parse_last_event_id(after) or "0"
         await state.guard.require(caller, namespace=namespace, action=access.Route.GET_TASK.value)
         obj = await state.tasks.get(namespace=namespace, name=name)
-    except errors.ApiError as exc:
-        await ws.refuse(websocket, exc)
+    except (errors.ApiError, kubeerrors.KubeError) as exc:
+        await ws.refuse(websocket, errors.of(exc))
         return
     await ws.accept(websocket)
     idle = settings.get_settings().sse_ping_seconds
