@@ -28,7 +28,6 @@ import pytest
 from longtask_contracts import events, names, redisopts
 from longtask_operator import statussync
 
-pytestmark = pytest.mark.cluster
 K = events.Kind
 INTERVAL = 1.0
 
@@ -69,11 +68,11 @@ class Running:
 
 
 @pytest.fixture
-async def sync(cluster, redis_client, monkeypatch) -> AsyncIterator[Running]:
+async def sync(redis_url, redis_client, monkeypatch) -> AsyncIterator[Running]:
     """A StatusSync consuming a stream of its own, run as the operator runs it."""
     stream = f"{names.STATUS_STREAM}:test-{uuid.uuid4().hex[:8]}"
     monkeypatch.setattr(names, "STATUS_STREAM", stream)
-    r = redisopts.async_client(cluster.redis_url)
+    r = redisopts.async_client(redis_url)
     kube = FakeKube()
     exists_calls: list[Any] = []
 
@@ -117,9 +116,9 @@ def _pending(redis_client, stream: str) -> int:
     return int(redis_client.xpending(stream, names.STATUS_GROUP)["pending"])
 
 
-async def test_orphaned_entries_are_adopted(cluster, redis_client, monkeypatch):
+async def test_orphaned_entries_are_adopted(redis_url, redis_client, monkeypatch):
     stream = f"{names.STATUS_STREAM}:test-{uuid.uuid4().hex[:8]}"
-    r = redisopts.async_client(cluster.redis_url)
+    r = redisopts.async_client(redis_url)
     sync = statussync.StatusSync(redis=r, kube=None, consumer="replacement", interval=1.0)  # type: ignore[arg-type]
     try:
         for _ in range(3):
