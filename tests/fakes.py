@@ -16,8 +16,9 @@ from typing import Any, Protocol
 import redis.asyncio as aioredis
 from celery import Celery
 
-from longtask_contracts import names
+from longtask_contracts import events, ledger, names
 from longtask_operator import kube
+from longtask_worker import store
 from tests import conforms
 
 # -- the operator's Kubernetes client (longtask_operator.kube.Kube) -------------------------
@@ -129,6 +130,82 @@ class ListingKube:
 
 def _finished(obj: dict[str, Any]) -> bool:
     return (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed", "Cancelled")
+
+
+# -- the worker's task store (longtask_worker.store.Store) ----------------------------------
+
+
+class TaskStore(Protocol):
+    """What the runner (longtask_worker.runner) asks of the store at the Redis edge."""
+
+    def publish(self, event: events.TaskEvent, *, ttl: int | None = None) -> None: ...
+
+    def claim(self, dispatch: ledger.Dispatch, *, worker: str, lease_seconds: float) -> bool: ...
+
+    def renew(self, dispatch: ledger.Dispatch, *, worker: str, lease_seconds: float) -> bool: ...
+
+    def finish(
+        self,
+        *,
+        dispatch: ledger.Dispatch,
+        worker: str,
+        event: events.TaskEvent,
+        retry_at: float | None = None,
+        dead_letter: ledger.DeadLetter | None = None,
+    ) -> bool: ...
+
+    def cancel_requested(self, uid: str) -> bool: ...
+
+
+@conforms.fake_of(TaskStore, real=store.Store)
+class MemoryStore:
+    """The task store in memory: events, claims, finished and cancelled tasks, retries and
+    dead letters, with the Lua scripts' rules (a claim is refused while held or once done;
+    finish is refused once done)."""
+
+    def __init__(self) -> None:
+        self.events: list[events.TaskEvent] = []
+        self.claims: dict[str, str] = {}
+        self.done: set[str] = set()
+        self.cancelled: set[str] = set()
+        self.retries: list[tuple[ledger.Dispatch, float]] = []
+        self.dead: list[ledger.DeadLetter] = []
+
+    def publish(self, event: events.TaskEvent, *, ttl: int | None = None) -> None:
+        self.events.append(event)
+        if event.terminal:
+            self.done.add(event.uid)
+
+    def claim(self, dispatch: ledger.Dispatch, *, worker: str, lease_seconds: float) -> bool:
+        if dispatch.uid in self.done or dispatch.uid in self.claims:
+            return False
+        self.claims[dispatch.uid] = f"{dispatch.attempt}:{worker}"
+        return True
+
+    def renew(self, dispatch: ledger.Dispatch, *, worker: str, lease_seconds: float) -> bool:
+        return self.claims.get(dispatch.uid, f"{dispatch.attempt}:{worker}") == f"{dispatch.attempt}:{worker}"
+
+    def finish(
+        self,
+        *,
+        dispatch: ledger.Dispatch,
+        worker: str,
+        event: events.TaskEvent,
+        retry_at: float | None = None,
+        dead_letter: ledger.DeadLetter | None = None,
+    ) -> bool:
+        if dispatch.uid in self.done:
+            return False
+        self.publish(event)
+        if retry_at is not None:
+            self.retries.append((dispatch.next(), retry_at))
+        if dead_letter is not None:
+            self.dead.append(dead_letter)
+        self.claims.pop(dispatch.uid, None)
+        return True
+
+    def cancel_requested(self, uid: str) -> bool:
+        return uid in self.cancelled
 
 
 # -- Celery and Redis clients ----------------------------------------------------------------
