@@ -75,6 +75,42 @@ def redis_server_path() -> str:
     return found
 
 
+def redis_child(*, port: int, data: Path, log: Path) -> procs.Child:
+    """A redis-server on 127.0.0.1:`port` keeping its AOF in `data` (not started yet).
+
+    Also what the fast tests start on their own, without the rest of the cluster.
+    """
+    data.mkdir(parents=True, exist_ok=True)
+    return procs.Child(
+        "redis",
+        [
+            redis_server_path(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(data),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--protected-mode",
+            "no",
+            "--daemonize",
+            "no",
+        ],
+        log,
+    )
+
+
+def wait_for_redis(*, port: int, child: procs.Child) -> None:
+    """Return once the Redis on `port` answers PING; fail early with its log if it exits."""
+    procs.wait_until(lambda: _redis_ping(port), timeout=30, what="redis PING", child=child)
+
+
 class KubectlError(RuntimeError):
     """kubectl exited non-zero; the message carries its stderr."""
 
@@ -159,8 +195,7 @@ class Cluster:
 
     def restart_redis(self) -> None:
         """Restart Redis on the same port (SIGTERM: it writes its AOF before it exits)."""
-        child = self.child("redis").restart()
-        procs.wait_until(lambda: _redis_ping(self.redis_port), timeout=30, what="redis PING", child=child)
+        wait_for_redis(port=self.redis_port, child=self.child("redis").restart())
 
     def restart_apiserver(self) -> None:
         child = self.child("kube-apiserver").restart()
@@ -312,34 +347,10 @@ class Cluster:
 
     def _start_redis(self) -> None:
         self.redis_port = procs.free_port()
-        data = self.state_dir / "redis"
-        data.mkdir(exist_ok=True)
         child = self.add(
-            procs.Child(
-                "redis",
-                [
-                    redis_server_path(),
-                    "--port",
-                    str(self.redis_port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--dir",
-                    str(data),
-                    "--appendonly",
-                    "yes",
-                    "--appendfsync",
-                    "everysec",
-                    "--save",
-                    "",
-                    "--protected-mode",
-                    "no",
-                    "--daemonize",
-                    "no",
-                ],
-                self._log("redis"),
-            )
+            redis_child(port=self.redis_port, data=self.state_dir / "redis", log=self._log("redis"))
         )
-        procs.wait_until(lambda: _redis_ping(self.redis_port), timeout=30, what="redis PING", child=child)
+        wait_for_redis(port=self.redis_port, child=child)
 
     def _start_node_agent(self) -> None:
         """The local node (longtask_dev.node): registers the Node and runs the pods bound to it.

@@ -39,8 +39,6 @@ from longtask_dev import binaries, platform
 from longtask_dev import cluster as cluster_mod
 from tests import helpers
 
-pytestmark = pytest.mark.cluster
-
 CHART = binaries.REPO_ROOT / "charts" / "longtask"
 CRD_NAME = "longtasks.longtask.io"
 EXTERNAL_REDIS = "redis://redis.shared.svc:6379/3"
@@ -49,9 +47,9 @@ Manifests = list[dict[str, Any]]
 
 
 @pytest.fixture(scope="module")
-def helm(tmp_path_factory: pytest.TempPathFactory) -> Helm:
+def helm(tmp_path_factory: pytest.TempPathFactory, go_tool: Callable[[str], Path]) -> Helm:
     """Run the cached helm binary with its own config/cache folders (never the user's)."""
-    binary = binaries.ensure("helm")["helm"]
+    binary = go_tool("helm")
     home = tmp_path_factory.mktemp("helm-home")
     env = {
         "HOME": str(home),  # the Kubernetes client's discovery cache goes to $HOME/.kube

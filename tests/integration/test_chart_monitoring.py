@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,8 +25,8 @@ CHART = binaries.REPO_ROOT / "charts" / "longtask"
 
 
 @pytest.fixture(scope="module")
-def helm_template(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    binary = binaries.ensure("helm")["helm"]
+def helm_template(tmp_path_factory: pytest.TempPathFactory, go_tool: Callable[[str], Path]) -> Any:
+    binary = go_tool("helm")
     home = tmp_path_factory.mktemp("helm-home")
     env = {"HOME": str(home), "HELM_CONFIG_HOME": str(home / "c"), "HELM_CACHE_HOME": str(home / "k")}
 

@@ -3,7 +3,7 @@
 Covers: a new operator under another consumer name adopts every entry its predecessor read
 but never acknowledged (a replaced pod loses nothing), and reads them as its own backlog;
 creating the consumer group twice is harmless. With a recording stand-in for the
-apiserver: a task that queues, runs and succeeds within the coalescing interval costs
+apiserver (fakes.RecordingKube): a task that queues, runs and succeeds within the coalescing interval costs
 exactly one status patch, written as soon as its end is read, its entries acknowledged
 only after it; an unfinished task's first write waits the interval; Kubernetes Events only
 for Retrying, Failed (dead-lettered too) and Cancelled, none for a success; a task met
@@ -20,7 +20,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -28,40 +28,15 @@ import pytest
 from longtask_contracts import events, names
 from longtask_operator import statussync
 from longtask_runtime import redisopts
+from tests import fakes
 
-pytestmark = pytest.mark.cluster
 K = events.Kind
 INTERVAL = 1.0
 
 
 @dataclass
-class FakeKube:
-    """Records what the sync asks of the apiserver; `failing_gets` GETs fail first."""
-
-    uids: dict[str, str] = field(default_factory=dict)  # name -> uid, for GET
-    statuses: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> status, for GET
-    patches: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    posted: list[tuple[str, str, bool]] = field(default_factory=list)
-    gets: int = 0
-    failing_gets: int = 0
-
-    async def get(self, *, namespace: str, name: str) -> dict[str, Any]:
-        self.gets += 1
-        if self.failing_gets:
-            self.failing_gets -= 1
-            raise RuntimeError("apiserver restarting")
-        return {"metadata": {"uid": self.uids[name]}, "status": self.statuses.get(name, {})}
-
-    async def patch_status(self, *, namespace: str, name: str, uid: str, status: dict[str, Any]) -> None:
-        self.patches.append((name, dict(status)))
-
-    async def post_event(self, *, name: str, reason: str, warning: bool = False, **_: Any) -> None:
-        self.posted.append((name, reason, warning))
-
-
-@dataclass
 class Running:
-    kube: FakeKube
+    kube: fakes.RecordingKube
     stream: str
     add: Callable[..., None]  # add(name, kind, **fields): one event of task `name`
     sync: statussync.StatusSync
@@ -70,12 +45,12 @@ class Running:
 
 
 @pytest.fixture
-async def sync(cluster, redis_client, monkeypatch) -> AsyncIterator[Running]:
+async def sync(redis_url, redis_client, monkeypatch) -> AsyncIterator[Running]:
     """A StatusSync consuming a stream of its own, run as the operator runs it."""
     stream = f"{names.STATUS_STREAM}:test-{uuid.uuid4().hex[:8]}"
     monkeypatch.setattr(names, "STATUS_STREAM", stream)
-    r = redisopts.async_client(cluster.redis_url)
-    kube = FakeKube()
+    r = redisopts.async_client(redis_url)
+    kube = fakes.RecordingKube()
     exists_calls: list[Any] = []
 
     async def exists(*keys: str) -> int:  # a round trip per task: what a burst must not cost
@@ -118,9 +93,9 @@ def _pending(redis_client, stream: str) -> int:
     return int(redis_client.xpending(stream, names.STATUS_GROUP)["pending"])
 
 
-async def test_orphaned_entries_are_adopted(cluster, redis_client, monkeypatch):
+async def test_orphaned_entries_are_adopted(redis_url, redis_client, monkeypatch):
     stream = f"{names.STATUS_STREAM}:test-{uuid.uuid4().hex[:8]}"
-    r = redisopts.async_client(cluster.redis_url)
+    r = redisopts.async_client(redis_url)
     sync = statussync.StatusSync(redis=r, kube=None, consumer="replacement", interval=1.0)  # type: ignore[arg-type]
     try:
         for _ in range(3):

@@ -12,12 +12,8 @@ from __future__ import annotations
 import time
 import uuid
 
-import pytest
-
 from longtask_contracts import ledger, models, names
 from longtask_worker import store
-
-pytestmark = pytest.mark.cluster
 
 
 def _dispatch(uid: str, attempt: int) -> ledger.Dispatch:
@@ -31,9 +27,9 @@ def _dispatch(uid: str, attempt: int) -> ledger.Dispatch:
     )
 
 
-def test_claim_and_renew(cluster, redis_client):
+def test_claim_and_renew(redis_url, redis_client):
     uid = str(uuid.uuid4())
-    s = store.Store(store.connect(cluster.redis_url), pod="test-pod")
+    s = store.Store(store.connect(redis_url), pod="test-pod")
     first, second = _dispatch(uid, 1), _dispatch(uid, 2)
     try:
         assert not s.claim(first, worker="w1", lease_seconds=30), "no current attempt: forgotten"

@@ -11,19 +11,15 @@ from __future__ import annotations
 import json
 import uuid
 
-import pytest
-
 from longtask_contracts import names
 from longtask_operator import workload
 from longtask_runtime import redisopts, sending
 
-pytestmark = pytest.mark.cluster
 
-
-async def test_workload_counts_every_list_unacked_and_live_claims(cluster, redis_client):
+async def test_workload_counts_every_list_unacked_and_live_claims(redis_url, redis_client):
     pool, other = f"w{uuid.uuid4().hex[:6]}", None
     other = f"x{pool}"  # "longtask.x<pool>" ends like "longtask.<pool>" but is another queue
-    celery = sending.celery_sender(cluster.redis_url)
+    celery = sending.celery_sender(redis_url)
     for priority in range(10):
         celery.send_task(
             names.RUN_TASK, args=[{}], queue=names.queue(pool), priority=names.transport_priority(priority)
@@ -42,7 +38,7 @@ async def test_workload_counts_every_list_unacked_and_live_claims(cluster, redis
     redis_client.set(names.claim(live), "1:w", px=30_000)
     redis_client.set(names.claim(elsewhere), "1:w", px=30_000)
 
-    client = redisopts.async_client(cluster.redis_url)
+    client = redisopts.async_client(redis_url)
     try:
         loads = await workload.Workload(client).read([pool, other])
     finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,8 @@ TESTS = ROOT / "tests" / "alerts" / "longtask.test.yaml"
 
 
 @pytest.fixture(scope="module")
-def promtool() -> Path:
-    return binaries.ensure("promtool")["promtool"]
+def promtool(go_tool: Callable[[str], Path]) -> Path:
+    return go_tool("promtool")
 
 
 def alerts() -> list[dict[str, Any]]:

@@ -17,20 +17,7 @@ import pytest
 
 from longtask_api import firstsend, metrics
 from longtask_runtime import sending
-
-
-class FakeCelery:
-    closed = False
-
-    def close(self) -> None:
-        self.closed = True
-
-
-class FakeRedis:
-    closed = False
-
-    async def aclose(self) -> None:
-        self.closed = True
+from tests import fakes
 
 
 def task(name: str) -> dict[str, Any]:
@@ -64,7 +51,7 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 async def test_sends_after_start_returned_and_counts_each_outcome(sent, caplog):
-    celery, redis = FakeCelery(), FakeRedis()
+    celery, redis = fakes.ClosingCelery(), fakes.ClosingRedis()
     sends = firstsend.FirstSends.open(redis=redis, celery=celery)  # type: ignore[arg-type]
     before = [value(c) for c in (metrics.DISPATCHED, metrics.DISPATCH_LEFT, metrics.DISPATCH_FAILURES)]
     with caplog.at_level(logging.WARNING, logger=firstsend.__name__):
@@ -82,7 +69,7 @@ async def test_sends_after_start_returned_and_counts_each_outcome(sent, caplog):
 
 
 async def test_a_full_queue_leaves_the_task_to_the_operator(sent):
-    sends = firstsend.FirstSends(redis=None, celery=FakeCelery(), backlog=1)  # type: ignore[arg-type]
+    sends = firstsend.FirstSends(redis=None, celery=fakes.ClosingCelery(), backlog=1)  # type: ignore[arg-type]
     left = value(metrics.DISPATCH_LEFT)
     await sends.start(task("first"))
     await sends.start(task("second"))  # no sender runs: the queue holds one

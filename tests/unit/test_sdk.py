@@ -15,56 +15,11 @@ import pytest
 from longtask_contracts import events, ledger, models
 from longtask_worker import runner, sdk
 from longtask_worker.tasks import demo, docs  # noqa: F401 - registers the demo and docs tasks
-
-
-class MemoryStore:
-    def __init__(self) -> None:
-        self.events: list[events.TaskEvent] = []
-        self.claims: dict[str, str] = {}
-        self.done: set[str] = set()
-        self.cancelled: set[str] = set()
-        self.retries: list[tuple[ledger.Dispatch, float]] = []
-        self.dead: list[ledger.DeadLetter] = []
-
-    def publish(self, event: events.TaskEvent, *, ttl: int | None = None) -> None:
-        self.events.append(event)
-        if event.terminal:
-            self.done.add(event.uid)
-
-    def claim(self, dispatch: ledger.Dispatch, *, worker: str, lease_seconds: float) -> bool:
-        if dispatch.uid in self.done or dispatch.uid in self.claims:
-            return False
-        self.claims[dispatch.uid] = f"{dispatch.attempt}:{worker}"
-        return True
-
-    def renew(self, dispatch: ledger.Dispatch, *, worker: str, lease_seconds: float) -> bool:
-        return self.claims.get(dispatch.uid, f"{dispatch.attempt}:{worker}") == f"{dispatch.attempt}:{worker}"
-
-    def finish(
-        self,
-        *,
-        dispatch: ledger.Dispatch,
-        worker: str,
-        event: events.TaskEvent,
-        retry_at: float | None = None,
-        dead_letter: ledger.DeadLetter | None = None,
-    ) -> bool:
-        if dispatch.uid in self.done:
-            return False
-        self.publish(event)
-        if retry_at is not None:
-            self.retries.append((dispatch.next(), retry_at))
-        if dead_letter is not None:
-            self.dead.append(dead_letter)
-        self.claims.pop(dispatch.uid, None)
-        return True
-
-    def cancel_requested(self, uid: str) -> bool:
-        return uid in self.cancelled
+from tests import fakes
 
 
 def run(
-    store: MemoryStore,
+    store: fakes.MemoryStore,
     task: str,
     *,
     attempt: int = 1,
@@ -80,7 +35,7 @@ def run(
 
 
 def test_success_reports_progress_and_result():
-    store = MemoryStore()
+    store = fakes.MemoryStore()
     assert run(store, "demo.sleep", seconds=0, steps=4) is events.Kind.SUCCEEDED
     kinds = [e.kind for e in store.events]
     assert kinds == [events.Kind.STARTED] + [events.Kind.PROGRESS] * 4 + [events.Kind.SUCCEEDED]
@@ -89,24 +44,24 @@ def test_success_reports_progress_and_result():
 
 
 def test_unknown_task_and_bad_params_fail_clearly():
-    store = MemoryStore()
+    store = fakes.MemoryStore()
     assert run(store, "demo.nope") is events.Kind.FAILED
     error = store.events[-1].error
     assert error is not None and error["type"] == "UnknownTask" and "demo.sleep" in error["message"]
-    store = MemoryStore()
+    store = fakes.MemoryStore()
     assert run(store, "demo.sleep", sconds=1) is events.Kind.FAILED
     assert store.events[-1].error == {"type": "InvalidParams", "message": store.events[-1].error["message"]}
     assert "sconds" in store.events[-1].error["message"]
 
 
 def test_cancelled_before_start_never_runs_the_body():
-    store = MemoryStore()
+    store = fakes.MemoryStore()
     store.cancelled.add("u1")
     assert run(store, "demo.sleep", seconds=100) is events.Kind.CANCELLED
 
 
 def test_redelivery_of_a_finished_attempt_does_nothing():
-    store = MemoryStore()
+    store = fakes.MemoryStore()
     run(store, "demo.noop")
     before = len(store.events)
     assert run(store, "demo.noop") is None
@@ -114,7 +69,7 @@ def test_redelivery_of_a_finished_attempt_does_nothing():
 
 
 def test_retryable_error_schedules_the_next_attempt_with_backoff():
-    store = MemoryStore()
+    store = fakes.MemoryStore()
     before = time.time()
     assert run(store, "demo.fail", permanent=False) is events.Kind.RETRYING
     ((following, at),) = store.retries
@@ -123,10 +78,10 @@ def test_retryable_error_schedules_the_next_attempt_with_backoff():
 
 
 def test_permanent_error_fails_at_once_and_exhausted_retries_dead_letter():
-    store = MemoryStore()
+    store = fakes.MemoryStore()
     assert run(store, "demo.fail", permanent=True) is events.Kind.FAILED
     assert store.retries == [] and store.dead == [] and not store.events[-1].dead_lettered
-    store = MemoryStore()
+    store = fakes.MemoryStore()
     assert run(store, "demo.fail", attempt=4, max_retries=3) is events.Kind.FAILED
     assert store.events[-1].dead_lettered is True
     assert store.dead[0].reason == "RetriesExhausted" and store.dead[0].attempts == 4
@@ -177,12 +132,12 @@ def test_docs_embed_reads_and_writes_only_under_the_root(tmp_path):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.txt").write_text("one two three four five six")
     limits = runner.Limits(files_root=str(tmp_path))
-    store = MemoryStore()
+    store = fakes.MemoryStore()
     assert run(
         store, "docs.embed", limits=limits, directory="in", output="out.jsonl", chunk_words=3, overlap=0
     ) is (events.Kind.SUCCEEDED)
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 2
-    store = MemoryStore()
+    store = fakes.MemoryStore()
     assert run(store, "docs.embed", limits=limits, directory="/etc") is events.Kind.FAILED
     error = store.events[-1].error
     assert error is not None and error["type"] == "PermanentError" and "outside" in error["message"]

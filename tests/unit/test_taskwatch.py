@@ -17,7 +17,7 @@ import pytest
 
 from longtask_contracts import names
 from longtask_operator import taskwatch
-from longtask_runtime import kubeerrors
+from tests import fakes
 
 
 @pytest.mark.parametrize(
@@ -64,37 +64,6 @@ def test_a_list_again_drops_unlisted_tasks_of_its_namespace():
     assert set(watch.unfinished) == {"kept"}
 
 
-class _Kube:
-    """The two LIST kinds and the WATCH follow() uses; `unselectable`: an older CRD."""
-
-    def __init__(self, *, everything: list[list[dict]], unselectable: bool = False) -> None:
-        self.everything = everything
-        self.unselectable = unselectable
-        self.selectors: list[str | None] = []
-        self.watched_from: list[str] = []
-
-    async def longtask_pages(self, *, namespace, field_selector=None):  # type: ignore[no-untyped-def]
-        self.selectors.append(field_selector)
-        if field_selector is None:
-            for i, page in enumerate(self.everything):
-                yield page, f"full-{i}"
-            return
-        assert field_selector == taskwatch.UNFINISHED
-        if self.unselectable:
-            raise kubeerrors.Unselectable(field_selector)
-        unfinished = [o for page in self.everything for o in page if not _finished(o)]
-        yield unfinished, "unfinished"
-
-    async def longtask_events(self, *, namespace, resource_version):  # type: ignore[no-untyped-def]
-        self.watched_from.append(resource_version)
-        await asyncio.Event().wait()  # no event; follow() waits here
-        yield "", {}
-
-
-def _finished(o: dict) -> bool:
-    return (o.get("status") or {}).get("phase") in ("Succeeded", "Failed", "Cancelled")
-
-
 def _task(name: str, phase: str | None, **annotations: str) -> dict:
     return {
         "metadata": {"namespace": "a", "name": name, "uid": f"uid-{name}", "annotations": annotations},
@@ -102,7 +71,7 @@ def _task(name: str, phase: str | None, **annotations: str) -> dict:
     }
 
 
-async def _follow(kube_: _Kube, expected: int) -> list[str]:
+async def _follow(kube_: fakes.ListingKube, expected: int) -> list[str]:
     """Run follow() until `expected` LongTasks were handled; their names in order."""
     watch = taskwatch.TaskWatch(redis=None, celery=None, kube=kube_)  # type: ignore[arg-type]
     handled: list[str] = []
@@ -128,7 +97,10 @@ async def test_unfinished_tasks_are_listed_first_and_the_watch_starts_from_their
     and a task listed as unfinished is not handled again from the full LIST."""
     replayed = _task("replayed", "Failed", **{names.REPLAY_ANNOTATION: "1"})  # asks something
     settled = _task("settled", "Succeeded")  # asks nothing: no handler at all
-    kube_ = _Kube(everything=[[replayed, _task("running", "Running")], [settled, _task("new", None)]])
+    kube_ = fakes.ListingKube(
+        everything=[[replayed, _task("running", "Running")], [settled, _task("new", None)]],
+        unfinished_selector=taskwatch.UNFINISHED,
+    )
     handled = await _follow(kube_, expected=3)
     assert handled[:2] == ["running", "new"] and handled[2:] == ["replayed"], handled
     assert kube_.selectors == [taskwatch.UNFINISHED, None]
@@ -136,7 +108,11 @@ async def test_unfinished_tasks_are_listed_first_and_the_watch_starts_from_their
 
 
 async def test_an_older_crd_without_the_phase_selector_gets_the_full_list():
-    kube_ = _Kube(everything=[[_task("running", "Running"), _task("new", None)]], unselectable=True)
+    kube_ = fakes.ListingKube(
+        everything=[[_task("running", "Running"), _task("new", None)]],
+        unfinished_selector=taskwatch.UNFINISHED,
+        unselectable=True,
+    )
     handled = await _follow(kube_, expected=2)
     assert handled == ["running", "new"]
     assert kube_.selectors == [taskwatch.UNFINISHED, None]
