@@ -10,7 +10,5 @@ cd "$(dirname "$0")/.."
 uv run --frozen ruff check .
 uv run --frozen ruff format --check .
 uv run --frozen mypy
-if [ -f .importlinter ] || grep -q '^\[tool.importlinter' pyproject.toml; then
-  uv run --frozen lint-imports
-fi
+uv run --frozen lint-imports
 uv run --frozen pytest -m "not cluster and not tools" "$@"
