@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 from celery import Celery
 from redis.exceptions import WatchError
 
-from longtask_contracts import events, ledger, logs, names, retry
+from longtask_contracts import events, failures, ledger, logs, names
 from longtask_operator import dispatch, kube, metrics
 
 log = logging.getLogger(__name__)
@@ -224,36 +224,34 @@ class Maintenance:
                         return
                     current = _about(ledger.Dispatch.model_validate_json(raw))
                     crashes = int(await pipe.get(names.crashes(uid)) or 0) + 1
-                    event, decision, dead = self._worker_lost(current, crashes, now)
+                    end = self._worker_lost(current, crashes, now)
                     pipe.multi()  # type: ignore[no-untyped-call]
                     pipe.set(names.crashes(uid), crashes)
-                    ledger.queue_attempt_end(pipe, current, event, retry_at=decision.at, dead_letter=dead)
+                    ledger.queue_attempt_end(
+                        pipe, current, end.event, retry_at=end.decision.at, dead_letter=end.dead_letter
+                    )
                     await pipe.execute()
                     break
                 except WatchError:
                     continue
-        log.warning("%s/%s: %s -> %s", current.namespace, current.name, event.message, decision)
+        log.warning("%s/%s: %s -> %s", current.namespace, current.name, end.event.message, end.decision)
         metrics.LEASE_EXPIRIES.inc()
 
-    def _worker_lost(
-        self, current: ledger.Dispatch, crashes: int, now: float
-    ) -> tuple[events.TaskEvent, retry.Decision, ledger.DeadLetter | None]:
-        decision = retry.decide(
-            policy=current.spec.retry,
-            attempt=current.attempt,
-            now=now,
-            deadline=current.deadline,
-            rand=random.random(),
-            crashes=crashes,
-            poison_crashes=self.poison_crashes,
-        )
+    def _worker_lost(self, current: ledger.Dispatch, crashes: int, now: float) -> failures.AttemptEnd:
         error = {
             "type": "WorkerLost",
             "message": f"the worker running attempt {current.attempt} stopped heartbeating "
             f"(crash {crashes} in a row)",
         }
-        _, event, dead = ledger.failure_outcome(current, decision, error, worker=None)
-        return event, decision, dead
+        return failures.after_failure(
+            dispatch=current,
+            error=error,
+            now=now,
+            rand=random.random(),
+            worker=None,
+            crashes=crashes,
+            poison_crashes=self.poison_crashes,
+        )
 
     async def _retry_due(self, uid: str) -> None:
         current = await self._unfinished(uid, names.SCHEDULE)
