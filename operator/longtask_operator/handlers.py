@@ -24,13 +24,15 @@ from longtask_operator import (
     kube,
     maintenance,
     observe,
+    scope,
     settings,
     statussync,
+    tasksweep,
     taskwatch,
     workload,
 )
 
-WP = (names.GROUP, names.VERSION, names.POOL_PLURAL)
+WORKER_POOLS = (names.GROUP, names.VERSION, names.POOL_PLURAL)  # what Kopf follows
 
 
 @kopf.on.startup()
@@ -46,13 +48,15 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.observer = observe.Observer(
         redis=memo.redis, workload=memo.autoscaler.workload, interval=cfg.metrics_interval_seconds
     )
-    tasks = taskwatch.TaskWatch(
+    watch = taskwatch.TaskWatch(
         redis=memo.redis,
         celery=memo.celery,
         kube=memo.kube,
         namespaces=cfg.namespace_list(),
-        sweep_seconds=cfg.sweep_seconds,
         on_seen=memo.observer.on_longtask,
+    )
+    sweep = tasksweep.TaskSweep(
+        redis=memo.redis, celery=memo.celery, kube=memo.kube, watch=watch, sweep_seconds=cfg.sweep_seconds
     )
     sync = statussync.StatusSync(
         redis=memo.redis,
@@ -63,7 +67,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         on_queued=memo.autoscaler.wake,
         on_event=memo.observer.on_event,
     )
-    clock = maintenance.Maintenance(
+    upkeep = maintenance.Maintenance(
         redis=memo.redis,
         celery=memo.celery,
         kube=memo.kube,
@@ -73,12 +77,12 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     )
     memo.loops = [
         asyncio.create_task(sync.run(), name="status-sync"),
-        asyncio.create_task(clock.run(), name="maintenance"),
+        asyncio.create_task(upkeep.run(), name="maintenance"),
         *(
-            asyncio.create_task(tasks.follow(ns), name=f"longtask-watch-{ns or 'all'}")
-            for ns in taskwatch.scopes(tasks.namespaces)
+            asyncio.create_task(watch.follow(ns), name=f"longtask-watch-{ns or 'all'}")
+            for ns in scope.scopes(watch.namespaces)
         ),
-        asyncio.create_task(tasks.run(), name="task-sweep"),
+        asyncio.create_task(sweep.run(), name="task-sweep"),
         asyncio.create_task(memo.autoscaler.run(), name="autoscaler"),
         asyncio.create_task(memo.observer.run(memo.autoscaler.pool_names), name="metrics"),
     ]
@@ -102,9 +106,6 @@ def configure(kopf_settings: kopf.OperatorSettings) -> settings.OperatorSettings
     # Every other API request Kopf makes (patches, Events) gives up after this long.
     kopf_settings.networking.request_timeout = 30
     kopf_settings.networking.connect_timeout = 10
-    # Kopf waits this long for more events of one object before handling them (WorkerPools:
-    # the default 0.1 s would only delay the autoscaler learning of a new pool).
-    kopf_settings.batching.batch_window = 0.01
     # One operator per cluster for now: no peering objects to install.
     kopf_settings.peering.standalone = True
     kopf_settings.posting.level = logging.WARNING
@@ -133,6 +134,6 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     tracing.shutdown()
 
 
-@kopf.on.event(*WP)
+@kopf.on.event(*WORKER_POOLS)
 async def track_pool(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     memo.autoscaler.track(type, dispatch.plain(body))
