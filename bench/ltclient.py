@@ -21,9 +21,10 @@ from typing import Any
 
 import aiohttp
 import redis.asyncio as aioredis
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 
 from longtask_contracts import events, names
+from longtask_runtime import kube as runtimekube
 
 Kind = events.Kind
 ENDED_BADLY = {Kind.FAILED, Kind.CANCELLED, Kind.RETRYING}
@@ -65,10 +66,9 @@ class Clients:
     @contextlib.asynccontextmanager
     async def open(cls, kubeconfig: str, gateway: str, redis_url: str) -> AsyncIterator[Clients]:
         cfg = client.Configuration()
-        await config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
         cfg.connection_pool_maxsize = 256  # never the limit: the bench bounds its concurrency itself
         async with (
-            client.ApiClient(configuration=cfg) as api,
+            await runtimekube.login(kubeconfig=kubeconfig, configuration=cfg) as api,
             aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=256), timeout=aiohttp.ClientTimeout(total=60)
             ) as http,

@@ -31,6 +31,8 @@ from longtask_api import (
 )
 from longtask_api.routes import deadletters, health, streams, tasks, tasktypes, web, workerpools
 from longtask_contracts import redisopts, sending, tracing
+from longtask_runtime import kube as runtimekube
+from longtask_runtime import kubeerrors
 
 log = logging.getLogger(__name__)
 # How long shutdown waits for first sends still running (uvicorn already waited for requests).
@@ -59,6 +61,12 @@ async def _api_error(_: Request, exc: Exception) -> JSONResponse:
     return errors.response(exc)
 
 
+async def _kube_error(_: Request, exc: Exception) -> JSONResponse:
+    """A failed Kubernetes call, answered as errors.from_kube says (4xx or 503, never 500)."""
+    assert isinstance(exc, kubeerrors.KubeError)
+    return errors.response(errors.from_kube(exc))
+
+
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     """Starlette's and FastAPI's own errors (404 route, 405, a body it cannot decode) as Problems."""
     assert isinstance(exc, HTTPException)
@@ -83,14 +91,14 @@ async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     cfg = settings.get_settings()
-    api = await kube.connect()
+    api = await runtimekube.login()
     app.state.kube = api
-    app.state.tasks = kube.LongTasks(api, timeout=cfg.kube_timeout_seconds)
+    app.state.tasks = runtimekube.Kube(api, timeout=cfg.kube_timeout_seconds)
     reviews = kube.Reviews(api, timeout=cfg.kube_timeout_seconds) if cfg.auth else None
     app.state.guard = auth.Guard(reviews=reviews, ttl=cfg.auth_cache_seconds, size=cfg.auth_cache_size)
     app.state.create_buckets = ratelimit.Buckets(rate=cfg.create_rate_per_second, burst=cfg.create_burst)
     app.state.redis = redisopts.async_client(cfg.redis_url, max_connections=cfg.redis_max_connections)
-    app.state.pools = kube.WorkerPools(api, timeout=cfg.kube_timeout_seconds)
+    app.state.pools = app.state.tasks  # the same client: LongTasks and WorkerPools alike
     app.state.hub = fanout.Hub(app.state.redis, block_ms=cfg.sse_block_ms, queue_size=cfg.watcher_queue_size)
     await app.state.hub.start()
     # One Celery sender per process, for the first attempts of the tasks it creates (None: off).
@@ -143,6 +151,7 @@ def create_app() -> FastAPI:
     app.include_router(health.router)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(errors.ApiError, _api_error)
+    app.add_exception_handler(kubeerrors.KubeError, _kube_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RedisError, _redis_down)
     app.add_exception_handler(Exception, _unexpected)

@@ -1,7 +1,8 @@
 """Who may use the gateway: Kubernetes decides (TokenReview, then SubjectAccessReview), cached briefly.
 
 It must never log, keep or echo a token: the authentication cache is keyed by the token's
-SHA-256 digest. It shapes no HTTP answer; it raises ApiErrors (401, 403, 503).
+SHA-256 digest. It shapes no HTTP answer; it raises ApiErrors (401, 403), and kubeerrors
+when Kubernetes cannot tell (errors.from_kube: 503).
 """
 
 from __future__ import annotations

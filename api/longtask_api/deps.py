@@ -14,7 +14,8 @@ import redis.asyncio as aioredis
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from longtask_api import access, auth, errors, fanout, firstsend, kube, ratelimit, settings
+from longtask_api import access, auth, errors, fanout, firstsend, ratelimit, settings
+from longtask_runtime import kube
 
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
 NS_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
@@ -33,8 +34,8 @@ async def get_settings() -> settings.ApiSettings:
     return settings.get_settings()
 
 
-async def get_tasks(request: Request) -> kube.LongTasks:
-    tasks: kube.LongTasks = request.app.state.tasks
+async def get_tasks(request: Request) -> kube.Kube:
+    tasks: kube.Kube = request.app.state.tasks
     return tasks
 
 
@@ -48,8 +49,8 @@ async def get_hub(request: Request) -> fanout.Hub:
     return hub
 
 
-async def get_pools(request: Request) -> kube.WorkerPools:
-    pools: kube.WorkerPools = request.app.state.pools
+async def get_pools(request: Request) -> kube.Kube:
+    pools: kube.Kube = request.app.state.pools
     return pools
 
 
@@ -69,10 +70,10 @@ async def get_caller(request: Request, _: _Bearer) -> auth.Caller:
     return caller
 
 
-Tasks = Annotated[kube.LongTasks, Depends(get_tasks)]
+Tasks = Annotated[kube.Kube, Depends(get_tasks)]
 Redis = Annotated[aioredis.Redis, Depends(get_redis)]
 Hub = Annotated[fanout.Hub, Depends(get_hub)]
-Pools = Annotated[kube.WorkerPools, Depends(get_pools)]
+Pools = Annotated[kube.Kube, Depends(get_pools)]
 Settings = Annotated[settings.ApiSettings, Depends(get_settings)]
 FirstSends = Annotated[firstsend.FirstSends | None, Depends(get_first_sends)]
 Guard = Annotated[auth.Guard, Depends(get_guard)]

@@ -8,6 +8,8 @@ from __future__ import annotations
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from longtask_runtime import kubeerrors
+
 
 class FieldError(BaseModel):
     field: str = Field(
@@ -89,3 +91,32 @@ class Unavailable(ApiError):
 def response(exc: ApiError) -> JSONResponse:
     """The Problem answer for `exc`, with its headers (WWW-Authenticate, Retry-After)."""
     return JSONResponse(exc.problem().model_dump(), status_code=exc.status, headers=exc.headers or None)
+
+
+def from_kube(exc: kubeerrors.KubeError) -> ApiError:
+    """The answer for a failed Kubernetes call: the one place the gateway maps them.
+
+    What the caller asked for and may change is a 4xx (404, 409, 422 with the apiserver's
+    field causes, an expired continue token 422); the gateway's own ServiceAccount being
+    refused (RBAC not installed), or an apiserver that is down, slow or failing, is a 503,
+    never a 500.
+    """
+    if isinstance(exc, kubeerrors.NotFound):
+        return NotFound(f"{exc.what} not found")
+    if isinstance(exc, kubeerrors.Conflict):
+        return Conflict(exc.message)
+    if isinstance(exc, kubeerrors.Expired):
+        return Invalid("the continue token has expired; list again from the start")
+    if isinstance(exc, kubeerrors.Invalid):
+        return Invalid(exc.message, [FieldError(field=c["field"], message=c["message"]) for c in exc.causes])
+    if isinstance(exc, kubeerrors.Forbidden) and exc.status == 403:
+        return Unavailable(f"the gateway itself may not access {exc.what}: {exc.message}")
+    if exc.status is None:
+        return Unavailable(exc.message)  # no answer at all (connection refused, a timeout)
+    return Unavailable(f"Kubernetes API answered {exc.status}: {exc.message}")
+
+
+def of(exc: ApiError | kubeerrors.KubeError) -> ApiError:
+    """`exc` as an ApiError, for the places outside FastAPI's exception handlers (middleware,
+    a WebSocket's refusal) that answer themselves."""
+    return from_kube(exc) if isinstance(exc, kubeerrors.KubeError) else exc

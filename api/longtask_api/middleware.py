@@ -10,6 +10,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from longtask_api import auth, errors
+from longtask_runtime import kubeerrors
 
 # Probes, metrics and the API's own description stay open; everything else needs a token.
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
@@ -35,11 +36,12 @@ class Authenticate:
             authorization = f"Bearer {token}" if token else None
         try:
             caller = await guard.authenticate(authorization, client=client)
-        except errors.ApiError as exc:
+        except (errors.ApiError, kubeerrors.KubeError) as exc:
+            failure = errors.of(exc)  # a KubeError: the TokenReview failed (503)
             if scope["type"] == "websocket":
-                await send({"type": "websocket.close", "code": 1008, "reason": exc.detail[:120]})
+                await send({"type": "websocket.close", "code": 1008, "reason": failure.detail[:120]})
                 return
-            await errors.response(exc)(scope, receive, send)
+            await errors.response(failure)(scope, receive, send)
             return
         scope.setdefault("state", {})["caller"] = caller
         await self.app(scope, receive, send)

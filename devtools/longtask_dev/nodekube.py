@@ -14,8 +14,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config, watch
+from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
+
+from longtask_runtime import kube as runtimekube
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,7 @@ class NodeKube:
     def __init__(self, *, kubeconfig: Path, node_name: str) -> None:
         self.node_name = node_name
         self.capacity: dict[str, str] = {}
-        self.api = config.new_client_from_config(config_file=str(kubeconfig))
+        self.api = runtimekube.login_sync(kubeconfig=kubeconfig)
         self.core = client.CoreV1Api(self.api)
         self.coordination = client.CoordinationV1Api(self.api)
 

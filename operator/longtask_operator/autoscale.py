@@ -27,6 +27,7 @@ from typing import Any
 
 from longtask_contracts import models, names
 from longtask_operator import kube, metrics, pooldata, scaling, workload
+from longtask_runtime import kubeerrors
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ class Autoscaler:
             *(self._pool(p, loads[p.pool], now) for p in pools), return_exceptions=True
         )
         for p, result in zip(pools, results, strict=True):
-            if isinstance(result, BaseException) and not isinstance(result, kube.Gone):
+            if isinstance(result, BaseException) and not isinstance(result, kubeerrors.NotFound):
                 log.error("WorkerPool %s/%s: %s", p.namespace, p.name, result, exc_info=result)
 
     async def _pool(self, p: _Pool, load: workload.Load, now: float) -> None:

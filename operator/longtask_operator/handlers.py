@@ -41,7 +41,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     tracing.setup("longtask-operator")  # only with OTEL_EXPORTER_OTLP_ENDPOINT (tracing.py)
     memo.redis = redisopts.async_client(cfg.redis_url)
     memo.celery = sending.celery_sender(cfg.redis_url)
-    memo.kube = await kube.Kube.connect()
+    memo.kube = await kube.Kube.connect(request_timeout=cfg.kube_timeout_seconds)
     memo.autoscaler = autoscale.Autoscaler(
         kube=memo.kube, workload=workload.Workload(memo.redis), interval=cfg.autoscale_interval_seconds
     )

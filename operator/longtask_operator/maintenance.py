@@ -24,6 +24,7 @@ from redis.exceptions import WatchError
 
 from longtask_contracts import events, failures, ledger, logs, names
 from longtask_operator import dispatch, kube, metrics
+from longtask_runtime import kubeerrors
 
 log = logging.getLogger(__name__)
 _DLQ_SWEEP_SECONDS = 300.0
@@ -97,7 +98,7 @@ class Maintenance:
         record = ledger.DeadLetter.model_validate_json(raw)
         try:
             obj = await self.kube.get(namespace=record.namespace, name=record.name)
-        except kube.Gone:
+        except kubeerrors.NotFound:
             obj = None
         if obj is None or obj["metadata"]["uid"] != record.uid:
             log.info("forgetting dead-lettered %s/%s: its LongTask is gone", record.namespace, record.name)
@@ -283,7 +284,7 @@ class Maintenance:
         current = await self._current(uid)
         await dispatch.forget(redis=self.redis, uid=uid)
         if current is not None:
-            with contextlib.suppress(kube.Gone):
+            with contextlib.suppress(kubeerrors.NotFound):
                 await self.kube.delete(namespace=current.namespace, name=current.name, uid=uid)
 
 

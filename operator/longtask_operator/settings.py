@@ -44,6 +44,8 @@ class OperatorSettings(BaseSettings):
     claim_timeout_seconds: float = 15.0
     # Attempts in a row whose worker died before the task is dead-lettered as poison.
     poison_crashes: int = 3
+    # Seconds any one Kubernetes API request may take: a hung connection must not wedge a loop.
+    kube_timeout_seconds: float = 15.0
 
     def namespace_list(self) -> list[str]:
         return [ns.strip() for ns in self.namespaces.split(",") if ns.strip()]

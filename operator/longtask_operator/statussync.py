@@ -34,6 +34,7 @@ import redis.asyncio as aioredis
 
 from longtask_contracts import events
 from longtask_operator import fold, kube, metrics, statusevents, statusstream, statuswrites
+from longtask_runtime import kubeerrors
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ class StatusSync:
     async def _load(self, event: events.TaskEvent) -> dict[str, Any] | None:
         try:
             obj = await self.kube.get(namespace=event.namespace, name=event.name)
-        except kube.Gone:
+        except kubeerrors.NotFound:
             return None
         if obj["metadata"]["uid"] != event.uid:
             return None

@@ -22,6 +22,7 @@ from typing import Any
 
 from longtask_contracts import logs
 from longtask_operator import kube, metrics, statusevents
+from longtask_runtime import kubeerrors
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ class StatusWriter:
             # A merge patch only deletes the keys it sets to null.
             patch = {**dict.fromkeys(task.last_written.keys() - status.keys()), **status}
             await self.kube.patch_status(namespace=task.namespace, name=task.name, uid=uid, status=patch)
-        except kube.Gone:
+        except kubeerrors.NotFound:
             task.status, task.dirty, task.gone = None, False, True
             return
         metrics.STATUS_PATCHES.inc()

@@ -22,6 +22,7 @@ from celery import Celery
 
 from longtask_contracts import ledger, names, sending
 from longtask_operator import dispatch, kube, metrics, scope, taskwatch
+from longtask_runtime import kubeerrors
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ class TaskSweep:
                 return
             try:
                 obj = await self.kube.get(namespace=task.namespace, name=task.name)
-            except kube.Gone:
+            except kubeerrors.NotFound:
                 continue  # its DELETED event follows
             if obj["metadata"]["uid"] == uid:
                 log.warning("%s/%s: its first attempt was never sent; sending it", task.namespace, task.name)
@@ -143,7 +144,7 @@ class TaskSweep:
             current = unfinished[uid]
             try:
                 obj = await self.kube.get(namespace=current.namespace, name=current.name)
-            except kube.Gone:
+            except kubeerrors.NotFound:
                 obj = None
             if obj is None or obj["metadata"]["uid"] != uid:
                 log.warning(

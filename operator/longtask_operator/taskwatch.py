@@ -32,6 +32,7 @@ from celery import Celery
 
 from longtask_contracts import ledger, logs, names, phases
 from longtask_operator import dispatch, kube, scope
+from longtask_runtime import kubeerrors
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ class TaskWatch:
                     await watching  # forever, unless it fails or expires
             except asyncio.CancelledError:
                 raise
-            except kube.Expired:
+            except kubeerrors.Expired:
                 log.info("the LongTask watch expired; listing again")
             except Exception:  # the apiserver restarting: list again
                 log.exception("the LongTask watch failed; listing again in a second")
@@ -123,15 +124,15 @@ class TaskWatch:
         try:
             async for page in self.kube.longtask_pages(namespace=namespace, field_selector=UNFINISHED):
                 yield page
-        except kube.Unselectable as exc:  # a CRD older than the operator: the whole LIST only
+        except kubeerrors.Unselectable as exc:  # a CRD older than the operator: the whole LIST only
             log.warning("listing unfinished LongTasks first is not possible (%s); listing them all", exc)
         async for page in self.kube.longtask_pages(namespace=namespace):
             yield page
 
     async def _watch(self, namespace: str | None, version: str, watched: _Listing) -> None:
         """Follow LongTask events from `version` forever (each watch ends after
-        kube.WATCH_SECONDS: go on from where it was), noting their uids in `watched` until
-        the LIST is done."""
+        longtask_runtime.kube.WATCH_SECONDS: go on from where it was), noting their uids in
+        `watched` until the LIST is done."""
         while True:
             async for event_type, obj in self.kube.longtask_events(
                 namespace=namespace, resource_version=version

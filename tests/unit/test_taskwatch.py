@@ -16,7 +16,8 @@ import asyncio
 import pytest
 
 from longtask_contracts import names
-from longtask_operator import kube, scope, taskwatch
+from longtask_operator import scope, taskwatch
+from longtask_runtime import kubeerrors
 
 
 @pytest.mark.parametrize(
@@ -80,7 +81,7 @@ class _Kube:
             return
         assert field_selector == taskwatch.UNFINISHED
         if self.unselectable:
-            raise kube.Unselectable(field_selector)
+            raise kubeerrors.Unselectable(field_selector)
         unfinished = [o for page in self.everything for o in page if not _finished(o)]
         yield unfinished, "unfinished"
 

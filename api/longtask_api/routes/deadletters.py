@@ -18,6 +18,7 @@ from fastapi import APIRouter, Query, status
 from longtask_api import access, deps, errors, schemas
 from longtask_api.routes.tasks import ERRORS
 from longtask_contracts import ledger, names
+from longtask_runtime import kubeerrors
 
 router = APIRouter(prefix="/v1/deadletters", tags=["dead letters"])
 
@@ -99,7 +100,7 @@ async def replay_all_dead_letters(
     action = access.Route.REPLAY_DEADLETTERS.value
     replayed = []
     for entry in await _entries(redis, guard, caller, namespace, action):
-        with contextlib.suppress(errors.NotFound):  # deleted meanwhile: the operator drops its entry
+        with contextlib.suppress(kubeerrors.NotFound):  # deleted meanwhile: the operator drops its entry
             await _replay(tasks, entry)
             replayed.append(entry)
     return schemas.DeadLetterList(items=replayed)

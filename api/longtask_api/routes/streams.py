@@ -14,6 +14,7 @@ from sse_starlette import EventSourceResponse
 
 from longtask_api import access, auth, deps, errors, settings, sse, ws
 from longtask_api.routes.tasks import ERRORS
+from longtask_runtime import kubeerrors
 
 router = APIRouter(prefix="/v1/namespaces/{namespace}", tags=["streams"])
 _SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
@@ -62,8 +63,8 @@ async def task_websocket(
         start = sse.parse_last_event_id(after) or "0"
         await state.guard.require(caller, namespace=namespace, action=access.Route.GET_TASK.value)
         obj = await state.tasks.get(namespace=namespace, name=name)
-    except errors.ApiError as exc:
-        await ws.refuse(websocket, exc)
+    except (errors.ApiError, kubeerrors.KubeError) as exc:
+        await ws.refuse(websocket, errors.of(exc))
         return
     await ws.accept(websocket)
     idle = settings.get_settings().sse_ping_seconds

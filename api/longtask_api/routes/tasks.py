@@ -117,7 +117,7 @@ async def list_tasks(
     selectors = [f"status.phase={phase.value}"] if phase else []
     if task:
         selectors.append(f"spec.task={task}")
-    page = await tasks.list(
+    page = await tasks.longtask_page(
         namespace=namespace,
         limit=limit,
         continue_token=continue_token,

@@ -50,4 +50,4 @@ async def list_worker_pools(
     namespace: deps.Namespace, pools: deps.Pools, _caller: deps.MayListPools
 ) -> WorkerPoolList:
     """The namespace's WorkerPools with queued and running attempts and replicas. Needs `list`."""
-    return WorkerPoolList(items=[_public(o) for o in await pools.list(namespace=namespace)])
+    return WorkerPoolList(items=[_public(o) for o in await pools.workerpools(namespace=namespace)])
