@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from longtask_contracts import models, names
-from longtask_operator import kube, metrics, pooldata, scaling, workload
+from longtask_operator import kube, loopguard, metrics, pooldata, scaling, workload
 from longtask_runtime import kubeerrors
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,7 @@ class Autoscaler:
         self.status_interval = status_interval
         self.pools: dict[tuple[str, str], _Pool] = {}
         self._wake = asyncio.Event()
+        self.guard = loopguard.Guard("autoscaler", first_delay=interval)
 
     # -- inputs ------------------------------------------------------------------------
     def track(self, event_type: str | None, body: dict[str, Any]) -> None:
@@ -112,11 +113,9 @@ class Autoscaler:
             self._wake.clear()
             try:
                 await self.once(time.monotonic())
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # Redis restarting: the next tick tries again
-                log.exception("autoscaler tick failed")
-                await asyncio.sleep(self.interval)
+                self.guard.succeeded()
+            except Exception as exc:  # the next tick, later if it keeps failing
+                await asyncio.sleep(self.guard.failed(exc))
             await asyncio.sleep(_MIN_GAP_SECONDS)  # a burst of wakes costs a few decisions a second
 
     async def once(self, now: float) -> None:
@@ -126,8 +125,10 @@ class Autoscaler:
             *(self._pool(p, loads[p.pool], now) for p in pools), return_exceptions=True
         )
         for p, result in zip(pools, results, strict=True):
-            if isinstance(result, BaseException) and not isinstance(result, kubeerrors.NotFound):
-                log.error("WorkerPool %s/%s: %s", p.namespace, p.name, result, exc_info=result)
+            if isinstance(result, Exception) and not isinstance(result, kubeerrors.NotFound):
+                self.guard.item_failed(result, what=f"WorkerPool {p.namespace}/{p.name} failed; next tick")
+            elif isinstance(result, BaseException) and not isinstance(result, Exception):
+                raise result  # cancelled: the loop stops
 
     async def _pool(self, p: _Pool, load: workload.Load, now: float) -> None:
         metrics.POOL_QUEUED.labels(pool=p.pool).set(load.queued)

@@ -22,9 +22,9 @@ from longtask_operator import (
     autoscale,
     dispatch,
     kube,
+    loopguard,
     maintenance,
     observe,
-    scope,
     settings,
     statussync,
     tasksweep,
@@ -75,17 +75,17 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         poison_crashes=cfg.poison_crashes,
         claim_timeout=cfg.claim_timeout_seconds,
     )
-    memo.loops = [
-        asyncio.create_task(sync.run(), name="status-sync"),
-        asyncio.create_task(upkeep.run(), name="maintenance"),
-        *(
-            asyncio.create_task(watch.follow(ns), name=f"longtask-watch-{ns or 'all'}")
-            for ns in scope.scopes(watch.namespaces)
-        ),
-        asyncio.create_task(sweep.run(), name="task-sweep"),
-        asyncio.create_task(memo.autoscaler.run(), name="autoscaler"),
-        asyncio.create_task(memo.observer.run(memo.autoscaler.pool_names), name="metrics"),
+    # Each loop's task is named as its guard (loopguard.py), which the liveness probe reads.
+    loops = [
+        (sync.run(), sync.guard),
+        (upkeep.run(), upkeep.guard),
+        *((watch.follow(ns), guard) for ns, guard in watch.guards.items()),
+        (sweep.run(), sweep.guard),
+        (memo.autoscaler.run(), memo.autoscaler.guard),
+        (memo.observer.run(memo.autoscaler.pool_names), memo.observer.guard),
     ]
+    memo.guards = [guard for _, guard in loops]
+    memo.loops = [asyncio.create_task(loop, name=guard.loop) for loop, guard in loops]
     if cfg.metrics_port:
         prometheus_client.start_http_server(cfg.metrics_port, addr=cfg.metrics_host)
 
@@ -117,11 +117,13 @@ def configure(kopf_settings: kopf.OperatorSettings) -> settings.OperatorSettings
 
 @kopf.on.probe(id="loops")
 def loops_alive(memo: kopf.Memo, **_: Any) -> list[str]:
-    """Part of the liveness endpoint: fails once a background loop has died."""
-    dead = [loop.get_name() for loop in getattr(memo, "loops", []) if loop.done()]
-    if dead:
-        raise RuntimeError(f"background loops ended: {', '.join(dead)}")
-    return [loop.get_name() for loop in memo.loops]
+    """Part of the liveness endpoint: fails (500) once a background loop has ended or keeps
+    failing with a bug, so that Kubernetes restarts the operator."""
+    loops = getattr(memo, "loops", [])
+    problems = loopguard.problems(loops, getattr(memo, "guards", []))
+    if problems:  # permanent: Kopf would otherwise retry the probe, and /healthz hang meanwhile
+        raise kopf.PermanentError("; ".join(problems))
+    return [loop.get_name() for loop in loops]
 
 
 @kopf.on.cleanup()

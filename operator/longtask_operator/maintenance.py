@@ -23,7 +23,7 @@ from celery import Celery
 from redis.exceptions import WatchError
 
 from longtask_contracts import events, failures, ledger, logs, names
-from longtask_operator import dispatch, kube, metrics
+from longtask_operator import dispatch, kube, loopguard, metrics
 from longtask_runtime import kubeerrors
 
 log = logging.getLogger(__name__)
@@ -51,16 +51,17 @@ class Maintenance:
         self._next_dlq_sweep = 0.0
         self._sweep: asyncio.Task[None] | None = None
         self._dlq_cursor = 0
+        self.guard = loopguard.Guard("maintenance", first_delay=tick)
 
     async def run(self) -> None:
         while True:
             try:
                 await self.once(time.time())
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # Redis or the apiserver restarting: try again next tick
-                log.exception("maintenance tick failed")
-            await asyncio.sleep(self.tick)
+                self.guard.succeeded()
+                pause = self.tick
+            except Exception as exc:  # the next tick, later if it keeps failing
+                pause = self.guard.failed(exc)
+            await asyncio.sleep(pause)
 
     async def once(self, now: float) -> None:
         steps: list[tuple[str, Callable[[str], Awaitable[None]]]] = [
@@ -85,8 +86,8 @@ class Maintenance:
         last one stopped."""
         try:
             await self._sweep_some_dead_letters()
-        except Exception:
-            log.exception("dead-letter sweep failed; trying again at the next sweep")
+        except Exception as exc:
+            self.guard.item_failed(exc, what="the dead-letter sweep failed; trying again at the next one")
 
     async def _sweep_some_dead_letters(self) -> None:
         reply: Any = await self.redis.hscan(names.DLQ, cursor=self._dlq_cursor, count=200)
@@ -156,11 +157,9 @@ class Maintenance:
         with logs.task(uid=None if zset == names.KOMBU_UNACKED_INDEX else uid):
             try:
                 await step(uid)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
+            except Exception as exc:
                 metrics.MAINTENANCE_FAILURES.inc()
-                log.exception("maintenance of %s in %s failed; retrying next tick", uid, zset)
+                self.guard.item_failed(exc, what=f"maintenance of {uid} in {zset} failed; retrying next tick")
 
     async def _due(self, zset: str, now: float) -> list[str]:
         members = await self.redis.zrangebyscore(zset, 0, now, start=0, num=500)

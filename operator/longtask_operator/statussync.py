@@ -25,7 +25,6 @@ maintenance.py's): it only reports, in the LongTask, what the workers reported.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -33,10 +32,8 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from longtask_contracts import events
-from longtask_operator import fold, kube, metrics, statusevents, statusstream, statuswrites
+from longtask_operator import fold, kube, loopguard, metrics, statusevents, statusstream, statuswrites
 from longtask_runtime import kubeerrors
-
-log = logging.getLogger(__name__)
 
 
 class StatusSync:
@@ -50,7 +47,9 @@ class StatusSync:
         writers: int = 64,
         on_queued: Callable[[str | None], None] = lambda pool: None,
         on_event: Callable[[events.TaskEvent], None] = lambda event: None,
+        guard: loopguard.Guard | None = None,
     ) -> None:
+        self.guard = guard or loopguard.Guard("status-sync")
         self.on_queued = on_queued  # told of every Queued event (the autoscaler wakes)
         self.on_event = on_event  # told of every event once (metrics: observe.py)
         self.kube = kube
@@ -58,7 +57,7 @@ class StatusSync:
         self.poster = statusevents.EventPoster(kube=kube)
         # 64 by default: fewer left a burst's statuses behind the clients' creates.
         self.writer = statuswrites.StatusWriter(
-            kube=kube, poster=self.poster, interval=interval, writers=writers
+            kube=kube, poster=self.poster, interval=interval, writers=writers, guard=self.guard
         )
         self.tasks: dict[str, statuswrites.TaskState] = {}  # by uid: the tasks followed
         self._writes: set[asyncio.Future[None]] = set()  # kept referenced until they end
@@ -71,12 +70,10 @@ class StatusSync:
                 await self._fold_page(await self.stream.read())
                 await self._flush_due()
                 await self.stream.trim()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # Redis or apiserver restarting: back off, then re-read
-                log.exception("status sync failed; retrying")
+                self.guard.succeeded()
+            except Exception as exc:  # what was read but not acknowledged is read again
                 self.stream.start_over()
-                await asyncio.sleep(1)
+                await asyncio.sleep(self.guard.failed(exc))
 
     async def _fold_page(self, entries: list[tuple[bytes, dict[Any, Any]]]) -> None:
         """Fold one XREADGROUP page: one Redis round trip for all its new tasks, not one each."""

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from longtask_contracts import logs
-from longtask_operator import kube, metrics, statusevents
+from longtask_operator import kube, loopguard, metrics, statusevents
 from longtask_runtime import kubeerrors
 
 log = logging.getLogger(__name__)
@@ -55,9 +55,16 @@ def finished(status: dict[str, Any] | None) -> bool:
 
 class StatusWriter:
     def __init__(
-        self, *, kube: kube.Kube, poster: statusevents.EventPoster, interval: float, writers: int
+        self,
+        *,
+        kube: kube.Kube,
+        poster: statusevents.EventPoster,
+        interval: float,
+        writers: int,
+        guard: loopguard.Guard,
     ) -> None:
         self.kube = kube
+        self.guard = guard  # the status sync's: a failed write is one item of its round
         self.poster = poster
         self.interval = interval
         self._writers = asyncio.Semaphore(writers)  # status patches in flight at once
@@ -99,10 +106,11 @@ class StatusWriter:
         task.retry_at = time.monotonic() + delay
         reason = getattr(exc, "reason", None) or type(exc).__name__
         body = str(getattr(exc, "body", "") or exc)[:512]
-        log.warning(
-            "%s/%s: status write failed (%s, %d in a row); retrying in %.0f s while other tasks go on: %s",
-            task.namespace, task.name, reason, task.failures, delay, body,
-        )  # fmt: skip
+        self.guard.item_failed(
+            exc,
+            what=f"{task.namespace}/{task.name}: status write failed ({reason}, {task.failures} in a row); "
+            f"retrying in {delay:.0f} s while other tasks go on",
+        )
         metrics.STATUS_WRITE_FAILURES.inc()
         if task.failures == 1:
             metrics.STATUS_PARKED.inc()

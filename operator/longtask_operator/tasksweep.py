@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from celery import Celery
 
 from longtask_contracts import ledger, names, sending
-from longtask_operator import dispatch, kube, metrics, scope, taskwatch
+from longtask_operator import dispatch, kube, loopguard, metrics, scope, taskwatch
 from longtask_runtime import kubeerrors
 
 log = logging.getLogger(__name__)
@@ -64,16 +64,18 @@ class TaskSweep:
         self.sweep_seconds = sweep_seconds
         self._suspects: set[str] = set()  # in Redis, not seen by the watch, at the last sweep
         self._started = time.monotonic()
+        self.guard = loopguard.Guard("task-sweep", first_delay=sweep_seconds)
 
     async def run(self) -> None:
+        pause = self.sweep_seconds
         while True:
-            await asyncio.sleep(self.sweep_seconds)
+            await asyncio.sleep(pause)
             try:
                 await self.sweep()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # Redis or the apiserver restarting: next sweep
-                log.exception("task sweep failed; trying again at the next one")
+                self.guard.succeeded()
+                pause = self.sweep_seconds
+            except Exception as exc:  # the next sweep, later if it keeps failing
+                pause = self.guard.failed(exc)
 
     async def sweep(self) -> None:
         reads = _GetBudget(GETS_PER_SWEEP)

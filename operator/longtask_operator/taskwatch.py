@@ -31,7 +31,7 @@ import redis.asyncio as aioredis
 from celery import Celery
 
 from longtask_contracts import ledger, logs, names, phases
-from longtask_operator import dispatch, kube, scope
+from longtask_operator import dispatch, kube, loopguard, scope
 from longtask_runtime import kubeerrors
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,10 @@ class TaskWatch:
         self.unfinished: dict[str, Unfinished] = {}  # by uid; what the sweep checks
         self._slots = asyncio.Semaphore(CONCURRENCY)
         self._last: dict[str, asyncio.Task[None]] = {}  # each LongTask's latest event in hand
+        # One loop (follow) per scope, each with its failure record, named as its task.
+        self.guards = {
+            ns: loopguard.Guard(f"longtask-watch-{ns or 'all'}") for ns in scope.scopes(self.namespaces)
+        }
 
     # -- the watch ---------------------------------------------------------------------
     async def follow(self, namespace: str | None) -> None:
@@ -90,6 +94,7 @@ class TaskWatch:
         listed before, or shown by the watch meanwhile, is skipped: the copy in hand is the
         newer one.
         """
+        guard = self.guards.setdefault(namespace, loopguard.Guard(f"longtask-watch-{namespace or 'all'}"))
         while True:
             watching: asyncio.Task[None] | None = None
             try:
@@ -97,23 +102,20 @@ class TaskWatch:
                 listed: set[str] = set()
                 async for page, version in self._listing(namespace):
                     if watching is None:
-                        watching = asyncio.create_task(self._watch(namespace, version, watched))
+                        watching = asyncio.create_task(self._watch(namespace, version, watched, guard))
                     for obj in page:
                         uid = obj["metadata"]["uid"]
                         if uid not in listed and uid not in watched.uids:
-                            await self._handle_in_order(None, obj)
+                            await self._handle_in_order(None, obj, guard=guard)
                         listed.add(uid)
                 self._forget_unlisted(namespace, listed | watched.uids)
                 watched.done, watched.uids = True, set()
                 if watching is not None:
                     await watching  # forever, unless it fails or expires
-            except asyncio.CancelledError:
-                raise
             except kubeerrors.Expired:
                 log.info("the LongTask watch expired; listing again")
-            except Exception:  # the apiserver restarting: list again
-                log.exception("the LongTask watch failed; listing again in a second")
-                await asyncio.sleep(1)
+            except Exception as exc:  # list again
+                await asyncio.sleep(guard.failed(exc))
             finally:
                 if watching is not None and not watching.done():
                     watching.cancel()
@@ -129,10 +131,13 @@ class TaskWatch:
         async for page in self.kube.longtask_pages(namespace=namespace):
             yield page
 
-    async def _watch(self, namespace: str | None, version: str, watched: _Listing) -> None:
+    async def _watch(
+        self, namespace: str | None, version: str, watched: _Listing, guard: loopguard.Guard
+    ) -> None:
         """Follow LongTask events from `version` forever (each watch ends after
         longtask_runtime.kube.WATCH_SECONDS: go on from where it was), noting their uids in
-        `watched` until the LIST is done."""
+        `watched` until the LIST is done. A watch that delivers is what counts as a good
+        round: a LIST that succeeds before a watch that fails does not."""
         while True:
             async for event_type, obj in self.kube.longtask_events(
                 namespace=namespace, resource_version=version
@@ -141,7 +146,9 @@ class TaskWatch:
                 if event_type != "BOOKMARK":
                     if not watched.done:
                         watched.uids.add(obj["metadata"]["uid"])
-                    await self._handle_in_order(event_type, obj)
+                    await self._handle_in_order(event_type, obj, guard=guard)
+                guard.succeeded()
+            guard.succeeded()
 
     def _forget_unlisted(self, namespace: str | None, listed: set[str]) -> None:
         """After a LIST (again, after an expired watch or an error): unfinished tasks of
@@ -151,7 +158,9 @@ class TaskWatch:
             if uid not in listed and namespace in (None, task.namespace):
                 del self.unfinished[uid]
 
-    async def _handle_in_order(self, event_type: str | None, obj: dict[str, Any]) -> None:
+    async def _handle_in_order(
+        self, event_type: str | None, obj: dict[str, Any], *, guard: loopguard.Guard
+    ) -> None:
         """Hand one event to on_event: at once (in order after that LongTask's previous one),
         with at most CONCURRENCY in hand; waits for a slot, so a burst cannot pile up."""
         if not scope.in_scope(self.namespaces, obj["metadata"]["namespace"]):
@@ -161,7 +170,7 @@ class TaskWatch:
         if event_type != "DELETED" and uid not in self._last and uid not in self.unfinished and _settled(obj):
             return  # a finished LongTask with nothing asked of it: most of a LIST after a restart
         await self._slots.acquire()
-        job = asyncio.create_task(self._handle_after(event_type, obj, after=self._last.get(uid)))
+        job = asyncio.create_task(self._handle_after(event_type, obj, after=self._last.get(uid), guard=guard))
         self._last[uid] = job
         job.add_done_callback(lambda done: self._done(uid, done))
 
@@ -171,7 +180,12 @@ class TaskWatch:
             del self._last[uid]
 
     async def _handle_after(
-        self, event_type: str | None, obj: dict[str, Any], *, after: asyncio.Task[None] | None
+        self,
+        event_type: str | None,
+        obj: dict[str, Any],
+        *,
+        after: asyncio.Task[None] | None,
+        guard: loopguard.Guard,
     ) -> None:
         if after is not None:
             await asyncio.wait([after])
@@ -179,8 +193,10 @@ class TaskWatch:
         with logs.task(namespace=meta["namespace"], name=meta["name"], uid=meta["uid"]):
             try:
                 await self.on_event(event_type, obj)
-            except Exception:  # Redis restarting: the sweep finds what this left undone
-                log.exception("handling a %s event of this LongTask failed", event_type or "listing")
+            except Exception as exc:  # one LongTask: the sweep finds what this left undone
+                guard.item_failed(
+                    exc, what=f"handling a {event_type or 'listing'} event of this LongTask failed"
+                )
 
     async def on_event(self, event_type: str | None, body: dict[str, Any]) -> None:
         """One event of a LongTask (event type None: listed)."""
