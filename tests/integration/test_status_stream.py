@@ -27,6 +27,7 @@ import pytest
 
 from longtask_contracts import events, names, redisopts
 from longtask_operator import statusstream, statussync
+from longtask_runtime import kubeerrors
 
 pytestmark = pytest.mark.cluster
 K = events.Kind
@@ -48,7 +49,7 @@ class FakeKube:
         self.gets += 1
         if self.failing_gets:
             self.failing_gets -= 1
-            raise RuntimeError("apiserver restarting")
+            raise kubeerrors.Unavailable("apiserver restarting", status=503)
         return {"metadata": {"uid": self.uids[name]}, "status": self.statuses.get(name, {})}
 
     async def patch_status(self, *, namespace: str, name: str, uid: str, status: dict[str, Any]) -> None:
