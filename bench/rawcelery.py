@@ -1,6 +1,6 @@
 """The raw-Celery arm of bench/dispatch.py: a no-op Celery task with longtask's settings.
 
-The app gets longtask's exact Celery configuration (longtask_contracts.celeryconfig) but
+The app gets longtask's exact Celery configuration (longtask_runtime.celeryconfig) but
 consumes its own queue and runs a task that only records, in one RPUSH at its end, when
 it started and finished. Run as a worker (bench/dispatch.py starts it):
 
@@ -15,7 +15,7 @@ import time
 import redis
 from celery import Celery
 
-from longtask_contracts import celeryconfig
+from longtask_runtime import celeryconfig
 
 QUEUE = "bench.raw"
 TASK = "bench.raw.noop"

@@ -30,9 +30,9 @@ from longtask_api import (
     settings,
 )
 from longtask_api.routes import deadletters, health, streams, tasks, tasktypes, web, workerpools
-from longtask_contracts import redisopts, sending, tracing
+from longtask_contracts import tracing
 from longtask_runtime import kube as runtimekube
-from longtask_runtime import kubeerrors
+from longtask_runtime import kubeerrors, redisopts, sending
 
 log = logging.getLogger(__name__)
 # How long shutdown waits for first sends still running (uvicorn already waited for requests).

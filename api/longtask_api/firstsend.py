@@ -1,6 +1,6 @@
 """Sends attempt 1 of each LongTask the gateway created, after its answer, in the background.
 
-Redis and Celery only (longtask_contracts.sending); it must not touch Kubernetes nor shape
+Redis and Celery only (longtask_runtime.sending); it must not touch Kubernetes nor shape
 an HTTP answer. The create route answers as soon as the apiserver did and hands the
 object to a queue here; a few sender coroutines send from it, so a send can neither delay
 the answer nor turn into a 500. The operator still sends whatever this did not
@@ -33,7 +33,7 @@ import redis.asyncio as aioredis
 from celery import Celery
 
 from longtask_api import metrics
-from longtask_contracts import sending
+from longtask_runtime import sending
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Dispatches, cancels, replays and forgets LongTasks. Redis and Celery only.
 
-Sending itself (order, guard, span) is longtask_contracts.sending, shared with the
+Sending itself (order, guard, span) is longtask_runtime.sending, shared with the
 gateway. It must not touch Kubernetes: the status follows events.
 """
 
@@ -15,8 +15,9 @@ import redis.asyncio as aioredis
 from celery import Celery
 from redis.exceptions import WatchError
 
-from longtask_contracts import events, ledger, models, names, phases, sending
+from longtask_contracts import events, ledger, models, names, phases
 from longtask_operator import metrics
+from longtask_runtime import sending
 
 log = logging.getLogger(__name__)
 

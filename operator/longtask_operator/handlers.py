@@ -17,7 +17,7 @@ from typing import Any
 import kopf
 import prometheus_client
 
-from longtask_contracts import names, redisopts, sending, tracing
+from longtask_contracts import names, tracing
 from longtask_operator import (
     autoscale,
     dispatch,
@@ -31,6 +31,7 @@ from longtask_operator import (
     taskwatch,
     workload,
 )
+from longtask_runtime import redisopts, sending
 
 WORKER_POOLS = (names.GROUP, names.VERSION, names.POOL_PLURAL)  # what Kopf follows
 

@@ -20,9 +20,9 @@ import time
 import redis.asyncio as aioredis
 from celery import Celery
 
-from longtask_contracts import ledger, names, sending
+from longtask_contracts import ledger, names
 from longtask_operator import dispatch, kube, loopguard, metrics, scope, taskwatch
-from longtask_runtime import kubeerrors
+from longtask_runtime import kubeerrors, sending
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import pytest
 
-from longtask_contracts import names, sending
+from longtask_contracts import names
+from longtask_runtime import sending
 from tests import helpers, lt
 
 pytestmark = pytest.mark.cluster

@@ -15,7 +15,8 @@ import uuid
 import pytest
 
 from longtask_api import fanout
-from longtask_contracts import events, names, redisopts
+from longtask_contracts import events, names
+from longtask_runtime import redisopts
 
 pytestmark = pytest.mark.cluster
 

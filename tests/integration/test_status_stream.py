@@ -25,9 +25,9 @@ from typing import Any
 
 import pytest
 
-from longtask_contracts import events, names, redisopts
+from longtask_contracts import events, names
 from longtask_operator import statusstream, statussync
-from longtask_runtime import kubeerrors
+from longtask_runtime import kubeerrors, redisopts
 
 pytestmark = pytest.mark.cluster
 K = events.Kind

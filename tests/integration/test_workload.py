@@ -13,8 +13,9 @@ import uuid
 
 import pytest
 
-from longtask_contracts import names, redisopts, sending
+from longtask_contracts import names
 from longtask_operator import workload
+from longtask_runtime import redisopts, sending
 
 pytestmark = pytest.mark.cluster
 

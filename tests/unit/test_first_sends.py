@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from longtask_api import firstsend, metrics
-from longtask_contracts import sending
+from longtask_runtime import sending
 
 
 class FakeCelery:

@@ -1,6 +1,6 @@
 """The Celery app, configured for long work, and the one Celery task that runs LongTasks.
 
-Its Celery settings are longtask_contracts.celeryconfig's (shared with the operator,
+Its Celery settings are longtask_runtime.celeryconfig's (shared with the operator,
 which sends the messages).
 
 It must not hold task logic: runner.py runs attempts, sdk.py registers tasks.
@@ -16,7 +16,8 @@ from typing import Any
 
 from celery import Celery, Task
 
-from longtask_contracts import celeryconfig, ledger, names
+from longtask_contracts import ledger, names
+from longtask_runtime import celeryconfig
 from longtask_worker import runner, settings, store, telemetry
 
 log = logging.getLogger(__name__)

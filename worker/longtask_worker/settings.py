@@ -8,7 +8,7 @@ import socket
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from longtask_contracts import celeryconfig
+from longtask_runtime import celeryconfig
 
 
 class WorkerSettings(BaseSettings):

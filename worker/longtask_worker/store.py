@@ -12,7 +12,8 @@ from typing import Any
 import redis
 from redis.exceptions import WatchError
 
-from longtask_contracts import events, ledger, names, redisopts
+from longtask_contracts import events, ledger, names
+from longtask_runtime import redisopts
 
 # Take the lease only if the task is not done, nobody holds it, no later (or the same)
 # attempt has started, and the task still has a current attempt: a redelivered or
@@ -46,7 +47,7 @@ return 1
 
 
 def connect(url: str) -> redis.Redis:
-    """A client that rides out a Redis restart (see longtask_contracts.redisopts)."""
+    """A client that rides out a Redis restart (see longtask_runtime.redisopts)."""
     return redis.Redis.from_url(url, **redisopts.client_kwargs(asyncio=False))
 
 

@@ -27,7 +27,8 @@ import redis.asyncio as aioredis
 from celery import Celery
 from opentelemetry import trace
 
-from longtask_contracts import celeryconfig, events, ledger, logs, models, names, tracing
+from longtask_contracts import events, ledger, logs, models, names, tracing
+from longtask_runtime import celeryconfig
 
 log = logging.getLogger(__name__)
 
