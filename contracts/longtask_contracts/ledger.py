@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from longtask_contracts import events, models, names, retry, tracing
+from longtask_contracts import events, models, names, tracing
 
 # How long a task's keys outlive its end (and a cancel flag its request): long enough for
 # any redelivery to be recognised, short enough that nothing stays forever.
@@ -76,46 +76,6 @@ class DeadLetter(BaseModel):
     reason: str = Field(description="RetriesExhausted or Poison.")
     error: dict[str, str] = Field(default_factory=dict)
     at: float = Field(default_factory=time.time)
-
-
-def failure_outcome(
-    dispatch: Dispatch, decision: retry.Decision, error: dict[str, str], *, worker: str | None
-) -> tuple[events.Kind, events.TaskEvent, DeadLetter | None]:
-    """The event (and dead-letter record) that reports `decision` after a failed attempt."""
-    if decision.outcome is retry.Outcome.RETRY:
-        return (
-            events.Kind.RETRYING,
-            dispatch.event(
-                events.Kind.RETRYING,
-                worker=worker,
-                error=error,
-                retry_at=decision.at,
-                message=error["message"],
-            ),
-            None,
-        )
-    if decision.reason == "DeadlineExceeded":
-        error = {
-            "type": "DeadlineExceeded",
-            "message": f"timeoutSeconds ({dispatch.spec.timeout_seconds}) leaves no time for "
-            f"another attempt; last error: {error['type']}: {error['message']}",
-        }
-    dead = None
-    if decision.outcome is retry.Outcome.DEAD_LETTER:
-        dead = DeadLetter(
-            namespace=dispatch.namespace,
-            name=dispatch.name,
-            uid=dispatch.uid,
-            task=dispatch.spec.task,
-            spec=dispatch.spec.to_k8s(),
-            attempts=dispatch.attempt,
-            reason=decision.reason,
-            error=error,
-        )
-    event = dispatch.event(
-        events.Kind.FAILED, worker=worker, error=error, dead_lettered=dead is not None or None
-    )
-    return events.Kind.FAILED, event, dead
 
 
 def queue_publish(pipe: Any, event: events.TaskEvent, *, ttl: int | None = None) -> None:

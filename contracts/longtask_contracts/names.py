@@ -16,7 +16,6 @@ POOL_KIND = "WorkerPool"
 POOL_PLURAL = "workerpools"
 # The ReplicaSet controller removes the pods with the lowest cost first (Kubernetes >= 1.22).
 POD_DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
-FINALIZER = f"{GROUP}/finalizer"
 # Kopf keeps its handler progress and diff-base under this prefix. It is not GROUP
 # because Kopf ignores annotations under its own prefix, and REPLAY_ANNOTATION must count.
 KOPF_PREFIX = f"kopf.{GROUP}"

@@ -20,21 +20,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import datetime
 import logging
-import shlex
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from longtask_contracts import models, names
-from longtask_operator import kube, metrics, scaling, workload
+from longtask_operator import kube, loopguard, metrics, pooldata, scaling, workload
 from longtask_runtime import kubeerrors
 
 log = logging.getLogger(__name__)
 
-_DEFAULT_CONCURRENCY = 2  # the worker's own default (longtask_worker.settings)
-_BUSY_COST = 1000
 _MIN_GAP_SECONDS = 0.1
 
 
@@ -46,7 +42,7 @@ class _Pool:
     generation: int
     spec: models.WorkerPoolSpec
     history: scaling.History | None = None  # None until the first decision (see _pool)
-    written: dict[str, Any] = field(default_factory=dict)  # the status the apiserver has
+    last_written: dict[str, Any] = field(default_factory=dict)  # the status the apiserver has
     last_write: float = 0.0
     last_scale: str | None = None  # RFC 3339 time of our last change of replicas
     last_reason: str | None = None
@@ -66,6 +62,7 @@ class Autoscaler:
         self.status_interval = status_interval
         self.pools: dict[tuple[str, str], _Pool] = {}
         self._wake = asyncio.Event()
+        self.guard = loopguard.Guard("autoscaler", first_delay=interval)
 
     # -- inputs ------------------------------------------------------------------------
     def track(self, event_type: str | None, body: dict[str, Any]) -> None:
@@ -86,16 +83,16 @@ class Autoscaler:
         if known is not None and known.uid == meta["uid"]:
             known.spec, known.generation = spec, int(meta.get("generation") or 0)
         else:
-            written = dict(body.get("status") or {})
+            last_written = dict(body.get("status") or {})
             self.pools[key] = _Pool(
                 namespace=key[0],
                 name=key[1],
                 uid=meta["uid"],
                 generation=int(meta.get("generation") or 0),
                 spec=spec,
-                written=written,
-                last_scale=written.get("lastScaleTime"),
-                last_reason=written.get("lastScaleReason"),
+                last_written=last_written,
+                last_scale=last_written.get("lastScaleTime"),
+                last_reason=last_written.get("lastScaleReason"),
             )
         self.wake()
 
@@ -116,11 +113,9 @@ class Autoscaler:
             self._wake.clear()
             try:
                 await self.once(time.monotonic())
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # Redis restarting: the next tick tries again
-                log.exception("autoscaler tick failed")
-                await asyncio.sleep(self.interval)
+                self.guard.succeeded()
+            except Exception as exc:  # the next tick, later if it keeps failing
+                await asyncio.sleep(self.guard.failed(exc))
             await asyncio.sleep(_MIN_GAP_SECONDS)  # a burst of wakes costs a few decisions a second
 
     async def once(self, now: float) -> None:
@@ -130,8 +125,10 @@ class Autoscaler:
             *(self._pool(p, loads[p.pool], now) for p in pools), return_exceptions=True
         )
         for p, result in zip(pools, results, strict=True):
-            if isinstance(result, BaseException) and not isinstance(result, kubeerrors.NotFound):
-                log.error("WorkerPool %s/%s: %s", p.namespace, p.name, result, exc_info=result)
+            if isinstance(result, Exception) and not isinstance(result, kubeerrors.NotFound):
+                self.guard.item_failed(result, what=f"WorkerPool {p.namespace}/{p.name} failed; next tick")
+            elif isinstance(result, BaseException) and not isinstance(result, Exception):
+                raise result  # cancelled: the loop stops
 
     async def _pool(self, p: _Pool, load: workload.Load, now: float) -> None:
         metrics.POOL_QUEUED.labels(pool=p.pool).set(load.queued)
@@ -146,7 +143,7 @@ class Autoscaler:
         deployment = await self.kube.get_deployment(namespace=p.namespace, name=p.spec.deployment)
         if deployment is None:
             status["conditions"] = [
-                _condition(
+                pooldata.condition(
                     "Ready",
                     False,
                     "DeploymentNotFound",
@@ -159,7 +156,7 @@ class Autoscaler:
         policy = scaling.Policy(
             min_replicas=p.spec.min_replicas,
             max_replicas=p.spec.max_replicas,
-            tasks_per_replica=p.spec.tasks_per_replica or worker_concurrency(deployment),
+            tasks_per_replica=p.spec.tasks_per_replica or pooldata.worker_concurrency(deployment),
             cooldown_seconds=p.spec.cooldown_seconds,
             max_scale_up_step=p.spec.max_scale_up_step,
             paused=p.spec.paused,
@@ -194,8 +191,8 @@ class Autoscaler:
             lastScaleTime=p.last_scale,
             lastScaleReason=p.last_reason,
             conditions=[
-                _condition("Ready", True, "Paused" if policy.paused else "Scaling", decision.reason),
-                _condition(
+                pooldata.condition("Ready", True, "Paused" if policy.paused else "Scaling", decision.reason),
+                pooldata.condition(
                     "ScalingLimited",
                     limited,
                     "TooManyTasks" if limited else "WithinRange",
@@ -219,14 +216,14 @@ class Autoscaler:
                 self.kube.annotate_pod(
                     namespace=p.namespace, name=name, annotations={names.POD_DELETION_COST: cost}
                 )
-                for name, cost in deletion_costs(pods, load.pods).items()
+                for name, cost in pooldata.deletion_costs(pods, load.pods).items()
             )
         )
         return [str((pod.get("metadata") or {}).get("name")) for pod in pods]
 
     async def _scale(self, p: _Pool, decision: scaling.Decision, replicas: int) -> None:
         await self.kube.scale(namespace=p.namespace, deployment=p.spec.deployment, replicas=decision.desired)
-        p.last_scale = _now_rfc3339()
+        p.last_scale = pooldata.now_rfc3339()
         p.last_reason = f"{replicas} -> {decision.desired}: {decision.reason}"
         metrics.POOL_DECISIONS.labels(pool=p.pool, direction=decision.direction.value).inc()
         log.info("WorkerPool %s/%s scaled %s", p.namespace, p.name, p.last_reason)
@@ -243,70 +240,12 @@ class Autoscaler:
         self, p: _Pool, status: dict[str, Any], now: float, *, force: bool = False
     ) -> None:
         """Patch what changed, at most once per status_interval unless replicas changed."""
-        status["conditions"] = _keep_transition_times(p.written.get("conditions") or [], status["conditions"])
-        changed = {k: v for k, v in status.items() if p.written.get(k) != v}
+        status["conditions"] = pooldata.keep_transition_times(
+            p.last_written.get("conditions") or [], status["conditions"]
+        )
+        changed = {k: v for k, v in status.items() if p.last_written.get(k) != v}
         if not changed or (not force and now - p.last_write < self.status_interval):
             return
         await self.kube.patch_pool_status(namespace=p.namespace, name=p.name, status=changed)
-        p.written.update(changed)
+        p.last_written.update(changed)
         p.last_write = now
-
-
-def deletion_costs(pods: list[dict[str, Any]], busy: dict[str, int]) -> dict[str, str]:
-    """The pod-deletion-cost each pod should carry, for the pods whose annotation differs."""
-    wanted = {}
-    for pod in pods:
-        meta = pod.get("metadata") or {}
-        if meta.get("deletionTimestamp"):
-            continue
-        name = meta.get("name", "")
-        cost = str(_BUSY_COST + busy[name]) if busy.get(name) else "0"
-        if (meta.get("annotations") or {}).get(names.POD_DELETION_COST, "0") != cost:  # absent = 0
-            wanted[name] = cost
-    return wanted
-
-
-def worker_concurrency(deployment: dict[str, Any]) -> int:
-    """Tasks one worker pod runs at once: LONGTASK_CONCURRENCY or --concurrency/-c of its
-    first container, else the worker's default."""
-    containers = (((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}).get(
-        "containers"
-    ) or [{}]
-    container = containers[0]
-    for env in container.get("env") or []:
-        if env.get("name") == "LONGTASK_CONCURRENCY" and str(env.get("value", "")).isdigit():
-            return max(1, int(env["value"]))
-    argv = [str(a) for a in (container.get("command") or []) + (container.get("args") or [])]
-    if len(argv) == 1:
-        argv = shlex.split(argv[0])
-    for i, arg in enumerate(argv):
-        value = None
-        if arg in ("--concurrency", "-c") and i + 1 < len(argv):
-            value = argv[i + 1]
-        elif arg.startswith("--concurrency="):
-            value = arg.split("=", 1)[1]
-        if value is not None and value.isdigit():
-            return max(1, int(value))
-    return _DEFAULT_CONCURRENCY
-
-
-def _condition(kind: str, ok: bool, reason: str, message: str) -> dict[str, Any]:
-    return {"type": kind, "status": "True" if ok else "False", "reason": reason, "message": message[:1024]}
-
-
-def _keep_transition_times(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """lastTransitionTime moves only when a condition's status changes."""
-    before = {c.get("type"): c for c in old}
-    now = _now_rfc3339()
-    result = []
-    for cond in new:
-        prior = before.get(cond["type"])
-        same = prior is not None and prior.get("status") == cond["status"]
-        result.append(
-            {**cond, "lastTransitionTime": prior.get("lastTransitionTime", now) if same and prior else now}
-        )
-    return result
-
-
-def _now_rfc3339() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

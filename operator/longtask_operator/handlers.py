@@ -22,16 +22,18 @@ from longtask_operator import (
     autoscale,
     dispatch,
     kube,
+    loopguard,
     maintenance,
     observe,
     settings,
     statussync,
+    tasksweep,
     taskwatch,
     workload,
 )
 from longtask_runtime import redisopts, sending
 
-WP = (names.GROUP, names.VERSION, names.POOL_PLURAL)
+WORKER_POOLS = (names.GROUP, names.VERSION, names.POOL_PLURAL)  # what Kopf follows
 
 
 @kopf.on.startup()
@@ -47,13 +49,15 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.observer = observe.Observer(
         redis=memo.redis, workload=memo.autoscaler.workload, interval=cfg.metrics_interval_seconds
     )
-    tasks = taskwatch.TaskWatch(
+    watch = taskwatch.TaskWatch(
         redis=memo.redis,
         celery=memo.celery,
         kube=memo.kube,
         namespaces=cfg.namespace_list(),
-        sweep_seconds=cfg.sweep_seconds,
         on_seen=memo.observer.on_longtask,
+    )
+    sweep = tasksweep.TaskSweep(
+        redis=memo.redis, celery=memo.celery, kube=memo.kube, watch=watch, sweep_seconds=cfg.sweep_seconds
     )
     sync = statussync.StatusSync(
         redis=memo.redis,
@@ -64,7 +68,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         on_queued=memo.autoscaler.wake,
         on_event=memo.observer.on_event,
     )
-    clock = maintenance.Maintenance(
+    upkeep = maintenance.Maintenance(
         redis=memo.redis,
         celery=memo.celery,
         kube=memo.kube,
@@ -72,17 +76,17 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         poison_crashes=cfg.poison_crashes,
         claim_timeout=cfg.claim_timeout_seconds,
     )
-    memo.loops = [
-        asyncio.create_task(sync.run(), name="status-sync"),
-        asyncio.create_task(clock.run(), name="maintenance"),
-        *(
-            asyncio.create_task(tasks.follow(ns), name=f"longtask-watch-{ns or 'all'}")
-            for ns in taskwatch.scopes(tasks.namespaces)
-        ),
-        asyncio.create_task(tasks.run(), name="task-sweep"),
-        asyncio.create_task(memo.autoscaler.run(), name="autoscaler"),
-        asyncio.create_task(memo.observer.run(memo.autoscaler.pool_names), name="metrics"),
+    # Each loop's task is named as its guard (loopguard.py), which the liveness probe reads.
+    loops = [
+        (sync.run(), sync.guard),
+        (upkeep.run(), upkeep.guard),
+        *((watch.follow(ns), guard) for ns, guard in watch.guards.items()),
+        (sweep.run(), sweep.guard),
+        (memo.autoscaler.run(), memo.autoscaler.guard),
+        (memo.observer.run(memo.autoscaler.pool_names), memo.observer.guard),
     ]
+    memo.guards = [guard for _, guard in loops]
+    memo.loops = [asyncio.create_task(loop, name=guard.loop) for loop, guard in loops]
     if cfg.metrics_port:
         prometheus_client.start_http_server(cfg.metrics_port, addr=cfg.metrics_host)
 
@@ -103,9 +107,6 @@ def configure(kopf_settings: kopf.OperatorSettings) -> settings.OperatorSettings
     # Every other API request Kopf makes (patches, Events) gives up after this long.
     kopf_settings.networking.request_timeout = 30
     kopf_settings.networking.connect_timeout = 10
-    # Kopf waits this long for more events of one object before handling them (WorkerPools:
-    # the default 0.1 s would only delay the autoscaler learning of a new pool).
-    kopf_settings.batching.batch_window = 0.01
     # One operator per cluster for now: no peering objects to install.
     kopf_settings.peering.standalone = True
     kopf_settings.posting.level = logging.WARNING
@@ -117,11 +118,13 @@ def configure(kopf_settings: kopf.OperatorSettings) -> settings.OperatorSettings
 
 @kopf.on.probe(id="loops")
 def loops_alive(memo: kopf.Memo, **_: Any) -> list[str]:
-    """Part of the liveness endpoint: fails once a background loop has died."""
-    dead = [loop.get_name() for loop in getattr(memo, "loops", []) if loop.done()]
-    if dead:
-        raise RuntimeError(f"background loops ended: {', '.join(dead)}")
-    return [loop.get_name() for loop in memo.loops]
+    """Part of the liveness endpoint: fails (500) once a background loop has ended or keeps
+    failing with a bug, so that Kubernetes restarts the operator."""
+    loops = getattr(memo, "loops", [])
+    problems = loopguard.problems(loops, getattr(memo, "guards", []))
+    if problems:  # permanent: Kopf would otherwise retry the probe, and /healthz hang meanwhile
+        raise kopf.PermanentError("; ".join(problems))
+    return [loop.get_name() for loop in loops]
 
 
 @kopf.on.cleanup()
@@ -134,6 +137,6 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     tracing.shutdown()
 
 
-@kopf.on.event(*WP)
+@kopf.on.event(*WORKER_POOLS)
 async def track_pool(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     memo.autoscaler.track(type, dispatch.plain(body))

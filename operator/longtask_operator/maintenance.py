@@ -22,8 +22,8 @@ import redis.asyncio as aioredis
 from celery import Celery
 from redis.exceptions import WatchError
 
-from longtask_contracts import events, ledger, logs, names, retry
-from longtask_operator import dispatch, kube, metrics
+from longtask_contracts import events, failures, ledger, logs, names
+from longtask_operator import dispatch, kube, loopguard, metrics
 from longtask_runtime import kubeerrors
 
 log = logging.getLogger(__name__)
@@ -51,16 +51,17 @@ class Maintenance:
         self._next_dlq_sweep = 0.0
         self._sweep: asyncio.Task[None] | None = None
         self._dlq_cursor = 0
+        self.guard = loopguard.Guard("maintenance", first_delay=tick)
 
     async def run(self) -> None:
         while True:
             try:
                 await self.once(time.time())
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # Redis or the apiserver restarting: try again next tick
-                log.exception("maintenance tick failed")
-            await asyncio.sleep(self.tick)
+                self.guard.succeeded()
+                pause = self.tick
+            except Exception as exc:  # the next tick, later if it keeps failing
+                pause = self.guard.failed(exc)
+            await asyncio.sleep(pause)
 
     async def once(self, now: float) -> None:
         steps: list[tuple[str, Callable[[str], Awaitable[None]]]] = [
@@ -85,8 +86,8 @@ class Maintenance:
         last one stopped."""
         try:
             await self._sweep_some_dead_letters()
-        except Exception:
-            log.exception("dead-letter sweep failed; trying again at the next sweep")
+        except Exception as exc:
+            self.guard.item_failed(exc, what="the dead-letter sweep failed; trying again at the next one")
 
     async def _sweep_some_dead_letters(self) -> None:
         reply: Any = await self.redis.hscan(names.DLQ, cursor=self._dlq_cursor, count=200)
@@ -156,11 +157,9 @@ class Maintenance:
         with logs.task(uid=None if zset == names.KOMBU_UNACKED_INDEX else uid):
             try:
                 await step(uid)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
+            except Exception as exc:
                 metrics.MAINTENANCE_FAILURES.inc()
-                log.exception("maintenance of %s in %s failed; retrying next tick", uid, zset)
+                self.guard.item_failed(exc, what=f"maintenance of {uid} in {zset} failed; retrying next tick")
 
     async def _due(self, zset: str, now: float) -> list[str]:
         members = await self.redis.zrangebyscore(zset, 0, now, start=0, num=500)
@@ -225,36 +224,34 @@ class Maintenance:
                         return
                     current = _about(ledger.Dispatch.model_validate_json(raw))
                     crashes = int(await pipe.get(names.crashes(uid)) or 0) + 1
-                    event, decision, dead = self._worker_lost(current, crashes, now)
+                    end = self._worker_lost(current, crashes, now)
                     pipe.multi()  # type: ignore[no-untyped-call]
                     pipe.set(names.crashes(uid), crashes)
-                    ledger.queue_attempt_end(pipe, current, event, retry_at=decision.at, dead_letter=dead)
+                    ledger.queue_attempt_end(
+                        pipe, current, end.event, retry_at=end.decision.at, dead_letter=end.dead_letter
+                    )
                     await pipe.execute()
                     break
                 except WatchError:
                     continue
-        log.warning("%s/%s: %s -> %s", current.namespace, current.name, event.message, decision)
+        log.warning("%s/%s: %s -> %s", current.namespace, current.name, end.event.message, end.decision)
         metrics.LEASE_EXPIRIES.inc()
 
-    def _worker_lost(
-        self, current: ledger.Dispatch, crashes: int, now: float
-    ) -> tuple[events.TaskEvent, retry.Decision, ledger.DeadLetter | None]:
-        decision = retry.decide(
-            policy=current.spec.retry,
-            attempt=current.attempt,
-            now=now,
-            deadline=current.deadline,
-            rand=random.random(),
-            crashes=crashes,
-            poison_crashes=self.poison_crashes,
-        )
+    def _worker_lost(self, current: ledger.Dispatch, crashes: int, now: float) -> failures.AttemptEnd:
         error = {
             "type": "WorkerLost",
             "message": f"the worker running attempt {current.attempt} stopped heartbeating "
             f"(crash {crashes} in a row)",
         }
-        _, event, dead = ledger.failure_outcome(current, decision, error, worker=None)
-        return event, decision, dead
+        return failures.after_failure(
+            dispatch=current,
+            error=error,
+            now=now,
+            rand=random.random(),
+            worker=None,
+            crashes=crashes,
+            poison_crashes=self.poison_crashes,
+        )
 
     async def _retry_due(self, uid: str) -> None:
         current = await self._unfinished(uid, names.SCHEDULE)

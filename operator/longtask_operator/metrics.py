@@ -103,3 +103,11 @@ def forget_pool(pool: str) -> None:
     for direction in ("up", "down"):
         with contextlib.suppress(KeyError):
             POOL_DECISIONS.remove(pool, direction)
+
+
+LOOP_ERRORS = Counter(
+    "longtask_operator_loop_errors_total",
+    "Failures in the operator's background loops: kind=transient (Redis or the apiserver "
+    "unavailable, a conflict; retried with backoff) or kind=bug (anything else).",
+    ["loop", "kind"],
+)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
-import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -22,9 +21,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from longtask_contracts import events, names, phases
-from longtask_operator import metrics, workload
-
-log = logging.getLogger(__name__)
+from longtask_operator import loopguard, metrics, workload
 
 _RESCAN_SECONDS = 60.0  # how often queue keys are looked for (pools whose work predates us)
 _MAX_QUEUED = 100_000  # queued attempts remembered for dispatch latency (oldest dropped)
@@ -40,6 +37,7 @@ class Observer:
         self._queued: collections.OrderedDict[str, tuple[float, str]] = collections.OrderedDict()
         self._phase_of: dict[str, phases.Phase] = {}
         self._phases: collections.Counter[phases.Phase] = collections.Counter()
+        self.guard = loopguard.Guard("metrics", first_delay=interval)
         for phase in phases.Phase:
             metrics.TASKS.labels(phase=phase.value).set(0)
 
@@ -86,11 +84,11 @@ class Observer:
         while True:
             try:
                 await self.once(time.time(), set(extra_pools()))
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # Redis restarting: the next round tries again
-                log.warning("reading the figures for metrics failed", exc_info=True)
-            await asyncio.sleep(self.interval)
+                self.guard.succeeded()
+                pause = self.interval
+            except Exception as exc:  # the next round, later if it keeps failing
+                pause = self.guard.failed(exc)
+            await asyncio.sleep(pause)
 
     async def once(self, now: float, extra: set[str] | None = None) -> None:
         if now - self._scanned_at >= _RESCAN_SECONDS:

@@ -13,21 +13,14 @@ finished LongTasks turn into a minute of catching up.)
 Events of one LongTask are handled in order; events of different LongTasks concurrently, up
 to CONCURRENCY at a time (a burst of creates is dispatched in parallel).
 
-What no watch event shows, the sweep finds, every `sweep_seconds`:
-- unfinished tasks seen a while ago whose first attempt is still not sent (its sender died
-  half-way, or Redis was down): read again and dispatched;
-- tasks Redis still runs or queues whose LongTask is gone (deleted while the operator was
-  down): forgotten, so a queued attempt is refused by the worker's claim and a running
-  one is cancelled.
-
-It must not write statuses (statussync.py does) nor decide retries (maintenance.py).
+It keeps the inventory of unfinished LongTasks that the sweep (tasksweep.py) checks for
+what no watch event shows; which namespaces are ours is scope.py's. It must not write
+statuses (statussync.py does) nor decide retries (maintenance.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fnmatch
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -38,16 +31,11 @@ import redis.asyncio as aioredis
 from celery import Celery
 
 from longtask_contracts import ledger, logs, names, phases
-from longtask_operator import dispatch, kube, metrics
-from longtask_runtime import kubeerrors, sending
+from longtask_operator import dispatch, kube, loopguard, scope
+from longtask_runtime import kubeerrors
 
 log = logging.getLogger(__name__)
 
-# A first send older than this that left no guard behind is looked at again (sending.py
-# holds the guard "sending" for at most SENDING_SECONDS before it runs out).
-RESEND_AFTER_SECONDS = float(sending.SENDING_SECONDS)
-# LongTasks read from the apiserver per sweep, at most (the rest wait for the next one).
-GETS_PER_SWEEP = 100
 # LongTasks whose events are handled at the same time, at most.
 CONCURRENCY = 64
 # The field selector of unfinished LongTasks (the CRD offers status.phase; an absent phase,
@@ -56,7 +44,7 @@ UNFINISHED = ",".join(f"status.phase!={phase.value}" for phase in sorted(phases.
 
 
 @dataclass
-class _Unfinished:
+class Unfinished:
     namespace: str
     name: str
     seen: float  # monotonic time of the first event that showed it unfinished
@@ -77,20 +65,20 @@ class TaskWatch:
         celery: Celery,
         kube: kube.Kube,
         namespaces: list[str] | None = None,
-        sweep_seconds: float = 15.0,
         on_seen: Callable[[str | None, str, dict[str, Any]], None] = lambda event_type, uid, status: None,
     ) -> None:
         self.redis = redis
         self.celery = celery
         self.kube = kube
         self.namespaces = namespaces or []
-        self.sweep_seconds = sweep_seconds
         self.on_seen = on_seen  # told of every event (metrics: LongTasks by phase)
-        self.unfinished: dict[str, _Unfinished] = {}
-        self._suspects: set[str] = set()  # in Redis, not seen by the watch, at the last sweep
-        self._started = time.monotonic()
+        self.unfinished: dict[str, Unfinished] = {}  # by uid; what the sweep checks
         self._slots = asyncio.Semaphore(CONCURRENCY)
         self._last: dict[str, asyncio.Task[None]] = {}  # each LongTask's latest event in hand
+        # One loop (follow) per scope, each with its failure record, named as its task.
+        self.guards = {
+            ns: loopguard.Guard(f"longtask-watch-{ns or 'all'}") for ns in scope.scopes(self.namespaces)
+        }
 
     # -- the watch ---------------------------------------------------------------------
     async def follow(self, namespace: str | None) -> None:
@@ -102,10 +90,11 @@ class TaskWatch:
         or two even among 10,000 finished ones), and the watch starts from that list's
         resourceVersion at once, so after a restart a task created just before or after it
         is dispatched within a fraction of a second. Then every LongTask is listed, page by
-        page, for what finished ones may still ask (a replay, an old finalizer). A LongTask
+        page, for what finished ones may still ask (a replay). A LongTask
         listed before, or shown by the watch meanwhile, is skipped: the copy in hand is the
         newer one.
         """
+        guard = self.guards.setdefault(namespace, loopguard.Guard(f"longtask-watch-{namespace or 'all'}"))
         while True:
             watching: asyncio.Task[None] | None = None
             try:
@@ -113,23 +102,20 @@ class TaskWatch:
                 listed: set[str] = set()
                 async for page, version in self._listing(namespace):
                     if watching is None:
-                        watching = asyncio.create_task(self._watch(namespace, version, watched))
+                        watching = asyncio.create_task(self._watch(namespace, version, watched, guard))
                     for obj in page:
                         uid = obj["metadata"]["uid"]
                         if uid not in listed and uid not in watched.uids:
-                            await self._take(None, obj)
+                            await self._handle_in_order(None, obj, guard=guard)
                         listed.add(uid)
                 self._forget_unlisted(namespace, listed | watched.uids)
                 watched.done, watched.uids = True, set()
                 if watching is not None:
                     await watching  # forever, unless it fails or expires
-            except asyncio.CancelledError:
-                raise
             except kubeerrors.Expired:
                 log.info("the LongTask watch expired; listing again")
-            except Exception:  # the apiserver restarting: list again
-                log.exception("the LongTask watch failed; listing again in a second")
-                await asyncio.sleep(1)
+            except Exception as exc:  # list again
+                await asyncio.sleep(guard.failed(exc))
             finally:
                 if watching is not None and not watching.done():
                     watching.cancel()
@@ -145,10 +131,13 @@ class TaskWatch:
         async for page in self.kube.longtask_pages(namespace=namespace):
             yield page
 
-    async def _watch(self, namespace: str | None, version: str, watched: _Listing) -> None:
+    async def _watch(
+        self, namespace: str | None, version: str, watched: _Listing, guard: loopguard.Guard
+    ) -> None:
         """Follow LongTask events from `version` forever (each watch ends after
-        longtask_runtime.kube.WATCH_SECONDS: go on from where it was), noting their uids in `watched` until
-        the LIST is done."""
+        longtask_runtime.kube.WATCH_SECONDS: go on from where it was), noting their uids in
+        `watched` until the LIST is done. A watch that delivers is what counts as a good
+        round: a LIST that succeeds before a watch that fails does not."""
         while True:
             async for event_type, obj in self.kube.longtask_events(
                 namespace=namespace, resource_version=version
@@ -157,7 +146,9 @@ class TaskWatch:
                 if event_type != "BOOKMARK":
                     if not watched.done:
                         watched.uids.add(obj["metadata"]["uid"])
-                    await self._take(event_type, obj)
+                    await self._handle_in_order(event_type, obj, guard=guard)
+                guard.succeeded()
+            guard.succeeded()
 
     def _forget_unlisted(self, namespace: str | None, listed: set[str]) -> None:
         """After a LIST (again, after an expired watch or an error): unfinished tasks of
@@ -167,17 +158,19 @@ class TaskWatch:
             if uid not in listed and namespace in (None, task.namespace):
                 del self.unfinished[uid]
 
-    async def _take(self, event_type: str | None, obj: dict[str, Any]) -> None:
+    async def _handle_in_order(
+        self, event_type: str | None, obj: dict[str, Any], *, guard: loopguard.Guard
+    ) -> None:
         """Hand one event to on_event: at once (in order after that LongTask's previous one),
         with at most CONCURRENCY in hand; waits for a slot, so a burst cannot pile up."""
-        if not in_scope(self.namespaces, obj["metadata"]["namespace"]):
+        if not scope.in_scope(self.namespaces, obj["metadata"]["namespace"]):
             return
         uid = obj["metadata"]["uid"]
         self.on_seen(event_type, uid, obj.get("status") or {})
         if event_type != "DELETED" and uid not in self._last and uid not in self.unfinished and _settled(obj):
             return  # a finished LongTask with nothing asked of it: most of a LIST after a restart
         await self._slots.acquire()
-        job = asyncio.create_task(self._handle(event_type, obj, after=self._last.get(uid)))
+        job = asyncio.create_task(self._handle_after(event_type, obj, after=self._last.get(uid), guard=guard))
         self._last[uid] = job
         job.add_done_callback(lambda done: self._done(uid, done))
 
@@ -186,8 +179,13 @@ class TaskWatch:
         if self._last.get(uid) is job:
             del self._last[uid]
 
-    async def _handle(
-        self, event_type: str | None, obj: dict[str, Any], *, after: asyncio.Task[None] | None
+    async def _handle_after(
+        self,
+        event_type: str | None,
+        obj: dict[str, Any],
+        *,
+        after: asyncio.Task[None] | None,
+        guard: loopguard.Guard,
     ) -> None:
         if after is not None:
             await asyncio.wait([after])
@@ -195,8 +193,10 @@ class TaskWatch:
         with logs.task(namespace=meta["namespace"], name=meta["name"], uid=meta["uid"]):
             try:
                 await self.on_event(event_type, obj)
-            except Exception:  # Redis restarting: the sweep finds what this left undone
-                log.exception("handling a %s event of this LongTask failed", event_type or "listing")
+            except Exception as exc:  # one LongTask: the sweep finds what this left undone
+                guard.item_failed(
+                    exc, what=f"handling a {event_type or 'listing'} event of this LongTask failed"
+                )
 
     async def on_event(self, event_type: str | None, body: dict[str, Any]) -> None:
         """One event of a LongTask (event type None: listed)."""
@@ -209,14 +209,12 @@ class TaskWatch:
                 await dispatch.cancel(redis=self.redis, body=body, reason="the LongTask was deleted")
             await dispatch.forget(redis=self.redis, uid=uid)
             return
-        if names.FINALIZER in (meta.get("finalizers") or []):
-            await self._drop_old_finalizer(body)
         if (meta.get("annotations") or {}).get(names.REPLAY_ANNOTATION):
             await self._replay_once(body)
         if finished:
             self.unfinished.pop(uid, None)
             return
-        task = self.unfinished.setdefault(uid, _Unfinished(meta["namespace"], meta["name"], time.monotonic()))
+        task = self.unfinished.setdefault(uid, Unfinished(meta["namespace"], meta["name"], time.monotonic()))
         if task.sent and not (body.get("spec") or {}).get("cancel"):
             return  # a status update of a task on its way: nothing to do
         if await dispatch.reconcile(redis=self.redis, celery=self.celery, body=body):
@@ -238,137 +236,12 @@ class TaskWatch:
         )
         await self.redis.set(marker, value, ex=ledger.KEY_TTL_SECONDS)
 
-    async def _drop_old_finalizer(self, body: dict[str, Any]) -> None:
-        """Earlier operators held a finalizer on unfinished LongTasks; this one does not
-        (deletion is seen from the watch and the sweep). Release it, so deletes complete."""
-        meta = body["metadata"]
-        with contextlib.suppress(kubeerrors.NotFound):
-            await self.kube.remove_finalizer(
-                namespace=meta["namespace"],
-                name=meta["name"],
-                keep=[f for f in meta["finalizers"] if f != names.FINALIZER],
-                resource_version=meta["resourceVersion"],
-            )
-
-    # -- the sweep ---------------------------------------------------------------------
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.sweep_seconds)
-            try:
-                await self.sweep()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # Redis or the apiserver restarting: next sweep
-                log.exception("task sweep failed; trying again at the next one")
-
-    async def sweep(self) -> None:
-        budget = [GETS_PER_SWEEP]
-        await self._send_unsent(budget)
-        await self._forget_orphans(budget)
-
-    async def _send_unsent(self, budget: list[int]) -> None:
-        """Dispatch unfinished tasks whose first attempt no sender finished sending."""
-        now = time.monotonic()
-        due = [
-            uid for uid, t in self.unfinished.items() if not t.sent and now - t.seen >= RESEND_AFTER_SECONDS
-        ]
-        if not due:
-            return
-        pipe = self.redis.pipeline(transaction=False)
-        for uid in due:
-            pipe.get(names.dispatch_guard(uid))
-        guards = await pipe.execute()
-        for uid, guard in zip(due, guards, strict=True):
-            task = self.unfinished.get(uid)
-            if task is None:
-                continue
-            if guard is not None:
-                task.sent = _text(guard) != sending.SENDING
-                continue
-            if budget[0] <= 0:
-                return
-            budget[0] -= 1
-            try:
-                obj = await self.kube.get(namespace=task.namespace, name=task.name)
-            except kubeerrors.NotFound:
-                continue  # its DELETED event follows
-            if obj["metadata"]["uid"] == uid:
-                log.warning("%s/%s: its first attempt was never sent; sending it", task.namespace, task.name)
-                await dispatch.reconcile(redis=self.redis, celery=self.celery, body=obj)
-                metrics.SWEPT.labels(kind="unsent").inc()
-
-    async def _forget_orphans(self, budget: list[int]) -> None:
-        """Forget tasks Redis holds unfinished whose LongTask is gone. A uid counts only if it
-        was missing from the watch at two sweeps in a row (a task the gateway sent may reach
-        Redis before its ADDED event reaches us), only once the watch had time to list every
-        LongTask after a start, and only in this operator's namespaces (another operator's
-        tasks share the Redis). The GET decides: a LongTask that exists is left alone."""
-        if time.monotonic() - self._started < 2 * self.sweep_seconds:
-            return
-        members = [_text(m) for m in await self.redis.zrange(names.DEADLINES, 0, -1)]
-        candidates = [uid for uid in members if uid not in self.unfinished]
-        pipe = self.redis.pipeline(transaction=False)
-        for uid in candidates:
-            pipe.exists(names.done(uid))
-            pipe.get(names.current(uid))
-        replies = await pipe.execute()
-        unfinished = {
-            uid: ledger.Dispatch.model_validate_json(raw)
-            for uid, done, raw in zip(candidates, replies[::2], replies[1::2], strict=True)
-            if not done and raw is not None
-        }
-        ours = {uid for uid, current in unfinished.items() if in_scope(self.namespaces, current.namespace)}
-        suspects, self._suspects = self._suspects, ours
-        for uid in suspects & ours:
-            if budget[0] <= 0:
-                return
-            budget[0] -= 1
-            current = unfinished[uid]
-            try:
-                obj = await self.kube.get(namespace=current.namespace, name=current.name)
-            except kubeerrors.NotFound:
-                obj = None
-            if obj is None or obj["metadata"]["uid"] != uid:
-                log.warning(
-                    "%s/%s: its LongTask is gone (deleted while the operator was away); cancelling it",
-                    current.namespace, current.name,
-                )  # fmt: skip
-                await dispatch.forget(redis=self.redis, uid=uid)
-                metrics.SWEPT.labels(kind="orphan").inc()
-                self._suspects.discard(uid)
-
 
 def _settled(obj: dict[str, Any]) -> bool:
-    """Finished, and nothing asked of it that on_event would act on (a replay, an old
-    finalizer to take off)."""
-    meta = obj["metadata"]
-    return (
-        phases.is_terminal(phases.parse((obj.get("status") or {}).get("phase")))
-        and names.FINALIZER not in (meta.get("finalizers") or [])
-        and not (meta.get("annotations") or {}).get(names.REPLAY_ANNOTATION)
-    )
-
-
-def scopes(namespaces: list[str]) -> list[str | None]:
-    """What to list and watch: each namespace given, or all (None) if none is given or one
-    is a pattern (`team-*`, `!kube-system`: then filtered by in_scope as they arrive)."""
-    if not namespaces or any(_pattern(ns) for ns in namespaces):
-        return [None]
-    return list(namespaces)
-
-
-def in_scope(namespaces: list[str], namespace: str) -> bool:
-    """Whether `namespace` is one of `namespaces` (all if empty): it matches a pattern given
-    and no pattern given with a leading `!`."""
-    wanted = [ns for ns in namespaces if not ns.startswith("!")]
-    unwanted = [ns[1:] for ns in namespaces if ns.startswith("!")]
-    if wanted and not any(fnmatch.fnmatchcase(namespace, ns) for ns in wanted):
-        return False
-    return not any(fnmatch.fnmatchcase(namespace, ns) for ns in unwanted)
-
-
-def _pattern(namespace: str) -> bool:
-    return namespace.startswith("!") or any(c in namespace for c in "*?[")
+    """Finished, and nothing asked of it that on_event would act on (a replay)."""
+    return phases.is_terminal(phases.parse((obj.get("status") or {}).get("phase"))) and not (
+        obj["metadata"].get("annotations") or {}
+    ).get(names.REPLAY_ANNOTATION)
 
 
 def _text(value: object) -> str:

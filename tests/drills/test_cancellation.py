@@ -5,8 +5,7 @@ operator is back, and never starts; a running cooperative task stops within the 
 period; a running task that ignores cancellation is stopped forcibly after the grace
 period, with the operator restarted in between; deleting a running LongTask cancels it
 and the object goes away at once (no finalizer); deleting unfinished LongTasks while the
-operator is down cancels them once it is back (its sweep), a queued one never starting; a
-finalizer left by an earlier operator is removed.
+operator is down cancels them once it is back (its sweep), a queued one never starting.
 """
 
 from __future__ import annotations
@@ -120,17 +119,3 @@ def test_deleted_while_the_operator_is_down(platform, kubectl, namespace, redis_
         assert not redis_client.exists(names.started(queued), names.claim(queued))
     finally:
         platform.stop_child(worker)
-
-
-def test_an_earlier_operators_finalizer_is_removed(platform, kubectl, namespace, drill_workers):
-    lt.create(kubectl, namespace, "old", task="demo.noop", pool=DRILL_POOL)
-    lt.wait_phase(kubectl, namespace, "old", "Succeeded")
-    kubectl(
-        "patch", "-n", namespace, "lt/old", "--type=merge",
-        "-p", json.dumps({"metadata": {"finalizers": [names.FINALIZER]}}),
-    )  # fmt: skip
-    helpers.poll(
-        lambda: not lt.get(kubectl, namespace, "old")["metadata"].get("finalizers"),
-        timeout=15,
-        what="the operator to remove the old finalizer",
-    )

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from longtask_contracts import events, names
-from longtask_operator import statussync
+from longtask_operator import statusstream, statussync
 from longtask_runtime import redisopts
 from tests import fakes
 
@@ -67,7 +67,7 @@ async def sync(redis_url, redis_client, monkeypatch) -> AsyncIterator[Running]:
         redis_client.xadd(stream, event.encode())
 
     s = statussync.StatusSync(redis=r, kube=kube, consumer="op", interval=INTERVAL)  # type: ignore[arg-type]
-    await s.ensure_group()  # before the test reads the group's pending entries
+    await s.stream.ensure_group()  # before the test reads the group's pending entries
     runner = asyncio.ensure_future(s.run())
     try:
         yield Running(kube=kube, stream=stream, add=add, sync=s, uids=uids, exists_calls=exists_calls)
@@ -96,15 +96,15 @@ def _pending(redis_client, stream: str) -> int:
 async def test_orphaned_entries_are_adopted(redis_url, redis_client, monkeypatch):
     stream = f"{names.STATUS_STREAM}:test-{uuid.uuid4().hex[:8]}"
     r = redisopts.async_client(redis_url)
-    sync = statussync.StatusSync(redis=r, kube=None, consumer="replacement", interval=1.0)  # type: ignore[arg-type]
+    stream_reader = statusstream.StatusStream(redis=r, consumer="replacement")
     try:
         for _ in range(3):
             redis_client.xadd(stream, {"event": "{}"})
         redis_client.xgroup_create(stream, names.STATUS_GROUP, id="0")
         redis_client.xreadgroup(names.STATUS_GROUP, "gone-pod", {stream: ">"})  # read, never acked
         monkeypatch.setattr(names, "STATUS_STREAM", stream)
-        await sync.ensure_group()  # exists already: no error
-        await sync.adopt_orphans()
+        await stream_reader.ensure_group()  # exists already: no error
+        await stream_reader.adopt_orphans()
         pending = redis_client.xpending(stream, names.STATUS_GROUP)
         assert pending["pending"] == 3
         assert [(c["name"], c["pending"]) for c in pending["consumers"]] == [("replacement", 3)]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from longtask_contracts import names
-from longtask_operator import autoscale
+from longtask_operator import pooldata
 
 
 def deployment(container: dict[str, object]) -> dict[str, object]:
@@ -32,7 +32,7 @@ def deployment(container: dict[str, object]) -> dict[str, object]:
     ],
 )
 def test_worker_concurrency(container, expected):
-    assert autoscale.worker_concurrency(deployment(container)) == expected
+    assert pooldata.worker_concurrency(deployment(container)) == expected
 
 
 def pod(name: str, cost: str | None = None, terminating: bool = False) -> dict[str, object]:
@@ -52,7 +52,7 @@ def test_deletion_costs_mark_busy_pods_expensive_and_touch_only_what_differs():
         pod("busy-ok", "1001"),
         pod("gone", terminating=True),
     ]
-    costs = autoscale.deletion_costs(pods, {"busy": 3, "busy-ok": 1, "gone": 1, "elsewhere": 2})
+    costs = pooldata.deletion_costs(pods, {"busy": 3, "busy-ok": 1, "gone": 1, "elsewhere": 2})
     assert costs == {"idle-was-busy": "0", "busy": "1003"}  # no annotation means 0 already
 
 

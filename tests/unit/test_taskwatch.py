@@ -16,7 +16,7 @@ import asyncio
 import pytest
 
 from longtask_contracts import names
-from longtask_operator import taskwatch
+from longtask_operator import scope, taskwatch
 from tests import fakes
 
 
@@ -31,7 +31,7 @@ from tests import fakes
     ],
 )
 def test_scopes(namespaces, scopes):
-    assert taskwatch.scopes(namespaces) == scopes
+    assert scope.scopes(namespaces) == scopes
 
 
 @pytest.mark.parametrize(
@@ -49,7 +49,7 @@ def test_scopes(namespaces, scopes):
     ],
 )
 def test_in_scope(namespaces, namespace, expected):
-    assert taskwatch.in_scope(namespaces, namespace) is expected
+    assert scope.in_scope(namespaces, namespace) is expected
 
 
 def test_a_list_again_drops_unlisted_tasks_of_its_namespace():
@@ -57,7 +57,7 @@ def test_a_list_again_drops_unlisted_tasks_of_its_namespace():
     sweep's orphan search (tasks Redis holds that the inventory does not) finds them."""
     watch = taskwatch.TaskWatch(redis=None, celery=None, kube=None)  # type: ignore[arg-type]
     for uid, namespace in (("kept", "a"), ("deleted", "a"), ("elsewhere", "b")):
-        watch.unfinished[uid] = taskwatch._Unfinished(namespace, uid, seen=0.0)
+        watch.unfinished[uid] = taskwatch.Unfinished(namespace, uid, seen=0.0)
     watch._forget_unlisted("a", listed={"kept"})
     assert set(watch.unfinished) == {"kept", "elsewhere"}
     watch._forget_unlisted(None, listed={"kept"})

@@ -1,7 +1,7 @@
 """Runs one attempt of one LongTask: lease, look-up, call, and how the attempt ends.
 
 It must not know about Celery's API (app.py adapts it) nor write Redis keys itself
-(store.py does). What follows a failure is decided by longtask_contracts.retry.
+(store.py does). What follows a failure is decided by longtask_contracts.failures.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from longtask_contracts import events, ledger, logs, retry, tracing
+from longtask_contracts import events, failures, ledger, logs, tracing
 from longtask_worker import metrics, sdk, store
 
 log = logging.getLogger(__name__)
@@ -225,22 +225,24 @@ def _finish_failed(
     error = {"type": _error_type(exc), "message": str(exc) or repr(exc)}
     tracing.failed(exc)
     log.info("task %s/%s attempt %s failed: %s", dispatch.namespace, dispatch.name, dispatch.attempt, error)
-    now = time.time()
-    decision = retry.decide(
-        policy=dispatch.spec.retry,
-        attempt=dispatch.attempt,
-        now=now,
-        deadline=dispatch.deadline,
+    end = failures.after_failure(
+        dispatch=dispatch,
+        error=error,
+        now=time.time(),
         rand=random.random(),
+        worker=ctx.worker,
         permanent=isinstance(exc, sdk.PermanentError),
     )
-    kind, event, dead = ledger.failure_outcome(dispatch, decision, error, worker=ctx.worker)
     if not store.finish(
-        dispatch=dispatch, worker=ctx.worker, event=event, retry_at=decision.at, dead_letter=dead
+        dispatch=dispatch,
+        worker=ctx.worker,
+        event=end.event,
+        retry_at=end.decision.at,
+        dead_letter=end.dead_letter,
     ):
         _stale(dispatch)
         return None
-    return kind
+    return end.kind
 
 
 def _stale(dispatch: ledger.Dispatch) -> None:

@@ -1,0 +1,163 @@
+"""The status stream's Redis side for the status sync: its consumer group, the pages it
+reads, acknowledgements with each task's `synced` mark, and trimming.
+
+Events arrive through a Redis consumer group, so an operator that restarts re-reads what
+it had not yet acknowledged: first its backlog (its own pending entries and those a
+previous operator left, adopted), page by page, once; then new entries. The stream is
+trimmed here, and only here: below the oldest entry the group has not acknowledged (XTRIM
+MINID), so an operator that is down or behind loses nothing, and never within the last
+minute, which the gateway's namespace streams may still be reading.
+
+It must not fold events, write statuses or talk to Kubernetes (statussync.py decides what
+is acknowledged when).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from longtask_contracts import events, ledger, names
+
+log = logging.getLogger(__name__)
+
+_PAGE = 1000  # entries per XREADGROUP
+_BLOCK_MS = 100  # how long a read of new entries waits for one
+_TRIM_EVERY_SECONDS = 5.0
+_TRIM_ROUNDS = 100
+_KEEP_RECENT_MS = 60_000
+
+Page = list[tuple[bytes, events.TaskEvent]]
+
+
+def entry_id(raw: Any) -> tuple[int, int]:
+    """A stream id as a comparable pair (ms, seq)."""
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class StatusStream:
+    def __init__(self, *, redis: aioredis.Redis, consumer: str) -> None:
+        self.redis = redis
+        self.consumer = consumer
+        self._backlog: Any = "0"  # where the next backlog page starts; None once it was read
+        self._trimmed_at = 0.0
+
+    async def ensure_group(self) -> None:
+        try:
+            await self.redis.xgroup_create(names.STATUS_STREAM, names.STATUS_GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def adopt_orphans(self) -> None:
+        """Take over entries a previous operator (another pod, another name) left unacked.
+
+        One operator runs per cluster (Kopf standalone), so whatever is pending under any
+        other consumer name belongs to an operator that is gone.
+        """
+        cursor: Any = "0-0"
+        while True:
+            # Without JUSTID: redis-py then returns [next cursor, entries, deleted ids].
+            reply: Any = await self.redis.xautoclaim(
+                names.STATUS_STREAM,
+                names.STATUS_GROUP,
+                self.consumer,
+                min_idle_time=0,
+                start_id=cursor,
+                count=1000,
+            )
+            cursor = reply[0]
+            if cursor in (b"0-0", "0-0"):
+                return
+
+    def start_over(self) -> None:
+        """Read the backlog again from its start (after a failure: what was read but not
+        acknowledged is read again)."""
+        self._backlog = "0"
+
+    async def read(self) -> list[tuple[bytes, dict[Any, Any]]]:
+        """The next page: of the backlog until it is read, then of new entries."""
+        if self._backlog == "0":
+            await self.ensure_group()
+            await self.adopt_orphans()
+        reply: Any = await self.redis.xreadgroup(
+            names.STATUS_GROUP,
+            self.consumer,
+            {names.STATUS_STREAM: self._backlog or ">"},
+            count=_PAGE,
+            block=None if self._backlog else _BLOCK_MS,
+        )
+        entries: list[tuple[bytes, dict[Any, Any]]] = reply[0][1] if reply else []
+        if self._backlog is not None:  # next page after the last entry, until none is left
+            self._backlog = entries[-1][0] if entries else None
+        return entries
+
+    async def decode(self, entries: list[tuple[bytes, dict[Any, Any]]]) -> Page:
+        """The events of `entries`; a malformed entry is acknowledged and dropped."""
+        page: Page = []
+        malformed: list[bytes] = []
+        for raw_id, fields in entries:
+            try:
+                page.append((raw_id, events.TaskEvent.decode(fields)))
+            except ValueError:
+                log.warning("dropping malformed status entry %r", raw_id)
+                malformed.append(raw_id)
+        if malformed:
+            await self.redis.xack(names.STATUS_STREAM, names.STATUS_GROUP, *malformed)
+        return page
+
+    async def unsynced(self, uids: list[str]) -> set[str]:
+        """Those of `uids` without a `synced` mark (no entry of theirs was ever
+        acknowledged): one pipeline for all."""
+        if not uids:
+            return set()
+        pipe = self.redis.pipeline(transaction=False)
+        for uid in uids:
+            pipe.exists(names.synced(uid))
+        found = await pipe.execute()
+        return {uid for uid, synced in zip(uids, found, strict=True) if not synced}
+
+    async def ack(self, entry_ids: list[bytes], *, first_synced: list[str]) -> None:
+        """Acknowledge `entry_ids`, and mark the tasks `first_synced` as synced, in one MULTI."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.xack(names.STATUS_STREAM, names.STATUS_GROUP, *entry_ids)
+        for uid in first_synced:
+            pipe.set(names.synced(uid), "1", ex=ledger.KEY_TTL_SECONDS)
+        await pipe.execute()
+
+    async def trim(self) -> None:
+        """Drop entries every consumer of the group has acknowledged, at most every few seconds."""
+        now = time.monotonic()
+        if now - self._trimmed_at < _TRIM_EVERY_SECONDS:
+            return
+        self._trimmed_at = now
+        summary: Any = await self.redis.xpending(names.STATUS_STREAM, names.STATUS_GROUP)
+        groups: Any = await self.redis.xinfo_groups(names.STATUS_STREAM)
+        ours = next((g for g in groups if _text(g.get("name")) == names.STATUS_GROUP), None)
+        if ours is None:
+            return
+        # Everything below the oldest pending entry, or up to the last delivered one, is read
+        # and acknowledged; the last delivered entry itself is kept (MINID keeps >= id).
+        floor = summary.get("min") if summary.get("pending") else ours.get("last-delivered-id")
+        # Keep the last minute whatever the group read: the gateway's namespace streams
+        # follow this stream too, and catch up from it after a reconnect.
+        recent = f"{int(time.time() * 1000) - _KEEP_RECENT_MS}-0"
+        if floor and entry_id(floor) > entry_id(recent):
+            floor = recent
+        if floor and entry_id(floor) > (0, 0):
+            # Approximate trimming removes whole nodes, at most 10,000 entries a call (Redis'
+            # default LIMIT), so Redis never stalls on one call; a long backlog takes several.
+            for _ in range(_TRIM_ROUNDS):
+                removed = await self.redis.xtrim(names.STATUS_STREAM, minid=_text(floor), approximate=True)
+                if not removed:
+                    break
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
