@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from longtask_contracts import events, names
+from longtask_contracts import events, names, wire
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -36,10 +36,6 @@ def id_key(stream_id: str) -> tuple[int, int]:
     """A Redis stream id ('1719400000000-3', or '0') as a sortable pair."""
     ms, _, seq = stream_id.partition("-")
     return int(ms), int(seq or 0)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class Entry:
@@ -137,7 +133,7 @@ class Hub:
         if key not in self._streams:
             async with self._reads:
                 last = await self.redis.xrevrange(key, count=1)
-            head = _text(last[0][0]) if last else "0"
+            head = wire.text(last[0][0]) if last else "0"
             if key not in self._streams:  # nobody else started it meanwhile
                 self._streams[key] = _Stream(cursor=head)
                 await self._wake()
@@ -152,7 +148,7 @@ class Hub:
                 async with self._reads:
                     backlog: Any = await self.redis.xrange(key, min=f"({after}", max=upto)
                 for raw_id, fields in backlog:
-                    entry = _decode(_text(raw_id), fields)
+                    entry = _decode(wire.text(raw_id), fields)
                     if entry is None:
                         continue
                     after = entry.id
@@ -202,17 +198,17 @@ class Hub:
                 continue
             failures = 0
             for raw_key, entries in reply or []:
-                self._deliver(_text(raw_key), entries)
+                self._deliver(wire.text(raw_key), entries)
 
     def _deliver(self, key: str, entries: list[Any]) -> None:
         if key == self.wake_key:
-            self._wake_cursor = _text(entries[-1][0])
+            self._wake_cursor = wire.text(entries[-1][0])
             return
         stream = self._streams.get(key)
         if stream is None:
             return  # its last watcher left while the read was under way
         for raw_id, fields in entries:
-            stream.cursor = _text(raw_id)
+            stream.cursor = wire.text(raw_id)
             entry = _decode(stream.cursor, fields)
             if entry is not None:
                 for watcher in list(stream.watchers):

@@ -1,5 +1,5 @@
 """The operator's own Kubernetes calls, on top of the shared layer (longtask_runtime.kube):
-Deployments and their scale, pods, Events, and taking an old finalizer off a LongTask.
+Deployments and their scale, pods, and Events.
 
 It must not decide anything; it translates plain data into API calls and raises only
 kubeerrors (a 404 on a LongTask is NotFound, which callers treat as "nothing to do").
@@ -35,15 +35,6 @@ class Kube(runtimekube.Kube):
         """Logged in as every component is (runtimekube.login); each request may take
         `request_timeout` seconds."""
         return cls(await runtimekube.login(), timeout=request_timeout)
-
-    async def remove_finalizer(
-        self, *, namespace: str, name: str, keep: list[str], resource_version: str
-    ) -> None:
-        """Set the LongTask's finalizers to `keep`, only if it is unchanged since
-        `resource_version` (a conflict is left to the next watch event, which tries again)."""
-        body = {"metadata": {"finalizers": keep, "resourceVersion": resource_version}}
-        with contextlib.suppress(kubeerrors.Conflict):
-            await self.patch(namespace=namespace, name=name, body=body)
 
     async def post_event(
         self,

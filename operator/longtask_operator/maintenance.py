@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 from celery import Celery
 from redis.exceptions import WatchError
 
-from longtask_contracts import events, failures, ledger, logs, names
+from longtask_contracts import events, failures, ledger, logs, names, wire
 from longtask_operator import dispatch, kube, loopguard, metrics
 from longtask_runtime import kubeerrors
 
@@ -93,7 +93,7 @@ class Maintenance:
         reply: Any = await self.redis.hscan(names.DLQ, cursor=self._dlq_cursor, count=200)
         self._dlq_cursor, records = reply
         for uid, raw in records.items():
-            await self._isolated(names.DLQ, _text(uid), functools.partial(self._forget_if_gone, raw=raw))
+            await self._isolated(names.DLQ, wire.text(uid), functools.partial(self._forget_if_gone, raw=raw))
 
     async def _forget_if_gone(self, uid: str, *, raw: str | bytes) -> None:
         record = ledger.DeadLetter.model_validate_json(raw)
@@ -114,7 +114,7 @@ class Maintenance:
             names.KOMBU_UNACKED_INDEX, f"({self._fetched_scanned_until}", until
         )
         for tag in tags:
-            await self._isolated(names.KOMBU_UNACKED_INDEX, _text(tag), self._resend_unclaimed)
+            await self._isolated(names.KOMBU_UNACKED_INDEX, wire.text(tag), self._resend_unclaimed)
         self._fetched_scanned_until = until
 
     async def _resend_unclaimed(self, tag: str) -> None:
@@ -291,7 +291,3 @@ def _about(current: ledger.Dispatch) -> ledger.Dispatch:
     """From here on, log lines of this step are about `current` (and its trace)."""
     logs.update(**current.about())
     return current
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

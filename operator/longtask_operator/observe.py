@@ -20,7 +20,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from longtask_contracts import events, names, phases
+from longtask_contracts import events, names, phases, wire
 from longtask_operator import loopguard, metrics, workload
 
 _RESCAN_SECONDS = 60.0  # how often queue keys are looked for (pools whose work predates us)
@@ -139,7 +139,7 @@ class Observer:
             groups: Any = await self.redis.xinfo_groups(names.STATUS_STREAM)
         except aioredis.ResponseError:  # no stream yet
             groups = []
-        ours = next((g for g in groups if _text(g.get("name")) == names.STATUS_GROUP), None)
+        ours = next((g for g in groups if wire.text(g.get("name")) == names.STATUS_GROUP), None)
         if ours is None:
             metrics.STATUS_SYNC_LAG.set(0)
             metrics.STATUS_SYNC_BACKLOG.set(0)
@@ -149,7 +149,7 @@ class Observer:
         if summary.get("pending"):
             oldest.append(_ms(summary["min"]))
         unread: Any = await self.redis.xrange(
-            names.STATUS_STREAM, min=f"({_text(ours.get('last-delivered-id'))}", count=1
+            names.STATUS_STREAM, min=f"({wire.text(ours.get('last-delivered-id'))}", count=1
         )
         if unread:
             oldest.append(_ms(unread[0][0]))
@@ -169,8 +169,4 @@ def queued_at(raw: Any) -> float | None:
 
 
 def _ms(entry_id: Any) -> int:
-    return int(_text(entry_id).partition("-")[0])
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    return int(wire.text(entry_id).partition("-")[0])

@@ -21,7 +21,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from longtask_contracts import events, ledger, names
+from longtask_contracts import events, ledger, names, wire
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ class StatusStream:
         self._trimmed_at = now
         summary: Any = await self.redis.xpending(names.STATUS_STREAM, names.STATUS_GROUP)
         groups: Any = await self.redis.xinfo_groups(names.STATUS_STREAM)
-        ours = next((g for g in groups if _text(g.get("name")) == names.STATUS_GROUP), None)
+        ours = next((g for g in groups if wire.text(g.get("name")) == names.STATUS_GROUP), None)
         if ours is None:
             return
         # Everything below the oldest pending entry, or up to the last delivered one, is read
@@ -154,10 +154,8 @@ class StatusStream:
             # Approximate trimming removes whole nodes, at most 10,000 entries a call (Redis'
             # default LIMIT), so Redis never stalls on one call; a long backlog takes several.
             for _ in range(_TRIM_ROUNDS):
-                removed = await self.redis.xtrim(names.STATUS_STREAM, minid=_text(floor), approximate=True)
+                removed = await self.redis.xtrim(
+                    names.STATUS_STREAM, minid=wire.text(floor), approximate=True
+                )
                 if not removed:
                     break
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -20,7 +20,7 @@ import time
 import redis.asyncio as aioredis
 from celery import Celery
 
-from longtask_contracts import ledger, names
+from longtask_contracts import ledger, names, wire
 from longtask_operator import dispatch, kube, loopguard, metrics, scope, taskwatch
 from longtask_runtime import kubeerrors, sending
 
@@ -101,7 +101,7 @@ class TaskSweep:
             if task is None:
                 continue
             if guard is not None:
-                task.sent = _text(guard) != sending.SENDING
+                task.sent = wire.text(guard) != sending.SENDING
                 continue
             if not reads.spend():
                 return
@@ -122,7 +122,7 @@ class TaskSweep:
         tasks share the Redis). The GET decides: a LongTask that exists is left alone."""
         if time.monotonic() - self._started < 2 * self.sweep_seconds:
             return
-        members = [_text(m) for m in await self.redis.zrange(names.DEADLINES, 0, -1)]
+        members = [wire.text(m) for m in await self.redis.zrange(names.DEADLINES, 0, -1)]
         candidates = [uid for uid in members if uid not in self.watch.unfinished]
         pipe = self.redis.pipeline(transaction=False)
         for uid in candidates:
@@ -156,7 +156,3 @@ class TaskSweep:
                 await dispatch.forget(redis=self.redis, uid=uid)
                 metrics.SWEPT.labels(kind="orphan").inc()
                 self._suspects.discard(uid)
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

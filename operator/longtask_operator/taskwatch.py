@@ -30,7 +30,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from celery import Celery
 
-from longtask_contracts import ledger, logs, names, phases
+from longtask_contracts import ledger, logs, names, phases, wire
 from longtask_operator import dispatch, kube, loopguard, scope
 from longtask_runtime import kubeerrors
 
@@ -228,7 +228,7 @@ class TaskWatch:
         value = meta["annotations"][names.REPLAY_ANNOTATION]
         marker = names.replayed(meta["uid"])
         seen = await self.redis.get(marker)
-        if seen is not None and _text(seen) == value:
+        if seen is not None and wire.text(seen) == value:
             return
         message = await dispatch.replay(redis=self.redis, celery=self.celery, body=body)
         await self.kube.post_event(
@@ -242,7 +242,3 @@ def _settled(obj: dict[str, Any]) -> bool:
     return phases.is_terminal(phases.parse((obj.get("status") or {}).get("phase"))) and not (
         obj["metadata"].get("annotations") or {}
     ).get(names.REPLAY_ANNOTATION)
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

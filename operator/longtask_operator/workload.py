@@ -16,7 +16,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from longtask_contracts import names
+from longtask_contracts import names, wire
 
 # KEYS: the unacked hash, then every pool's lists. ARGV: the number of lists per pool,
 # then one `"<queue>"]` suffix per pool (how kombu's JSON [message, exchange, routing key]
@@ -90,7 +90,7 @@ class Workload:
         entries: dict[Any, Any] = await self.redis.hgetall(names.RUNNING)
         if not entries:
             return {}
-        items = [(_text(uid), _text(where)) for uid, where in entries.items()]
+        items = [(wire.text(uid), wire.text(where)) for uid, where in entries.items()]
         pipe = self.redis.pipeline(transaction=False)
         for uid, _ in items:
             pipe.exists(names.claim(uid))
@@ -101,7 +101,3 @@ class Workload:
                 pool, _, pod = where.partition(" ")
                 result[pool][pod] += 1
         return result
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -7,12 +7,11 @@ It must not decide anything: runner.py decides, this module reads and writes key
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import redis
 from redis.exceptions import WatchError
 
-from longtask_contracts import events, ledger, names
+from longtask_contracts import events, ledger, names, wire
 from longtask_runtime import redisopts
 
 # Take the lease only if the task is not done, nobody holds it, no later (or the same)
@@ -126,7 +125,7 @@ class Store:
                     keys = names.claim(uid), names.current(uid), names.done(uid)
                     pipe.watch(*keys)  # type: ignore[no-untyped-call]
                     claim, current, done = pipe.mget(keys)
-                    holder = _text(claim)
+                    holder = wire.text_or_none(claim)
                     latest = ledger.current_attempt(current)
                     ours = holder == mine or (holder is None and latest == dispatch.attempt)
                     recorded = ours and done is None
@@ -145,7 +144,3 @@ class Store:
 
     def cancel_requested(self, uid: str) -> bool:
         return bool(self.redis.exists(names.cancel_flag(uid)))
-
-
-def _text(value: Any) -> str | None:
-    return value.decode() if isinstance(value, bytes) else value
