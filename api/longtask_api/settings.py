@@ -1,6 +1,6 @@
 """Gateway settings, read once from the environment (LONGTASK_* and REDIS_URL); no I/O.
 
-Each field's description is its documentation (docs/settings.md is generated from it)."""
+Each field's docstring is its documentation (docs/settings.md is generated from it)."""
 
 from __future__ import annotations
 
@@ -12,69 +12,54 @@ from longtask_runtime import settings
 
 
 class ApiSettings(settings.Base):
-    sse_ping_seconds: float = Field(
-        default=15.0,
-        description="Seconds between the keep-alive comments of an SSE stream; proxies drop connections "
-        "idle for longer than about 60 s.",
-    )
-    sse_block_ms: int = Field(
-        default=5000,
-        description="Milliseconds the shared stream reader's blocking XREAD waits for new events before "
-        "it reads again.",
-    )
-    max_body_bytes: int = Field(
-        default=256 * 1024,
-        description="Largest request body accepted, in bytes (with a Content-Length or chunked); a larger "
-        "one is answered 413.",
-    )
-    redis_max_connections: int = Field(
-        default=512,
-        description="Redis connections one gateway process may hold at once: SSE watchers share one reader "
-        "per process (fanout.Hub), request handlers borrow a connection briefly.",
-    )
-    watcher_queue_size: int = Field(
-        default=1000,
-        description="Events an SSE watcher may fall behind by before its stream ends (its client resumes "
-        "by reconnecting).",
-    )
-    auth: bool = Field(
-        default=True,
-        description="Ask Kubernetes who each caller is (TokenReview) and whether they may act "
-        "(SubjectAccessReview); false: anyone who reaches the gateway may do anything.",
-    )
-    auth_cache_seconds: float = Field(
-        default=10.0,
-        description="Seconds an authentication or authorization decision is reused.",
-    )
-    auth_cache_size: int = Field(
-        default=10_000,
-        description="Authentication and authorization decisions kept (each), the oldest evicted first.",
-    )
-    kube_timeout_seconds: float = Field(
-        default=10.0,
-        description="Seconds after which every call to the apiserver gives up (the client then gets a 503).",
-    )
-    create_rate_per_second: float = Field(
-        default=10.0,
-        description="Tasks each caller (the user, or the client IP when auth is off) may create per "
-        "second: a token bucket per gateway process refilled at this rate, beyond which a create is "
-        "answered 429 with Retry-After; 0: no limit.",
-    )
-    create_burst: int = Field(
-        default=100,
-        description="Tasks a caller may create at once: the most that token bucket holds.",
-    )
-    gateway_dispatch: bool = Field(
-        default=True,
-        description="Send attempt 1 of each task the gateway creates itself, right after answering, instead "
-        "of waiting for the operator's watch (which still sends whatever the gateway did not); false: the "
-        "operator sends every attempt.",
-    )
-    cors_origins: settings.CommaList = Field(
-        default_factory=list,
-        description="Browser origins allowed to call the gateway, comma-separated; empty: no CORS headers "
-        "at all.",
-    )
+    sse_ping_seconds: float = 15.0
+    """Seconds between the keep-alive comments of an SSE stream; proxies drop connections idle for
+    longer than about 60 s."""
+
+    sse_block_ms: int = 5000
+    """Milliseconds the shared stream reader's blocking XREAD waits for new events before it reads
+    again."""
+
+    max_body_bytes: int = 256 * 1024
+    """Largest request body accepted, in bytes (with a Content-Length or chunked); a larger one is
+    answered 413."""
+
+    redis_max_connections: int = 512
+    """Redis connections one gateway process may hold at once: SSE watchers share one reader per
+    process (fanout.Hub), request handlers borrow a connection briefly."""
+
+    watcher_queue_size: int = 1000
+    """Events an SSE watcher may fall behind by before its stream ends (its client resumes by
+    reconnecting)."""
+
+    auth: bool = True
+    """Ask Kubernetes who each caller is (TokenReview) and whether they may act
+    (SubjectAccessReview); false: anyone who reaches the gateway may do anything."""
+
+    auth_cache_seconds: float = 10.0
+    """Seconds an authentication or authorization decision is reused."""
+
+    auth_cache_size: int = 10_000
+    """Authentication and authorization decisions kept (each), the oldest evicted first."""
+
+    kube_timeout_seconds: float = 10.0
+    """Seconds after which every call to the apiserver gives up (the client then gets a 503)."""
+
+    create_rate_per_second: float = 10.0
+    """Tasks each caller (the user, or the client IP when auth is off) may create per second: a
+    token bucket per gateway process refilled at this rate, beyond which a create is answered
+    429 with Retry-After; 0: no limit."""
+
+    create_burst: int = 100
+    """Tasks a caller may create at once: the most that token bucket holds."""
+
+    gateway_dispatch: bool = True
+    """Send attempt 1 of each task the gateway creates itself, right after answering, instead of
+    waiting for the operator's watch (which still sends whatever the gateway did not); false:
+    the operator sends every attempt."""
+
+    cors_origins: settings.CommaList = Field(default_factory=list)
+    """Browser origins allowed to call the gateway, comma-separated; empty: no CORS headers at all."""
 
 
 @functools.cache

@@ -98,14 +98,14 @@ def from_class(
         field = cls.model_fields[name]
         owner = f"{cls.__name__}.{name}"
         if not field.description:
-            raise UndocumentedError(f"{owner} has no Field(description=...)")
+            raise UndocumentedError(f"{owner} has no docstring (its description)")
         extra = field.json_schema_extra
         shown = extra.get(settings.SHOWN_DEFAULT) if isinstance(extra, dict) else None
         found.append(
             envvars.Variable(
                 name=env_name(name, field),
                 default=str(shown) if shown is not None else literal_default(owner, field),
-                description=field.description,
+                description=" ".join(field.description.split()),  # a docstring's lines joined
                 readers=readers,
                 literal=shown is None,
             )

@@ -44,6 +44,12 @@ def _answer(response: httpx.Response) -> dict[str, Any] | None:
     return None
 
 
+def _ask(args: argparse.Namespace, method: str, path: str, **request: Any) -> dict[str, Any] | None:
+    """One request to the gateway: the JSON body of a 2xx answer, else None (reason printed)."""
+    with _gateway(args) as client:
+        return _answer(client.request(method, path, **request))
+
+
 def _param(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key:
@@ -63,8 +69,7 @@ def submit(args: argparse.Namespace) -> int:
     if args.pool:
         spec["pool"] = args.pool
     body: dict[str, Any] = {"spec": spec, **({"name": args.name} if args.name else {})}
-    with _gateway(args) as client:
-        created = _answer(client.post(_tasks(args), json=body))
+    created = _ask(args, "POST", _tasks(args), json=body)
     if created is None:
         return EXIT_FAILED
     print(f"created {args.namespace}/{created['name']}", flush=True)
@@ -113,8 +118,7 @@ _HEADER = f"{'NAME':<32} {'TASK':<20} {'PHASE':<10} {'PROGRESS':>8} {'ATTEMPTS':
 
 
 def get(args: argparse.Namespace) -> int:
-    with _gateway(args) as client:
-        task = _answer(client.get(_tasks(args, f"/{args.name}")))
+    task = _ask(args, "GET", _tasks(args, f"/{args.name}"))
     if task is None:
         return EXIT_FAILED
     if args.output == "json":
@@ -179,8 +183,7 @@ def logs(args: argparse.Namespace) -> int:
 
 
 def cancel(args: argparse.Namespace) -> int:
-    with _gateway(args) as client:
-        body = _answer(client.post(_tasks(args, f"/{args.name}/cancel")))
+    body = _ask(args, "POST", _tasks(args, f"/{args.name}/cancel"))
     if body is None:
         return EXIT_FAILED
     print(f"cancellation requested for {args.namespace}/{args.name} (phase {body['status']['phase']})")
@@ -199,8 +202,7 @@ def _print_dead_letters(items: list[dict[str, Any]]) -> None:
 
 def dlq_list(args: argparse.Namespace) -> int:
     params = {"namespace": args.namespace} if args.namespace else {}
-    with _gateway(args) as client:
-        body = _answer(client.get("/v1/deadletters", params=params))
+    body = _ask(args, "GET", "/v1/deadletters", params=params)
     if body is None:
         return EXIT_FAILED
     _print_dead_letters(body["items"])

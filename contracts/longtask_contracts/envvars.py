@@ -29,3 +29,9 @@ class Variable:
     description: str
     readers: tuple[str, ...]
     literal: bool = True
+
+
+def written(name: str, description: str) -> Variable:
+    """A variable longtask writes for people (the env file of `longtask dev up`) and no longtask
+    process reads: no default, no reader."""
+    return Variable(name=name, default="", description=description, readers=())

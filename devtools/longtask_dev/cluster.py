@@ -31,38 +31,16 @@ _SERVICE_CIDR = "10.96.0.0/12"
 # What `longtask dev up` writes to the env file (.longtask/env) for a shell to source: written
 # here and in platform.py, read by no longtask process (readers: none), documented all the same.
 ENV_FILE = (
-    envvars.Variable(
-        name="KUBECONFIG",
-        default="",
-        description="The embedded cluster's kubeconfig, for kubectl, helm and the components.",
-        readers=(),
+    envvars.written("KUBECONFIG", "The embedded cluster's kubeconfig, for kubectl, helm and the components."),
+    envvars.written("REDIS_URL", "Its Redis."),
+    envvars.written("LONGTASK_API", "The local gateway's URL."),
+    envvars.written(
+        "LONGTASK_TOKEN",
+        "With `--auth` only: a token of the longtask-dev ServiceAccount, which the CLI sends.",
     ),
-    envvars.Variable(name="REDIS_URL", default="", description="Its Redis.", readers=()),
-    envvars.Variable(name="LONGTASK_API", default="", description="The local gateway's URL.", readers=()),
-    envvars.Variable(
-        name="LONGTASK_TOKEN",
-        default="",
-        description="With `--auth` only: a token of the longtask-dev ServiceAccount, which the CLI sends.",
-        readers=(),
-    ),
-    envvars.Variable(
-        name="LONGTASK_METRICS_OPERATOR",
-        default="",
-        description="The operator's /metrics URL.",
-        readers=(),
-    ),
-    envvars.Variable(
-        name="LONGTASK_METRICS_API",
-        default="",
-        description="The gateway's /metrics URL.",
-        readers=(),
-    ),
-    envvars.Variable(
-        name="LONGTASK_METRICS_WORKER",
-        default="",
-        description="The first worker's /metrics URL (docs/metrics.md).",
-        readers=(),
-    ),
+    envvars.written("LONGTASK_METRICS_OPERATOR", "The operator's /metrics URL."),
+    envvars.written("LONGTASK_METRICS_API", "The gateway's /metrics URL."),
+    envvars.written("LONGTASK_METRICS_WORKER", "The first worker's /metrics URL (docs/metrics.md)."),
 )
 
 

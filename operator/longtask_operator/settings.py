@@ -1,6 +1,6 @@
 """Operator settings, read once from the environment (LONGTASK_* and REDIS_URL); no I/O.
 
-Each field's description is its documentation (docs/settings.md is generated from it)."""
+Each field's docstring is its documentation (docs/settings.md is generated from it)."""
 
 from __future__ import annotations
 
@@ -13,85 +13,69 @@ from longtask_runtime import settings
 
 
 class OperatorSettings(settings.Base):
-    status_interval_seconds: float = Field(
-        default=1.0,
-        description="Seconds between status writes of one task: at most one per interval, and the first "
-        "waits it too unless the task has ended (a task that ends within it costs one write); a terminal "
-        "status is written at most this long after the operator reads its event. Every event still "
-        "reaches SSE watchers at once.",
-    )
-    status_writers: int = Field(
-        default=64,
-        ge=1,
-        description="Status writes in flight at once: under a burst of creates, the operator's share of the "
-        "apiserver. Lower it only if the apiserver's priority and fairness limits are tight (statuses "
-        "then trail a burst for longer).",
-    )
+    status_interval_seconds: float = 1.0
+    """Seconds between status writes of one task: at most one per interval, and the first waits it
+    too unless the task has ended (a task that ends within it costs one write); a terminal
+    status is written at most this long after the operator reads its event. Every event still
+    reaches SSE watchers at once."""
+
+    status_writers: int = Field(default=64, ge=1)
+    """Status writes in flight at once: under a burst of creates, the operator's share of the
+    apiserver. Lower it only if the apiserver's priority and fairness limits are tight (statuses
+    then trail a burst for longer)."""
+
     consumer: str = Field(
         default_factory=socket.gethostname,
         json_schema_extra=settings.shown("the host name"),
-        description="The operator's consumer name in the status stream's group: entries left "
-        "unacknowledged by an operator of the same name are read again after a restart, so nothing is "
-        "lost (the chart sets a fixed name).",
     )
-    metrics_port: int = Field(
-        default=0,
-        description="Port of the operator's Prometheus /metrics; 0: no metrics server.",
-    )
-    metrics_host: str = Field(
-        default="127.0.0.1",
-        description="Address the metrics server listens on; the chart sets 0.0.0.0 so Prometheus and "
-        "probes reach it.",
-    )
-    metrics_interval_seconds: float = Field(
-        default=1.0,
-        description="Seconds between reads of queue depths, oldest queued ages and the status sync's lag "
-        "for the metrics.",
-    )
-    health_port: int = Field(
-        default=0,
-        description="Port of Kopf's liveness endpoint (GET /healthz), served by the operator's own event "
-        "loop, so a wedged loop or a dead background loop fails it; 0: none.",
-    )
-    health_host: str = Field(
-        default="127.0.0.1",
-        description="Address the liveness endpoint listens on; the chart sets 0.0.0.0 for the kubelet's "
-        "probe.",
-    )
-    maintenance_tick_seconds: float = Field(
-        default=0.5,
-        description="Seconds between the maintenance loop's looks for dead workers (expired leases), due "
-        "retries, deadlines and TTLs.",
-    )
-    namespaces: settings.CommaList = Field(
-        default_factory=list,
-        description="The namespaces whose LongTasks this operator runs, comma-separated; patterns such as "
-        "`team-*` and `!kube-system` allowed; empty: all. `longtask operator -n NS` sets it.",
-    )
-    sweep_seconds: float = Field(
-        default=15.0,
-        description="Seconds between task sweeps, which look for unfinished tasks whose first attempt was "
-        "never sent and for tasks in Redis whose LongTask was deleted while the operator was away.",
-    )
-    autoscale_interval_seconds: float = Field(
-        default=1.0,
-        description="Seconds between the autoscaler's decisions for every WorkerPool when no `queued` "
-        "event prompts one (cooldowns, finished work).",
-    )
-    claim_timeout_seconds: float = Field(
-        default=15.0,
-        description="Seconds a message a worker fetched may stay unclaimed before it is sent again: its "
-        "worker died between the two (the claim makes a second copy harmless if it did not).",
-    )
-    poison_crashes: int = Field(
-        default=3,
-        description="Attempts in a row whose worker died before the task is dead-lettered as poison.",
-    )
-    kube_timeout_seconds: float = Field(
-        default=15.0,
-        description="Seconds any one Kubernetes API request may take (a LIST page four times this), so a "
-        "hung connection cannot wedge a loop.",
-    )
+    """The operator's consumer name in the status stream's group: entries left unacknowledged by an
+    operator of the same name are read again after a restart, so nothing is lost (the chart sets
+    a fixed name)."""
+
+    metrics_port: int = 0
+    """Port of the operator's Prometheus /metrics; 0: no metrics server."""
+
+    metrics_host: str = "127.0.0.1"
+    """Address the metrics server listens on; the chart sets 0.0.0.0 so Prometheus and probes reach
+    it."""
+
+    metrics_interval_seconds: float = 1.0
+    """Seconds between reads of queue depths, oldest queued ages and the status sync's lag for the
+    metrics."""
+
+    health_port: int = 0
+    """Port of Kopf's liveness endpoint (GET /healthz), served by the operator's own event loop, so
+    a wedged loop or a dead background loop fails it; 0: none."""
+
+    health_host: str = "127.0.0.1"
+    """Address the liveness endpoint listens on; the chart sets 0.0.0.0 for the kubelet's probe."""
+
+    maintenance_tick_seconds: float = 0.5
+    """Seconds between the maintenance loop's looks for dead workers (expired leases), due retries,
+    deadlines and TTLs."""
+
+    namespaces: settings.CommaList = Field(default_factory=list)
+    """The namespaces whose LongTasks this operator runs, comma-separated; patterns such as
+    `team-*` and `!kube-system` allowed; empty: all. `longtask operator -n NS` sets it."""
+
+    sweep_seconds: float = 15.0
+    """Seconds between task sweeps, which look for unfinished tasks whose first attempt was never
+    sent and for tasks in Redis whose LongTask was deleted while the operator was away."""
+
+    autoscale_interval_seconds: float = 1.0
+    """Seconds between the autoscaler's decisions for every WorkerPool when no `queued` event
+    prompts one (cooldowns, finished work)."""
+
+    claim_timeout_seconds: float = 15.0
+    """Seconds a message a worker fetched may stay unclaimed before it is sent again: its worker
+    died between the two (the claim makes a second copy harmless if it did not)."""
+
+    poison_crashes: int = 3
+    """Attempts in a row whose worker died before the task is dead-lettered as poison."""
+
+    kube_timeout_seconds: float = 15.0
+    """Seconds any one Kubernetes API request may take (a LIST page four times this), so a hung
+    connection cannot wedge a loop."""
 
     def namespace_list(self) -> list[str]:
         return list(self.namespaces)

@@ -82,8 +82,13 @@ async def send(
     extra: dict[str, str] | None = None,
     replay: bool = False,
 ) -> None:
-    """_send in a span `longtask.dispatch`, child of the task's trace (dispatch.trace); a task
-    without one (made by kubectl) starts its trace here, and later attempts carry it on."""
+    """Publish Queued, send the attempt, then mark it sent (`extra` keys, off the schedule),
+    in a span `longtask.dispatch`, child of the task's trace (dispatch.trace); a task without
+    one (made by kubectl) starts its trace here, and later attempts carry it on.
+
+    A crash before the last step sends the attempt again later; never zero times. A replay
+    leaves the dead-letter queue in the same MULTI that queues it.
+    """
     d = dispatch
     attributes = tracing.task_attributes(
         namespace=d.namespace, name=d.name, uid=d.uid, attempt=d.attempt, task=d.spec.task, pool=d.spec.pool
@@ -96,23 +101,14 @@ async def send(
     ):
         if not dispatch.trace:
             dispatch = dispatch.model_copy(update={"trace": tracing.inject()})
-        await _send(redis=redis, celery=celery, dispatch=dispatch, extra=extra, replay=replay)
+        await _publish_queued(redis, dispatch, replay=replay)
+        await asyncio.to_thread(_send_message, celery, dispatch)
+        await _mark_sent(redis, dispatch, extra=extra or {})
         log.info("attempt %s sent to %s", dispatch.attempt, names.queue(dispatch.spec.pool))
 
 
-async def _send(
-    *,
-    redis: aioredis.Redis,
-    celery: Celery,
-    dispatch: ledger.Dispatch,
-    extra: dict[str, str] | None = None,
-    replay: bool = False,
-) -> None:
-    """Publish Queued, send the attempt, then mark it sent (`extra` keys, off the schedule).
-
-    A crash before the last step sends the attempt again later; never zero times. A replay
-    leaves the dead-letter queue in the same MULTI that queues it.
-    """
+async def _publish_queued(redis: aioredis.Redis, dispatch: ledger.Dispatch, *, replay: bool) -> None:
+    """The Queued event and the attempt's ledger, in one MULTI (a replay also leaves the DLQ)."""
     queued = dispatch.event(
         events.Kind.QUEUED,
         progress=0 if dispatch.attempt == 1 else None,
@@ -124,9 +120,12 @@ async def _send(
     if replay:
         pipe.hdel(names.DLQ, dispatch.uid)
     await pipe.execute()
+
+
+def _send_message(celery: Celery, dispatch: ledger.Dispatch) -> None:
+    """The Celery message (blocking: called in a thread), with the attempt's time limits."""
     limit = int(dispatch.attempt_seconds(time.time()))
-    await asyncio.to_thread(
-        celery.send_task,
+    celery.send_task(
         names.RUN_TASK,
         args=[dispatch.model_dump(mode="json")],
         task_id=names.celery_task_id(dispatch.uid, dispatch.attempt),
@@ -139,9 +138,13 @@ async def _send(
             names.QUEUED_AT_HEADER: time.time(),
         },  # trace context (W3C); queued-at for the oldest queued age
     )
+
+
+async def _mark_sent(redis: aioredis.Redis, dispatch: ledger.Dispatch, *, extra: dict[str, str]) -> None:
+    """Off the retry schedule, and the `extra` marks (the first attempt's guard: sent)."""
     pipe = redis.pipeline(transaction=True)
     pipe.zrem(names.SCHEDULE, dispatch.uid)
-    for key, value in (extra or {}).items():
+    for key, value in extra.items():
         # Expires like the task's other keys, also when the task finished before this mark.
         pipe.set(key, value, ex=ledger.KEY_TTL_SECONDS)
     await pipe.execute()

@@ -1,5 +1,6 @@
 """The base of every component's settings: the LONGTASK_ prefix, REDIS_URL, comma-separated
-lists, and a description on every field (docs/settings.md is generated from them).
+lists, and a docstring on every field: pydantic makes it the field's description, and
+docs/settings.md is generated from those (Kopf's settings are documented the same way).
 
 Reading the environment once, in a component's get_settings(), is all it does; it must
 not hold a settings object at import nor know any component's fields.
@@ -41,14 +42,11 @@ class Base(BaseSettings):
     """Every field is read from LONGTASK_<FIELD NAME> (case-insensitive) unless it names its
     own variable with validation_alias; unknown LONGTASK_ variables are ignored."""
 
-    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore", use_attribute_docstrings=True)
 
-    redis_url: str = Field(
-        default=REDIS_URL,
-        validation_alias="REDIS_URL",
-        description="The Redis holding the queues, leases, events and ledgers: a redis:// or rediss:// URL "
-        "with the database number (`longtask dev up` writes its own to .longtask/env).",
-    )
+    redis_url: str = Field(default=REDIS_URL, validation_alias="REDIS_URL")
+    """The Redis holding the queues, leases, events and ledgers: a redis:// or rediss:// URL with
+    the database number (`longtask dev up` writes its own to .longtask/env)."""
 
 
 # Read by the Kubernetes client libraries when a component logs in, not by a settings class.

@@ -1,6 +1,6 @@
 """Worker settings, read once from the environment (LONGTASK_* and REDIS_URL); no I/O.
 
-Each field's description is its documentation (docs/settings.md is generated from it)."""
+Each field's docstring is its documentation (docs/settings.md is generated from it)."""
 
 from __future__ import annotations
 
@@ -13,69 +13,57 @@ from longtask_runtime import celeryconfig, settings
 
 
 class WorkerSettings(settings.Base):
-    pool: str = Field(
-        default="default",
-        description="The worker pool this worker serves: it consumes the queue `longtask.<pool>`.",
-    )
-    task_modules: settings.CommaList = Field(
-        default_factory=list,
-        description="Python modules that register tasks with @sdk.task, comma-separated. A worker serves "
-        "only these: the built-in ones are named like any other (longtask_worker.tasks.demo, .docs, "
-        ".agent), so a production worker never offers demo.crash or file access by default.",
-    )
-    files_root: str = Field(
-        default="",
-        description="The folder tasks may read and write files in (sdk.confine); empty: no file access.",
-    )
-    concurrency: int = Field(
-        default=2,
-        description="Tasks one worker runs at once (its prefork processes). The autoscaler reads it from "
-        "a pool's pod template too (a plain `value`, or --concurrency), to know what one pod carries.",
-    )
+    pool: str = "default"
+    """The worker pool this worker serves: it consumes the queue `longtask.<pool>`."""
+
+    task_modules: settings.CommaList = Field(default_factory=list)
+    """Python modules that register tasks with @sdk.task, comma-separated. A worker serves only
+    these: the built-in ones are named like any other (longtask_worker.tasks.demo, .docs,
+    .agent), so a production worker never offers demo.crash or file access by default."""
+
+    files_root: str = ""
+    """The folder tasks may read and write files in (sdk.confine); empty: no file access."""
+
+    concurrency: int = 2
+    """Tasks one worker runs at once (its prefork processes). The autoscaler reads it from a pool's
+    pod template too (a plain `value`, or --concurrency), to know what one pod carries."""
+
     pod_name: str = Field(
         default_factory=socket.gethostname,
         json_schema_extra=settings.shown("the host name"),
-        description="The pod this worker runs in (the chart sets it from the downward API): the operator "
-        "then knows which pods are busy and scales down idle ones only.",
     )
-    lease_seconds: float = Field(
-        default=30.0,
-        description="Seconds a running attempt's lease lasts; a heartbeat renews it every third of it, and "
-        "a dead worker's task is re-queued about this long after it died.",
-    )
-    visibility_timeout_seconds: int = Field(
-        default=celeryconfig.VISIBILITY_TIMEOUT_SECONDS,
-        description="Seconds an unacknowledged message waits before Redis redelivers it (Celery's "
-        "visibility timeout). Liveness comes from the lease, so this only needs to exceed the longest "
-        "task; a redelivered message is harmless.",
-    )
-    restore_interval_seconds: int = Field(
-        default=celeryconfig.RESTORE_INTERVAL_SECONDS,
-        description="Seconds between a worker's sweeps for messages whose visibility timeout ran out.",
-    )
-    result_max_bytes: int = Field(
-        default=16 * 1024,
-        description="Largest result a task may return, in bytes of JSON; a larger one fails the task "
-        "permanently (store large outputs elsewhere and return a reference).",
-    )
-    cancel_grace_seconds: float = Field(
-        default=30.0,
-        description="Seconds a running task may ignore cancellation before its process is stopped.",
-    )
-    metrics_port: int = Field(
-        default=0,
-        description="Port of this worker's Prometheus /metrics, served by Celery's main process for all "
-        "its children; 0: none.",
-    )
-    metrics_host: str = Field(
-        default="127.0.0.1",
-        description="Address the metrics server listens on; the chart sets 0.0.0.0.",
-    )
-    metrics_dir: str = Field(
-        default="",
-        description="prometheus-client's multiprocess directory (PROMETHEUS_MULTIPROC_DIR), emptied at "
-        "start; empty: one per worker under the temporary directory.",
-    )
+    """The pod this worker runs in (the chart sets it from the downward API): the operator then
+    knows which pods are busy and scales down idle ones only."""
+
+    lease_seconds: float = 30.0
+    """Seconds a running attempt's lease lasts; a heartbeat renews it every third of it, and a dead
+    worker's task is re-queued about this long after it died."""
+
+    visibility_timeout_seconds: int = celeryconfig.VISIBILITY_TIMEOUT_SECONDS
+    """Seconds an unacknowledged message waits before Redis redelivers it (Celery's visibility
+    timeout). Liveness comes from the lease, so this only needs to exceed the longest task; a
+    redelivered message is harmless."""
+
+    restore_interval_seconds: int = celeryconfig.RESTORE_INTERVAL_SECONDS
+    """Seconds between a worker's sweeps for messages whose visibility timeout ran out."""
+
+    result_max_bytes: int = 16 * 1024
+    """Largest result a task may return, in bytes of JSON; a larger one fails the task permanently
+    (store large outputs elsewhere and return a reference)."""
+
+    cancel_grace_seconds: float = 30.0
+    """Seconds a running task may ignore cancellation before its process is stopped."""
+
+    metrics_port: int = 0
+    """Port of this worker's Prometheus /metrics, served by Celery's main process for all its
+    children; 0: none."""
+
+    metrics_host: str = "127.0.0.1"
+    """Address the metrics server listens on; the chart sets 0.0.0.0."""
+
+    metrics_dir: str = ""
+    """prometheus-client's multiprocess directory (PROMETHEUS_MULTIPROC_DIR), emptied at start;
+    empty: one per worker under the temporary directory."""
 
     def module_list(self) -> list[str]:
         return list(self.task_modules)
