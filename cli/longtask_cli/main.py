@@ -210,7 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
             "start etcd, kube-apiserver, controller manager, scheduler and Redis",
             commands.dev_cluster,
         ),
-        ("up", "start the cluster plus CRDs, operator, an autoscaled worker pool and the gateway", commands.dev_up),
+        (
+            "up",
+            "start the cluster plus CRDs, operator, an autoscaled worker pool and the gateway",
+            commands.dev_up,
+        ),
     ):
         p = dev_sub.add_parser(
             name,
