@@ -10,5 +10,5 @@ cd "$(dirname "$0")/.."
 uv run --frozen ruff check .
 uv run --frozen ruff format --check .
 uv run --frozen mypy
-uv run --frozen lint-imports
+uv run --frozen lint-imports --no-logo
 uv run --frozen pytest -m "not cluster and not tools" "$@"

@@ -8,5 +8,5 @@ cd "$(dirname "$0")/.."
 bash hack/setup.sh
 uv run --frozen ruff check .
 uv run --frozen mypy
-uv run --frozen lint-imports
+uv run --frozen lint-imports --no-logo
 uv run --frozen pytest "$@"
