@@ -31,9 +31,16 @@ from longtask_operator import (
     taskwatch,
     workload,
 )
+from longtask_runtime import kube as runtimekube
 from longtask_runtime import redisopts, sending
 
 WORKER_POOLS = (names.GROUP, names.VERSION, names.POOL_PLURAL)  # what Kopf follows
+
+
+@kopf.on.login()
+async def login(**_: Any) -> kopf.ConnectionInfo:
+    """Kopf logs in as every component does (longtask_runtime.kube), not by its own lookup."""
+    return kopf.ConnectionInfo(**await runtimekube.credentials())
 
 
 @kopf.on.startup()

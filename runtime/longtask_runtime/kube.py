@@ -43,16 +43,42 @@ async def login(
     own Configuration to fill (e.g. a larger connection pool), else a new one. The client
     reads the environment once, not per request (see _read_the_environment_once)."""
     cfg = configuration if configuration is not None else client.Configuration()
-    if kubeconfig is not None:
-        await config.load_kube_config(config_file=os.fspath(kubeconfig), client_configuration=cfg)
-    else:
-        try:
-            config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-        except config.ConfigException:
-            await config.load_kube_config(client_configuration=cfg)
+    await _load(cfg, kubeconfig=kubeconfig)
     api = client.ApiClient(configuration=cfg)
     _read_the_environment_once(api)
     return api
+
+
+async def credentials(*, kubeconfig: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """What login() logs in with, as plain fields (server, CA, bearer token or client
+    certificate) for a library that keeps its own HTTP session: the operator's Kopf login
+    handler makes its ConnectionInfo of them, so Kopf logs in as every component does.
+    A token read from a projected file is read now (Kopf logs in again on a 401).
+    `kubeconfig` as for login()."""
+    cfg = client.Configuration()
+    await _load(cfg, kubeconfig=kubeconfig)
+    header = await cfg.get_api_key_with_prefix("BearerToken") or ""
+    scheme, _, token = header.partition(" ")
+    return {
+        "server": cfg.host,
+        "ca_path": cfg.ssl_ca_cert,
+        "insecure": not cfg.verify_ssl,
+        "scheme": scheme or None,
+        "token": token or None,
+        "certificate_path": cfg.cert_file,
+        "private_key_path": cfg.key_file,
+    }
+
+
+async def _load(cfg: client.Configuration, *, kubeconfig: str | os.PathLike[str] | None) -> None:
+    """Fill `cfg` from `kubeconfig`, else in-cluster config, else $KUBECONFIG."""
+    if kubeconfig is not None:
+        await config.load_kube_config(config_file=os.fspath(kubeconfig), client_configuration=cfg)
+        return
+    try:
+        config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        await config.load_kube_config(client_configuration=cfg)
 
 
 def login_sync(*, kubeconfig: str | os.PathLike[str] | None = None) -> kubernetes.client.ApiClient:
