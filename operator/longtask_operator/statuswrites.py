@@ -104,8 +104,8 @@ class StatusWriter:
         task.failures += 1
         delay = min(_PARK_MAX_SECONDS, self.interval * 2**task.failures)
         task.retry_at = time.monotonic() + delay
-        reason = getattr(exc, "reason", None) or type(exc).__name__
-        body = str(getattr(exc, "body", "") or exc)[:512]
+        reason = type(exc).__name__  # a kubeerrors class (Invalid, Unavailable, ...) or the bug's type
+        body = str(exc)[:512]  # what was reached and the apiserver's words
         self.guard.item_failed(
             exc,
             what=f"{task.namespace}/{task.name}: status write failed ({reason}, {task.failures} in a row); "

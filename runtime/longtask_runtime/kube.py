@@ -84,13 +84,14 @@ async def _load(cfg: client.Configuration, *, kubeconfig: str | os.PathLike[str]
 def login_sync(*, kubeconfig: str | os.PathLike[str] | None = None) -> kubernetes.client.ApiClient:
     """The same log-in for the synchronous `kubernetes` client (the dev node agent's threads).
     urllib3 reads the environment once per pool, so there is nothing to turn off."""
-    if kubeconfig is not None:
-        return kubernetes.config.new_client_from_config(config_file=os.fspath(kubeconfig))
     cfg = kubernetes.client.Configuration()
-    try:
-        kubernetes.config.load_incluster_config(client_configuration=cfg)
-    except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config(client_configuration=cfg)
+    if kubeconfig is not None:
+        kubernetes.config.load_kube_config(config_file=os.fspath(kubeconfig), client_configuration=cfg)
+    else:
+        try:
+            kubernetes.config.load_incluster_config(client_configuration=cfg)
+        except kubernetes.config.ConfigException:
+            kubernetes.config.load_kube_config(client_configuration=cfg)
     return kubernetes.client.ApiClient(configuration=cfg)
 
 
@@ -267,7 +268,7 @@ class Kube:
         )
 
     async def patch(self, *, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Merge-patch the LongTask (spec fields, annotations, finalizers); the patched object.
+        """Merge-patch the LongTask (spec fields, annotations); the patched object.
         A `metadata.resourceVersion` in `body` makes it conditional (Conflict if changed)."""
         with calling(f"task {namespace}/{name}"):
             obj: dict[str, Any] = await self._merge_patch(
