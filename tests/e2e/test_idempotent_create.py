@@ -8,8 +8,9 @@ headers) a 400 Problem; the answer outlives the task (deleted, a retry gets the 
 and creates nothing); a gateway killed after the create but before its Redis record leaves a
 key that still finds its task (the record deleted: a retry answers the same task, another
 body 422); a refused create is not remembered (a name taken: 409, then once freed the same
-key creates); one key in two namespaces is two keys. `longtask submit` through a proxy
-that drops the gateway's first answer retries with its key and makes one task.
+key creates); one key in two namespaces, or from two callers (auth on), is two keys.
+`longtask submit` through a proxy that drops the gateway's first answer retries with its key
+and makes one task.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ import httpx
 import pytest
 
 from longtask_contracts import names
+from longtask_dev import platform as platform_mod
+from longtask_dev import procs
+from tests.e2e import test_gateway_auth
 
 pytestmark = pytest.mark.cluster
 
@@ -155,6 +159,34 @@ def test_a_key_is_scoped_by_namespace(platform, namespace, other_namespace, kube
     assert _post(platform.api_url, namespace, BODY, key).json() == here.json()
     assert _post(platform.api_url, other_namespace, BODY, key).json() == there.json()
     assert len(_tasks(kubectl, namespace)) == len(_tasks(kubectl, other_namespace)) == 1
+
+
+@pytest.fixture(scope="module")
+def secure_api(platform: platform_mod.Platform) -> Iterator[str]:
+    """A second gateway process, with auth on."""
+    port = procs.free_port()
+    child = platform.start_api(port=port, auth=True)
+    yield f"http://127.0.0.1:{port}"
+    platform.stop_child(child)
+
+
+def test_a_key_is_scoped_by_caller(secure_api, namespace, kubectl):
+    key = str(uuid.uuid4())
+    uids = set()
+    for token in (
+        test_gateway_auth.account(kubectl, namespace),
+        test_gateway_auth.account(kubectl, namespace),
+    ):
+        with test_gateway_auth.client(secure_api, token) as caller:
+            first, again = (
+                caller.post(f"/v1/namespaces/{namespace}/tasks", json=BODY, headers={"Idempotency-Key": key})
+                for _ in range(2)
+            )
+            assert first.status_code == again.status_code == 202, (first.text, again.text)
+            assert again.json() == first.json()  # the caller's retry: its own task
+            uids.add(first.json()["uid"])
+    assert len(uids) == 2  # the other caller's key is another key
+    assert len(_tasks(kubectl, namespace)) == 2
 
 
 class DropFirstAnswer:
