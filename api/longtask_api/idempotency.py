@@ -17,7 +17,8 @@ A key is scoped by caller (the authenticated username; with auth off everyone is
 system:anonymous, so the namespace alone scopes it) and namespace: the digest hashes all
 three, and neither raw keys nor usernames reach Redis or the object.
 
-Its I/O: one Redis GET or SET, and the LongTask create and get of runtime.kube. It shapes no
+Its I/O: a Redis GET (and a SET after a create), and the LongTask create and get of
+runtime.kube. It shapes no
 answer: it raises errors.ApiError (400 bad key, 409 in progress, 422 key reused with
 another body) and lets kubeerrors through (errors.from_kube).
 """
@@ -175,8 +176,9 @@ async def create(
         try:
             obj = await tasks.get(namespace=namespace, name=name)
         except kubeerrors.NotFound:
-            # Gone between its create and this get (deleted at once): the request that made it
-            # is storing its record; the retry reads it.
+            # Gone between its create and this get (deleted at once): if a concurrent request
+            # with this key made it, that one is storing its record, which the retry reads; if
+            # it was another's, the retry creates.
             raise errors.Conflict(
                 f"a request with this {HEADER} is being processed; retry",
                 headers={"Retry-After": str(RETRY_SECONDS)},
