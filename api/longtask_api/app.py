@@ -189,7 +189,7 @@ def create_app() -> FastAPI:
             CORSMiddleware,
             allow_origins=cfg.cors_origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
             expose_headers=["Retry-After", "WWW-Authenticate"],
         )
     if tracing.setup("longtask-api"):

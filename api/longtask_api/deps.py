@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import redis.asyncio as aioredis
 from fastapi import Depends, Header, Path, Request
 
-from longtask_api import access, auth, errors, fanout, firstsend, patterns, ratelimit, settings
+from longtask_api import access, auth, errors, fanout, firstsend, idempotency, patterns, ratelimit, settings
 from longtask_runtime import kube
 
 
@@ -59,6 +59,8 @@ LastEventId = Annotated[
         json_schema_extra={"pattern": patterns.STREAM_ID},
     ),
 ]
+# The create's Idempotency-Key (None without one); a malformed one is a 400 (idempotency.parse).
+IdempotencyKey = Annotated[str | None, Depends(idempotency.header)]
 
 
 def _allowed(route: access.Route) -> Callable[[str, auth.Guard, auth.Caller], Awaitable[auth.Caller]]:

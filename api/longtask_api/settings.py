@@ -58,6 +58,11 @@ class ApiSettings(settings.Base):
     waiting for the operator's watch (which still sends whatever the gateway did not); false:
     the operator sends every attempt."""
 
+    idempotency_seconds: int = Field(default=86_400, ge=1)
+    """Seconds the gateway remembers a create's Idempotency-Key (its body's fingerprint and the
+    task it made), from the create on: a retry within them gets the same task, even one deleted
+    meanwhile. After them the key still finds its task for as long as that LongTask exists."""
+
     cors_origins: settings.CommaList = Field(default_factory=list)
     """Browser origins allowed to call the gateway, comma-separated; empty: no CORS headers at all."""
 

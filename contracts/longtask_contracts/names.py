@@ -23,6 +23,11 @@ REPLAY_ANNOTATION = f"{GROUP}/replay"  # set (any new value) to replay a dead-le
 # The gateway writes the W3C trace context of a create as longtask.io/traceparent (and
 # /tracestate); the operator's dispatch spans continue that trace (tracing.py).
 TRACE_ANNOTATION_PREFIX = f"{GROUP}/"
+# A LongTask the gateway created for a request with an Idempotency-Key carries the key's
+# digest (scoped by caller and namespace) and the request body's fingerprint, so a retry
+# that finds the object can tell whether it is its own (api/longtask_api/idempotency.py).
+IDEMPOTENCY_ANNOTATION = f"{GROUP}/idempotency-key"
+FINGERPRINT_ANNOTATION = f"{GROUP}/request-fingerprint"
 MANAGER = "longtask-operator"  # field manager and Event source component
 
 # -- Celery ---------------------------------------------------------------------
@@ -135,6 +140,12 @@ RUNNING = f"{KEY_PREFIX}running"
 # Hash task name -> tasktypes.TaskType (JSON): each worker writes the signatures of the
 # tasks it serves when it starts, so the gateway can offer them without importing worker code.
 TASK_TYPES = f"{KEY_PREFIX}tasktypes"
+
+
+def idempotency(digest: str) -> str:
+    """The gateway's record of one Idempotency-Key (its scoped digest): the body's fingerprint
+    and the task created, kept LONGTASK_IDEMPOTENCY_SECONDS after the create."""
+    return f"{KEY_PREFIX}idempotency:{digest}"
 
 
 def gateway_wake(instance: str) -> str:

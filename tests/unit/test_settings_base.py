@@ -40,6 +40,7 @@ BEFORE = {
         "create_rate_per_second": 10.0,
         "create_burst": 100,
         "gateway_dispatch": True,
+        "idempotency_seconds": 86_400,
         "cors_origins": [],
     },
     operator_settings.OperatorSettings: {
