@@ -5,8 +5,8 @@ operator, worker Deployments run by the local node.
 
 Covers:
 - an idle WorkerPool, over ten autoscaler passes (counted by the operator's
-  longtask_autoscaler_passes_total): no Deployment GET, no pod LIST or PATCH, at most one
-  WorkerPool status write;
+  longtask_autoscaler_passes_total): no Deployment GET, no pod PATCH, at most the pod
+  informer's one LIST, at most one WorkerPool status write;
 - a status write keeps a condition type the autoscaler does not own (another writer's,
   e.g. Conflict) and a decision still scales the Deployment from the watched objects.
 (Scaling from watched Deployments and pods is covered end to end by test_autoscaling.py.)
@@ -63,7 +63,8 @@ def test_an_idle_pool_costs_no_reads_and_at_most_one_write(platform, cluster, ku
     print(f"\nidle pool, {PASSES} autoscaler passes: {dict(sorted(served.items()))}")
 
     assert served[apirequests.Key("GET", "deployments")] == 0, "decided from the watched Deployment"
-    assert served[apirequests.Key("LIST", "pods")] == 0
+    # The pod informer starts with the pool's first decision: its LIST may fall in the window.
+    assert served[apirequests.Key("LIST", "pods")] <= 1
     assert served[apirequests.Key("PATCH", "pods")] == 0
     assert served[apirequests.Key("PATCH", "workerpools", "status")] <= 1
 
