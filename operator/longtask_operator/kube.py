@@ -28,16 +28,38 @@ log = logging.getLogger(__name__)
 class Kube(runtimekube.Kube):
     """The shared LongTask and WorkerPool calls, and the operator's own."""
 
-    def __init__(self, api: client.ApiClient, *, timeout: float) -> None:
+    def __init__(
+        self, api: client.ApiClient, *, timeout: float, watching: client.ApiClient | None = None
+    ) -> None:
         super().__init__(api, timeout=timeout)
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
+        # The informers' LISTs and WATCHes (see connect); `api` itself if none is given.
+        self.watching = watching
+        self._watch_core = client.CoreV1Api(watching or api)
+        self._watch_apps = client.AppsV1Api(watching or api)
 
     @classmethod
     async def connect(cls, *, request_timeout: float) -> Kube:
         """Logged in as every component is (runtimekube.login); each request may take
-        `request_timeout` seconds."""
-        return cls(await runtimekube.login(), timeout=request_timeout)
+        `request_timeout` seconds.
+
+        The autoscaler's informers (two watches per WorkerPool, each holding a connection
+        for as long as it runs) get a client of their own without a connection limit: on the
+        main client (100 connections) enough of them would leave no connection for status
+        writes."""
+        unlimited = client.Configuration()
+        unlimited.connection_pool_maxsize = 0  # aiohttp: no limit
+        return cls(
+            await runtimekube.login(),
+            timeout=request_timeout,
+            watching=await runtimekube.login(configuration=unlimited),
+        )
+
+    async def close(self) -> None:
+        await super().close()
+        if self.watching is not None:
+            await self.watching.close()
 
     async def post_event(
         self,
@@ -80,9 +102,9 @@ class Kube(runtimekube.Kube):
         """The list call of `kind` ("deployments" or "pods") in `namespace`, its positional
         args bound."""
         if kind == "deployments":
-            return functools.partial(self.apps.list_namespaced_deployment, namespace)
+            return functools.partial(self._watch_apps.list_namespaced_deployment, namespace)
         if kind == "pods":
-            return functools.partial(self.core.list_namespaced_pod, namespace)
+            return functools.partial(self._watch_core.list_namespaced_pod, namespace)
         raise ValueError(f"no lister for {kind!r}")
 
     async def listing(
