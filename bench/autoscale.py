@@ -18,9 +18,11 @@ its reaction is its polling interval, 30 s, plus the HPA's sync, 15 s; its scale
 waits the HPA's 300 s stabilisation window).
 
 With --requests it measures instead the apiserver requests per minute the autoscaler
-makes for one pool (requests_per_minute): idle (nothing queued, at its minimum), then
-busy (a few tasks created every few seconds, so counts change and it scales), each for
---requests-window seconds, counted by the apiserver itself (apiserver_request_total).
+makes for one pool (requests_per_minute; min 0, max 4, cooldown 30 s): idle (nothing
+queued, at its minimum), then busy (4 tasks of 2 s created every 3 s, so counts change
+and it scales), each for --requests-window seconds, counted by the apiserver itself
+(apiserver_request_total, by verb and resource: requests only the autoscaler makes are
+told apart from the node agent's and the controllers').
 Run:
 
     uv run python bench/autoscale.py [--bursts 10] [--burst-size 8] [--cooldown 3]
@@ -198,7 +200,7 @@ def requests_per_minute(c: cluster_mod.Cluster, window: float) -> list[str]:
     """The apiserver requests per minute of the autoscaler for one idle, then one busy pool."""
     p = platform_mod.Platform(c).start(workers=0)
     manifests = platform_mod.worker_pool_manifests(
-        pool=POOL, min_replicas=0, max_replicas=4, tasks_per_replica=2, concurrency=2, cooldown_seconds=3
+        pool=POOL, min_replicas=0, max_replicas=4, tasks_per_replica=2, concurrency=2, cooldown_seconds=30
     )
     p.apply_worker_pool(manifests, namespace=NAMESPACE)
     procs.wait_until(
