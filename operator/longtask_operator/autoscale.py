@@ -50,9 +50,8 @@ class _Pool:
     generation: int
     spec: models.WorkerPoolSpec
     history: scaling.History | None = None  # None until the first decision (see _pool)
-    last_written: dict[str, Any] = field(
-        default_factory=dict
-    )  # the status the apiserver has (owned conditions)
+    # The status the apiserver has, as far as we wrote it (with our own conditions only).
+    last_written: dict[str, Any] = field(default_factory=dict)
     last_write: float = 0.0
     last_scale: str | None = None  # RFC 3339 time of our last change of replicas
     last_reason: str | None = None
@@ -77,7 +76,7 @@ class _Pool:
 
 class Autoscaler:
     def __init__(
-        self, *, kube: kube.Kube, workload: workload.Workload, interval: float, status_interval: float = 10.0
+        self, *, kube: kube.Kube, workload: workload.Workload, interval: float, status_interval: float = 15.0
     ) -> None:
         self.kube = kube
         self.workload = workload
@@ -153,10 +152,14 @@ class Autoscaler:
 
     def _stop_informers(self, p: _Pool) -> None:
         for cache in p.informers():
-            stopping = asyncio.get_running_loop().create_task(cache.stop())
-            self._stopping.add(stopping)
-            stopping.add_done_callback(self._stopping.discard)
+            self._stop_later(cache)
         p.deployment = p.pods = None
+
+    def _stop_later(self, cache: informer.Informer) -> None:
+        """Stop `cache` in the background (run() waits for it when it ends)."""
+        stopping = asyncio.get_running_loop().create_task(cache.stop())
+        self._stopping.add(stopping)
+        stopping.add_done_callback(self._stopping.discard)
 
     # -- the loop ------------------------------------------------------------------------
     async def run(self) -> None:
@@ -289,10 +292,8 @@ class Autoscaler:
         if labels == p.pod_labels and (p.pods is not None or not labels):
             return
         if p.pods is not None:
-            cache, p.pods = p.pods, None
-            stopping = asyncio.get_running_loop().create_task(cache.stop())
-            self._stopping.add(stopping)
-            stopping.add_done_callback(self._stopping.discard)
+            self._stop_later(p.pods)
+            p.pods = None
         p.pod_labels = labels
         if labels:
             p.pods = informer.Informer(
