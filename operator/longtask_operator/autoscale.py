@@ -133,6 +133,7 @@ class Autoscaler:
                 namespace=known.namespace,
                 field_selector=f"metadata.name={spec.deployment}",
                 on_change=self.wake,
+                guard=self.guard,
             ).start()
         self.wake()
 
@@ -302,6 +303,7 @@ class Autoscaler:
                 namespace=p.namespace,
                 label_selector=",".join(f"{key}={value}" for key, value in sorted(labels.items())),
                 on_change=lambda: None,  # pods matter at a scale-down only, when they are read
+                guard=self.guard,
             ).start()
 
     async def _mark_idle(self, p: _Pool, load: workload.Load) -> list[str] | None:

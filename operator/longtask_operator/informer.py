@@ -5,8 +5,9 @@ instead of reading the apiserver on every wake.
 LIST once, then WATCH from the list's resourceVersion (bookmarks keep that version fresh
 while nothing changes); when the server ends a watch (every WATCH_SECONDS) it watches on
 from the last version seen, without a LIST; only an expired version (410) or a failure
-lists again (a failure after a backoff). So an unchanging object costs one WATCH request
-per WATCH_SECONDS, not a GET per decision. After a failure the cache keeps what it last
+lists again (a failure after a backoff, counted and logged as an item of its owner's
+loop: loopguard.py). So an unchanging object costs one WATCH request per WATCH_SECONDS,
+not a GET per decision. After a failure the cache keeps what it last
 saw until the next LIST replaces it.
 
 It must not decide anything nor write to the apiserver; the calls are kube.py's.
@@ -20,7 +21,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from longtask_operator import kube
+from longtask_operator import kube, loopguard
 from longtask_runtime import kubeerrors
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class Informer:
         kind: str,
         namespace: str,
         on_change: Callable[[], None],
+        guard: loopguard.Guard,
         field_selector: str = "",
         label_selector: str = "",
     ) -> None:
@@ -50,6 +52,7 @@ class Informer:
         self.field_selector = field_selector
         self.label_selector = label_selector
         self.on_change = on_change
+        self.guard = guard  # its owner's: failures are counted and logged as that loop's items
         self.objects: dict[str, dict[str, Any]] = {}
         self.synced = False  # True once the first LIST is in (objects may be stale after a failure)
         self._task: asyncio.Task[None] | None = None
@@ -83,13 +86,9 @@ class Informer:
             except kubeerrors.Expired:
                 log.info("the watch of %s in %s expired; listing again", self.kind, self.namespace)
             except Exception as exc:  # list again, after a while
-                log.warning(
-                    "the watch of %s in %s failed (%s: %s); listing again in %g s",
-                    self.kind,
-                    self.namespace,
-                    type(exc).__name__,
+                self.guard.item_failed(
                     exc,
-                    backoff,
+                    what=f"the watch of {self.kind} in {self.namespace} failed; listing in {backoff:g} s",
                 )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
