@@ -242,3 +242,63 @@ class ClosingRedis:
 
     async def aclose(self, close_connection_pool: bool | None = None) -> None:
         self.closed = True
+
+
+# -- the autoscaler's informers (longtask_operator.informer.Informer) -------------------------
+
+
+class WatchingKube(Protocol):
+    """What an informer asks of the apiserver: a LIST, then WATCHes."""
+
+    async def listing(
+        self, *, kind: str, namespace: str, field_selector: str = "", label_selector: str = ""
+    ) -> tuple[list[dict[str, Any]], str]: ...
+
+    def changes(
+        self,
+        *,
+        kind: str,
+        namespace: str,
+        resource_version: str,
+        field_selector: str = "",
+        label_selector: str = "",
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]: ...
+
+
+@conforms.fake_of(WatchingKube, real=kube.Kube)
+@dataclass
+class ScriptedWatchKube:
+    """Answers LISTs from `lists` and WATCHes from `watches`, in order: each watch yields its
+    events, then ends (the server's timeout) or raises its exception. Once the script is
+    used up a watch waits forever, and `idle` is set. Records the versions watched from."""
+
+    lists: list[tuple[list[dict[str, Any]], str]] = field(default_factory=list)
+    watches: list[tuple[list[tuple[str, dict[str, Any]]], Exception | None]] = field(default_factory=list)
+    listed: int = 0
+    watched_from: list[str] = field(default_factory=list)
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def listing(
+        self, *, kind: str, namespace: str, field_selector: str = "", label_selector: str = ""
+    ) -> tuple[list[dict[str, Any]], str]:
+        self.listed += 1
+        return self.lists.pop(0)
+
+    async def changes(
+        self,
+        *,
+        kind: str,
+        namespace: str,
+        resource_version: str,
+        field_selector: str = "",
+        label_selector: str = "",
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        self.watched_from.append(resource_version)
+        if not self.watches:
+            self.idle.set()
+            await asyncio.Event().wait()
+        events_, ending = self.watches.pop(0)
+        for event in events_:
+            yield event
+        if ending is not None:
+            raise ending

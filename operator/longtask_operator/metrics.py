@@ -87,6 +87,10 @@ POOL_OLDEST_QUEUED = Gauge(
 )
 POOL_DESIRED = Gauge("longtask_pool_desired_replicas", "Worker replicas the autoscaler wants.", ["pool"])
 POOL_REPLICAS = Gauge("longtask_pool_replicas", "Worker replicas the pool's Deployment has.", ["pool"])
+AUTOSCALER_PASSES = Counter(
+    "longtask_autoscaler_passes_total",
+    "Passes of the autoscaler over every WorkerPool (decisions from its caches).",
+)
 POOL_DECISIONS = Counter(
     "longtask_pool_scale_decisions_total",
     "Changes of a pool's replicas, by direction.",

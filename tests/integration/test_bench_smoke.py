@@ -52,3 +52,9 @@ def test_autoscale_bench_runs(tmp_path):
     report = _bench("autoscale.py", "--bursts", "1", "--burst-size", "2", state=tmp_path / "state")
     for section in ("backlog -> scale patch", "first task on a new pod", "pod start", "KEDA", "Target"):
         assert section in report, report
+
+
+def test_autoscale_bench_counts_apiserver_requests(tmp_path):
+    report = _bench("autoscale.py", "--requests", "--requests-window", "6", state=tmp_path / "state")
+    for section in ("Apiserver requests per minute", "idle pool: reads", "busy pool: reads", "Target"):
+        assert section in report, report

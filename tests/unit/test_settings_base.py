@@ -57,6 +57,7 @@ BEFORE = {
         "namespaces": [],  # was the string "", whose namespace_list() was []
         "sweep_seconds": 15.0,
         "autoscale_interval_seconds": 1.0,
+        "pool_status_interval_seconds": 15.0,  # new: count-only WorkerPool status writes
         "claim_timeout_seconds": 15.0,
         "poison_crashes": 3,
         "kube_timeout_seconds": 15.0,  # new: the operator's apiserver timeout, as the constant was
