@@ -30,9 +30,9 @@ from typing import Any
 import redis.asyncio as aioredis
 from celery import Celery
 
-from longtask_contracts import ledger, logs, names, phases, wire
+from longtask_contracts import ledger, logs, names, phases, poolaccess, wire
 from longtask_operator import dispatch, kube, loopguard, scope
-from longtask_runtime import kubeerrors
+from longtask_runtime import kubeerrors, sending
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +64,14 @@ class TaskWatch:
         redis: aioredis.Redis,
         celery: Celery,
         kube: kube.Kube,
+        pools: poolaccess.Claims,
         namespaces: list[str] | None = None,
         on_seen: Callable[[str | None, str, dict[str, Any]], None] = lambda event_type, uid, status: None,
     ) -> None:
         self.redis = redis
         self.celery = celery
         self.kube = kube
+        self.pools = pools  # who may use which pool (kept current by poolwatch)
         self.namespaces = namespaces or []
         self.on_seen = on_seen  # told of every event (metrics: LongTasks by phase)
         self.unfinished: dict[str, Unfinished] = {}  # by uid; what the sweep checks
@@ -217,7 +219,7 @@ class TaskWatch:
         task = self.unfinished.setdefault(uid, Unfinished(meta["namespace"], meta["name"], time.monotonic()))
         if task.sent and not (body.get("spec") or {}).get("cancel"):
             return  # a status update of a task on its way: nothing to do
-        if await dispatch.reconcile(redis=self.redis, celery=self.celery, body=body):
+        if await reconcile(redis=self.redis, celery=self.celery, kube=self.kube, body=body, pools=self.pools):
             task.sent = True
 
     async def _replay_once(self, body: dict[str, Any]) -> None:
@@ -230,11 +232,35 @@ class TaskWatch:
         seen = await self.redis.get(marker)
         if seen is not None and wire.text(seen) == value:
             return
-        message = await dispatch.replay(redis=self.redis, celery=self.celery, body=body)
+        verdict = sending.admitted(body, pools=self.pools)
+        if verdict.outcome is poolaccess.Outcome.ALLOWED:
+            message = await dispatch.replay(redis=self.redis, celery=self.celery, body=body)
+        else:  # a replay sends anew: checked as a first send is (docs/security.md)
+            message = f"not replayed: {verdict.message}"
         await self.kube.post_event(
             namespace=meta["namespace"], name=meta["name"], uid=meta["uid"], reason="Replay", message=message
         )
         await self.redis.set(marker, value, ex=ledger.KEY_TTL_SECONDS)
+
+
+async def reconcile(
+    *, redis: aioredis.Redis, celery: Celery, kube: kube.Kube, body: dict[str, Any], pools: poolaccess.Claims
+) -> bool:
+    """dispatch.reconcile, and the Warning Event of a task it failed for its pool
+    (PoolNotAllowed); whether the task needs no more sending."""
+    try:
+        return await dispatch.reconcile(redis=redis, celery=celery, body=body, pools=pools)
+    except dispatch.Refused as refused:
+        meta = body["metadata"]
+        await kube.post_event(
+            namespace=meta["namespace"],
+            name=meta["name"],
+            uid=meta["uid"],
+            reason="PoolNotAllowed",
+            message=refused.verdict.message,
+            warning=True,
+        )
+        return True
 
 
 def _settled(obj: dict[str, Any]) -> bool:
