@@ -152,6 +152,30 @@ def verdict(
     return Verdict(Outcome.REFUSED, refusal_message(pool=pool, namespace=namespace, holder=holder), holder)
 
 
+def confirmed(
+    verdict: Verdict,
+    *,
+    namespace: str,
+    pool: str,
+    live_pool: dict[str, Any] | None,
+    live_namespace: dict[str, Any] | None,
+) -> Verdict:
+    """A REFUSED `verdict` checked against the holder WorkerPool and the Namespace as read
+    just now (None: gone): still REFUSED only if the holder still claims `pool` and still
+    does not admit `namespace`; UNKNOWN otherwise (the watches are behind: look again later).
+    A refusal is final (the task fails), so a watch that lags must not make one."""
+    if verdict.outcome is not Outcome.REFUSED or verdict.holder is None:
+        return verdict
+    if live_pool is None or live_namespace is None:
+        return Verdict(
+            Outcome.UNKNOWN, f"{verdict.holder} or namespace {namespace!r} changed", verdict.holder
+        )
+    now = claimant(live_pool)
+    if now.pool != pool or admits(now, namespace=namespace, labels=namespace_labels(live_namespace)):
+        return Verdict(Outcome.UNKNOWN, f"{verdict.holder} changed since the watch showed it", now)
+    return Verdict(Outcome.REFUSED, refusal_message(pool=pool, namespace=namespace, holder=now), now)
+
+
 # -- the Conflict condition ----------------------------------------------------------------
 def conflict_condition(claim: Claimant, holder: Claimant) -> dict[str, str]:
     """The Conflict condition `claim`'s WorkerPool should show, `holder` holding its pool."""

@@ -48,20 +48,25 @@ class Refused(Exception):
 
 
 async def reconcile(
-    *, redis: aioredis.Redis, celery: Celery, body: dict[str, Any], pools: poolaccess.Claims
+    *,
+    redis: aioredis.Redis,
+    celery: Celery,
+    body: dict[str, Any],
+    pools: poolaccess.Claims,
+    verdict: poolaccess.Verdict,
 ) -> bool:
     """Cancel if asked, else dispatch the first attempt once; whether it is settled (this
-    call sent it, or a sender had). A task whose pool does not admit its namespace is
-    failed instead, once: this call raises Refused when it was the one to fail it (the
-    caller posts the Event). Not decidable yet (pools not listed, namespace labels not
-    seen): nothing happens, False, and the sweep looks again."""
+    call sent it, or a sender had). `verdict` says whether its pool admits its namespace
+    (the caller confirmed a refusal: taskwatch.reconcile); a task refused is failed
+    instead, once: this call raises Refused when it was the one to fail it (the caller
+    posts the Event). Not decidable yet (pools not listed, namespace labels not seen, the
+    watches behind): nothing happens, False, and the sweep looks again."""
     status = body.get("status") or {}
     if phases.is_terminal(phases.parse(status.get("phase"))):
         return False
     if (body.get("spec") or {}).get("cancel"):
         await cancel(redis=redis, body=body)
         return False
-    verdict = sending.admitted(body, pools=pools)
     if verdict.outcome is poolaccess.Outcome.UNKNOWN:
         log.info("not sending yet: %s", verdict.message)
         return False

@@ -107,3 +107,32 @@ class Kube(runtimekube.Kube):
             await self.core.patch_namespaced_pod(
                 name, namespace, {"metadata": {"annotations": annotations}}, _request_timeout=self.timeout
             )
+
+    # -- pool access -------------------------------------------------------------------
+    async def get_workerpool(self, *, namespace: str, name: str) -> dict[str, Any] | None:
+        """The WorkerPool as a plain dict, or None if there is none."""
+        with runtimekube.calling(f"workerpool {namespace}/{name}"):
+            reply: Any = await self.custom.get_namespaced_custom_object(
+                names.GROUP,
+                names.VERSION,
+                namespace,
+                names.POOL_PLURAL,
+                name,
+                _request_timeout=self.timeout,
+                _preload_content=False,
+            )
+            if reply.status == 404:
+                reply.release()
+                return None
+            return await runtimekube.json_of(reply)
+
+    async def get_namespace(self, *, name: str) -> dict[str, Any] | None:
+        """The Namespace as a plain dict, or None if there is none."""
+        with runtimekube.calling(f"namespace {name}"):
+            reply: Any = await self.core.read_namespace(
+                name, _request_timeout=self.timeout, _preload_content=False
+            )
+            if reply.status == 404:
+                reply.release()
+                return None
+            return await runtimekube.json_of(reply)

@@ -247,9 +247,23 @@ async def reconcile(
     *, redis: aioredis.Redis, celery: Celery, kube: kube.Kube, body: dict[str, Any], pools: poolaccess.Claims
 ) -> bool:
     """dispatch.reconcile, and the Warning Event of a task it failed for its pool
-    (PoolNotAllowed); whether the task needs no more sending."""
+    (PoolNotAllowed); whether the task needs no more sending.
+
+    A refusal is final, so one the watches show is read again first (the holder WorkerPool
+    and the Namespace, two GETs, for refused tasks only): a selector that admits the
+    namespace now, or a WorkerPool gone, leaves the task for the sweep to look at again."""
+    verdict = sending.admitted(body, pools=pools)
+    if verdict.outcome is poolaccess.Outcome.REFUSED and verdict.holder is not None:
+        namespace = body["metadata"]["namespace"]
+        verdict = poolaccess.confirmed(
+            verdict,
+            namespace=namespace,
+            pool=verdict.holder.pool,
+            live_pool=await kube.get_workerpool(namespace=verdict.holder.namespace, name=verdict.holder.name),
+            live_namespace=await kube.get_namespace(name=namespace),
+        )
     try:
-        return await dispatch.reconcile(redis=redis, celery=celery, body=body, pools=pools)
+        return await dispatch.reconcile(redis=redis, celery=celery, body=body, pools=pools, verdict=verdict)
     except dispatch.Refused as refused:
         meta = body["metadata"]
         await kube.post_event(

@@ -7,7 +7,8 @@ absent no other, a selector the namespaces whose labels (kubernetes.io/metadata.
 included) match; unknown labels make the verdict UNKNOWN only when they matter; nothing is
 decided before the WorkerPools are listed; the older of two claims holds the pool
 (creationTimestamp, then name) and the newer gets a Conflict condition, cleared once it
-holds the pool; conditions merge by type, never dropping another type, and keep
+holds the pool; a refusal is confirmed against the live WorkerPool and Namespace (a lagging
+watch never fails a task); conditions merge by type, never dropping another type, and keep
 lastTransitionTime while the status stays; a WorkerPool never in conflict needs no write.
 """
 
@@ -217,3 +218,27 @@ def test_condition_changes_keep_the_transition_time_while_the_status_stays():
         {"type": "Conflict", "status": "True", "reason": "R", "message": "new", "lastTransitionTime": "T0"},
     ]
     assert poolaccess.condition_changes(after, wanted, now="T2") is None
+
+
+def test_a_refusal_is_confirmed_against_what_was_read_just_now():
+    """A watch that lags must not fail a task: the live WorkerPool and Namespace decide."""
+    c = claims(workerpool("b", "gpu"), namespaces=[namespace("a", team="a")])
+    refused = c.verdict(namespace="a", pool="gpu")
+    assert refused.outcome is Outcome.REFUSED
+
+    def confirm(live_pool: dict[str, Any] | None, live_namespace: dict[str, Any] | None) -> Outcome:
+        return poolaccess.confirmed(
+            refused, namespace="a", pool="gpu", live_pool=live_pool, live_namespace=live_namespace
+        ).outcome
+
+    assert confirm(workerpool("b", "gpu"), namespace("a", team="a")) is Outcome.REFUSED
+    admitting = workerpool("b", "gpu", selector={"matchLabels": {"team": "a"}})
+    assert confirm(admitting, namespace("a", team="a")) is Outcome.UNKNOWN  # the selector changed
+    assert confirm(workerpool("b", "gpu", pool="other"), namespace("a")) is Outcome.UNKNOWN  # let go
+    assert confirm(None, namespace("a")) is Outcome.UNKNOWN  # deleted
+    assert confirm(workerpool("b", "gpu"), None) is Outcome.UNKNOWN
+    allowed = c.verdict(namespace="b", pool="gpu")
+    assert (
+        poolaccess.confirmed(allowed, namespace="b", pool="gpu", live_pool=None, live_namespace=None)
+        == allowed
+    )
