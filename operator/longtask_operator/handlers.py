@@ -64,6 +64,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         celery=memo.celery,
         kube=memo.kube,
         pools=memo.pool_claims.claims,
+        pools_ready=memo.pool_claims.watch.ready,
         namespaces=cfg.namespace_list(),
         on_seen=memo.observer.on_longtask,
     )

@@ -65,6 +65,7 @@ class TaskWatch:
         celery: Celery,
         kube: kube.Kube,
         pools: poolaccess.Claims,
+        pools_ready: asyncio.Event | None = None,
         namespaces: list[str] | None = None,
         on_seen: Callable[[str | None, str, dict[str, Any]], None] = lambda event_type, uid, status: None,
     ) -> None:
@@ -72,6 +73,7 @@ class TaskWatch:
         self.celery = celery
         self.kube = kube
         self.pools = pools  # who may use which pool (kept current by poolwatch)
+        self.pools_ready = pools_ready  # set once `pools` was listed: follow() waits for it
         self.namespaces = namespaces or []
         self.on_seen = on_seen  # told of every event (metrics: LongTasks by phase)
         self.unfinished: dict[str, Unfinished] = {}  # by uid; what the sweep checks
@@ -97,6 +99,10 @@ class TaskWatch:
         newer one.
         """
         guard = self.guards.setdefault(namespace, loopguard.Guard(f"longtask-watch-{namespace or 'all'}"))
+        if self.pools_ready is not None:
+            # Who may use which pool is known before any task is looked at: otherwise every
+            # task listed at a restart would wait for the sweep (poolaccess UNKNOWN).
+            await self.pools_ready.wait()
         while True:
             watching: asyncio.Task[None] | None = None
             try:
@@ -232,13 +238,23 @@ class TaskWatch:
         seen = await self.redis.get(marker)
         if seen is not None and wire.text(seen) == value:
             return
+        # A replay sends anew: checked as a first send is (docs/security.md).
         verdict = sending.admitted(body, pools=self.pools)
-        if verdict.outcome is poolaccess.Outcome.ALLOWED:
-            message = await dispatch.replay(redis=self.redis, celery=self.celery, body=body)
-        else:  # a replay sends anew: checked as a first send is (docs/security.md)
+        if verdict.outcome is poolaccess.Outcome.UNKNOWN:
+            log.info("replay postponed: %s", verdict.message)
+            return  # not marked: the next event or listing of this LongTask tries again
+        refused = verdict.outcome is poolaccess.Outcome.REFUSED
+        if refused:
             message = f"not replayed: {verdict.message}"
+        else:
+            message = await dispatch.replay(redis=self.redis, celery=self.celery, body=body)
         await self.kube.post_event(
-            namespace=meta["namespace"], name=meta["name"], uid=meta["uid"], reason="Replay", message=message
+            namespace=meta["namespace"],
+            name=meta["name"],
+            uid=meta["uid"],
+            reason="PoolNotAllowed" if refused else "Replay",
+            message=message,
+            warning=refused,
         )
         await self.redis.set(marker, value, ex=ledger.KEY_TTL_SECONDS)
 

@@ -56,6 +56,9 @@ class PoolWatch:
         self.kube = kube
         self.claims = claims if claims is not None else poolaccess.Claims()
         self.changed = changed
+        # Set once both the WorkerPools and the Namespaces were listed (the operator's task
+        # watch waits for it, so that a restart decides with claims, not without).
+        self.ready = asyncio.Event()
 
     async def follow(
         self,
@@ -89,6 +92,8 @@ class PoolWatch:
             self.changed()
         else:
             self.claims.list_namespaces(items)
+        if self.claims.pools_listed and self.claims.namespaces_listed:
+            self.ready.set()
 
     def _event(self, kind: str, event_type: str, obj: dict[str, Any]) -> None:
         if kind == names.POOL_PLURAL:

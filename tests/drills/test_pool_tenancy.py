@@ -110,9 +110,9 @@ def test_a_pool_only_namespace_b_admits_never_runs_namespace_as_tasks(
     assert conditions["Conflict"]["reason"] == "PoolClaimedElsewhere"
     assert f"WorkerPool {team_b}/z-older" in conditions["Conflict"]["message"]
     assert "Conflict" not in _conditions(kubectl, team_b, "z-older"), "the holder carries none"
-    table = kubectl("get", "wp", "-n", team_b, "a-newer").stdout
-    assert "NAMESPACES" in table.splitlines()[0] and "CONFLICT" in table.splitlines()[0]
-    assert "True" in table.splitlines()[1]
+    header, row = kubectl("get", "wp", "-n", team_b, "a-newer").stdout.splitlines()
+    assert "NAMESPACES" in header and "CONFLICT" in header
+    assert "<none>" in row.split() and "True" in row.split(), row  # its own namespace only; conflict
     explain = kubectl("explain", "workerpool.spec.namespaceSelector").stdout
     assert "Kueue" in explain and "matchExpressions" in explain
 
