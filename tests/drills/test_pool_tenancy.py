@@ -3,7 +3,7 @@
 Covers, with the real operator, gateway, apiserver and a worker serving the pool: two
 WorkerPools in namespace B claim one pool, and the newer (created later, though its name
 sorts first) shows Conflict=True beside the autoscaler's Ready condition, the older none
-(and `kubectl get wp` shows the columns, `kubectl explain` the field); a LongTask of
+(and `kubectl get wp -o wide` shows the columns, `kubectl explain` the field); a LongTask of
 namespace A created with kubectl naming the pool ends Failed with PoolNotAllowed, a
 message naming the pool and namespace A, and a Warning Event, and is never sent (no
 Queued event, no current attempt, no start); the gateway refuses the same create with a
@@ -110,7 +110,7 @@ def test_a_pool_only_namespace_b_admits_never_runs_namespace_as_tasks(
     assert conditions["Conflict"]["reason"] == "PoolClaimedElsewhere"
     assert f"WorkerPool {team_b}/z-older" in conditions["Conflict"]["message"]
     assert "Conflict" not in _conditions(kubectl, team_b, "z-older"), "the holder carries none"
-    header, row = kubectl("get", "wp", "-n", team_b, "a-newer").stdout.splitlines()
+    header, row = kubectl("get", "wp", "-n", team_b, "a-newer", "-o", "wide").stdout.splitlines()
     column = header.index("NAMESPACES")
     assert row[column : header.index("CONFLICT")].strip() == "", row  # blank: its own namespace only
     assert row[header.index("CONFLICT") :].split()[0] == "True", row
