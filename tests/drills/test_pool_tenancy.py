@@ -3,7 +3,8 @@
 Covers, with the real operator, gateway, apiserver and a worker serving the pool: two
 WorkerPools in namespace B claim one pool, and the newer (created later, though its name
 sorts first) shows Conflict=True beside the autoscaler's Ready condition, the older none
-(and `kubectl get wp -o wide` shows the columns, `kubectl explain` the field); a LongTask of
+(and `kubectl get wp -o wide` shows the columns, `kubectl explain` the field, and the
+apiserver refuses a selector Kubernetes would not accept); a LongTask of
 namespace A created with kubectl naming the pool ends Failed with PoolNotAllowed, a
 message naming the pool and namespace A, and a Warning Event, and is never sent (no
 Queued event, no current attempt, no start); the gateway refuses the same create with a
@@ -116,6 +117,21 @@ def test_a_pool_only_namespace_b_admits_never_runs_namespace_as_tasks(
     assert row[header.index("CONFLICT") :].split()[0] == "True", row
     explain = kubectl("explain", "workerpool.spec.namespaceSelector").stdout
     assert "Kueue" in explain and "matchExpressions" in explain
+
+    # The apiserver refuses a selector Kubernetes would not accept either.
+    for expression, complaint in [
+        ({"key": "team", "operator": "In"}, "In and NotIn need values"),
+        ({"key": "team", "operator": "Exists", "values": ["a"]}, "Exists and DoesNotExist take none"),
+        ({"key": "team", "operator": "Gt", "values": ["1"]}, "supported values"),
+    ]:
+        bad = {
+            "apiVersion": names.API_VERSION,
+            "kind": names.POOL_KIND,
+            "metadata": {"name": "bad", "namespace": team_b},
+            "spec": {"deployment": "d", "namespaceSelector": {"matchExpressions": [expression]}},
+        }
+        refused_pool = kubectl("create", "-f", "-", input=yaml.safe_dump(bad), check=False)
+        assert refused_pool.returncode != 0 and complaint in refused_pool.stderr, refused_pool.stderr
 
     # kubectl's way: created, then failed without being sent.
     uid = lt.create(kubectl, team_a, "trespass", task="demo.noop", pool=pool)
