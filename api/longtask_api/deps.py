@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from fastapi import Depends, Header, Path, Request
 
 from longtask_api import access, auth, errors, fanout, firstsend, idempotency, patterns, ratelimit, settings
-from longtask_runtime import kube
+from longtask_runtime import kube, poolwatch
 
 
 async def get_settings() -> settings.ApiSettings:
@@ -39,6 +39,8 @@ Tasks = Annotated[kube.Kube, Depends(_app_state("tasks"))]
 Redis = Annotated[aioredis.Redis, Depends(_app_state("redis"))]
 Hub = Annotated[fanout.Hub, Depends(_app_state("hub"))]
 Pools = Annotated[kube.Kube, Depends(_app_state("pools"))]
+# Who may use which pool (kept current by longtask_runtime.poolwatch).
+PoolAccess = Annotated[poolwatch.PoolWatch, Depends(_app_state("pool_access"))]
 Settings = Annotated[settings.ApiSettings, Depends(get_settings)]
 # The first-attempt sender, or None when LONGTASK_GATEWAY_DISPATCH is off.
 FirstSends = Annotated[firstsend.FirstSends | None, Depends(_app_state("first_sends"))]

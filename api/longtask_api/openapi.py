@@ -2,7 +2,8 @@
 
 FastAPI describes the routes from their signatures; this adds the bearer security scheme
 when auth is on (on every route middleware.Authenticate guards) and leaves it, and the
-401/403 answers only auth gives, out when it is off. A query or header parameter is
+401/403 answers only auth gives, out when it is off (createTask's 403 stays: a pool that
+does not admit the namespace refuses it either way). A query or header parameter is
 absent or a string, never JSON null, so its schema is the string's alone. Pure: it builds
 a document, it does no I/O and decides nothing about requests.
 """
@@ -25,6 +26,11 @@ _BEARER = {
     "with a TokenReview and each request with a SubjectAccessReview (see docs/security.md).",
 }
 _AUTH_ANSWERS = ("401", "403")
+# Answers an operation gives with auth off too, and what they then mean.
+_NOT_AUTH_ONLY = {
+    ("createTask", "403"): "The task's pool is held by a WorkerPool whose namespaceSelector does "
+    "not admit this namespace (docs/security.md).",
+}
 _METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
 
@@ -51,7 +57,10 @@ def build(app: FastAPI, *, auth: bool) -> dict[str, Any]:
                 operation["security"] = [{SCHEME: []}]
             elif not auth:
                 for status in _AUTH_ANSWERS:
-                    operation.get("responses", {}).pop(status, None)
+                    answer = operation.get("responses", {}).pop(status, None)
+                    meaning = _NOT_AUTH_ONLY.get((operation.get("operationId", ""), status))
+                    if answer is not None and meaning is not None:
+                        operation["responses"][status] = {**answer, "description": meaning}
             for parameter in operation.get("parameters", []):
                 parameter["schema"] = _not_null(parameter["schema"])
     return doc

@@ -25,6 +25,7 @@ from longtask_operator import (
     loopguard,
     maintenance,
     observe,
+    poolclaims,
     settings,
     statussync,
     tasksweep,
@@ -59,10 +60,14 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.observer = observe.Observer(
         redis=memo.redis, workload=memo.autoscaler.workload, interval=cfg.metrics_interval_seconds
     )
+    # Who may use which pool: every WorkerPool and Namespace, cluster-wide (poolclaims.py).
+    memo.pool_claims = poolclaims.PoolClaims(kube=memo.kube, namespaces=cfg.namespace_list())
     watch = taskwatch.TaskWatch(
         redis=memo.redis,
         celery=memo.celery,
         kube=memo.kube,
+        pools=memo.pool_claims.claims,
+        pools_ready=memo.pool_claims.watch.ready,
         namespaces=cfg.namespace_list(),
         on_seen=memo.observer.on_longtask,
     )
@@ -94,6 +99,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         (sweep.run(), sweep.guard),
         (memo.autoscaler.run(), memo.autoscaler.guard),
         (memo.observer.run(memo.autoscaler.pool_names), memo.observer.guard),
+        *memo.pool_claims.loops(),
     ]
     memo.guards = [guard for _, guard in loops]
     memo.loops = [asyncio.create_task(loop, name=guard.loop) for loop, guard in loops]

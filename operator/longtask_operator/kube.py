@@ -207,3 +207,22 @@ class Kube(runtimekube.Kube):
                 _preload_content=False,
             )
             return await runtimekube.json_of(reply)
+
+    # -- pool access -------------------------------------------------------------------
+    async def get_workerpool(self, *, namespace: str, name: str) -> dict[str, Any] | None:
+        """The WorkerPool as a plain dict, or None if there is none."""
+        try:
+            return await self.get_pool(namespace=namespace, name=name)
+        except kubeerrors.NotFound:
+            return None
+
+    async def get_namespace(self, *, name: str) -> dict[str, Any] | None:
+        """The Namespace as a plain dict, or None if there is none."""
+        with runtimekube.calling(f"namespace {name}"):
+            reply: Any = await self.core.read_namespace(
+                name, _request_timeout=self.timeout, _preload_content=False
+            )
+            if reply.status == 404:
+                reply.release()
+                return None
+            return await runtimekube.json_of(reply)

@@ -111,7 +111,9 @@ class TaskSweep:
                 continue  # its DELETED event follows
             if obj["metadata"]["uid"] == uid:
                 log.warning("%s/%s: its first attempt was never sent; sending it", task.namespace, task.name)
-                await dispatch.reconcile(redis=self.redis, celery=self.celery, body=obj)
+                await taskwatch.reconcile(
+                    redis=self.redis, celery=self.celery, kube=self.kube, body=obj, pools=self.watch.pools
+                )
                 metrics.SWEPT.labels(kind="unsent").inc()
 
     async def _forget_orphans(self, reads: _GetBudget) -> None:

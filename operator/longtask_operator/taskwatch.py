@@ -30,9 +30,9 @@ from typing import Any
 import redis.asyncio as aioredis
 from celery import Celery
 
-from longtask_contracts import ledger, logs, names, phases, wire
+from longtask_contracts import ledger, logs, names, phases, poolaccess, wire
 from longtask_operator import dispatch, kube, loopguard, scope
-from longtask_runtime import kubeerrors
+from longtask_runtime import kubeerrors, sending
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +64,16 @@ class TaskWatch:
         redis: aioredis.Redis,
         celery: Celery,
         kube: kube.Kube,
+        pools: poolaccess.Claims,
+        pools_ready: asyncio.Event | None = None,
         namespaces: list[str] | None = None,
         on_seen: Callable[[str | None, str, dict[str, Any]], None] = lambda event_type, uid, status: None,
     ) -> None:
         self.redis = redis
         self.celery = celery
         self.kube = kube
+        self.pools = pools  # who may use which pool (kept current by poolwatch)
+        self.pools_ready = pools_ready  # set once `pools` was listed: follow() waits for it
         self.namespaces = namespaces or []
         self.on_seen = on_seen  # told of every event (metrics: LongTasks by phase)
         self.unfinished: dict[str, Unfinished] = {}  # by uid; what the sweep checks
@@ -95,6 +99,10 @@ class TaskWatch:
         newer one.
         """
         guard = self.guards.setdefault(namespace, loopguard.Guard(f"longtask-watch-{namespace or 'all'}"))
+        if self.pools_ready is not None:
+            # Who may use which pool is known before any task is looked at: otherwise every
+            # task listed at a restart would wait for the sweep (poolaccess UNKNOWN).
+            await self.pools_ready.wait()
         while True:
             watching: asyncio.Task[None] | None = None
             try:
@@ -217,7 +225,7 @@ class TaskWatch:
         task = self.unfinished.setdefault(uid, Unfinished(meta["namespace"], meta["name"], time.monotonic()))
         if task.sent and not (body.get("spec") or {}).get("cancel"):
             return  # a status update of a task on its way: nothing to do
-        if await dispatch.reconcile(redis=self.redis, celery=self.celery, body=body):
+        if await reconcile(redis=self.redis, celery=self.celery, kube=self.kube, body=body, pools=self.pools):
             task.sent = True
 
     async def _replay_once(self, body: dict[str, Any]) -> None:
@@ -230,11 +238,59 @@ class TaskWatch:
         seen = await self.redis.get(marker)
         if seen is not None and wire.text(seen) == value:
             return
-        message = await dispatch.replay(redis=self.redis, celery=self.celery, body=body)
+        # A replay sends anew: checked as a first send is (docs/security.md).
+        verdict = sending.admitted(body, pools=self.pools)
+        if verdict.outcome is poolaccess.Outcome.UNKNOWN:
+            log.info("replay postponed: %s", verdict.message)
+            return  # not marked: the next event or listing of this LongTask tries again
+        refused = verdict.outcome is poolaccess.Outcome.REFUSED
+        if refused:
+            message = f"not replayed: {verdict.message}"
+        else:
+            message = await dispatch.replay(redis=self.redis, celery=self.celery, body=body)
         await self.kube.post_event(
-            namespace=meta["namespace"], name=meta["name"], uid=meta["uid"], reason="Replay", message=message
+            namespace=meta["namespace"],
+            name=meta["name"],
+            uid=meta["uid"],
+            reason="PoolNotAllowed" if refused else "Replay",
+            message=message,
+            warning=refused,
         )
         await self.redis.set(marker, value, ex=ledger.KEY_TTL_SECONDS)
+
+
+async def reconcile(
+    *, redis: aioredis.Redis, celery: Celery, kube: kube.Kube, body: dict[str, Any], pools: poolaccess.Claims
+) -> bool:
+    """dispatch.reconcile, and the Warning Event of a task it failed for its pool
+    (PoolNotAllowed); whether the task needs no more sending.
+
+    A refusal is final, so one the watches show is read again first (the holder WorkerPool
+    and the Namespace, two GETs, for refused tasks only): a selector that admits the
+    namespace now, or a WorkerPool gone, leaves the task for the sweep to look at again."""
+    verdict = sending.admitted(body, pools=pools)
+    if verdict.outcome is poolaccess.Outcome.REFUSED and verdict.holder is not None:
+        namespace = body["metadata"]["namespace"]
+        verdict = poolaccess.confirmed(
+            verdict,
+            namespace=namespace,
+            pool=verdict.holder.pool,
+            live_pool=await kube.get_workerpool(namespace=verdict.holder.namespace, name=verdict.holder.name),
+            live_namespace=await kube.get_namespace(name=namespace),
+        )
+    try:
+        return await dispatch.reconcile(redis=redis, celery=celery, body=body, pools=pools, verdict=verdict)
+    except dispatch.Refused as refused:
+        meta = body["metadata"]
+        await kube.post_event(
+            namespace=meta["namespace"],
+            name=meta["name"],
+            uid=meta["uid"],
+            reason="PoolNotAllowed",
+            message=refused.verdict.message,
+            warning=True,
+        )
+        return True
 
 
 def _settled(obj: dict[str, Any]) -> bool:

@@ -13,7 +13,12 @@ could lose a task.
 The first attempt's guard (names.dispatch_guard) is taken with SET NX before anything is
 sent, so of two senders racing (the gateway and the operator) one sends and the other
 steps aside. It holds "sending" for SENDING_SECONDS, then "sent": a sender that died in
-between leaves a guard that runs out, and the operator's sweep sends the task then.
+between leaves a guard that runs out, and the operator's sweep sends the task then. The
+operator sets it to "refused" for a task whose pool does not admit its namespace.
+
+Neither sender sends a first attempt unless the pool admits the task's namespace
+(poolaccess: the verdict of the caller's Claims is ALLOWED); what is refused or not yet
+decidable is left to the operator (longtask_operator.dispatch), which fails it.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import redis.asyncio as aioredis
 from celery import Celery
 from opentelemetry import trace
 
-from longtask_contracts import events, ledger, logs, models, names, tracing
+from longtask_contracts import events, ledger, logs, models, names, poolaccess, tracing
 from longtask_runtime import celeryconfig
 
 log = logging.getLogger(__name__)
@@ -36,7 +41,7 @@ log = logging.getLogger(__name__)
 HARD_LIMIT_GRACE_SECONDS = 30
 # How long a first send may take before another sender may take over (see the module doc).
 SENDING_SECONDS = 30
-SENDING, SENT = "sending", "sent"
+SENDING, SENT, REFUSED = "sending", "sent", "refused"
 
 
 def celery_sender(redis_url: str) -> Celery:
@@ -62,9 +67,12 @@ def first_attempt(body: dict[str, Any], *, now: float) -> ledger.Dispatch:
 
 
 async def send_first(
-    *, redis: aioredis.Redis, celery: Celery, body: dict[str, Any]
+    *, redis: aioredis.Redis, celery: Celery, body: dict[str, Any], pools: poolaccess.Claims
 ) -> ledger.Dispatch | None:
-    """Send attempt 1 of `body` unless someone sent it or is sending it; what this call sent."""
+    """Send attempt 1 of `body` unless someone sent it or is sending it, or its pool does
+    not admit its namespace by `pools` (refused, or not known yet); what this call sent."""
+    if not admitted(body, pools=pools).allowed:
+        return None
     uid = body["metadata"]["uid"]
     guard = names.dispatch_guard(uid)
     if not await redis.set(guard, SENDING, nx=True, ex=SENDING_SECONDS):
@@ -72,6 +80,12 @@ async def send_first(
     dispatch = first_attempt(body, now=time.time())
     await send(redis=redis, celery=celery, dispatch=dispatch, extra={guard: SENT})
     return dispatch
+
+
+def admitted(body: dict[str, Any], *, pools: poolaccess.Claims) -> poolaccess.Verdict:
+    """Whether the LongTask `body` may run on its pool (poolaccess)."""
+    spec = models.LongTaskSpec.model_validate(body.get("spec") or {})
+    return pools.verdict(namespace=body["metadata"]["namespace"], pool=spec.pool)
 
 
 async def send(

@@ -15,7 +15,7 @@ import asyncio
 
 import pytest
 
-from longtask_contracts import names
+from longtask_contracts import names, poolaccess
 from longtask_operator import scope, taskwatch
 from tests import fakes
 
@@ -55,7 +55,7 @@ def test_in_scope(namespaces, namespace, expected):
 def test_a_list_again_drops_unlisted_tasks_of_its_namespace():
     """Deleted while the watch was down: not listed again, so out of the inventory, where the
     sweep's orphan search (tasks Redis holds that the inventory does not) finds them."""
-    watch = taskwatch.TaskWatch(redis=None, celery=None, kube=None)  # type: ignore[arg-type]
+    watch = taskwatch.TaskWatch(redis=None, celery=None, kube=None, pools=poolaccess.Claims())  # type: ignore[arg-type]
     for uid, namespace in (("kept", "a"), ("deleted", "a"), ("elsewhere", "b")):
         watch.unfinished[uid] = taskwatch.Unfinished(namespace, uid, seen=0.0)
     watch._forget_unlisted("a", listed={"kept"})
@@ -73,7 +73,7 @@ def _task(name: str, phase: str | None, **annotations: str) -> dict:
 
 async def _follow(kube_: fakes.ListingKube, expected: int) -> list[str]:
     """Run follow() until `expected` LongTasks were handled; their names in order."""
-    watch = taskwatch.TaskWatch(redis=None, celery=None, kube=kube_)  # type: ignore[arg-type]
+    watch = taskwatch.TaskWatch(redis=None, celery=None, kube=kube_, pools=poolaccess.Claims())  # type: ignore[arg-type]
     handled: list[str] = []
     enough = asyncio.Event()
 

@@ -13,7 +13,7 @@ from fastapi import APIRouter, BackgroundTasks, Query, status
 from sse_starlette import EventSourceResponse
 
 from longtask_api import deps, errors, idempotency, metrics, patterns, schemas, sse
-from longtask_contracts import logs, names, phases, tracing
+from longtask_contracts import logs, names, phases, poolaccess, tracing
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/namespaces/{namespace}/tasks", tags=["tasks"], responses=errors.RESPONSES)
@@ -25,6 +25,11 @@ router = APIRouter(prefix="/v1/namespaces/{namespace}/tasks", tags=["tasks"], re
     operation_id="createTask",
     responses={
         400: {"model": errors.Problem, "description": "A malformed Idempotency-Key (or two of them)."},
+        403: {
+            "model": errors.Problem,
+            "description": "Kubernetes does not allow this caller `create` here, or the task's pool "
+            "is held by a WorkerPool whose namespaceSelector does not admit this namespace.",
+        },
         409: {
             "model": errors.Problem,
             "description": "The name is taken by another task; or (with Retry-After) a request with this "
@@ -47,6 +52,7 @@ async def create_task(
     body: schemas.TaskCreate,
     tasks: deps.Tasks,
     first_sends: deps.FirstSends,
+    pool_access: deps.PoolAccess,
     background: BackgroundTasks,
     caller: deps.MayCreate,
     _quota: deps.CreateQuota,
@@ -58,8 +64,13 @@ async def create_task(
 
     Needs `create` on `longtasks.longtask.io` in the namespace; rate-limited per caller. With an
     `Idempotency-Key`, a retry of the same body answers the same task (docs/idempotency.md).
+    A task whose pool is held by a WorkerPool that does not admit the namespace is refused
+    (403), see docs/security.md.
     """
     with logs.task(namespace=namespace), tracing.span("longtask.create") as span:
+        verdict = pool_access.claims.verdict(namespace=namespace, pool=body.spec.pool)
+        if verdict.outcome is poolaccess.Outcome.REFUSED:
+            raise errors.Forbidden(verdict.message)
         resource = body.to_resource()
         # The dispatch (the gateway's or the operator's) continues this span's trace (one
         # trace, request to worker): sending.first_attempt reads it from these annotations.
