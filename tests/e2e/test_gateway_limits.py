@@ -118,7 +118,7 @@ def test_bad_tokens_never_evict_a_good_one_nor_cost_unbounded_reviews(reviewing_
         assert int(answers[-1].headers["Retry-After"]) >= 1
         assert answers[-1].json()["status"] == 429
         before = _token_reviews(kubectl)
-        assert ask(bad[0]).status_code == 401  # rejected before: cached apart, no review
+        assert ask(bad[2]).status_code == 401  # rejected just before: cached apart, no review
         assert ask(good).status_code == 200  # still cached: three bad tokens did not push it out
         assert _token_reviews(kubectl) == before
 
