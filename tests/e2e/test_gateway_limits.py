@@ -75,13 +75,13 @@ def test_open_streams_per_caller_are_limited(limited_api, kubectl, namespace):
         opened = [s.__enter__() for s in streams]
         try:
             assert [r.status_code for r in opened] == [200] * STREAMS
-            over = client.get(events)
-            assert over.status_code == 429
-            assert int(over.headers["Retry-After"]) >= 1
-            problem = over.json()
+            with client.stream("GET", events) as over:  # a stream: a 200 would never end
+                assert over.status_code == 429
+                assert int(over.headers["Retry-After"]) >= 1
+                problem = json.loads(over.read())
             assert problem["status"] == 429 and "LONGTASK_STREAMS_PER_CALLER" in problem["detail"]
-            task_events = client.get(f"/v1/namespaces/{namespace}/tasks/waits/events")
-            assert task_events.status_code == 429
+            with client.stream("GET", f"/v1/namespaces/{namespace}/tasks/waits/events") as task_events:
+                assert task_events.status_code == 429
             url = limited_api.replace("http://", "ws://") + f"/v1/namespaces/{namespace}/tasks/waits/ws"
             with connect(url) as ws:
                 error = json.loads(ws.recv(timeout=30))
@@ -124,8 +124,8 @@ def test_bad_tokens_never_evict_a_good_one_nor_cost_unbounded_reviews(reviewing_
 
 
 def test_dead_letters_are_listed_a_page_at_a_time(platform, kubectl, namespace, redis_client):
-    """150 parked tasks (more than Redis keeps in a compact hash, which HSCAN returns whole):
-    pages of about `limit`, each with a `continue` but the last, together every entry once."""
+    """150 parked tasks: pages of about `limit`, each with a `continue` but the last,
+    together every entry once."""
     count = 150
     pool = f"nobody-{uuid.uuid4().hex[:6]}"
     tasks = [
