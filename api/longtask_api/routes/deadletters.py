@@ -32,8 +32,8 @@ NamespaceFilter = Annotated[
 
 
 async def _scan(redis: deps.Redis, *, cursor: int, limit: int) -> tuple[list[ledger.DeadLetter], int]:
-    """Entries from HSCAN `cursor` on, about `limit` (HSCAN's COUNT is a hint; a small hash
-    comes whole), and the cursor to go on from (0: that was all)."""
+    """Entries from HSCAN `cursor` on, about `limit` (HSCAN's COUNT is a hint), and the
+    cursor to go on from (0: that was all)."""
     entries: list[ledger.DeadLetter] = []
     while True:
         reply: Any = await redis.hscan(names.DLQ, cursor=cursor, count=limit)
@@ -62,8 +62,8 @@ Limit = Annotated[
     Query(
         ge=1,
         le=1000,
-        description="About this many entries are read for one page (Redis HSCAN's COUNT: a small "
-        "queue comes back whole); fewer are shown when some are of other namespaces.",
+        description="About this many entries are read for one page (Redis HSCAN's COUNT, a hint); "
+        "fewer are shown when some are of namespaces not asked for or not allowed.",
     ),
 ]
 Continue = Annotated[
