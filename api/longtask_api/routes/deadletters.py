@@ -25,6 +25,7 @@ from longtask_runtime import kubeerrors
 router = APIRouter(prefix="/v1/deadletters", tags=["dead letters"], responses=errors.RESPONSES)
 
 REPLAY_PAGE = 100  # entries read at once by a replay of them all
+MAX_CURSOR = 2**64 - 1  # Redis's scan cursors are unsigned 64-bit numbers
 
 NamespaceFilter = Annotated[
     str | None, Query(max_length=63, pattern=patterns.NAMESPACE, description="Only this namespace.")
@@ -96,7 +97,13 @@ async def list_dead_letters(
     action = access.Route.LIST_DEADLETTERS.value
     if namespace is not None:
         await guard.require(caller, namespace=namespace, action=action)
-    entries, cursor = await _scan(redis, cursor=int(continue_token or 0), limit=limit)
+    start = int(continue_token or 0)
+    if start > MAX_CURSOR:
+        raise errors.Invalid(
+            "the continue token is not one this listing gave",
+            [errors.FieldError(field="continue", message="not a cursor of the dead-letter queue")],
+        )
+    entries, cursor = await _scan(redis, cursor=start, limit=limit)
     items = await _visible(entries, guard=guard, caller=caller, namespace=namespace, action=action)
     return schemas.DeadLetterList.model_validate(
         {"items": items, "continue": str(cursor) if cursor else None}
@@ -120,8 +127,10 @@ async def replay_dead_letter(
     namespace: deps.Namespace, name: deps.TaskName, redis: deps.Redis, tasks: deps.Tasks, _: deps.MayReplay
 ) -> schemas.DeadLetterList:
     """Replay one dead-lettered task as its next attempt. Needs `patch` on `longtasks/deadletters`."""
-    obj = await tasks.get(namespace=namespace, name=name)  # its uid keys its entry: no scan
-    raw = await redis.hget(names.DLQ, obj["metadata"]["uid"])
+    raw = None
+    with contextlib.suppress(kubeerrors.NotFound):  # no such task: none in the queue either
+        obj = await tasks.get(namespace=namespace, name=name)  # its uid keys its entry: no scan
+        raw = await redis.hget(names.DLQ, obj["metadata"]["uid"])
     if raw is None:
         raise errors.NotFound(f"task {namespace}/{name} is not in the dead-letter queue")
     entry = ledger.DeadLetter.model_validate_json(raw)
