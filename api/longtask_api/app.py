@@ -31,6 +31,7 @@ from longtask_api import (
     ratelimit,
     requestmetrics,
     settings,
+    streamlimit,
 )
 from longtask_api.routes import deadletters, health, streams, tasks, tasktypes, web, workerpools
 from longtask_contracts import envvars, tracing
@@ -116,7 +117,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.kube = api
     app.state.tasks = runtimekube.Kube(api, timeout=cfg.kube_timeout_seconds)
     reviews = kube.Reviews(api, timeout=cfg.kube_timeout_seconds) if cfg.auth else None
-    app.state.guard = auth.Guard(reviews=reviews, ttl=cfg.auth_cache_seconds, size=cfg.auth_cache_size)
+    app.state.guard = auth.Guard(
+        reviews=reviews,
+        ttl=cfg.auth_cache_seconds,
+        size=cfg.auth_cache_size,
+        review_rate=cfg.auth_review_rate_per_second,
+        review_burst=cfg.auth_review_burst,
+        reviews_at_once=cfg.auth_reviews_at_once,
+    )
+    app.state.streams = streamlimit.OpenStreams(per_caller=cfg.streams_per_caller)
     app.state.create_buckets = ratelimit.Buckets(rate=cfg.create_rate_per_second, burst=cfg.create_burst)
     app.state.redis = redisopts.async_client(cfg.redis_url, max_connections=cfg.redis_max_connections)
     app.state.pools = app.state.tasks  # the same client: LongTasks and WorkerPools alike

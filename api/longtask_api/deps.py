@@ -7,13 +7,24 @@ anyio's 40 threads under load), for what takes a microsecond on the event loop.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
 import redis.asyncio as aioredis
 from fastapi import Depends, Header, Path, Request
 
-from longtask_api import access, auth, errors, fanout, firstsend, idempotency, patterns, ratelimit, settings
+from longtask_api import (
+    access,
+    auth,
+    errors,
+    fanout,
+    firstsend,
+    idempotency,
+    patterns,
+    ratelimit,
+    settings,
+    streamlimit,
+)
 from longtask_runtime import kube, poolwatch
 
 
@@ -95,3 +106,20 @@ async def spend_create_token(request: Request, caller: MayCreate) -> None:
 
 
 CreateQuota = Annotated[None, Depends(spend_create_token)]
+
+
+async def hold_stream(request: Request, caller: Caller) -> AsyncIterator[None]:
+    """A slot among the caller's open streams for as long as the answer streams, or 429.
+
+    A dependency with yield: FastAPI leaves it after the response has been sent (the
+    stream ended, or its client went away), and also when the handler fails first.
+    """
+    streams: streamlimit.OpenStreams = request.app.state.streams
+    slot = streams.take(caller.rate_key)
+    try:
+        yield
+    finally:
+        slot.release()
+
+
+OpenStream = Annotated[None, Depends(hold_stream)]

@@ -185,3 +185,10 @@ def public(obj: dict[str, Any]) -> TaskPublic:
 
 class DeadLetterList(BaseModel):
     items: list[ledger.DeadLetter]
+    continue_token: str | None = Field(
+        default=None,
+        alias="continue",
+        description="Pass as ?continue= to get the next page of a listing; absent on the last page.",
+    )
+
+    model_config = ConfigDict(populate_by_name=True)

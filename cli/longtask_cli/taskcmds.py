@@ -245,10 +245,17 @@ def _print_dead_letters(items: list[dict[str, Any]]) -> None:
 
 def dlq_list(args: argparse.Namespace) -> int:
     params = {"namespace": args.namespace} if args.namespace else {}
-    body = _ask(args, "GET", "/v1/deadletters", params=params)
-    if body is None:
-        return EXIT_FAILED
-    _print_dead_letters(body["items"])
+    items: list[dict[str, Any]] = []
+    with _gateway(args) as client:
+        while True:  # every page, following `continue`
+            body = _answer(client.get("/v1/deadletters", params=params))
+            if body is None:
+                return EXIT_FAILED
+            items.extend(body["items"])
+            if not body.get("continue"):
+                break
+            params["continue"] = body["continue"]
+    _print_dead_letters(sorted(items, key=lambda e: float(e.get("at") or 0)))
     return EXIT_SUCCEEDED
 
 

@@ -9,7 +9,8 @@ Covers:
   WorkerPool status write (counted for every client by the apiserver, once no earlier
   test's WorkerPool is being deleted);
 - a status write keeps a condition type the autoscaler does not own (another writer's,
-  e.g. poolclaims' Conflict, or another controller's) and a decision still scales the Deployment from the watched objects.
+  e.g. poolclaims' Conflict, or another controller's) and a decision still scales the
+  Deployment from the watched objects.
 (Scaling from watched Deployments and pods is covered end to end by test_autoscaling.py.)
 """
 

@@ -182,7 +182,8 @@ async def cancel_task(
         "Server-Sent Events: `id` is the Redis stream id, `event` the kind "
         "(queued, started, progress, succeeded, failed, cancelled), `data` a "
         "ProgressEvent. The stream ends after the terminal event."
-    ),
+    )
+    | sse.TOO_MANY_STREAMS,
 )
 async def stream_task_events(
     namespace: deps.Namespace,
@@ -191,6 +192,7 @@ async def stream_task_events(
     hub: deps.Hub,
     cfg: deps.Settings,
     _caller: deps.MayGet,
+    _stream: deps.OpenStream,
     last_event_id: deps.LastEventId = None,
     after: Annotated[
         str | None,
