@@ -68,6 +68,9 @@ def celery_task_id(uid: str, attempt: int) -> str:
 KEY_PREFIX = "longtask:"
 STATUS_STREAM = f"{KEY_PREFIX}status"  # every task's events, read by the operator
 STATUS_GROUP = "operator"  # consumer group on STATUS_STREAM
+# Hash uid -> the folded state of a task whose status cannot be written or read for now,
+# stored when its status-stream entries are acknowledged without a write (statusheld.py).
+STATUS_HELD = f"{KEY_PREFIX}status-held"
 # The status stream is never capped on XADD: only the operator trims it, below the oldest
 # entry its group has not acknowledged, so no unread terminal event can be lost.
 TASK_STREAM_MAXLEN = 10_000  # approximate cap of one task's SSE history

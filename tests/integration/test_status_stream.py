@@ -49,6 +49,7 @@ async def sync(redis_url, redis_client, monkeypatch) -> AsyncIterator[Running]:
     """A StatusSync consuming a stream of its own, run as the operator runs it."""
     stream = f"{names.STATUS_STREAM}:test-{uuid.uuid4().hex[:8]}"
     monkeypatch.setattr(names, "STATUS_STREAM", stream)
+    monkeypatch.setattr(names, "STATUS_HELD", f"{stream}:held")
     r = redisopts.async_client(redis_url)
     kube = fakes.RecordingKube()
     exists_calls: list[Any] = []
@@ -73,7 +74,7 @@ async def sync(redis_url, redis_client, monkeypatch) -> AsyncIterator[Running]:
         yield Running(kube=kube, stream=stream, add=add, sync=s, uids=uids, exists_calls=exists_calls)
     finally:
         runner.cancel()
-        redis_client.delete(stream)
+        redis_client.delete(stream, f"{stream}:held")
         # Bounded: once, out of many runs, this teardown hung (a redis-py asyncio client
         # cancelled mid-command, likely); a stuck teardown must not stall the suite.
         with contextlib.suppress(TimeoutError):
