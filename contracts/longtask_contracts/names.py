@@ -96,6 +96,12 @@ def synced(uid: str) -> str:
     return f"{KEY_PREFIX}synced:{uid}"
 
 
+def expiring(uid: str) -> str:
+    """'namespace/name' of a finished task with a TTL: what its expiry deletes (set with its
+    names.EXPIRY entry, so a task never sent, which has no `current`, is deleted too)."""
+    return f"{KEY_PREFIX}expiring:{uid}"
+
+
 def claim(uid: str) -> str:
     """The lease a worker holds while it runs an attempt; value 'attempt:worker'."""
     return f"{KEY_PREFIX}claim:{uid}"
@@ -159,4 +165,5 @@ def task_keys(uid: str) -> list[str]:
         crashes(uid),
         replayed(uid),
         synced(uid),
+        expiring(uid),
     ]
