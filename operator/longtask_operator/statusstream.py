@@ -1,5 +1,6 @@
 """The status stream's Redis side for the status sync: its consumer group, the pages it
-reads, acknowledgements with each task's `synced` mark, and trimming.
+reads, acknowledgements with each task's `synced` mark and the held records of parked
+tasks (names.STATUS_HELD, written in the MULTI of the XACK that they cover), and trimming.
 
 Events arrive through a Redis consumer group, so an operator that restarts re-reads what
 it had not yet acknowledged: first its backlog (its own pending entries and those a

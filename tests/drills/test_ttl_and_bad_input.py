@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from longtask_contracts import names
-from tests import helpers, lt
+from tests import helpers, lt, policies
 
 pytestmark = pytest.mark.cluster
 
@@ -49,49 +49,6 @@ def test_ttl_removes_the_task_and_its_redis_keys(platform, kubectl, namespace, r
 REFUSE_DELETE_LABEL = "test.longtask.io/refuse-delete"
 
 
-def _refuse_deletes(namespace: str) -> tuple[str, str]:
-    """A policy refusing to delete this namespace's LongTasks labelled REFUSE_DELETE_LABEL."""
-    name = f"refuse-delete-{namespace}"
-    policy = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicy",
-        "metadata": {"name": name},
-        "spec": {
-            "failurePolicy": "Fail",
-            "matchConstraints": {
-                "resourceRules": [
-                    {
-                        "apiGroups": [names.GROUP],
-                        "apiVersions": [names.VERSION],
-                        "operations": ["DELETE"],
-                        "resources": ["longtasks"],
-                    }
-                ]
-            },
-            "validations": [
-                {
-                    "expression": "!has(oldObject.metadata.labels) || "
-                    f"!('{REFUSE_DELETE_LABEL}' in oldObject.metadata.labels)",
-                    "message": "deleting this LongTask is refused by a test policy",
-                }
-            ],
-        },
-    }
-    binding = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicyBinding",
-        "metadata": {"name": name},
-        "spec": {
-            "policyName": name,
-            "validationActions": ["Deny"],
-            "matchResources": {
-                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
-            },
-        },
-    }
-    return name, json.dumps({"apiVersion": "v1", "kind": "List", "items": [policy, binding]})
-
-
 def _maintenance_failures(platform) -> float:
     metrics = httpx.get(f"http://127.0.0.1:{platform.operator_metrics_port}/metrics").text
     found = re.search(r"^longtask_operator_maintenance_failures_total (\S+)$", metrics, re.M)
@@ -99,7 +56,9 @@ def _maintenance_failures(platform) -> float:
 
 
 def test_a_refused_ttl_deletion_is_retried_until_the_task_is_gone(platform, kubectl, namespace, redis_client):
-    policy, manifests = _refuse_deletes(namespace)
+    policy, manifests = policies.refusing(
+        namespace=namespace, label=REFUSE_DELETE_LABEL, operations=["DELETE"], resource="longtasks"
+    )
     kubectl("apply", "-f", "-", input=manifests)
     try:
         kubectl("create", "-n", namespace, "-f", "-", input=json.dumps({
@@ -128,7 +87,7 @@ def test_a_refused_ttl_deletion_is_retried_until_the_task_is_gone(platform, kube
         assert lt.get(kubectl, namespace, "doomed")["metadata"]["uid"] == uid
         assert redis_client.zscore(names.EXPIRY, uid) is not None, "kept, to be tried again"
     finally:
-        kubectl("delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", policy, check=False)
+        policies.remove(kubectl, policy)
     kubectl("wait", "-n", namespace, "lt/doomed", "--for=delete", "--timeout=60s")
     helpers.poll(lambda: not _keys_mentioning(redis_client, uid), timeout=10, what="its keys forgotten")
 
