@@ -7,7 +7,8 @@ it had not yet acknowledged: first its backlog (its own pending entries and thos
 previous operator left, adopted), page by page, once; then new entries. The stream is
 trimmed here, and only here: below the oldest entry the group has not acknowledged (XTRIM
 MINID), so an operator that is down or behind loses nothing, and never within the last
-minute, which the gateway's namespace streams may still be reading.
+minute, which the gateway's namespace streams may still be reading. Entries pending under
+another consumer name, found when trimming, are taken over and read as backlog again.
 
 It must not fold events, write statuses or talk to Kubernetes (statussync.py decides what
 is acknowledged when).
@@ -162,6 +163,10 @@ class StatusStream:
             return
         self._trimmed_at = now
         summary: Any = await self.redis.xpending(names.STATUS_STREAM, names.STATUS_GROUP)
+        if any(wire.text(c.get("name")) != self.consumer for c in summary.get("consumers") or []):
+            # Another consumer holds entries (an operator pod read them on its way out, after
+            # this one started): take them over with the next page, or trimming stops at them.
+            self.start_over()
         groups: Any = await self.redis.xinfo_groups(names.STATUS_STREAM)
         ours = next((g for g in groups if wire.text(g.get("name")) == names.STATUS_GROUP), None)
         if ours is None:

@@ -11,9 +11,9 @@ or, for a task whose write or GET is parked, together with its held record
 (statusheld.py: the folded state, stored in the same MULTI as the XACK), so a stuck task
 keeps at most one page of entries pending and the stream is trimmed past it. A restarted
 operator starts from the held records. Every entry read is folded exactly once: a re-read
-of the backlog (after a failure, with entries taken over from another consumer) skips only
-the entries folded and not yet acknowledged, so a taken-over entry is folded and
-acknowledged like any other.
+of the backlog (after a failure, or when trimming found entries pending under another
+consumer, taken over then) skips only the entries folded and not yet acknowledged, so a
+taken-over entry is folded and acknowledged like any other.
 
 Under a burst the cost per task stays flat: no GET for a new task. A task's first event is
 its Queued for attempt 1; when the sync first meets a task with that event, and the task's

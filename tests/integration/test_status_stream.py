@@ -14,7 +14,8 @@ the sync itself) costs one; an entry whose GET failed is folded again, not lost.
 
 Stuck tasks and taken-over entries (issue 18): an entry taken over from another consumer
 after the sync had read past it (a failed read makes it re-read its backlog) is folded,
-acknowledged, and the stream is trimmed past it; a task whose GET keeps failing holds back
+acknowledged, and the stream is trimmed past it (also without a failure: trimming finds
+it); a task whose GET keeps failing holds back
 no other task's status, and its entries are acknowledged with its held record, written once
 it can be read; a task whose status writes keep failing keeps no entry pending for long
 (its folded state is held in Redis instead), and an operator started afterwards writes
@@ -222,9 +223,11 @@ def _held(redis_client) -> dict[str, Any]:
     return {k: json.loads(v) for k, v in redis_client.hgetall(names.STATUS_HELD).items()}
 
 
-async def test_a_taken_over_entry_is_acked_and_trimmed_past(sync, redis_client, monkeypatch):
+@pytest.mark.parametrize("failed_read", [True, False], ids=["after-a-failed-read", "found-when-trimming"])
+async def test_a_taken_over_entry_is_acked_and_trimmed_past(sync, redis_client, monkeypatch, failed_read):
     """Another consumer (an operator pod on its way out) read an entry older than what the
-    sync folded since; after a failed read the sync takes it over with its backlog."""
+    sync folded since; the sync takes it over with its backlog, after a failed read or once
+    its trimming finds it."""
     old = int(time.time() * 1000) - 300_000  # older than the minute the trim keeps
     uids = {"adopted": uuid.uuid4().hex, "chatty": uuid.uuid4().hex}
     sync.kube.uids.update({name: uid for name, uid in uids.items()})
@@ -256,7 +259,8 @@ async def test_a_taken_over_entry_is_acked_and_trimmed_past(sync, redis_client, 
             raise RedisConnectionError("Redis went away for longer than the client retries")
         return await reads(*args, **kwargs)
 
-    monkeypatch.setattr(sync.sync.stream.redis, "xreadgroup", read_failing_once)
+    if failed_read:
+        monkeypatch.setattr(sync.sync.stream.redis, "xreadgroup", read_failing_once)
     await _until(
         lambda: _pending(redis_client, sync.stream) == 0, within=15, what="the taken-over entry acked"
     )
