@@ -48,7 +48,8 @@ class StatusKube(Protocol):
 @conforms.fake_of(StatusKube, real=kube.Kube)
 @dataclass
 class RecordingKube:
-    """Records what the sync asks of the apiserver; the first `failing_gets` GETs fail."""
+    """Records what the sync asks of the apiserver; the first `failing_gets` GETs fail, and
+    every GET of a name in `unreadable`, every status write of one in `unwritable`."""
 
     uids: dict[str, str] = field(default_factory=dict)  # name -> uid, for GET
     statuses: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> status, for GET
@@ -56,15 +57,21 @@ class RecordingKube:
     posted: list[tuple[str, str, bool]] = field(default_factory=list)  # (name, reason, warning)
     gets: int = 0
     failing_gets: int = 0
+    unreadable: set[str] = field(default_factory=set)
+    unwritable: set[str] = field(default_factory=set)
 
     async def get(self, *, namespace: str, name: str) -> dict[str, Any]:
         self.gets += 1
+        if name in self.unreadable:
+            raise kubeerrors.Unavailable("etcd timed out", what=f"longtask {namespace}/{name}")
         if self.failing_gets:
             self.failing_gets -= 1
             raise kubeerrors.Unavailable("apiserver restarting", what=f"longtask {namespace}/{name}")
         return {"metadata": {"uid": self.uids[name]}, "status": self.statuses.get(name, {})}
 
     async def patch_status(self, *, namespace: str, name: str, uid: str, status: dict[str, Any]) -> None:
+        if name in self.unwritable:
+            raise kubeerrors.Invalid("refused by a policy", what=f"longtask {namespace}/{name}")
         self.patches.append((name, dict(status)))
 
     async def post_event(

@@ -96,6 +96,8 @@ def queue_publish(pipe: Any, event: events.TaskEvent, *, ttl: int | None = None)
         pipe.hdel(names.RUNNING, event.uid)
         if ttl is not None:
             pipe.zadd(names.EXPIRY, {event.uid: event.at + ttl})
+            # Who to delete then, kept until the DELETE succeeded (maintenance forgets it).
+            pipe.set(names.expiring(event.uid), f"{event.namespace}/{event.name}", ex=KEY_TTL_SECONDS + ttl)
 
 
 def queue_queued(pipe: Any, dispatch: Dispatch, event: events.TaskEvent) -> None:
@@ -146,3 +148,4 @@ def queue_forget(pipe: Any, uid: str) -> None:
         pipe.zrem(zset, uid)
     pipe.hdel(names.DLQ, uid)
     pipe.hdel(names.RUNNING, uid)
+    pipe.hdel(names.STATUS_HELD, uid)  # a status the sync could not write (statusheld.py)

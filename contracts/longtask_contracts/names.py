@@ -73,6 +73,9 @@ def celery_task_id(uid: str, attempt: int) -> str:
 KEY_PREFIX = "longtask:"
 STATUS_STREAM = f"{KEY_PREFIX}status"  # every task's events, read by the operator
 STATUS_GROUP = "operator"  # consumer group on STATUS_STREAM
+# Hash uid -> the folded state of a task whose status cannot be written or read for now,
+# stored when its status-stream entries are acknowledged without a write (statusheld.py).
+STATUS_HELD = f"{KEY_PREFIX}status-held"
 # The status stream is never capped on XADD: only the operator trims it, below the oldest
 # entry its group has not acknowledged, so no unread terminal event can be lost.
 TASK_STREAM_MAXLEN = 10_000  # approximate cap of one task's SSE history
@@ -96,6 +99,12 @@ def replayed(uid: str) -> str:
 def synced(uid: str) -> str:
     """Set by the status sync once it acknowledged entries of the task (statussync.py)."""
     return f"{KEY_PREFIX}synced:{uid}"
+
+
+def expiring(uid: str) -> str:
+    """'namespace/name' of a finished task with a TTL: what its expiry deletes (set with its
+    names.EXPIRY entry, so a task never sent, which has no `current`, is deleted too)."""
+    return f"{KEY_PREFIX}expiring:{uid}"
 
 
 def claim(uid: str) -> str:
@@ -167,4 +176,5 @@ def task_keys(uid: str) -> list[str]:
         crashes(uid),
         replayed(uid),
         synced(uid),
+        expiring(uid),
     ]

@@ -33,7 +33,8 @@ STATUS_WRITE_FAILURES = Counter(
     "LongTask status writes that failed (the task is parked).",
 )
 STATUS_PARKED = Gauge(
-    "longtask_operator_status_parked", "LongTasks whose status writes keep failing, retried with backoff."
+    "longtask_operator_status_parked",
+    "LongTasks whose status writes or reads keep failing, retried with backoff.",
 )
 STATUS_SYNC_LAG = Gauge(
     "longtask_operator_status_sync_lag_seconds",
