@@ -33,10 +33,13 @@ def plain(body: Any) -> dict[str, Any]:
 
 async def send(
     *, redis: aioredis.Redis, celery: Celery, dispatch: ledger.Dispatch, replay: bool = False
-) -> None:
-    """Send one attempt (sending.send) and count it."""
-    await sending.send(redis=redis, celery=celery, dispatch=dispatch, replay=replay)
+) -> bool:
+    """Send one attempt (sending.send) and count it; False if its LongTask was deleted
+    (forgotten) meanwhile, and nothing was sent."""
+    if not await sending.send(redis=redis, celery=celery, dispatch=dispatch, replay=replay):
+        return False
     metrics.DISPATCHED.labels(pool=metrics.pool_label(dispatch.spec.pool)).inc()
+    return True
 
 
 async def reconcile(*, redis: aioredis.Redis, celery: Celery, body: dict[str, Any]) -> bool:
@@ -116,7 +119,11 @@ async def replay(*, redis: aioredis.Redis, celery: Celery, body: dict[str, Any])
 
 
 async def forget(*, redis: aioredis.Redis, uid: str) -> None:
-    """Remove every Redis key of a LongTask that no longer exists, but keep it cancelled."""
+    """Remove every Redis key of a LongTask that no longer exists, but keep it cancelled.
+
+    Its tombstone (ledger.queue_forget) refuses every later send and claim, and a worker
+    running an attempt of it reads the tombstone as a cancel request; the cancel flag is
+    raised too for workers of earlier versions."""
     running = await redis.exists(names.claim(uid))
     pipe = redis.pipeline(transaction=True)
     ledger.queue_forget(pipe, uid)
