@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import redis.asyncio as aioredis
 
 from longtask_contracts import names
 from longtask_operator import scope, taskwatch
@@ -71,9 +72,10 @@ def _task(name: str, phase: str | None, **annotations: str) -> dict:
     }
 
 
-async def _follow(kube_: fakes.ListingKube, expected: int) -> list[str]:
+async def _follow(kube_: fakes.ListingKube, expected: int, redis_url: str) -> list[str]:
     """Run follow() until `expected` LongTasks were handled; their names in order."""
-    watch = taskwatch.TaskWatch(redis=None, celery=None, kube=kube_)  # type: ignore[arg-type]
+    redis = aioredis.Redis.from_url(redis_url)
+    watch = taskwatch.TaskWatch(redis=redis, celery=None, kube=kube_)  # type: ignore[arg-type]
     handled: list[str] = []
     enough = asyncio.Event()
 
@@ -89,10 +91,12 @@ async def _follow(kube_: fakes.ListingKube, expected: int) -> list[str]:
         await asyncio.sleep(0)  # let a wrongly repeated one show
     finally:
         following.cancel()
+        await asyncio.gather(following, return_exceptions=True)
+        await redis.aclose()
     return handled
 
 
-async def test_unfinished_tasks_are_listed_first_and_the_watch_starts_from_their_list():
+async def test_unfinished_tasks_are_listed_first_and_the_watch_starts_from_their_list(redis_url):
     """A restarted operator sends what is unfinished before it reads 10,000 finished ones,
     and a task listed as unfinished is not handled again from the full LIST."""
     replayed = _task("replayed", "Failed", **{names.REPLAY_ANNOTATION: "1"})  # asks something
@@ -101,19 +105,19 @@ async def test_unfinished_tasks_are_listed_first_and_the_watch_starts_from_their
         everything=[[replayed, _task("running", "Running")], [settled, _task("new", None)]],
         unfinished_selector=taskwatch.UNFINISHED,
     )
-    handled = await _follow(kube_, expected=3)
+    handled = await _follow(kube_, expected=3, redis_url=redis_url)
     assert handled[:2] == ["running", "new"] and handled[2:] == ["replayed"], handled
     assert kube_.selectors == [taskwatch.UNFINISHED, None]
     assert kube_.watched_from == ["unfinished"]
 
 
-async def test_an_older_crd_without_the_phase_selector_gets_the_full_list():
+async def test_an_older_crd_without_the_phase_selector_gets_the_full_list(redis_url):
     kube_ = fakes.ListingKube(
         everything=[[_task("running", "Running"), _task("new", None)]],
         unfinished_selector=taskwatch.UNFINISHED,
         unselectable=True,
     )
-    handled = await _follow(kube_, expected=2)
+    handled = await _follow(kube_, expected=2, redis_url=redis_url)
     assert handled == ["running", "new"]
     assert kube_.selectors == [taskwatch.UNFINISHED, None]
     assert kube_.watched_from == ["full-0"]
