@@ -123,6 +123,7 @@ async def test_an_attempt_running_when_its_task_is_forgotten_records_nothing(
         await dispatch.forget(redis=aredis, uid=uid)
         redis_client.delete(names.cancel_flag(uid))  # the tombstone alone tells it to stop
         assert worker.cancel_requested(uid)
+        worker.publish(sent.event(events.Kind.PROGRESS, progress=50))  # its stream is back
         assert worker.renew(sent, worker="w", lease_seconds=30)  # takes its vanished lease back
         event = sent.event(events.Kind.RETRYING, message="failed; retrying")
         assert not worker.finish(dispatch=sent, worker="w", event=event, retry_at=time.time() + 60)
@@ -130,6 +131,7 @@ async def test_an_attempt_running_when_its_task_is_forgotten_records_nothing(
         assert redis_client.zscore(names.SCHEDULE, uid) is None
         assert redis_client.zscore(names.LEASES, uid) is None
         assert not redis_client.hexists(names.RUNNING, uid)
+        assert redis_client.ttl(names.events_stream(uid)) > 0, "what it wrote since expires"
     finally:
         redis_client.delete(*names.task_keys(uid), *names.queue_lists(pool))
         worker.redis.close()

@@ -141,7 +141,7 @@ class Store:
                             pipe, dispatch, event, retry_at=retry_at, dead_letter=dead_letter
                         )
                         pipe.delete(names.crashes(uid))
-                    elif tombstone is not None and holder == mine:
+                    elif tombstone is not None:
                         ledger.queue_release_forgotten(pipe, uid)
                     if holder == mine or recorded:
                         pipe.delete(names.claim(uid))
