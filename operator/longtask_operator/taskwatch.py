@@ -81,6 +81,13 @@ class TaskWatch:
         self.guards = {
             ns: loopguard.Guard(f"longtask-watch-{ns or 'all'}") for ns in scope.scopes(self.namespaces)
         }
+        self._unlisted: set[str | None] = set(self.guards)  # scopes whose LIST is not done
+
+    def listed(self) -> bool:
+        """Every scope's LIST is done, and what they did not show is forgotten: until then a
+        task deleted while no watch followed it may still look alive in Redis, so the
+        maintenance loop sends no retry (maintenance.py)."""
+        return not self._unlisted
 
     # -- the watch ---------------------------------------------------------------------
     async def follow(self, namespace: str | None) -> None:
@@ -102,6 +109,7 @@ class TaskWatch:
             try:
                 watched = _Listing()  # what the watch showed while the LIST went on
                 listed: set[str] = set()
+                self._unlisted.add(namespace)
                 before = await self._queued_or_running()
                 async for page, version in self._listing(namespace):
                     if watching is None:
@@ -113,6 +121,7 @@ class TaskWatch:
                         listed.add(uid)
                 self._forget_unlisted(namespace, listed | watched.uids)
                 await self._forget_deleted(namespace, before=before, seen=listed | watched.uids)
+                self._unlisted.discard(namespace)
                 watched.done, watched.uids = True, set()
                 if watching is not None:
                     await watching  # forever, unless it fails or expires

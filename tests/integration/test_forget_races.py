@@ -11,7 +11,7 @@ Covers:
   records nothing (no retry scheduled, no current attempt) and releases its lease;
 - the operator's forget after a LIST: a task Redis held before the LIST began and the LIST
   did not show is forgotten; one it showed, one of another namespace, and one sent after
-  the LIST began are left alone.
+  the LIST began are left alone; no retry is sent before the watch has listed.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from longtask_contracts import events, ledger, names
-from longtask_operator import dispatch, taskwatch
+from longtask_operator import dispatch, maintenance, taskwatch
 from longtask_runtime import sending
 from longtask_worker import store
 
@@ -163,4 +163,32 @@ async def test_after_a_list_the_operator_forgets_what_it_did_not_show(aredis, ce
     finally:
         for uid in uids.values():
             await dispatch.forget(redis=aredis, uid=uid)
+        redis_client.delete(*names.queue_lists(pool))
+
+
+async def test_no_retry_is_sent_before_the_watch_has_listed(aredis, celery, redis_client):
+    """A restarted operator sends a retry that came due while it was down only once its
+    LIST has forgotten what was deleted meanwhile."""
+    uid, pool = str(uuid.uuid4()), f"p-{uuid.uuid4().hex[:8]}"
+    listed = False
+    upkeep = maintenance.Maintenance(
+        redis=aredis,
+        celery=celery,
+        kube=None,
+        tick=1,
+        poison_crashes=3,
+        listed=lambda: listed,  # type: ignore[arg-type]
+    )
+    first = sending.first_attempt(_body(uid, pool), now=time.time())
+    pipe = aredis.pipeline(transaction=True)
+    ledger.queue_retry(pipe, first.next(), at=time.time() - 1)
+    await pipe.execute()
+    try:
+        await upkeep._retry_due(uid)
+        assert _queued(redis_client, pool) == 0 and redis_client.zscore(names.SCHEDULE, uid) is not None
+        listed = True
+        await upkeep._retry_due(uid)
+        assert _queued(redis_client, pool) == 1 and redis_client.zscore(names.SCHEDULE, uid) is None
+    finally:
+        await dispatch.forget(redis=aredis, uid=uid)
         redis_client.delete(*names.queue_lists(pool))
