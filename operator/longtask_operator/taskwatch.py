@@ -128,6 +128,7 @@ class TaskWatch:
             except kubeerrors.Expired:
                 log.info("the LongTask watch expired; listing again")
             except Exception as exc:  # list again
+                self._unlisted.add(namespace)  # not followed until its next LIST is done
                 await asyncio.sleep(guard.failed(exc))
             finally:
                 if watching is not None and not watching.done():

@@ -1,5 +1,5 @@
 """The LongTask watch's pure parts: which LongTasks it lists, watches and handles, and its
-inventory after a LIST again.
+inventory after a LIST again, and whether every scope has listed.
 
 Covers: none given means every namespace, one cluster-wide watch; plain names mean one
 watch each; any pattern (glob or `!` exclusion) means one cluster-wide watch, filtered; a
@@ -121,3 +121,35 @@ async def test_an_older_crd_without_the_phase_selector_gets_the_full_list(redis_
     assert handled == ["running", "new"]
     assert kube_.selectors == [taskwatch.UNFINISHED, None]
     assert kube_.watched_from == ["full-0"]
+
+
+async def test_listed_only_once_every_scope_listed(redis_url):
+    """The maintenance loop sends retries only once the watch has listed (and forgotten what
+    the LIST did not show): not before the first LIST, yes after it."""
+    kube_ = fakes.ListingKube(
+        everything=[[_task("running", "Running")]], unfinished_selector=taskwatch.UNFINISHED
+    )
+    redis = aioredis.Redis.from_url(redis_url)
+    watch = taskwatch.TaskWatch(redis=redis, celery=None, kube=kube_)  # type: ignore[arg-type]
+
+    async def on_event(event_type: str | None, body: dict) -> None:
+        pass
+
+    watch.on_event = on_event  # type: ignore[method-assign]
+    forgot = asyncio.Event()
+    forget_deleted = watch._forget_deleted
+
+    async def forget_then_tell(namespace: str | None, *, before: set[str], seen: set[str]) -> None:
+        await forget_deleted(namespace, before=before, seen=seen)
+        forgot.set()  # the waiter runs once follow() waits on its watch, after marking it listed
+
+    watch._forget_deleted = forget_then_tell  # type: ignore[method-assign]
+    assert not watch.listed()
+    following = asyncio.create_task(watch.follow(None))
+    try:
+        await asyncio.wait_for(forgot.wait(), timeout=10)
+        assert watch.listed()
+    finally:
+        following.cancel()
+        await asyncio.gather(following, return_exceptions=True)
+        await redis.aclose()
