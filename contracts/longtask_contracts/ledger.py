@@ -165,12 +165,14 @@ def queue_release_forgotten(pipe: Any, uid: str) -> None:
     pipe.expire(names.events_stream(uid), KEY_TTL_SECONDS)
 
 
-def queue_forget(pipe: Any, uid: str) -> None:
-    """Remove every trace of a task that no longer exists, and leave its tombstone: a send
-    or a retry decided before this, written after it, is refused (it checks for the
-    tombstone in its own transaction), and so is a worker's claim."""
+def queue_forget(pipe: Any, uid: str, *, tombstone: bool = True) -> None:
+    """Remove every trace of a task that no longer exists, and leave its tombstone (unless
+    told not to: a finished task, which nothing sends again): a send or a retry decided
+    before this, written after it, is refused (it checks for the tombstone in its own
+    transaction), and so is a worker's claim."""
     pipe.delete(*names.task_keys(uid))
-    pipe.set(names.tombstone(uid), "1", ex=TOMBSTONE_SECONDS)
+    if tombstone:
+        pipe.set(names.tombstone(uid), "1", ex=TOMBSTONE_SECONDS)
     for zset in names.ZSETS:
         pipe.zrem(zset, uid)
     pipe.hdel(names.DLQ, uid)

@@ -118,15 +118,17 @@ async def replay(*, redis: aioredis.Redis, celery: Celery, body: dict[str, Any])
     return f"replayed from the dead-letter queue as attempt {dispatch.attempt}"
 
 
-async def forget(*, redis: aioredis.Redis, uid: str) -> None:
+async def forget(*, redis: aioredis.Redis, uid: str, finished: bool | None = None) -> None:
     """Remove every Redis key of a LongTask that no longer exists, but keep it cancelled.
 
-    Its tombstone (ledger.queue_forget) refuses every later send and claim, and a worker
-    running an attempt of it reads the tombstone as a cancel request; the cancel flag is
-    raised too for workers of earlier versions."""
-    running = await redis.exists(names.claim(uid))
+    An unfinished task keeps a tombstone (ledger.queue_forget), which refuses every later
+    send and claim; a worker running an attempt of it reads the tombstone as a cancel
+    request (the cancel flag is raised too, for workers of earlier versions). A finished
+    task leaves nothing (no sender acts on it again). `finished`: what the caller knows of
+    it (a DELETED event's phase); None: finished if Redis says it is done."""
+    running, done = await redis.exists(names.claim(uid)), await redis.exists(names.done(uid))
     pipe = redis.pipeline(transaction=True)
-    ledger.queue_forget(pipe, uid)
+    ledger.queue_forget(pipe, uid, tombstone=not (done if finished is None else finished))
     if running:
         pipe.set(names.cancel_flag(uid), "1", ex=_CANCEL_FLAG_TTL_SECONDS)
     await pipe.execute()

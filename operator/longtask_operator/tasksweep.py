@@ -155,6 +155,6 @@ class TaskSweep:
                     "%s/%s: its LongTask is gone (deleted while the operator was away); cancelling it",
                     current.namespace, current.name,
                 )  # fmt: skip
-                await dispatch.forget(redis=self.redis, uid=uid)
+                await dispatch.forget(redis=self.redis, uid=uid, finished=False)
                 metrics.SWEPT.labels(kind="orphan").inc()
                 self._suspects.discard(uid)

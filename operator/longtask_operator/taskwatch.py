@@ -202,7 +202,7 @@ class TaskWatch:
                 continue  # another watch's, or another operator's
             with logs.task(**current.about()):
                 log.warning("its LongTask was deleted while no watch followed it; cancelling it")
-                await dispatch.forget(redis=self.redis, uid=uid)
+                await dispatch.forget(redis=self.redis, uid=uid, finished=False)
             metrics.SWEPT.labels(kind="orphan").inc()
 
     async def _handle_in_order(
@@ -254,7 +254,7 @@ class TaskWatch:
             self.unfinished.pop(uid, None)
             if not finished:
                 await dispatch.cancel(redis=self.redis, body=body, reason="the LongTask was deleted")
-            await dispatch.forget(redis=self.redis, uid=uid)
+            await dispatch.forget(redis=self.redis, uid=uid, finished=finished)
             return
         if (meta.get("annotations") or {}).get(names.REPLAY_ANNOTATION):
             await self._replay_once(body)
