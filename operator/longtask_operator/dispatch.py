@@ -126,7 +126,10 @@ async def forget(*, redis: aioredis.Redis, uid: str, finished: bool | None = Non
     request (the cancel flag is raised too, for workers of earlier versions). A finished
     task leaves nothing (no sender acts on it again). `finished`: what the caller knows of
     it (a DELETED event's phase); None: finished if Redis says it is done."""
-    running, done = await redis.exists(names.claim(uid)), await redis.exists(names.done(uid))
+    look = redis.pipeline(transaction=False)
+    look.exists(names.claim(uid))
+    look.exists(names.done(uid))
+    running, done = await look.execute()
     pipe = redis.pipeline(transaction=True)
     ledger.queue_forget(pipe, uid, tombstone=not (done if finished is None else finished))
     if running:

@@ -17,7 +17,8 @@ After each LIST (at start and after every relist) it forgets at once the tasks R
 unfinished before the LIST began whose LongTask the LIST did not show (deleted while no
 watch followed them; _forget_deleted). It keeps the inventory of unfinished LongTasks that
 the sweep (tasksweep.py) checks for what no watch event shows; which namespaces are ours
-is scope.py's. It must not write statuses (statussync.py does) nor decide retries (maintenance.py).
+is scope.py's. It must not write statuses (statussync.py does) nor decide retries
+(maintenance.py).
 """
 
 from __future__ import annotations
@@ -202,7 +203,7 @@ class TaskWatch:
                 continue  # another watch's, or another operator's
             with logs.task(**current.about()):
                 log.warning("its LongTask was deleted while no watch followed it; cancelling it")
-                await dispatch.forget(redis=self.redis, uid=uid, finished=False)
+                await dispatch.forget(redis=self.redis, uid=uid)  # a tombstone unless it is done
             metrics.SWEPT.labels(kind="orphan").inc()
 
     async def _handle_in_order(
