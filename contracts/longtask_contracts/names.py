@@ -122,6 +122,12 @@ def cancel_flag(uid: str) -> str:
     return f"{KEY_PREFIX}cancel:{uid}"
 
 
+def tombstone(uid: str) -> str:
+    """Set when a LongTask's keys are forgotten (its object is gone): while it exists, no
+    send writes the task's current attempt again and no worker claims one (ledger.py)."""
+    return f"{KEY_PREFIX}deleted:{uid}"
+
+
 def current(uid: str) -> str:
     """The Dispatch (JSON) of the latest attempt sent or scheduled: what a retry re-sends."""
     return f"{KEY_PREFIX}current:{uid}"

@@ -33,10 +33,13 @@ def plain(body: Any) -> dict[str, Any]:
 
 async def send(
     *, redis: aioredis.Redis, celery: Celery, dispatch: ledger.Dispatch, replay: bool = False
-) -> None:
-    """Send one attempt (sending.send) and count it."""
-    await sending.send(redis=redis, celery=celery, dispatch=dispatch, replay=replay)
+) -> bool:
+    """Send one attempt (sending.send) and count it; False if its LongTask was deleted
+    (forgotten) meanwhile, and nothing was sent."""
+    if not await sending.send(redis=redis, celery=celery, dispatch=dispatch, replay=replay):
+        return False
     metrics.DISPATCHED.labels(pool=metrics.pool_label(dispatch.spec.pool)).inc()
+    return True
 
 
 class Refused(Exception):
@@ -168,11 +171,20 @@ async def replay(*, redis: aioredis.Redis, celery: Celery, body: dict[str, Any])
     return f"replayed from the dead-letter queue as attempt {dispatch.attempt}"
 
 
-async def forget(*, redis: aioredis.Redis, uid: str) -> None:
-    """Remove every Redis key of a LongTask that no longer exists, but keep it cancelled."""
-    running = await redis.exists(names.claim(uid))
+async def forget(*, redis: aioredis.Redis, uid: str, finished: bool | None = None) -> None:
+    """Remove every Redis key of a LongTask that no longer exists, but keep it cancelled.
+
+    An unfinished task keeps a tombstone (ledger.queue_forget), which refuses every later
+    send and claim; a worker running an attempt of it reads the tombstone as a cancel
+    request (the cancel flag is raised too, for workers of earlier versions). A finished
+    task leaves nothing (no sender acts on it again). `finished`: what the caller knows of
+    it (a DELETED event's phase); None: finished if Redis says it is done."""
+    look = redis.pipeline(transaction=False)
+    look.exists(names.claim(uid))
+    look.exists(names.done(uid))
+    running, done = await look.execute()
     pipe = redis.pipeline(transaction=True)
-    ledger.queue_forget(pipe, uid)
+    ledger.queue_forget(pipe, uid, tombstone=not (done if finished is None else finished))
     if running:
         pipe.set(names.cancel_flag(uid), "1", ex=_CANCEL_FLAG_TTL_SECONDS)
     await pipe.execute()

@@ -90,6 +90,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         tick=cfg.maintenance_tick_seconds,
         poison_crashes=cfg.poison_crashes,
         claim_timeout=cfg.claim_timeout_seconds,
+        listed=watch.listed,
     )
     # Each loop's task is named as its guard (loopguard.py), which the liveness probe reads.
     loops = [

@@ -41,6 +41,7 @@ class Maintenance:
         tick: float,
         poison_crashes: int,
         claim_timeout: float = 15.0,
+        listed: Callable[[], bool] = lambda: True,
     ) -> None:
         self.redis = redis
         self.celery = celery
@@ -48,6 +49,7 @@ class Maintenance:
         self.tick = tick
         self.poison_crashes = poison_crashes
         self.claim_timeout = claim_timeout
+        self.listed = listed  # the LongTask watch's LIST is done (taskwatch.TaskWatch.listed)
         self._fetched_scanned_until = 0.0  # kombu fetch times up to this one were looked at
         self._next_dlq_sweep = 0.0
         self._sweep: asyncio.Task[None] | None = None
@@ -264,6 +266,8 @@ class Maintenance:
                 current, current.event(events.Kind.CANCELLED, message="cancelled while waiting to retry")
             )
             return
+        if not self.listed():
+            return  # at the next tick: a task deleted while no watch followed it is forgotten first
         await dispatch.send(redis=self.redis, celery=self.celery, dispatch=current)
 
     async def _deadline_passed(self, uid: str) -> None:

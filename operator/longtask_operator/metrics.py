@@ -51,7 +51,7 @@ RESENT_UNCLAIMED = Counter(
 SWEPT = Counter(
     "longtask_operator_swept_total",
     "What the task sweep repaired: first attempts never sent (unsent), tasks whose LongTask "
-    "was deleted while the operator was away (orphan).",
+    "was deleted while the operator was away (orphan; found by a sweep or at a LIST).",
     ["kind"],
 )
 MAINTENANCE_FAILURES = Counter(
