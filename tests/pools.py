@@ -7,7 +7,7 @@ import os
 import uuid
 from typing import Any
 
-from longtask_contracts import names
+from longtask_contracts import names, poolaccess
 from longtask_dev import platform as platform_mod
 from tests import lt
 
@@ -65,3 +65,11 @@ def worker_processes(pool: str) -> list[int]:
         if b"worker" in argv and b"--pool" in argv and pool.encode() in argv:
             matching[int(entry)] = int(fields[1])
     return sorted(pid for pid, parent in matching.items() if parent not in matching)
+
+
+def open_claims() -> poolaccess.Claims:
+    """Claims as the watches give them once listed when no WorkerPool claims the pools a test
+    uses: every namespace may use them (what a sender is given outside the operator/gateway)."""
+    claims = poolaccess.Claims()
+    claims.list_pools([])
+    return claims

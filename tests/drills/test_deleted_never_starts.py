@@ -42,7 +42,7 @@ async def _late_send(redis_url: str, sender: str, body: dict, current: ledger.Di
     celery = sending.celery_sender(redis_url)
     try:
         if sender == "first send":  # the gateway's, held up between the create and the send
-            return await sending.send_first(redis=redis, celery=celery, body=body)
+            return await sending.send_first(redis=redis, celery=celery, body=body, pools=pools.open_claims())
         if sender == "retry due":  # maintenance._retry_due read the task, then the delete
             return await dispatch.send(redis=redis, celery=celery, dispatch=current.next())
         # maintenance._resend_unclaimed read the task, then the delete

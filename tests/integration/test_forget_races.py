@@ -23,20 +23,13 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from longtask_contracts import events, ledger, names, poolaccess
+from longtask_contracts import events, ledger, names
 from longtask_operator import dispatch, maintenance, taskwatch
 from longtask_runtime import sending
 from longtask_worker import store
+from tests import pools
 
-
-def _open() -> poolaccess.Claims:
-    """Listed, and no WorkerPool claims these tests' pools: open to every namespace."""
-    claims = poolaccess.Claims()
-    claims.list_pools([])
-    return claims
-
-
-_OPEN = _open()
+_OPEN = pools.open_claims()
 
 
 def _body(uid: str, pool: str, namespace: str = "ns") -> dict:
