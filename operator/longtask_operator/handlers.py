@@ -51,7 +51,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.celery = sending.celery_sender(cfg.redis_url)
     memo.kube = await kube.Kube.connect(request_timeout=cfg.kube_timeout_seconds)
     memo.autoscaler = autoscale.Autoscaler(
-        kube=memo.kube, workload=workload.Workload(memo.redis), interval=cfg.autoscale_interval_seconds
+        kube=memo.kube,
+        workload=workload.Workload(memo.redis, claim_timeout=cfg.claim_timeout_seconds),
+        interval=cfg.autoscale_interval_seconds,
     )
     memo.observer = observe.Observer(
         redis=memo.redis, workload=memo.autoscaler.workload, interval=cfg.metrics_interval_seconds
