@@ -42,12 +42,9 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _mid_task(redis_client, uid: str) -> int | None:
-    """The pid of the pool process running the task, once it holds the lease and reported progress."""
-    holder = redis_client.get(names.claim(uid))
-    if holder and "progress" in lt.kinds(redis_client, uid)[-1:]:
-        return int(holder.rsplit("/", 1)[1])
-    return None
+def _mid_task(redis_client, uid: str) -> bool:
+    """Whether a worker holds the task's lease and reported progress."""
+    return bool(redis_client.get(names.claim(uid))) and "progress" in lt.kinds(redis_client, uid)[-1:]
 
 
 def _unacked_of(redis_client, uid: str) -> list[str]:
@@ -84,10 +81,10 @@ def test_a_worker_pod_killed_mid_task_leaves_nothing_that_pins_its_pool(
             retry=FAST_RETRY,
             params={"seconds": 6, "steps": 12},
         )
-        child = helpers.poll(lambda: _mid_task(redis_client, uid), timeout=120, what="the task mid-run")
-        main = _parent(child)
-        assert main in pools.worker_processes(pool), "the pool process belongs to the pool's worker pod"
+        helpers.poll(lambda: _mid_task(redis_client, uid), timeout=120, what="the task mid-run")
+        (main,) = pools.worker_processes(pool)  # the pool's one pod: its worker and pool process
         tree = [main, *_children(main)]
+        assert len(tree) == 2, tree
         for pid in tree:  # freeze the whole pod first: no process of it acts on the others' death
             os.kill(pid, signal.SIGSTOP)
         for pid in tree:
