@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -231,7 +232,10 @@ def fill_in_flight(url: str, *, messages: int, params_kib: int, pools: list[str]
             namespace="bench",
             name=f"t{i}",
             uid=str(uuid.uuid4()),
-            spec=models.LongTaskSpec(task="demo.sleep", pool=pool, params={"blob": blob}),
+            # Unvalidated: the gateway admits 64 KiB of params; the target is set at 100 KiB.
+            spec=models.LongTaskSpec(task="demo.sleep", pool=pool).model_copy(
+                update={"params": {"blob": blob}}
+            ),
             deadline=time.time() + 3600,
         )
         client.set(names.current(d.uid), d.model_dump_json())
@@ -317,6 +321,7 @@ def depth_read(*, messages: int, params_kib: int, pools: int, per_pod: int, read
         used = redis.Redis.from_url(url).info("memory")["used_memory_human"]
     finally:
         child.stop()
+        shutil.rmtree(folder, ignore_errors=True)
     busy = -(-messages // pools // per_pod)
     return [
         f"Depth read ({messages} messages in flight, {params_kib} KiB params each, Redis holding {used}; "
