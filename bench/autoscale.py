@@ -287,7 +287,7 @@ async def time_reads(url: str, pools: list[str], reads: int) -> tuple[float, flo
 
 def time_old_scan(url: str, pools: list[str], reads: int) -> tuple[float, float, int]:
     """Redis µs and wall ms per read of the old depth script (LLENs + HVALS body scan)."""
-    client = redis.Redis.from_url(url)
+    client = redis.Redis.from_url(url, socket_timeout=None)  # one scan may take seconds
     script = client.register_script(_OLD_DEPTHS)
     keys = [names.KOMBU_UNACKED, *(key for pool in pools for key in names.queue_lists(pool))]
     args: list[Any] = [len(names.PRIORITY_STEPS), *(f'"{names.queue(pool)}"]' for pool in pools)]
@@ -317,6 +317,7 @@ def depth_read(*, messages: int, params_kib: int, pools: int, per_pod: int, read
         fill_in_flight(url, messages=messages, params_kib=params_kib, pools=names_, per_pod=per_pod)
         progress(f"timing {reads} reads of each")
         new_usec, new_wall, load = asyncio.run(time_reads(url, names_, reads))
+        progress(f"workload.read: Redis {new_usec:.1f} us, wall {new_wall:.2f} ms per read; now the baseline")
         old_usec, old_wall, old_fetched = time_old_scan(url, names_, max(1, reads // 10))
         used = redis.Redis.from_url(url).info("memory")["used_memory_human"]
     finally:
