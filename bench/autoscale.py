@@ -15,9 +15,18 @@ applies examples/workerpool.yaml for a pool (min 0, max 4, 2 tasks per replica, 
 Then it prints p50/p99 of each, the ratio of arm 1's backlog -> started to arm 2's
 patch -> started, and KEDA's defaults beside them (not run here: no KEDA on this machine;
 its reaction is its polling interval, 30 s, plus the HPA's sync, 15 s; its scale-down
-waits the HPA's 300 s stabilisation window). Run:
+waits the HPA's 300 s stabilisation window).
+
+With --requests it measures instead the apiserver requests per minute the autoscaler
+makes for one pool (requests_per_minute; min 0, max 4, cooldown 30 s): idle (nothing
+queued, at its minimum), then busy (4 tasks of 2 s created every 3 s, so counts change
+and it scales), each for --requests-window seconds, counted by the apiserver itself
+(apiserver_request_total, by verb and resource: requests only the autoscaler makes are
+told apart from the node agent's and the controllers').
+Run:
 
     uv run python bench/autoscale.py [--bursts 10] [--burst-size 8] [--cooldown 3]
+    uv run python bench/autoscale.py --requests [--requests-window 60]
 
 --depth-read instead measures what the autoscaler's depth read (workload.Workload.read)
 costs Redis with --in-flight messages of --params-kib KiB params held by workers (a Redis of
@@ -47,9 +56,9 @@ from typing import Any
 import redis
 
 from longtask_contracts import events, ledger, models, names
+from longtask_dev import apirequests, procs, watch
 from longtask_dev import cluster as cluster_mod
 from longtask_dev import platform as platform_mod
-from longtask_dev import procs, watch
 from longtask_operator import workload
 from longtask_runtime import redisopts, sending
 from longtask_worker import store
@@ -187,6 +196,69 @@ def report(to_patch: list[float], to_started: list[float], manual: list[float], 
         f"Target: p99 backlog -> scale patch <= {TARGET_PATCH_P99:g} s: "
         + ("met" if patch99 <= TARGET_PATCH_P99 else "MISSED"),
     ]
+
+
+# The autoscaler's requests, and nobody else's here: the node agent lists and watches pods
+# and patches pods/status, the controllers create and delete pods, update deployments'
+# status and watch them from their start (a re-watch every few minutes may fall in a window).
+_AUTOSCALER = {
+    apirequests.Key("GET", "deployments"): "read",
+    apirequests.Key("LIST", "deployments"): "read",
+    apirequests.Key("WATCH", "deployments"): "read",
+    apirequests.Key("GET", "workerpools"): "read",
+    apirequests.Key("PATCH", "deployments", "scale"): "write",
+    apirequests.Key("PATCH", "pods"): "write",
+    apirequests.Key("PATCH", "workerpools", "status"): "write",
+}
+_REQUEST_RESOURCES = {"deployments", "pods", "workerpools"}
+
+
+def requests_per_minute(c: cluster_mod.Cluster, window: float) -> list[str]:
+    """The apiserver requests per minute of the autoscaler for one idle, then one busy pool."""
+    p = platform_mod.Platform(c).start(workers=0)
+    manifests = platform_mod.worker_pool_manifests(
+        pool=POOL, min_replicas=0, max_replicas=4, tasks_per_replica=2, concurrency=2, cooldown_seconds=30
+    )
+    p.apply_worker_pool(manifests, namespace=NAMESPACE)
+    procs.wait_until(
+        lambda: (
+            json.loads(c.kubectl("get", "-n", NAMESPACE, f"wp/{POOL}", "-o", "json").stdout)
+            .get("status", {})
+            .get("conditions")
+        ),
+        timeout=60,
+        what="the WorkerPool's first status",
+    )
+    progress(f"idle pool: counting for {window:g} s")
+    idle = _served(c, window, load=None)
+    progress(f"busy pool: 4 tasks of 2 s every 3 s, counting for {window:g} s")
+    busy = _served(c, window, load=lambda i: create_burst(c, f"busy{i}", 4))
+    lines = [f"Apiserver requests per minute of the autoscaler, one pool ({window:g} s windows)"]
+    for label, served in (("idle", idle), ("busy", busy)):
+        per_minute = {key: n * 60 / window for key, n in served.items()}
+        reads = sum(v for k, v in per_minute.items() if _AUTOSCALER.get(k) == "read")
+        writes = sum(v for k, v in per_minute.items() if _AUTOSCALER.get(k) == "write")
+        lines.append(f"  {label} pool: reads {reads:6.1f}/min   writes {writes:6.1f}/min")
+        for key, rate in sorted(per_minute.items()):
+            whose = "autoscaler" if key in _AUTOSCALER else "others (node agent, controllers)"
+            lines.append(f"      {key!s:<32} {rate:6.1f}/min  {whose}")
+    lines.append("  Target: an idle pool makes at most 1 write per minute")
+    idle_writes = sum(n for k, n in idle.items() if _AUTOSCALER.get(k) == "write") * 60 / window
+    lines[-1] += ": " + ("met" if idle_writes <= 1 else "MISSED")
+    return lines
+
+
+def _served(c: cluster_mod.Cluster, window: float, *, load: Any) -> apirequests.Counts:
+    """Requests on the autoscaler's resources during `window` seconds; `load(i)` (if any)
+    is called every 3 s meanwhile."""
+    before = apirequests.snapshot(c)
+    end, i = time.monotonic() + window, 0
+    while (left := end - time.monotonic()) > 0:
+        if load is not None:
+            load(i)
+            i += 1
+        time.sleep(min(3.0, left))
+    return apirequests.delta(before, apirequests.snapshot(c), resources=_REQUEST_RESOURCES)
 
 
 # The depth read before issue 18 (workload._DEPTHS): LLEN of every list, then HVALS of the
@@ -356,6 +428,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pools", type=int, default=10, help="--depth-read: pools they are spread over")
     parser.add_argument("--per-pod", type=int, default=4, help="--depth-read: attempts per busy pod")
     parser.add_argument("--reads", type=int, default=200, help="--depth-read: reads timed")
+    parser.add_argument(
+        "--requests",
+        action="store_true",
+        help="measure the autoscaler's apiserver requests per minute instead",
+    )
+    parser.add_argument("--requests-window", type=float, default=60.0, help="seconds counted per pool state")
     args = parser.parse_args(argv)
     if args.depth_read:
         print("\n".join(depth_read(messages=args.in_flight, params_kib=args.params_kib, pools=args.pools,
@@ -363,7 +441,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     progress("starting the cluster and the platform")
     with cluster_mod.Cluster(state_dir=args.state_dir and args.state_dir.resolve()) as c:
-        lines = run(c, args.bursts, args.burst_size, args.cooldown)
+        if args.requests:
+            lines = requests_per_minute(c, args.requests_window)
+        else:
+            lines = run(c, args.bursts, args.burst_size, args.cooldown)
         progress("stopping")
     print("\n".join(lines))
     return 0

@@ -335,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     with cluster_mod.Cluster(state_dir=args.state_dir and args.state_dir.resolve()) as c:
         p = platform_mod.Platform(c)
         p.apply_crds()
-        child = p.start_api(extra_env={"LONGTASK_SSE_PING_SECONDS": "15"})
+        # Every watcher is one caller (auth off: one client IP): lift the open-stream limit.
+        child = p.start_api(extra_env={"LONGTASK_SSE_PING_SECONDS": "15", "LONGTASK_STREAMS_PER_CALLER": "0"})
         lines = asyncio.run(measure(args, c, p.api_port, child.pid))
         progress("stopping")
     print("\n".join(lines))

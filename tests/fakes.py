@@ -48,7 +48,8 @@ class StatusKube(Protocol):
 @conforms.fake_of(StatusKube, real=kube.Kube)
 @dataclass
 class RecordingKube:
-    """Records what the sync asks of the apiserver; the first `failing_gets` GETs fail."""
+    """Records what the sync asks of the apiserver; the first `failing_gets` GETs fail, and
+    every GET of a name in `unreadable`, every status write of one in `unwritable`."""
 
     uids: dict[str, str] = field(default_factory=dict)  # name -> uid, for GET
     statuses: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> status, for GET
@@ -56,15 +57,21 @@ class RecordingKube:
     posted: list[tuple[str, str, bool]] = field(default_factory=list)  # (name, reason, warning)
     gets: int = 0
     failing_gets: int = 0
+    unreadable: set[str] = field(default_factory=set)
+    unwritable: set[str] = field(default_factory=set)
 
     async def get(self, *, namespace: str, name: str) -> dict[str, Any]:
         self.gets += 1
+        if name in self.unreadable:
+            raise kubeerrors.Unavailable("etcd timed out", what=f"longtask {namespace}/{name}")
         if self.failing_gets:
             self.failing_gets -= 1
             raise kubeerrors.Unavailable("apiserver restarting", what=f"longtask {namespace}/{name}")
         return {"metadata": {"uid": self.uids[name]}, "status": self.statuses.get(name, {})}
 
     async def patch_status(self, *, namespace: str, name: str, uid: str, status: dict[str, Any]) -> None:
+        if name in self.unwritable:
+            raise kubeerrors.Invalid("refused by a policy", what=f"longtask {namespace}/{name}")
         self.patches.append((name, dict(status)))
 
     async def post_event(
@@ -248,3 +255,63 @@ class ClosingRedis:
 
     async def aclose(self, close_connection_pool: bool | None = None) -> None:
         self.closed = True
+
+
+# -- the autoscaler's informers (longtask_operator.informer.Informer) -------------------------
+
+
+class WatchingKube(Protocol):
+    """What an informer asks of the apiserver: a LIST, then WATCHes."""
+
+    async def listing(
+        self, *, kind: str, namespace: str, field_selector: str = "", label_selector: str = ""
+    ) -> tuple[list[dict[str, Any]], str]: ...
+
+    def changes(
+        self,
+        *,
+        kind: str,
+        namespace: str,
+        resource_version: str,
+        field_selector: str = "",
+        label_selector: str = "",
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]: ...
+
+
+@conforms.fake_of(WatchingKube, real=kube.Kube)
+@dataclass
+class ScriptedWatchKube:
+    """Answers LISTs from `lists` and WATCHes from `watches`, in order: each watch yields its
+    events, then ends (the server's timeout) or raises its exception. Once the script is
+    used up a watch waits forever, and `idle` is set. Records the versions watched from."""
+
+    lists: list[tuple[list[dict[str, Any]], str]] = field(default_factory=list)
+    watches: list[tuple[list[tuple[str, dict[str, Any]]], Exception | None]] = field(default_factory=list)
+    listed: int = 0
+    watched_from: list[str] = field(default_factory=list)
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def listing(
+        self, *, kind: str, namespace: str, field_selector: str = "", label_selector: str = ""
+    ) -> tuple[list[dict[str, Any]], str]:
+        self.listed += 1
+        return self.lists.pop(0)
+
+    async def changes(
+        self,
+        *,
+        kind: str,
+        namespace: str,
+        resource_version: str,
+        field_selector: str = "",
+        label_selector: str = "",
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        self.watched_from.append(resource_version)
+        if not self.watches:
+            self.idle.set()
+            await asyncio.Event().wait()
+        events_, ending = self.watches.pop(0)
+        for event in events_:
+            yield event
+        if ending is not None:
+            raise ending

@@ -6,6 +6,7 @@ whoever raises it, leaves as a Problem document, without a stack trace.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -30,11 +31,12 @@ from longtask_api import (
     ratelimit,
     requestmetrics,
     settings,
+    streamlimit,
 )
 from longtask_api.routes import deadletters, health, streams, tasks, tasktypes, web, workerpools
 from longtask_contracts import envvars, tracing
 from longtask_runtime import kube as runtimekube
-from longtask_runtime import kubeerrors, redisopts, sending
+from longtask_runtime import kubeerrors, poolwatch, redisopts, sending
 
 log = logging.getLogger(__name__)
 # How long shutdown waits for first sends still running (uvicorn already waited for requests).
@@ -115,17 +117,31 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.kube = api
     app.state.tasks = runtimekube.Kube(api, timeout=cfg.kube_timeout_seconds)
     reviews = kube.Reviews(api, timeout=cfg.kube_timeout_seconds) if cfg.auth else None
-    app.state.guard = auth.Guard(reviews=reviews, ttl=cfg.auth_cache_seconds, size=cfg.auth_cache_size)
+    app.state.guard = auth.Guard(
+        reviews=reviews,
+        ttl=cfg.auth_cache_seconds,
+        size=cfg.auth_cache_size,
+        review_rate=cfg.auth_review_rate_per_second,
+        review_burst=cfg.auth_review_burst,
+        reviews_at_once=cfg.auth_reviews_at_once,
+    )
+    app.state.streams = streamlimit.OpenStreams(per_caller=cfg.streams_per_caller)
     app.state.create_buckets = ratelimit.Buckets(rate=cfg.create_rate_per_second, burst=cfg.create_burst)
     app.state.redis = redisopts.async_client(cfg.redis_url, max_connections=cfg.redis_max_connections)
     app.state.pools = app.state.tasks  # the same client: LongTasks and WorkerPools alike
+    # Who may use which pool: every WorkerPool and Namespace, followed (poolwatch); a create
+    # its pool refuses is a 403, and the first sends below skip it.
+    app.state.pool_access = poolwatch.PoolWatch(kube=app.state.tasks)
+    pool_watches = app.state.pool_access.start()
     app.state.hub = fanout.Hub(app.state.redis, block_ms=cfg.sse_block_ms, queue_size=cfg.watcher_queue_size)
     await app.state.hub.start()
     # One Celery sender per process, for the first attempts of the tasks it creates (None: off).
     sends = None
     if cfg.gateway_dispatch:
         sends = firstsend.FirstSends.open(
-            redis=firstsend.redis_client(cfg.redis_url), celery=sending.celery_sender(cfg.redis_url)
+            redis=firstsend.redis_client(cfg.redis_url),
+            celery=sending.celery_sender(cfg.redis_url),
+            pools=app.state.pool_access.claims,
         )
     app.state.first_sends = sends
     if cfg.auth:
@@ -144,6 +160,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         if sends is not None:
             await sends.close(wait_seconds=SHUTDOWN_SEND_SECONDS)
+        for watching in pool_watches:
+            watching.cancel()
+        await asyncio.gather(*pool_watches, return_exceptions=True)
         await app.state.hub.stop()
         await app.state.redis.aclose()
         await api.close()
@@ -189,7 +208,7 @@ def create_app() -> FastAPI:
             CORSMiddleware,
             allow_origins=cfg.cors_origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
             expose_headers=["Retry-After", "WWW-Authenticate"],
         )
     if tracing.setup("longtask-api"):

@@ -1,19 +1,26 @@
 """Who may use the gateway: Kubernetes decides (TokenReview, then SubjectAccessReview), cached briefly.
 
-It must never log, keep or echo a token: the authentication cache is keyed by the token's
-SHA-256 digest. It shapes no HTTP answer; it raises ApiErrors (401, 403), and kubeerrors
+It must never log, keep or echo a token: the authentication caches are keyed by the token's
+SHA-256 digest. It shapes no HTTP answer; it raises ApiErrors (401, 403, 429), and kubeerrors
 when Kubernetes cannot tell (errors.from_kube: 503).
+
+Tokens Kubernetes accepted and tokens it rejected are cached apart, so a flood of bad
+tokens can only evict other bad tokens. A token in neither cache costs a TokenReview: at
+most `reviews_at_once` run at once (the rest wait), one review serves every request that
+waits for the same token, and each client address may cause at most a token bucket's
+worth of them (`review_rate` per second, `review_burst` at once); beyond it, 429.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import hashlib
 import logging
 from collections.abc import Iterable
 
-from longtask_api import access, errors, kube, ttlcache
+from longtask_api import access, errors, kube, ratelimit, ttlcache
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +60,24 @@ def subprotocol_token(subprotocols: list[str]) -> str | None:
 class Guard:
     """Authenticates and authorizes callers; with `reviews` None (auth off) everyone may do anything."""
 
-    def __init__(self, *, reviews: kube.Reviews | None, ttl: float, size: int) -> None:
+    def __init__(
+        self,
+        *,
+        reviews: kube.Reviews | None,
+        ttl: float,
+        size: int,
+        review_rate: float = 0.0,
+        review_burst: int = 1,
+        reviews_at_once: int = 8,
+    ) -> None:
         self.reviews = reviews
-        self._identities: ttlcache.TtlCache[access.Identity | None] = ttlcache.TtlCache(ttl=ttl, size=size)
+        self._identities: ttlcache.TtlCache[access.Identity] = ttlcache.TtlCache(ttl=ttl, size=size)
+        # Rejected tokens apart: they can never push an accepted one out.
+        self._rejected: ttlcache.TtlCache[bool] = ttlcache.TtlCache(ttl=ttl, size=size)
         self._decisions: ttlcache.TtlCache[tuple[bool, str]] = ttlcache.TtlCache(ttl=ttl, size=size)
+        self._review_buckets = ratelimit.Buckets(rate=review_rate, burst=review_burst)
+        self._reviewing = asyncio.Semaphore(max(1, reviews_at_once))
+        self._pending: dict[str, asyncio.Future[access.Identity | None]] = {}
 
     @property
     def enabled(self) -> bool:
@@ -71,14 +92,44 @@ class Guard:
             raise errors.Unauthenticated("a bearer token is required (Authorization: Bearer <token>)")
         digest = hashlib.sha256(token.encode()).hexdigest()
         cached, identity = self._identities.get(digest)
-        if not cached:
-            identity = await self.reviews.who(token)
-            self._identities.put(digest, identity)  # rejections too: a flood of bad tokens is cheap
-            if identity is None:
-                log.info("a token Kubernetes does not accept (sha256 %s...)", digest[:12])
+        if not cached and not self._rejected.get(digest)[0]:
+            identity = await self._review(token, digest=digest, client=client)
         if identity is None:
             raise errors.Unauthenticated("the bearer token is not valid (Kubernetes TokenReview rejected it)")
         return Caller(identity=identity, rate_key=f"user:{identity.username}")
+
+    async def _review(self, token: str, *, digest: str, client: str) -> access.Identity | None:
+        """One TokenReview per token however many requests wait for it, within the client's budget."""
+        pending = self._pending.get(digest)
+        if pending is None:
+            wait = self._review_buckets.take(f"ip:{client}")
+            if wait > 0:
+                raise errors.TooManyRequests(
+                    "too many unknown tokens from this address; slow down",
+                    retry_after=ratelimit.retry_after(wait),
+                )
+            pending = asyncio.ensure_future(self._reviewed(token, digest=digest))
+            self._pending[digest] = pending
+            pending.add_done_callback(lambda done: self._settled(digest, done))
+        # Shielded: a caller that goes away does not cancel the review the others wait for.
+        return await asyncio.shield(pending)
+
+    async def _reviewed(self, token: str, *, digest: str) -> access.Identity | None:
+        assert self.reviews is not None
+        async with self._reviewing:
+            identity = await self.reviews.who(token)
+        if identity is None:
+            self._rejected.put(digest, True)
+            log.info("a token Kubernetes does not accept (sha256 %s...)", digest[:12])
+        else:
+            self._identities.put(digest, identity)
+        return identity
+
+    def _settled(self, digest: str, done: asyncio.Future[access.Identity | None]) -> None:
+        if self._pending.get(digest) is done:
+            del self._pending[digest]
+        if not done.cancelled():
+            done.exception()  # retrieved: every waiter may have gone away
 
     async def allows(self, caller: Caller, *, namespace: str, action: access.Action) -> bool:
         """Whether Kubernetes allows `caller` the action in `namespace` ("": in every namespace)."""

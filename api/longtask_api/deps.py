@@ -7,14 +7,25 @@ anyio's 40 threads under load), for what takes a microsecond on the event loop.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
 import redis.asyncio as aioredis
 from fastapi import Depends, Header, Path, Request
 
-from longtask_api import access, auth, errors, fanout, firstsend, patterns, ratelimit, settings
-from longtask_runtime import kube
+from longtask_api import (
+    access,
+    auth,
+    errors,
+    fanout,
+    firstsend,
+    idempotency,
+    patterns,
+    ratelimit,
+    settings,
+    streamlimit,
+)
+from longtask_runtime import kube, poolwatch
 
 
 async def get_settings() -> settings.ApiSettings:
@@ -39,6 +50,8 @@ Tasks = Annotated[kube.Kube, Depends(_app_state("tasks"))]
 Redis = Annotated[aioredis.Redis, Depends(_app_state("redis"))]
 Hub = Annotated[fanout.Hub, Depends(_app_state("hub"))]
 Pools = Annotated[kube.Kube, Depends(_app_state("pools"))]
+# Who may use which pool (kept current by longtask_runtime.poolwatch).
+PoolAccess = Annotated[poolwatch.PoolWatch, Depends(_app_state("pool_access"))]
 Settings = Annotated[settings.ApiSettings, Depends(get_settings)]
 # The first-attempt sender, or None when LONGTASK_GATEWAY_DISPATCH is off.
 FirstSends = Annotated[firstsend.FirstSends | None, Depends(_app_state("first_sends"))]
@@ -59,6 +72,8 @@ LastEventId = Annotated[
         json_schema_extra={"pattern": patterns.STREAM_ID},
     ),
 ]
+# The create's Idempotency-Key (None without one); a malformed one is a 400 (idempotency.parse).
+IdempotencyKey = Annotated[str | None, Depends(idempotency.header)]
 
 
 def _allowed(route: access.Route) -> Callable[[str, auth.Guard, auth.Caller], Awaitable[auth.Caller]]:
@@ -91,3 +106,20 @@ async def spend_create_token(request: Request, caller: MayCreate) -> None:
 
 
 CreateQuota = Annotated[None, Depends(spend_create_token)]
+
+
+async def hold_stream(request: Request, caller: Caller) -> AsyncIterator[None]:
+    """A slot among the caller's open streams for as long as the answer streams, or 429.
+
+    A dependency with yield: FastAPI leaves it after the response has been sent (the
+    stream ended, or its client went away), and also when the handler fails first.
+    """
+    streams: streamlimit.OpenStreams = request.app.state.streams
+    slot = streams.take(caller.rate_key)
+    try:
+        yield
+    finally:
+        slot.release()
+
+
+OpenStream = Annotated[None, Depends(hold_stream)]

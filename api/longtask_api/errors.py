@@ -59,6 +59,12 @@ class ApiError(Exception):
         return Problem(status=self.status, detail=self.detail, errors=self.errors)
 
 
+class BadRequest(ApiError):
+    """A header the gateway cannot read (e.g. a malformed Idempotency-Key)."""
+
+    status = 400
+
+
 class Unauthenticated(ApiError):
     """No bearer token, or one Kubernetes does not accept (TokenReview)."""
 

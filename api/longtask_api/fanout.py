@@ -5,10 +5,12 @@ stream, or the shared status stream behind the namespace-wide stream); each entr
 once and handed to the in-memory queue of each watcher. So a watcher costs a queue and a
 coroutine, not a Redis connection, and an event costs one read however many watch it.
 
-A watcher joining a stream the reader already follows catches up with one XRANGE up to the
-reader's cursor, then takes live entries, skipping any id it has already passed: nothing is
-missed or repeated. A watcher that falls `queue_size` entries behind is ended after what it
-has queued (contiguous), and resumes by reconnecting with its last id.
+A watcher joining a stream the reader already follows catches up with XRANGE up to the
+reader's cursor, in pages of `count` entries (each handed on before the next is read; with a
+namespace, only that namespace's entries are handed on), then takes live entries, skipping
+any id it has already passed: nothing is missed or repeated. A watcher that falls
+`queue_size` entries behind is ended after what it has queued (contiguous), and resumes by
+reconnecting with its last id.
 
 It must not shape HTTP or WebSocket answers (sse.py, ws.py do) nor decide access.
 """
@@ -144,15 +146,17 @@ class Hub:
         after = upto if after is None else after
         try:
             yield None
-            if id_key(after) < id_key(upto):
+            while id_key(after) < id_key(upto):
+                # A page at a time, each handed on before the next is read: one XRANGE never
+                # holds Redis for the whole backlog, and a slow client slows only its reads.
                 async with self._reads:
-                    backlog: Any = await self.redis.xrange(key, min=f"({after}", max=upto)
-                for raw_id, fields in backlog:
-                    entry = _decode(wire.text(raw_id), fields)
-                    if entry is None:
-                        continue
-                    after = entry.id
-                    if namespace is None or entry.event.namespace == namespace:
+                    page: Any = await self.redis.xrange(key, min=f"({after}", max=upto, count=self.count)
+                if not page:
+                    break
+                for raw_id, fields in page:
+                    after = wire.text(raw_id)
+                    entry = _decode(after, fields)
+                    if entry is not None and (namespace is None or entry.event.namespace == namespace):
                         yield entry
             while not (watcher.lagged and watcher.queue.empty()):
                 try:

@@ -3,7 +3,9 @@
 Redis and Celery only (longtask_runtime.sending); it must not touch Kubernetes nor shape
 an HTTP answer. The create route answers as soon as the apiserver did and hands the
 object to a queue here; a few sender coroutines send from it, so a send can neither delay
-the answer nor turn into a 500. The operator still sends whatever this did not
+the answer nor turn into a 500. It sends only what the pool admits (sending.send_first,
+poolaccess), by the gateway's own view of the WorkerPools; the rest is the operator's
+(which fails a task its pool refuses). The operator still sends whatever this did not
 (sending.send_first's guard decides who sends; a failure here, a full queue, or a gateway
 killed mid-send leaves the task to the operator's watch or sweep), so nothing is raised:
 failures are logged and counted.
@@ -33,6 +35,7 @@ import redis.asyncio as aioredis
 from celery import Celery
 
 from longtask_api import metrics
+from longtask_contracts import poolaccess
 from longtask_runtime import sending
 
 log = logging.getLogger(__name__)
@@ -61,17 +64,23 @@ def redis_client(url: str) -> aioredis.Redis:
 class FirstSends:
     """One per gateway process: the Celery sender, its queue and its sender coroutines."""
 
-    def __init__(self, *, redis: aioredis.Redis, celery: Celery, backlog: int = BACKLOG) -> None:
+    def __init__(
+        self, *, redis: aioredis.Redis, celery: Celery, pools: poolaccess.Claims, backlog: int = BACKLOG
+    ) -> None:
         self.redis = redis
         self.celery = celery
+        self.pools = pools  # a task its pool does not admit (or not yet known) is the operator's
         self._queue: asyncio.Queue[tuple[float, dict[str, Any]]] = asyncio.Queue(maxsize=backlog)
         self._senders: list[asyncio.Task[None]] = []
 
     @classmethod
-    def open(cls, *, redis: aioredis.Redis, celery: Celery, backlog: int = BACKLOG) -> FirstSends:
+    def open(
+        cls, *, redis: aioredis.Redis, celery: Celery, pools: poolaccess.Claims, backlog: int = BACKLOG
+    ) -> FirstSends:
         """A FirstSends whose sender coroutines run (call within the event loop); `redis`
-        (redis_client) and `celery` (sending.celery_sender) are its own, closed by close()."""
-        sends = cls(redis=redis, celery=celery, backlog=backlog)
+        (redis_client) and `celery` (sending.celery_sender) are its own, closed by close();
+        `pools` (kept by the gateway's poolwatch) decides which tasks it may send."""
+        sends = cls(redis=redis, celery=celery, pools=pools, backlog=backlog)
         sends._senders = [asyncio.create_task(sends._run(), name=f"first-sender-{i}") for i in range(SENDERS)]
         return sends
 
@@ -107,7 +116,7 @@ class FirstSends:
     async def _send(self, obj: dict[str, Any]) -> None:
         meta = obj["metadata"]
         try:
-            sent = await sending.send_first(redis=self.redis, celery=self.celery, body=obj)
+            sent = await sending.send_first(redis=self.redis, celery=self.celery, body=obj, pools=self.pools)
         except Exception as exc:
             metrics.DISPATCH_FAILURES.inc()
             log.warning(
@@ -122,7 +131,11 @@ class FirstSends:
             metrics.DISPATCHED.inc()
         else:
             metrics.DISPATCH_LEFT.inc()
-            log.debug("attempt 1 of %s/%s: the operator sent it first", meta["namespace"], meta["name"])
+            log.debug(
+                "attempt 1 of %s/%s: sent by the operator, or its pool's admission is the operator's",
+                meta["namespace"],
+                meta["name"],
+            )
 
     async def close(self, *, wait_seconds: float) -> None:
         """Let the queued sends finish (at most `wait_seconds`), then stop and close the sender.

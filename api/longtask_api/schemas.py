@@ -164,6 +164,11 @@ def links(namespace: str, name: str) -> Links:
     return Links(self=base, events=f"{base}/events")
 
 
+def created(namespace: str, *, name: str, uid: str) -> TaskCreated:
+    """The answer of a create (the same whether the request created the task or retried it)."""
+    return TaskCreated(name=name, namespace=namespace, uid=uid, links=links(namespace, name))
+
+
 def public(obj: dict[str, Any]) -> TaskPublic:
     meta = obj["metadata"]
     return TaskPublic(
@@ -180,3 +185,10 @@ def public(obj: dict[str, Any]) -> TaskPublic:
 
 class DeadLetterList(BaseModel):
     items: list[ledger.DeadLetter]
+    continue_token: str | None = Field(
+        default=None,
+        alias="continue",
+        description="Pass as ?continue= to get the next page of a listing; absent on the last page.",
+    )
+
+    model_config = ConfigDict(populate_by_name=True)

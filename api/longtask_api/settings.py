@@ -32,6 +32,11 @@ class ApiSettings(settings.Base):
     """Events an SSE watcher may fall behind by before its stream ends (its client resumes by
     reconnecting)."""
 
+    streams_per_caller: int = 100
+    """Live streams (SSE and WebSocket) one caller (the user, or the client IP when auth is off)
+    may hold open at once in one gateway process; one more is answered 429 with Retry-After
+    (a WebSocket is closed with 1008); 0: no limit."""
+
     auth: bool = True
     """Ask Kubernetes who each caller is (TokenReview) and whether they may act
     (SubjectAccessReview); false: anyone who reaches the gateway may do anything."""
@@ -40,7 +45,20 @@ class ApiSettings(settings.Base):
     """Seconds an authentication or authorization decision is reused."""
 
     auth_cache_size: int = 10_000
-    """Authentication and authorization decisions kept (each), the oldest evicted first."""
+    """Authentication and authorization decisions kept (each), the oldest evicted first; tokens
+    Kubernetes rejected are kept apart (as many again), so they never evict accepted ones."""
+
+    auth_review_rate_per_second: float = 5.0
+    """TokenReviews each client address may cause per second for tokens not in the cache: a token
+    bucket per gateway process, beyond which such a request is answered 429 with Retry-After
+    (cached tokens are not counted); 0: no limit. Behind a proxy every client shares its
+    address unless uvicorn is told to trust X-Forwarded-For."""
+
+    auth_review_burst: int = 50
+    """TokenReviews one client address may cause at once: the most that token bucket holds."""
+
+    auth_reviews_at_once: int = 8
+    """TokenReviews one gateway process runs at once, whoever asks (the rest wait their turn)."""
 
     kube_timeout_seconds: float = 10.0
     """Seconds after which every call to the apiserver gives up (the client then gets a 503)."""
@@ -57,6 +75,11 @@ class ApiSettings(settings.Base):
     """Send attempt 1 of each task the gateway creates itself, right after answering, instead of
     waiting for the operator's watch (which still sends whatever the gateway did not); false:
     the operator sends every attempt."""
+
+    idempotency_seconds: int = Field(default=86_400, ge=1)
+    """Seconds the gateway remembers a create's Idempotency-Key (its body's fingerprint and the
+    task it made), from the create on: a retry within them gets the same task, even one deleted
+    meanwhile. After them the key still finds its task for as long as that LongTask exists."""
 
     cors_origins: settings.CommaList = Field(default_factory=list)
     """Browser origins allowed to call the gateway, comma-separated; empty: no CORS headers at all."""

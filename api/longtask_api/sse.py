@@ -24,6 +24,16 @@ _STREAM_ID = re.compile(patterns.STREAM_ID)
 _HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
 
+# The 429 of every streaming route, for OpenAPI (`responses=answers(...) | TOO_MANY_STREAMS`).
+TOO_MANY_STREAMS: dict[int | str, dict[str, Any]] = {
+    429: {
+        "model": errors.Problem,
+        "description": "This caller already holds as many open streams (SSE and WebSocket) as one "
+        "gateway allows (LONGTASK_STREAMS_PER_CALLER); see Retry-After.",
+    }
+}
+
+
 def answers(description: str) -> dict[int | str, dict[str, Any]]:
     """An SSE route's 200 answer in OpenAPI: an event stream, as `description` tells."""
     return {200: {"content": {"text/event-stream": {}}, "description": description}}

@@ -3,7 +3,8 @@
 Server messages are JSON text frames: `{"id", "event", "data"}` for each event (data is
 the ProgressEvent), `{"event": "ping"}` after a quiet interval, `{"event": "pong"}` in
 answer to a client's `{"event": "ping"}`, and `{"event": "error", "data": Problem}` before a
-close with code 4000 + the HTTP status. The socket closes (1000) after the terminal event.
+close with code 4000 + the HTTP status (1008, policy violation, when the caller already holds
+as many open streams as it may: the Problem says 429). The socket closes (1000) after the terminal event.
 It must not decide access (the route does) and shares the process's reader (fanout.Hub).
 """
 
@@ -19,6 +20,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from longtask_api import errors, fanout, schemas, sse
 from longtask_contracts import names, phases
 
+# RFC 6455's "policy violation": the caller holds too many open streams (the error message
+# before it carries the 429 Problem).
+POLICY_VIOLATION = 1008
 SUBPROTOCOL = "longtask.v1"  # offered by browsers next to the token subprotocol, and echoed
 
 
@@ -33,11 +37,12 @@ async def accept(websocket: WebSocket) -> None:
     await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
 
 
-async def refuse(websocket: WebSocket, exc: errors.ApiError) -> None:
-    """Tell why in an error message, then close with 4000 + the HTTP status (e.g. 4403, 4404)."""
+async def refuse(websocket: WebSocket, exc: errors.ApiError, *, code: int | None = None) -> None:
+    """Tell why in an error message, then close with `code`, by default 4000 + the HTTP status
+    (e.g. 4403, 4404)."""
     await accept(websocket)
     await websocket.send_text(json.dumps({"event": "error", "data": exc.problem().model_dump()}))
-    await websocket.close(code=4000 + exc.status, reason=exc.detail[:120])
+    await websocket.close(code=4000 + exc.status if code is None else code, reason=exc.detail[:120])
 
 
 async def serve(

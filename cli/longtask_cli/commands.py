@@ -145,12 +145,14 @@ def dev_up(args: argparse.Namespace) -> int:
             print("gateway auth: off (use --auth)", flush=True)
         p = platform.Platform(c, api_port=args.api_port, auth=args.auth).start(workers=0)
         # The default pool's workers run as a WorkerPool-scaled Deployment on the local node
-        # (min 1, so a first task starts at once; up to 4 pods under load).
+        # (min 1, so a first task starts at once; up to 4 pods under load), open to the
+        # LongTasks of every namespace (namespaceSelector {}).
         pool = platform.worker_pool_manifests(
             pool="default",
             min_replicas=1,
             max_replicas=4,
             concurrency=2,
+            namespace_selector={},
             extra_env={**_telemetry_env(), **p.worker_metrics_env()},
         )
         p.apply_worker_pool(pool)
@@ -195,9 +197,11 @@ or through the gateway ({api_url}/docs):
        -d '{{"spec": {{"task": "demo.sleep", "params": {{"seconds": 10, "steps": 20}}}}}}'
   curl -N{bearer} {api_url}/v1/namespaces/default/tasks/<name>/events
 
-Workers scale with the queue (WorkerPool `default`, 1 to 4 pods on the local node):
+Workers scale with the queue (WorkerPool `default`, 1 to 4 pods on the local node,
+open to every namespace):
 
   kubectl get wp,deploy,pods                # POOL QUEUED RUNNING DESIRED REPLICAS
-  kubectl apply -f examples/workerpool.yaml # pool `batch`: 0 to 5 pods, 4 tasks each
+  kubectl apply -f examples/workerpool.yaml # pool `batch`: 0 to 5 pods, 4 tasks each,
+                                            # for LongTasks of its own namespace only
 
 Ctrl-C stops everything."""

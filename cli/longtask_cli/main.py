@@ -74,7 +74,9 @@ def _gateway_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "submit",
         taskcmds.submit,
         help="create a task through the gateway (and --watch it)",
-        description="Create a LongTask through the gateway and print its name.",
+        description="Create a LongTask through the gateway and print its name. A lost connection, "
+        "a timeout or a 502/503/504 answer is retried (4 times, 0.5 to 4 s apart) with the same "
+        "Idempotency-Key, so one submit makes at most one task (docs/idempotency.md).",
         epilog=EXIT_CODES,
         formatter_class=raw,
     )

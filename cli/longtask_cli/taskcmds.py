@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import time
+import uuid
 from typing import Any
 
 import httpx
@@ -20,6 +21,11 @@ EXIT_FAILED = 1  # the task Failed, or the gateway refused the request (its reas
 EXIT_CANCELLED = 3
 EXIT_STREAM_LOST = 4  # the connection kept dropping: the task's end is unknown
 _EXIT_OF_PHASE = {"Succeeded": EXIT_SUCCEEDED, "Cancelled": EXIT_CANCELLED}
+# `submit` sends its create again after a lost connection, a timeout or one of these answers
+# (a proxy's, or the gateway's 503 when Kubernetes or Redis is unreachable), with the same
+# Idempotency-Key, so the retry answers the task the first try made, if it made one.
+RETRY_STATUSES = frozenset({502, 503, 504})
+RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)  # seconds before each retry: four retries, 7.5 s in all
 
 
 def _gateway(args: argparse.Namespace) -> httpx.Client:
@@ -33,7 +39,10 @@ def _gateway(args: argparse.Namespace) -> httpx.Client:
 
 def _answer(response: httpx.Response) -> dict[str, Any] | None:
     """The JSON body of a 2xx answer; otherwise print the gateway's reason and return None."""
-    body: dict[str, Any] = response.json()
+    try:
+        body: dict[str, Any] = response.json()
+    except ValueError:  # not the gateway's Problem (a proxy's error page)
+        body = {"detail": response.text.strip()[:200] or response.reason_phrase}
     if response.is_success:
         return body
     reasons = "; ".join(f"{e['field']}: {e['message']}" for e in body.get("errors", []))
@@ -69,7 +78,9 @@ def submit(args: argparse.Namespace) -> int:
     if args.pool:
         spec["pool"] = args.pool
     body: dict[str, Any] = {"spec": spec, **({"name": args.name} if args.name else {})}
-    created = _ask(args, "POST", _tasks(args), json=body)
+    with _gateway(args) as client:
+        response = _create(client, _tasks(args), body)
+    created = None if response is None else _answer(response)
     if created is None:
         return EXIT_FAILED
     print(f"created {args.namespace}/{created['name']}", flush=True)
@@ -77,6 +88,38 @@ def submit(args: argparse.Namespace) -> int:
         return EXIT_SUCCEEDED
     args.name = created["name"]
     return watch(args)
+
+
+def _create(client: httpx.Client, path: str, body: dict[str, Any]) -> httpx.Response | None:
+    """POST the create, retried with one fresh Idempotency-Key (so at most one task is made);
+    the last answer, or None when no try got one (the reason printed)."""
+    headers = {"Idempotency-Key": f'"{uuid.uuid4()}"'}  # a Structured Field string, as the draft says
+    for delay in RETRY_DELAYS:
+        response, why = _post(client, path, body, headers)
+        if not why:
+            return response
+        print(f"retrying the create in {delay:g} s ({why})", file=sys.stderr, flush=True)
+        time.sleep(delay)
+    response, why = _post(client, path, body, headers)
+    if response is None:
+        print(f"error: the gateway did not answer: {why}", file=sys.stderr)
+    return response
+
+
+def _post(
+    client: httpx.Client, path: str, body: dict[str, Any], headers: dict[str, str]
+) -> tuple[httpx.Response | None, str]:
+    """One try: (its answer, None if none came; why another try may do better, "" if it cannot)."""
+    try:
+        response = client.post(path, json=body, headers=headers)
+    except httpx.TransportError as exc:  # refused, reset, dropped, timed out
+        return None, repr(exc)
+    # 409 with Retry-After: a request with this key is still being processed.
+    busy = response.status_code == 409 and "retry-after" in response.headers
+    return (
+        response,
+        f"answer {response.status_code}" if busy or response.status_code in RETRY_STATUSES else "",
+    )
 
 
 def watch(args: argparse.Namespace) -> int:
@@ -202,10 +245,17 @@ def _print_dead_letters(items: list[dict[str, Any]]) -> None:
 
 def dlq_list(args: argparse.Namespace) -> int:
     params = {"namespace": args.namespace} if args.namespace else {}
-    body = _ask(args, "GET", "/v1/deadletters", params=params)
-    if body is None:
-        return EXIT_FAILED
-    _print_dead_letters(body["items"])
+    items: list[dict[str, Any]] = []
+    with _gateway(args) as client:
+        while True:  # every page, following `continue`
+            body = _answer(client.get("/v1/deadletters", params=params))
+            if body is None:
+                return EXIT_FAILED
+            items.extend(body["items"])
+            if not body.get("continue"):
+                break
+            params["continue"] = body["continue"]
+    _print_dead_letters(sorted(items, key=lambda e: float(e.get("at") or 0)))
     return EXIT_SUCCEEDED
 
 

@@ -19,6 +19,10 @@ from longtask_contracts import events, models, names, tracing
 # How long a task's keys outlive its end (and a cancel flag its request): long enough for
 # any redelivery to be recognised, short enough that nothing stays forever.
 KEY_TTL_SECONDS = 30 * 24 * 3600
+# How long a forgotten task's tombstone (names.tombstone) refuses sends and claims: longer
+# than any sender can be late between reading a task and writing its current attempt (a
+# gateway's first send, a retry or re-send the operator decided just before the delete).
+TOMBSTONE_SECONDS = 7 * 24 * 3600
 
 
 class Dispatch(BaseModel):
@@ -60,6 +64,13 @@ class Dispatch(BaseModel):
         )
 
 
+def current_seconds(dispatch: Dispatch, *, now: float) -> int:
+    """The expiry of `dispatch` written as the current attempt (and of what its send writes):
+    the whole task's deadline, then KEY_TTL_SECONDS, so a send that comes after the task was
+    forgotten leaves nothing forever, and a live task's keys outlast its deadline."""
+    return int(max(0.0, dispatch.deadline - now)) + KEY_TTL_SECONDS
+
+
 def current_attempt(raw: str | bytes | None) -> int | None:
     """The attempt number of a stored names.current record (None if there is none)."""
     return Dispatch.model_validate_json(raw).attempt if raw else None
@@ -97,22 +108,31 @@ def queue_publish(pipe: Any, event: events.TaskEvent, *, ttl: int | None = None)
         queue_release(pipe, event.uid)
         if ttl is not None:
             pipe.zadd(names.EXPIRY, {event.uid: event.at + ttl})
+            # Who to delete then, kept until the DELETE succeeded (maintenance forgets it).
+            pipe.set(names.expiring(event.uid), f"{event.namespace}/{event.name}", ex=KEY_TTL_SECONDS + ttl)
 
 
-def queue_queued(pipe: Any, dispatch: Dispatch, event: events.TaskEvent) -> None:
+def queue_queued(pipe: Any, dispatch: Dispatch, event: events.TaskEvent, *, now: float) -> None:
     """Before sending `dispatch`: publish its Queued event and make it the current attempt.
 
     Published before the message is sent, so readers see queued before started; the
-    deadline of the whole task is watched from now on.
+    deadline of the whole task is watched from now on. The caller checks in the same
+    transaction that the task has no tombstone (sending.py). Every key written expires
+    (current_seconds), the task's event stream included, until its end sets its own expiry.
     """
     queue_publish(pipe, event)
-    pipe.set(names.current(dispatch.uid), dispatch.model_dump_json())
+    ttl = current_seconds(dispatch, now=now)
+    pipe.set(names.current(dispatch.uid), dispatch.model_dump_json(), ex=ttl)
+    pipe.expire(names.events_stream(dispatch.uid), ttl)
     pipe.zadd(names.DEADLINES, {dispatch.uid: dispatch.deadline})
 
 
 def queue_retry(pipe: Any, following: Dispatch, *, at: float) -> None:
-    """Schedule the `following` attempt at unix time `at` (the operator sends it then)."""
-    pipe.set(names.current(following.uid), following.model_dump_json())
+    """Schedule the `following` attempt at unix time `at` (the operator sends it then).
+    The caller checks in the same transaction that the task has a current attempt or a
+    lease of it, which a forgotten task has not, or no tombstone (store.finish)."""
+    ttl = current_seconds(following, now=at)  # `at` is not before now: it outlives the deadline
+    pipe.set(names.current(following.uid), following.model_dump_json(), ex=ttl)
     pipe.zrem(names.LEASES, following.uid)
     pipe.zadd(names.SCHEDULE, {following.uid: at})
 
@@ -140,13 +160,27 @@ def queue_dead_letter(pipe: Any, record: DeadLetter) -> None:
     pipe.hset(names.DLQ, record.uid, record.model_dump_json())
 
 
-def queue_forget(pipe: Any, uid: str) -> None:
-    """Remove every trace of a task that no longer exists."""
+def queue_release_forgotten(pipe: Any, uid: str) -> None:
+    """An attempt of a forgotten task ended on its worker: drop what its lease renewals and
+    events wrote after the forget, and let its event stream expire; record nothing."""
+    pipe.zrem(names.LEASES, uid)
+    queue_release(pipe, uid)
+    pipe.expire(names.events_stream(uid), KEY_TTL_SECONDS)
+
+
+def queue_forget(pipe: Any, uid: str, *, tombstone: bool = True) -> None:
+    """Remove every trace of a task that no longer exists, and leave its tombstone (unless
+    told not to: a finished task, which nothing sends again): a send or a retry decided
+    before this, written after it, is refused (it checks for the tombstone in its own
+    transaction), and so is a worker's claim."""
     pipe.delete(*names.task_keys(uid))
+    if tombstone:
+        pipe.set(names.tombstone(uid), "1", ex=TOMBSTONE_SECONDS)
     for zset in names.ZSETS:
         pipe.zrem(zset, uid)
     pipe.hdel(names.DLQ, uid)
     queue_release(pipe, uid)
+    pipe.hdel(names.STATUS_HELD, uid)  # a status the sync could not write (statusheld.py)
 
 
 # -- in-flight work: what the autoscaler counts (workload.py) ----------------------------
@@ -154,7 +188,7 @@ def queue_forget(pipe: Any, uid: str) -> None:
 # A message a worker takes from a pool's queue is recorded twice by the worker's main
 # process when it fetches it (Delivery in names.DELIVERIES, its tag in names.fetched(pool));
 # the claim script moves it to names.RUNNING (Claim) and counts its pod in names.busy(pool).
-# Every removal of a RUNNING entry goes through RELEASE_LUA, which keeps busy(pool) equal to
+# Every removal of a RUNNING entry goes through queue_release, which keeps busy(pool) equal to
 # the entries it counts and drops the message's delivery, kombu's `unacked` entry included.
 
 

@@ -23,6 +23,11 @@ REPLAY_ANNOTATION = f"{GROUP}/replay"  # set (any new value) to replay a dead-le
 # The gateway writes the W3C trace context of a create as longtask.io/traceparent (and
 # /tracestate); the operator's dispatch spans continue that trace (tracing.py).
 TRACE_ANNOTATION_PREFIX = f"{GROUP}/"
+# A LongTask the gateway created for a request with an Idempotency-Key carries the key's
+# digest (scoped by caller and namespace) and the request body's fingerprint, so a retry
+# that finds the object can tell whether it is its own (api/longtask_api/idempotency.py).
+IDEMPOTENCY_ANNOTATION = f"{GROUP}/idempotency-key"
+FINGERPRINT_ANNOTATION = f"{GROUP}/request-fingerprint"
 MANAGER = "longtask-operator"  # field manager and Event source component
 
 # -- Celery ---------------------------------------------------------------------
@@ -68,6 +73,9 @@ def celery_task_id(uid: str, attempt: int) -> str:
 KEY_PREFIX = "longtask:"
 STATUS_STREAM = f"{KEY_PREFIX}status"  # every task's events, read by the operator
 STATUS_GROUP = "operator"  # consumer group on STATUS_STREAM
+# Hash uid -> the folded state of a task whose status cannot be written or read for now,
+# stored when its status-stream entries are acknowledged without a write (statusheld.py).
+STATUS_HELD = f"{KEY_PREFIX}status-held"
 # The status stream is never capped on XADD: only the operator trims it, below the oldest
 # entry its group has not acknowledged, so no unread terminal event can be lost.
 TASK_STREAM_MAXLEN = 10_000  # approximate cap of one task's SSE history
@@ -93,6 +101,12 @@ def synced(uid: str) -> str:
     return f"{KEY_PREFIX}synced:{uid}"
 
 
+def expiring(uid: str) -> str:
+    """'namespace/name' of a finished task with a TTL: what its expiry deletes (set with its
+    names.EXPIRY entry, so a task never sent, which has no `current`, is deleted too)."""
+    return f"{KEY_PREFIX}expiring:{uid}"
+
+
 def claim(uid: str) -> str:
     """The lease a worker holds while it runs an attempt; value 'attempt:worker'."""
     return f"{KEY_PREFIX}claim:{uid}"
@@ -106,6 +120,12 @@ def done(uid: str) -> str:
 def cancel_flag(uid: str) -> str:
     """Set while a LongTask's spec.cancel is true; workers poll it cooperatively."""
     return f"{KEY_PREFIX}cancel:{uid}"
+
+
+def tombstone(uid: str) -> str:
+    """Set when a LongTask's keys are forgotten (its object is gone): while it exists, no
+    send writes the task's current attempt again and no worker claims one (ledger.py)."""
+    return f"{KEY_PREFIX}deleted:{uid}"
 
 
 def current(uid: str) -> str:
@@ -157,6 +177,12 @@ def busy(pool: str) -> str:
 TASK_TYPES = f"{KEY_PREFIX}tasktypes"
 
 
+def idempotency(digest: str) -> str:
+    """The gateway's record of one Idempotency-Key (its scoped digest): the body's fingerprint
+    and the task created, kept LONGTASK_IDEMPOTENCY_SECONDS after the create."""
+    return f"{KEY_PREFIX}idempotency:{digest}"
+
+
 def gateway_wake(instance: str) -> str:
     """A tiny stream one gateway process adds to so its shared reader's blocking XREAD
     returns and picks up streams that gained their first watcher (expires when unused)."""
@@ -176,4 +202,5 @@ def task_keys(uid: str) -> list[str]:
         crashes(uid),
         replayed(uid),
         synced(uid),
+        expiring(uid),
     ]

@@ -57,8 +57,11 @@ def worker_pool_manifests(
     task_modules: str = DEMO_TASKS,
     grace_seconds: int = 600,
     extra_env: dict[str, str] | None = None,
+    namespace_selector: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """examples/workerpool.yaml (a Deployment and its WorkerPool), made for `pool`."""
+    """examples/workerpool.yaml (a Deployment and its WorkerPool), made for `pool`; its
+    WorkerPool admits its own namespace only, or the namespaces `namespace_selector`
+    selects (`{}`: every namespace)."""
     deployment, workerpool = (
         copy.deepcopy(doc) for doc in yaml.safe_load_all(WORKERPOOL_EXAMPLE.read_text()) if doc
     )
@@ -86,6 +89,8 @@ def worker_pool_manifests(
         maxReplicas=max_replicas,
         cooldownSeconds=cooldown_seconds,
     )
+    if namespace_selector is not None:
+        workerpool["spec"]["namespaceSelector"] = namespace_selector
     workerpool["spec"].pop("tasksPerReplica", None)
     if tasks_per_replica is not None:
         workerpool["spec"]["tasksPerReplica"] = tasks_per_replica

@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from celery import Celery
 from redis.exceptions import WatchError
 
-from longtask_contracts import events, ledger, models, names, phases
+from longtask_contracts import events, ledger, models, names, phases, poolaccess
 from longtask_operator import metrics
 from longtask_runtime import sending
 
@@ -33,24 +33,80 @@ def plain(body: Any) -> dict[str, Any]:
 
 async def send(
     *, redis: aioredis.Redis, celery: Celery, dispatch: ledger.Dispatch, replay: bool = False
-) -> None:
-    """Send one attempt (sending.send) and count it."""
-    await sending.send(redis=redis, celery=celery, dispatch=dispatch, replay=replay)
+) -> bool:
+    """Send one attempt (sending.send) and count it; False if its LongTask was deleted
+    (forgotten) meanwhile, and nothing was sent."""
+    if not await sending.send(redis=redis, celery=celery, dispatch=dispatch, replay=replay):
+        return False
     metrics.DISPATCHED.labels(pool=metrics.pool_label(dispatch.spec.pool)).inc()
+    return True
 
 
-async def reconcile(*, redis: aioredis.Redis, celery: Celery, body: dict[str, Any]) -> bool:
-    """Cancel if asked, else dispatch the first attempt once; whether this call sent it."""
+class Refused(Exception):
+    """The task's pool does not admit its namespace; this call failed it (PoolNotAllowed)."""
+
+    def __init__(self, verdict: poolaccess.Verdict) -> None:
+        super().__init__(verdict.message)
+        self.verdict = verdict
+
+
+async def reconcile(
+    *,
+    redis: aioredis.Redis,
+    celery: Celery,
+    body: dict[str, Any],
+    pools: poolaccess.Claims,
+    verdict: poolaccess.Verdict,
+) -> bool:
+    """Cancel if asked, else dispatch the first attempt once; whether it is settled (this
+    call sent it, or a sender had). `verdict` says whether its pool admits its namespace
+    (the caller confirmed a refusal: taskwatch.reconcile); a task refused is failed
+    instead, once: this call raises Refused when it was the one to fail it (the caller
+    posts the Event). Not decidable yet (pools not listed, namespace labels not seen, the
+    watches behind): nothing happens, False, and the sweep looks again."""
     status = body.get("status") or {}
     if phases.is_terminal(phases.parse(status.get("phase"))):
         return False
     if (body.get("spec") or {}).get("cancel"):
         await cancel(redis=redis, body=body)
         return False
-    if sent := await sending.send_first(redis=redis, celery=celery, body=body):
+    if verdict.outcome is poolaccess.Outcome.UNKNOWN:
+        log.info("not sending yet: %s", verdict.message)
+        return False
+    if verdict.outcome is poolaccess.Outcome.REFUSED:
+        if await refuse(redis=redis, body=body, verdict=verdict):
+            raise Refused(verdict)
+        return True
+    if sent := await sending.send_first(redis=redis, celery=celery, body=body, pools=pools):
         metrics.DISPATCHED.labels(pool=metrics.pool_label(sent.spec.pool)).inc()
         return True
     return False
+
+
+async def refuse(*, redis: aioredis.Redis, body: dict[str, Any], verdict: poolaccess.Verdict) -> bool:
+    """Fail a task its pool does not admit, without sending it: the first attempt's guard
+    is taken as "refused" (SET NX, so a sender that took it first wins, and no sender ever
+    takes it afterwards), then a Failed event with error PoolNotAllowed is published, in
+    one MULTI. Whether this call failed it."""
+    meta = body["metadata"]
+    uid = meta["uid"]
+    spec = models.LongTaskSpec.model_validate(body.get("spec") or {})
+    if not await redis.set(names.dispatch_guard(uid), sending.SENDING, nx=True, ex=sending.SENDING_SECONDS):
+        return False
+    event = events.TaskEvent(
+        kind=events.Kind.FAILED,
+        namespace=meta["namespace"],
+        name=meta["name"],
+        uid=uid,
+        message=verdict.message,
+        error={"type": "PoolNotAllowed", "message": verdict.message},
+    )
+    pipe = redis.pipeline(transaction=True)
+    ledger.queue_publish(pipe, event, ttl=spec.ttl_seconds_after_finished)
+    pipe.set(names.dispatch_guard(uid), sending.REFUSED, ex=ledger.KEY_TTL_SECONDS)
+    await pipe.execute()
+    log.warning("%s/%s failed without being sent: %s", meta["namespace"], meta["name"], verdict.message)
+    return True
 
 
 async def cancel(
@@ -115,11 +171,20 @@ async def replay(*, redis: aioredis.Redis, celery: Celery, body: dict[str, Any])
     return f"replayed from the dead-letter queue as attempt {dispatch.attempt}"
 
 
-async def forget(*, redis: aioredis.Redis, uid: str) -> None:
-    """Remove every Redis key of a LongTask that no longer exists, but keep it cancelled."""
-    running = await redis.exists(names.claim(uid))
+async def forget(*, redis: aioredis.Redis, uid: str, finished: bool | None = None) -> None:
+    """Remove every Redis key of a LongTask that no longer exists, but keep it cancelled.
+
+    An unfinished task keeps a tombstone (ledger.queue_forget), which refuses every later
+    send and claim; a worker running an attempt of it reads the tombstone as a cancel
+    request (the cancel flag is raised too, for workers of earlier versions). A finished
+    task leaves nothing (no sender acts on it again). `finished`: what the caller knows of
+    it (a DELETED event's phase); None: finished if Redis says it is done."""
+    look = redis.pipeline(transaction=False)
+    look.exists(names.claim(uid))
+    look.exists(names.done(uid))
+    running, done = await look.execute()
     pipe = redis.pipeline(transaction=True)
-    ledger.queue_forget(pipe, uid)
+    ledger.queue_forget(pipe, uid, tombstone=not (done if finished is None else finished))
     if running:
         pipe.set(names.cancel_flag(uid), "1", ex=_CANCEL_FLAG_TTL_SECONDS)
     await pipe.execute()

@@ -92,8 +92,8 @@ def _copy_fields(new: dict[str, Any], event: events.TaskEvent) -> None:
 def _close_attempt(new: dict[str, Any], event: events.TaskEvent) -> None:
     history = [dict(h) for h in new.get("attemptHistory", [])]
     if not history or history[-1].get("attempt") != event.attempt:
-        if event.kind == Kind.CANCELLED:
-            return  # cancelled before this attempt ever started
+        if event.kind == Kind.CANCELLED or not event.attempt:
+            return  # cancelled before this attempt ever started, or failed before any was sent
         history.append({"attempt": event.attempt})  # its start was never reported (worker died)
     last = history[-1]
     last["finishedAt"] = iso(event.at)

@@ -25,6 +25,7 @@ from longtask_operator import (
     loopguard,
     maintenance,
     observe,
+    poolclaims,
     settings,
     statussync,
     tasksweep,
@@ -54,14 +55,19 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         kube=memo.kube,
         workload=workload.Workload(memo.redis, claim_timeout=cfg.claim_timeout_seconds),
         interval=cfg.autoscale_interval_seconds,
+        status_interval=cfg.pool_status_interval_seconds,
     )
     memo.observer = observe.Observer(
         redis=memo.redis, workload=memo.autoscaler.workload, interval=cfg.metrics_interval_seconds
     )
+    # Who may use which pool: every WorkerPool and Namespace, cluster-wide (poolclaims.py).
+    memo.pool_claims = poolclaims.PoolClaims(kube=memo.kube, namespaces=cfg.namespace_list())
     watch = taskwatch.TaskWatch(
         redis=memo.redis,
         celery=memo.celery,
         kube=memo.kube,
+        pools=memo.pool_claims.claims,
+        pools_ready=memo.pool_claims.watch.ready,
         namespaces=cfg.namespace_list(),
         on_seen=memo.observer.on_longtask,
     )
@@ -84,6 +90,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         tick=cfg.maintenance_tick_seconds,
         poison_crashes=cfg.poison_crashes,
         claim_timeout=cfg.claim_timeout_seconds,
+        listed=watch.listed,
     )
     # Each loop's task is named as its guard (loopguard.py), which the liveness probe reads.
     loops = [
@@ -93,6 +100,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         (sweep.run(), sweep.guard),
         (memo.autoscaler.run(), memo.autoscaler.guard),
         (memo.observer.run(memo.autoscaler.pool_names), memo.observer.guard),
+        *memo.pool_claims.loops(),
     ]
     memo.guards = [guard for _, guard in loops]
     memo.loops = [asyncio.create_task(loop, name=guard.loop) for loop, guard in loops]

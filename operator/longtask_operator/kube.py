@@ -1,5 +1,6 @@
 """The operator's own Kubernetes calls, on top of the shared layer (longtask_runtime.kube):
-Deployments and their scale, pods, and Events.
+Deployments and their scale, pods (listed and watched for the autoscaler's informers),
+WorkerPool status writes guarded by resourceVersion, and Events.
 
 It must not decide anything; it translates plain data into API calls and raises only
 kubeerrors (a 404 on a LongTask is NotFound, which callers treat as "nothing to do").
@@ -9,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import logging
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
-from kubernetes_asyncio import client
+from kubernetes_asyncio import client, watch
 
 from longtask_contracts import names
 from longtask_runtime import kube as runtimekube
@@ -25,16 +28,38 @@ log = logging.getLogger(__name__)
 class Kube(runtimekube.Kube):
     """The shared LongTask and WorkerPool calls, and the operator's own."""
 
-    def __init__(self, api: client.ApiClient, *, timeout: float) -> None:
+    def __init__(
+        self, api: client.ApiClient, *, timeout: float, watching: client.ApiClient | None = None
+    ) -> None:
         super().__init__(api, timeout=timeout)
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
+        # The informers' LISTs and WATCHes (see connect); `api` itself if none is given.
+        self.watching = watching
+        self._watch_core = client.CoreV1Api(watching or api)
+        self._watch_apps = client.AppsV1Api(watching or api)
 
     @classmethod
     async def connect(cls, *, request_timeout: float) -> Kube:
         """Logged in as every component is (runtimekube.login); each request may take
-        `request_timeout` seconds."""
-        return cls(await runtimekube.login(), timeout=request_timeout)
+        `request_timeout` seconds.
+
+        The autoscaler's informers (two watches per WorkerPool, each holding a connection
+        for as long as it runs) get a client of their own without a connection limit: on the
+        main client (100 connections) enough of them would leave no connection for status
+        writes."""
+        unlimited = client.Configuration()
+        unlimited.connection_pool_maxsize = 0  # aiohttp: no limit
+        return cls(
+            await runtimekube.login(),
+            timeout=request_timeout,
+            watching=await runtimekube.login(configuration=unlimited),
+        )
+
+    async def close(self) -> None:
+        await super().close()
+        if self.watching is not None:
+            await self.watching.close()
 
     async def post_event(
         self,
@@ -73,16 +98,62 @@ class Kube(runtimekube.Kube):
             )
 
     # -- worker pools ------------------------------------------------------------------
-    async def get_deployment(self, *, namespace: str, name: str) -> dict[str, Any] | None:
-        """The Deployment as a plain dict (camelCase, read raw), or None if there is none (yet)."""
-        with runtimekube.calling(f"deployment {namespace}/{name}"):
-            reply: Any = await self.apps.read_namespaced_deployment(
-                name, namespace, _request_timeout=self.timeout, _preload_content=False
+    def _lister(self, kind: str, namespace: str) -> Any:
+        """The list call of `kind` ("deployments" or "pods") in `namespace`, its positional
+        args bound."""
+        if kind == "deployments":
+            return functools.partial(self._watch_apps.list_namespaced_deployment, namespace)
+        if kind == "pods":
+            return functools.partial(self._watch_core.list_namespaced_pod, namespace)
+        raise ValueError(f"no lister for {kind!r}")
+
+    async def listing(
+        self, *, kind: str, namespace: str, field_selector: str = "", label_selector: str = ""
+    ) -> tuple[list[dict[str, Any]], str]:
+        """The `kind` objects ("deployments" or "pods") of `namespace` the selectors select,
+        as plain dicts (read raw), and the list's resourceVersion (a watch goes on from it).
+        One page: an informer selects one Deployment, or one Deployment's pods."""
+        with runtimekube.calling(f"{kind} in {namespace!r}"):
+            reply = await self._lister(kind, namespace)(
+                field_selector=field_selector or None,
+                label_selector=label_selector or None,
+                _request_timeout=self.timeout * 4,
+                _preload_content=False,
             )
-            if reply.status == 404:
-                reply.release()
-                return None
-            return await runtimekube.json_of(reply)
+            page = await runtimekube.json_of(reply)
+        return list(page.get("items") or []), str(page["metadata"]["resourceVersion"])
+
+    async def changes(
+        self,
+        *,
+        kind: str,
+        namespace: str,
+        resource_version: str,
+        field_selector: str = "",
+        label_selector: str = "",
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """Watch events (type, object as a plain dict) of the `kind` objects listing() selects,
+        after `resource_version`, bookmarks included (their object carries only the
+        resourceVersion), until the server ends the watch after runtimekube.WATCH_SECONDS.
+        Raises Expired if the version is too old (list again)."""
+        kwargs: dict[str, Any] = {}
+        if field_selector:
+            kwargs["field_selector"] = field_selector
+        if label_selector:
+            kwargs["label_selector"] = label_selector
+        # return_type "object": the events stay dicts (no model built per event).
+        stream = watch.Watch(return_type="object").stream(
+            self._lister(kind, namespace),
+            resource_version=resource_version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=runtimekube.WATCH_SECONDS,
+            _request_timeout=runtimekube.WATCH_SECONDS + 30,
+            **kwargs,
+        )
+        with runtimekube.calling(f"the watch of {kind} in {namespace!r}"):
+            async with stream:
+                async for event in stream:
+                    yield event["type"], event["raw_object"]
 
     async def scale(self, *, namespace: str, deployment: str, replicas: int) -> None:
         """Set the Deployment's replicas through its scale subresource (what HPA writes)."""
@@ -91,19 +162,67 @@ class Kube(runtimekube.Kube):
                 deployment, namespace, {"spec": {"replicas": replicas}}, _request_timeout=self.timeout
             )
 
-    async def pods(self, *, namespace: str, match_labels: dict[str, str]) -> list[dict[str, Any]]:
-        """The pods `match_labels` selects, as plain dicts (read raw)."""
-        selector = ",".join(f"{key}={value}" for key, value in sorted(match_labels.items()))
-        with runtimekube.calling(f"pods in {namespace!r}"):
-            reply = await self.core.list_namespaced_pod(
-                namespace, label_selector=selector, _request_timeout=self.timeout, _preload_content=False
-            )
-            items: list[dict[str, Any]] = (await runtimekube.json_of(reply)).get("items") or []
-        return items
-
-    async def annotate_pod(self, *, namespace: str, name: str, annotations: dict[str, str]) -> None:
-        """Merge `annotations` into a pod's; a pod that is already gone is no error."""
+    async def annotate_pod(
+        self, *, namespace: str, name: str, annotations: dict[str, str]
+    ) -> dict[str, Any] | None:
+        """Merge `annotations` into a pod's; the patched pod (read raw), or None if it is
+        already gone (no error)."""
         with contextlib.suppress(kubeerrors.NotFound), runtimekube.calling(f"pod {namespace}/{name}"):
-            await self.core.patch_namespaced_pod(
-                name, namespace, {"metadata": {"annotations": annotations}}, _request_timeout=self.timeout
+            reply = await self.core.patch_namespaced_pod(
+                name,
+                namespace,
+                {"metadata": {"annotations": annotations}},
+                _request_timeout=self.timeout,
+                _preload_content=False,
             )
+            return await runtimekube.json_of(reply)
+        return None
+
+    async def get_pool(self, *, namespace: str, name: str) -> dict[str, Any]:
+        """The WorkerPool; NotFound if there is none."""
+        with runtimekube.calling(f"workerpool {namespace}/{name}"):
+            obj: dict[str, Any] = await self.custom.get_namespaced_custom_object(
+                names.GROUP, names.VERSION, namespace, names.POOL_PLURAL, name, _request_timeout=self.timeout
+            )
+        return obj
+
+    async def patch_pool_status_at(
+        self, *, namespace: str, name: str, resource_version: str, status: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Merge-patch the WorkerPool's status, only if the object is still at
+        `resource_version` unless that is "" (Conflict if anyone wrote it since: a merge
+        patch replaces a list whole, so `status.conditions` must be written from the object
+        as it is, or a condition another writer added meanwhile would be lost). The patched
+        object; NotFound if it is gone."""
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
+        with runtimekube.calling(f"workerpool {namespace}/{name}"):
+            reply = await self._merge_patch(
+                self.custom.patch_namespaced_custom_object_status,
+                names.POOL_PLURAL,
+                namespace,
+                name,
+                body,
+                _preload_content=False,
+            )
+            return await runtimekube.json_of(reply)
+
+    # -- pool access -------------------------------------------------------------------
+    async def get_workerpool(self, *, namespace: str, name: str) -> dict[str, Any] | None:
+        """The WorkerPool as a plain dict, or None if there is none."""
+        try:
+            return await self.get_pool(namespace=namespace, name=name)
+        except kubeerrors.NotFound:
+            return None
+
+    async def get_namespace(self, *, name: str) -> dict[str, Any] | None:
+        """The Namespace as a plain dict, or None if there is none."""
+        with runtimekube.calling(f"namespace {name}"):
+            reply: Any = await self.core.read_namespace(
+                name, _request_timeout=self.timeout, _preload_content=False
+            )
+            if reply.status == 404:
+                reply.release()
+                return None
+            return await runtimekube.json_of(reply)

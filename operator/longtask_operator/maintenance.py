@@ -28,6 +28,7 @@ from longtask_runtime import kubeerrors
 
 log = logging.getLogger(__name__)
 _DLQ_SWEEP_SECONDS = 300.0
+_EXPIRY_RETRY_MAX_SECONDS = 300.0  # longest wait between two tries of a failed TTL deletion
 
 
 class Maintenance:
@@ -40,6 +41,7 @@ class Maintenance:
         tick: float,
         poison_crashes: int,
         claim_timeout: float = 15.0,
+        listed: Callable[[], bool] = lambda: True,
     ) -> None:
         self.redis = redis
         self.celery = celery
@@ -47,10 +49,12 @@ class Maintenance:
         self.tick = tick
         self.poison_crashes = poison_crashes
         self.claim_timeout = claim_timeout
+        self.listed = listed  # the LongTask watch's LIST is done (taskwatch.TaskWatch.listed)
         self._fetched_scanned_until = 0.0  # kombu fetch times up to this one were looked at
         self._next_dlq_sweep = 0.0
         self._sweep: asyncio.Task[None] | None = None
         self._dlq_cursor = 0
+        self._expiry_failures: dict[str, int] = {}  # TTL deletions failed in a row, by uid
         self.guard = loopguard.Guard("maintenance", first_delay=tick)
 
     async def run(self) -> None:
@@ -282,6 +286,8 @@ class Maintenance:
                 current, current.event(events.Kind.CANCELLED, message="cancelled while waiting to retry")
             )
             return
+        if not self.listed():
+            return  # at the next tick: a task deleted while no watch followed it is forgotten first
         await dispatch.send(redis=self.redis, celery=self.celery, dispatch=current)
 
     async def _deadline_passed(self, uid: str) -> None:
@@ -298,13 +304,37 @@ class Maintenance:
         await self._end(current, event, cancel=True)
 
     async def _expired(self, uid: str) -> None:
-        """Delete a finished task whose TTL ran out: its Redis state first, then the object,
-        so nothing of it is left once the object is gone."""
-        current = await self._current(uid)
+        """Delete a finished task whose TTL ran out, then forget its Redis state: only once
+        the DELETE succeeded or found it gone, so a failed DELETE keeps the EXPIRY entry and
+        is tried again with backoff (_expire_later) until the object is gone. Who to delete
+        is recorded with the expiry (names.expiring): a task cancelled before it was ever
+        sent has no `current`, and is deleted too."""
+        target = await self._expiring(uid)
+        if target is not None:
+            namespace, name = target
+            try:
+                with contextlib.suppress(kubeerrors.NotFound):  # also: replaced by a namesake
+                    await self.kube.delete(namespace=namespace, name=name, uid=uid)
+            except Exception:
+                await self._expire_later(uid)
+                raise  # logged and counted as a failed step (_isolated)
+        self._expiry_failures.pop(uid, None)
         await dispatch.forget(redis=self.redis, uid=uid)
-        if current is not None:
-            with contextlib.suppress(kubeerrors.NotFound):
-                await self.kube.delete(namespace=current.namespace, name=current.name, uid=uid)
+
+    async def _expiring(self, uid: str) -> tuple[str, str] | None:
+        """(namespace, name) of the task to delete at its TTL."""
+        raw = await self.redis.get(names.expiring(uid))
+        if raw:
+            namespace, _, name = wire.text(raw).partition("/")
+            return namespace, name
+        current = await self._current(uid)  # expiries recorded before names.expiring existed
+        return (current.namespace, current.name) if current is not None else None
+
+    async def _expire_later(self, uid: str) -> None:
+        """Try a failed TTL deletion again later: tick, 2 ticks, 4 ... up to 5 minutes apart."""
+        failures = self._expiry_failures[uid] = self._expiry_failures.get(uid, 0) + 1
+        delay = min(_EXPIRY_RETRY_MAX_SECONDS, self.tick * 2**failures)
+        await self.redis.zadd(names.EXPIRY, {uid: time.time() + delay}, xx=True)
 
 
 def _about(current: ledger.Dispatch) -> ledger.Dispatch:

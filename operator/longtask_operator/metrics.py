@@ -33,7 +33,8 @@ STATUS_WRITE_FAILURES = Counter(
     "LongTask status writes that failed (the task is parked).",
 )
 STATUS_PARKED = Gauge(
-    "longtask_operator_status_parked", "LongTasks whose status writes keep failing, retried with backoff."
+    "longtask_operator_status_parked",
+    "LongTasks whose status writes or reads keep failing, retried with backoff.",
 )
 STATUS_SYNC_LAG = Gauge(
     "longtask_operator_status_sync_lag_seconds",
@@ -50,7 +51,7 @@ RESENT_UNCLAIMED = Counter(
 SWEPT = Counter(
     "longtask_operator_swept_total",
     "What the task sweep repaired: first attempts never sent (unsent), tasks whose LongTask "
-    "was deleted while the operator was away (orphan).",
+    "was deleted while the operator was away (orphan; found by a sweep or at a LIST).",
     ["kind"],
 )
 MAINTENANCE_FAILURES = Counter(
@@ -87,6 +88,10 @@ POOL_OLDEST_QUEUED = Gauge(
 )
 POOL_DESIRED = Gauge("longtask_pool_desired_replicas", "Worker replicas the autoscaler wants.", ["pool"])
 POOL_REPLICAS = Gauge("longtask_pool_replicas", "Worker replicas the pool's Deployment has.", ["pool"])
+AUTOSCALER_PASSES = Counter(
+    "longtask_autoscaler_passes_total",
+    "Passes of the autoscaler over every WorkerPool (decisions from its caches).",
+)
 POOL_DECISIONS = Counter(
     "longtask_pool_scale_decisions_total",
     "Changes of a pool's replicas, by direction.",

@@ -1,5 +1,6 @@
 """Pure helpers of the autoscaler: what a pool's Deployment and pods say (tasks per worker
-pod, pod-deletion costs) and the WorkerPool's status conditions.
+pod, pod-deletion costs), the WorkerPool's status conditions, and which status changes
+are worth a write now.
 
 It reads only the objects it is given: it must not talk to Kubernetes or Redis, nor decide
 a pool's size (scaling.py does).
@@ -12,6 +13,14 @@ import shlex
 from typing import Any
 
 from longtask_contracts import names
+
+# The condition types the autoscaler writes. Any other type on a WorkerPool (e.g. Conflict,
+# written by another part of the operator) is someone else's: kept as last seen, never
+# dropped nor changed.
+OWNED_CONDITIONS = ("Ready", "ScalingLimited")
+# Status fields that change with a decision or the spec: written at once. The rest (the
+# counts, the Deployment's replicas, condition messages) at most every status interval.
+_PROMPT_FIELDS = ("pool", "observedGeneration", "desiredReplicas", "lastScaleTime", "lastScaleReason")
 
 _DEFAULT_CONCURRENCY = 2  # the worker's own default (longtask_worker.settings)
 _BUSY_COST = 1000
@@ -72,6 +81,33 @@ def keep_transition_times(old: list[dict[str, Any]], new: list[dict[str, Any]]) 
             {**cond, "lastTransitionTime": prior.get("lastTransitionTime", now) if same and prior else now}
         )
     return result
+
+
+def owned(conditions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The conditions of the types the autoscaler writes (OWNED_CONDITIONS)."""
+    return [c for c in conditions if c.get("type") in OWNED_CONDITIONS]
+
+
+def merged_conditions(ours: list[dict[str, Any]], seen: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The whole conditions list to write: ours (every owned type we still report), then
+    every other type exactly as last seen on the object."""
+    return [*ours, *(c for c in seen if c.get("type") not in OWNED_CONDITIONS)]
+
+
+def status_changes(written: dict[str, Any], wanted: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """The fields of `wanted` that differ from `written` (what the apiserver has; both with
+    owned conditions only), and whether they are worth a write now: a decision or spec
+    field, or an owned condition whose type, status or reason changed. Counts and messages
+    alone can wait for the status interval."""
+    changed = {k: v for k, v in wanted.items() if written.get(k) != v}
+    prompt = any(k in changed for k in _PROMPT_FIELDS)
+    if "conditions" in changed:
+        prompt = prompt or _gist(written.get("conditions") or []) != _gist(wanted["conditions"])
+    return changed, prompt
+
+
+def _gist(conditions: list[dict[str, Any]]) -> list[tuple[Any, Any, Any]]:
+    return [(c.get("type"), c.get("status"), c.get("reason")) for c in conditions]
 
 
 def now_rfc3339() -> str:

@@ -66,6 +66,12 @@ class OperatorSettings(settings.Base):
     """Seconds between the autoscaler's decisions for every WorkerPool when no `queued` event
     prompts one (cooldowns, finished work)."""
 
+    pool_status_interval_seconds: float = Field(default=15.0, ge=0)
+    """Seconds between WorkerPool status writes that only update counts (queued, running, busyPods,
+    replicas, condition messages): at most one per interval per pool, none while nothing changes. A
+    decision (replicas changed), a spec change or a condition's status or reason is written at
+    once."""
+
     claim_timeout_seconds: float = 15.0
     """Seconds a message a worker fetched may stay unclaimed before it is sent again: its worker
     died between the two (the claim makes a second copy harmless if it did not)."""

@@ -1,12 +1,14 @@
 """The status stream's Redis side for the status sync: its consumer group, the pages it
-reads, acknowledgements with each task's `synced` mark, and trimming.
+reads, acknowledgements with each task's `synced` mark and the held records of parked
+tasks (names.STATUS_HELD, written in the MULTI of the XACK that they cover), and trimming.
 
 Events arrive through a Redis consumer group, so an operator that restarts re-reads what
 it had not yet acknowledged: first its backlog (its own pending entries and those a
 previous operator left, adopted), page by page, once; then new entries. The stream is
 trimmed here, and only here: below the oldest entry the group has not acknowledged (XTRIM
 MINID), so an operator that is down or behind loses nothing, and never within the last
-minute, which the gateway's namespace streams may still be reading.
+minute, which the gateway's namespace streams may still be reading. Entries pending under
+another consumer name, found when trimming, are taken over and read as backlog again.
 
 It must not fold events, write statuses or talk to Kubernetes (statussync.py decides what
 is acknowledged when).
@@ -81,8 +83,10 @@ class StatusStream:
         acknowledged is read again)."""
         self._backlog = "0"
 
-    async def read(self) -> list[tuple[bytes, dict[Any, Any]]]:
-        """The next page: of the backlog until it is read, then of new entries."""
+    async def read(self) -> tuple[list[tuple[bytes, dict[Any, Any]]], bool]:
+        """The next page, and whether it is of the backlog (entries delivered before, some
+        maybe folded already) rather than of new entries."""
+        backlog = self._backlog is not None
         if self._backlog == "0":
             await self.ensure_group()
             await self.adopt_orphans()
@@ -96,7 +100,7 @@ class StatusStream:
         entries: list[tuple[bytes, dict[Any, Any]]] = reply[0][1] if reply else []
         if self._backlog is not None:  # next page after the last entry, until none is left
             self._backlog = entries[-1][0] if entries else None
-        return entries
+        return entries, backlog
 
     async def decode(self, entries: list[tuple[bytes, dict[Any, Any]]]) -> Page:
         """The events of `entries`; a malformed entry is acknowledged and dropped."""
@@ -123,13 +127,34 @@ class StatusStream:
         found = await pipe.execute()
         return {uid for uid, synced in zip(uids, found, strict=True) if not synced}
 
-    async def ack(self, entry_ids: list[bytes], *, first_synced: list[str]) -> None:
-        """Acknowledge `entry_ids`, and mark the tasks `first_synced` as synced, in one MULTI."""
+    async def ack(
+        self,
+        entry_ids: list[bytes],
+        *,
+        first_synced: list[str],
+        hold: dict[str, str] | None = None,
+        release: list[str] | None = None,
+    ) -> None:
+        """In one MULTI: acknowledge `entry_ids`, mark the tasks `first_synced` as synced,
+        store the held records `hold` (uid -> statusheld.record) that cover some of those
+        entries, and drop the records of the tasks in `release` (written since)."""
         pipe = self.redis.pipeline(transaction=True)
-        pipe.xack(names.STATUS_STREAM, names.STATUS_GROUP, *entry_ids)
+        if entry_ids:
+            pipe.xack(names.STATUS_STREAM, names.STATUS_GROUP, *entry_ids)
         for uid in first_synced:
             pipe.set(names.synced(uid), "1", ex=ledger.KEY_TTL_SECONDS)
+        if hold:
+            pipe.hset(names.STATUS_HELD, mapping=hold)  # type: ignore[arg-type]
+        if release:
+            pipe.hdel(names.STATUS_HELD, *release)
         await pipe.execute()
+
+    async def held(self) -> dict[str, bytes]:
+        """Every held record (uid -> statusheld.record), read in bounded pages."""
+        records: dict[str, bytes] = {}
+        async for uid, raw in self.redis.hscan_iter(names.STATUS_HELD, count=500):
+            records[wire.text(uid)] = raw
+        return records
 
     async def trim(self) -> None:
         """Drop entries every consumer of the group has acknowledged, at most every few seconds."""
@@ -138,6 +163,10 @@ class StatusStream:
             return
         self._trimmed_at = now
         summary: Any = await self.redis.xpending(names.STATUS_STREAM, names.STATUS_GROUP)
+        if any(wire.text(c.get("name")) != self.consumer for c in summary.get("consumers") or []):
+            # Another consumer holds entries (an operator pod read them on its way out, after
+            # this one started): take them over with the next page, or trimming stops at them.
+            self.start_over()
         groups: Any = await self.redis.xinfo_groups(names.STATUS_STREAM)
         ours = next((g for g in groups if wire.text(g.get("name")) == names.STATUS_GROUP), None)
         if ours is None:

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from longtask_contracts import logs
+from longtask_contracts import events, logs
 from longtask_operator import kube, loopguard, metrics, statusevents
 from longtask_runtime import kubeerrors
 
@@ -36,6 +36,9 @@ class TaskState:
     namespace: str
     name: str
     status: dict[str, Any] | None = None  # last known status; None once it is gone
+    loaded: bool = True  # its status is known (read, or none needed); False while its GET is due
+    waiting: list[events.TaskEvent] = field(default_factory=list)  # read before it was loaded
+    load_failures: int = 0  # GETs failed in a row; > 0 means its load is parked
     last_written: dict[str, Any] = field(default_factory=dict)  # what the apiserver has
     dirty: bool = False
     last_write: float = 0.0
@@ -46,6 +49,7 @@ class TaskState:
     synced: bool = False  # its names.synced mark is written
     has_written: bool = False  # this operator has written its status (first writes wait; see due)
     writing: bool = False  # a status write of it is on its way
+    held: bool = False  # its folded state is in names.STATUS_HELD (statusheld.py)
 
 
 def finished(status: dict[str, Any] | None) -> bool:
@@ -73,7 +77,7 @@ class StatusWriter:
         """Whether `task`'s status is to be written now: it changed, is not parked, and its
         last write (or, before its first, the moment the sync met it) is `interval` old, or
         it finished before its first write (nothing is left to coalesce)."""
-        if not task.dirty or task.writing or task.status is None or now < task.retry_at:
+        if not task.dirty or task.writing or not task.loaded or task.status is None or now < task.retry_at:
             return False
         return now - task.last_write >= self.interval or (not task.has_written and finished(task.status))
 

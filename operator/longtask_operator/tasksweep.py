@@ -4,7 +4,9 @@
   sender died half-way, or Redis was down): read again and dispatched;
 - tasks Redis still runs or queues whose LongTask is gone (deleted while the operator was
   down): forgotten, so a queued attempt is refused by the worker's claim and a running
-  one is cancelled.
+  one is cancelled. The watch forgets most of them at once, at the end of each LIST
+  (taskwatch.py); this finds the rest: a task first sent after a LIST began, or sent
+  again by a sender stalled past its tombstone.
 
 It reads the watch's inventory of unfinished tasks (taskwatch.py) and never changes what
 the watch follows; it must not write statuses (statussync.py does) nor decide retries
@@ -111,7 +113,9 @@ class TaskSweep:
                 continue  # its DELETED event follows
             if obj["metadata"]["uid"] == uid:
                 log.warning("%s/%s: its first attempt was never sent; sending it", task.namespace, task.name)
-                await dispatch.reconcile(redis=self.redis, celery=self.celery, body=obj)
+                await taskwatch.reconcile(
+                    redis=self.redis, celery=self.celery, kube=self.kube, body=obj, pools=self.watch.pools
+                )
                 metrics.SWEPT.labels(kind="unsent").inc()
 
     async def _forget_orphans(self, reads: _GetBudget) -> None:
@@ -153,6 +157,6 @@ class TaskSweep:
                     "%s/%s: its LongTask is gone (deleted while the operator was away); cancelling it",
                     current.namespace, current.name,
                 )  # fmt: skip
-                await dispatch.forget(redis=self.redis, uid=uid)
+                await dispatch.forget(redis=self.redis, uid=uid, finished=False)
                 metrics.SWEPT.labels(kind="orphan").inc()
                 self._suspects.discard(uid)

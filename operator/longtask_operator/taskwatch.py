@@ -13,9 +13,12 @@ finished LongTasks turn into a minute of catching up.)
 Events of one LongTask are handled in order; events of different LongTasks concurrently, up
 to CONCURRENCY at a time (a burst of creates is dispatched in parallel).
 
-It keeps the inventory of unfinished LongTasks that the sweep (tasksweep.py) checks for
-what no watch event shows; which namespaces are ours is scope.py's. It must not write
-statuses (statussync.py does) nor decide retries (maintenance.py).
+After each LIST (at start and after every relist) it forgets at once the tasks Redis held
+unfinished before the LIST began whose LongTask the LIST did not show (deleted while no
+watch followed them; _forget_deleted). It keeps the inventory of unfinished LongTasks that
+the sweep (tasksweep.py) checks for what no watch event shows; which namespaces are ours
+is scope.py's. It must not write statuses (statussync.py does) nor decide retries
+(maintenance.py).
 """
 
 from __future__ import annotations
@@ -30,9 +33,9 @@ from typing import Any
 import redis.asyncio as aioredis
 from celery import Celery
 
-from longtask_contracts import ledger, logs, names, phases, wire
-from longtask_operator import dispatch, kube, loopguard, scope
-from longtask_runtime import kubeerrors
+from longtask_contracts import ledger, logs, names, phases, poolaccess, wire
+from longtask_operator import dispatch, kube, loopguard, metrics, scope
+from longtask_runtime import kubeerrors, sending
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +67,16 @@ class TaskWatch:
         redis: aioredis.Redis,
         celery: Celery,
         kube: kube.Kube,
+        pools: poolaccess.Claims,
+        pools_ready: asyncio.Event | None = None,
         namespaces: list[str] | None = None,
         on_seen: Callable[[str | None, str, dict[str, Any]], None] = lambda event_type, uid, status: None,
     ) -> None:
         self.redis = redis
         self.celery = celery
         self.kube = kube
+        self.pools = pools  # who may use which pool (kept current by poolwatch)
+        self.pools_ready = pools_ready  # set once `pools` was listed: follow() waits for it
         self.namespaces = namespaces or []
         self.on_seen = on_seen  # told of every event (metrics: LongTasks by phase)
         self.unfinished: dict[str, Unfinished] = {}  # by uid; what the sweep checks
@@ -79,6 +86,13 @@ class TaskWatch:
         self.guards = {
             ns: loopguard.Guard(f"longtask-watch-{ns or 'all'}") for ns in scope.scopes(self.namespaces)
         }
+        self._unlisted: set[str | None] = set(self.guards)  # scopes whose LIST is not done
+
+    def listed(self) -> bool:
+        """Every scope's LIST is done, and what they did not show is forgotten: until then a
+        task deleted while no watch followed it may still look alive in Redis, so the
+        maintenance loop sends no retry (maintenance.py)."""
+        return not self._unlisted
 
     # -- the watch ---------------------------------------------------------------------
     async def follow(self, namespace: str | None) -> None:
@@ -95,11 +109,17 @@ class TaskWatch:
         newer one.
         """
         guard = self.guards.setdefault(namespace, loopguard.Guard(f"longtask-watch-{namespace or 'all'}"))
+        if self.pools_ready is not None:
+            # Who may use which pool is known before any task is looked at: otherwise every
+            # task listed at a restart would wait for the sweep (poolaccess UNKNOWN).
+            await self.pools_ready.wait()
         while True:
             watching: asyncio.Task[None] | None = None
             try:
                 watched = _Listing()  # what the watch showed while the LIST went on
                 listed: set[str] = set()
+                self._unlisted.add(namespace)
+                before = await self._queued_or_running()
                 async for page, version in self._listing(namespace):
                     if watching is None:
                         watching = asyncio.create_task(self._watch(namespace, version, watched, guard))
@@ -109,12 +129,15 @@ class TaskWatch:
                             await self._handle_in_order(None, obj, guard=guard)
                         listed.add(uid)
                 self._forget_unlisted(namespace, listed | watched.uids)
+                await self._forget_deleted(namespace, before=before, seen=listed | watched.uids)
+                self._unlisted.discard(namespace)
                 watched.done, watched.uids = True, set()
                 if watching is not None:
                     await watching  # forever, unless it fails or expires
             except kubeerrors.Expired:
                 log.info("the LongTask watch expired; listing again")
             except Exception as exc:  # list again
+                self._unlisted.add(namespace)  # not followed until its next LIST is done
                 await asyncio.sleep(guard.failed(exc))
             finally:
                 if watching is not None and not watching.done():
@@ -157,6 +180,39 @@ class TaskWatch:
         for uid, task in list(self.unfinished.items()):
             if uid not in listed and namespace in (None, task.namespace):
                 del self.unfinished[uid]
+
+    async def _queued_or_running(self) -> set[str]:
+        """The uids of the unfinished tasks Redis holds (each was sent, or its retry
+        scheduled, before this call): read before a LIST, for _forget_deleted."""
+        return {wire.text(uid) for uid in await self.redis.zrange(names.DEADLINES, 0, -1)}
+
+    async def _forget_deleted(self, namespace: str | None, *, before: set[str], seen: set[str]) -> None:
+        """Forget at once, after a LIST (at start, and after every relist), the tasks of
+        `namespace` that Redis held unfinished `before` it began and that neither it nor
+        the watch meanwhile showed: their LongTasks were deleted while no watch followed
+        them (the operator was down, or its watch broken). Such a task's current attempt was
+        written before the LIST began, and a LongTask is created before its first attempt is
+        sent, so the LIST (one consistent snapshot) would have shown it had it still
+        existed; a task sent after the LIST began is left to the sweep (tasksweep.py).
+        Forgetting cancels a running attempt and refuses every later send and claim."""
+        gone = sorted(before - seen)
+        if not gone:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for uid in gone:
+            pipe.get(names.current(uid))
+        for uid, raw in zip(gone, await pipe.execute(), strict=True):
+            if raw is None:
+                continue  # finished or forgotten meanwhile
+            current = ledger.Dispatch.model_validate_json(raw)
+            if namespace not in (None, current.namespace) or not scope.in_scope(
+                self.namespaces, current.namespace
+            ):
+                continue  # another watch's, or another operator's
+            with logs.task(**current.about()):
+                log.warning("its LongTask was deleted while no watch followed it; cancelling it")
+                await dispatch.forget(redis=self.redis, uid=uid)  # a tombstone unless it is done
+            metrics.SWEPT.labels(kind="orphan").inc()
 
     async def _handle_in_order(
         self, event_type: str | None, obj: dict[str, Any], *, guard: loopguard.Guard
@@ -207,7 +263,7 @@ class TaskWatch:
             self.unfinished.pop(uid, None)
             if not finished:
                 await dispatch.cancel(redis=self.redis, body=body, reason="the LongTask was deleted")
-            await dispatch.forget(redis=self.redis, uid=uid)
+            await dispatch.forget(redis=self.redis, uid=uid, finished=finished)
             return
         if (meta.get("annotations") or {}).get(names.REPLAY_ANNOTATION):
             await self._replay_once(body)
@@ -217,7 +273,7 @@ class TaskWatch:
         task = self.unfinished.setdefault(uid, Unfinished(meta["namespace"], meta["name"], time.monotonic()))
         if task.sent and not (body.get("spec") or {}).get("cancel"):
             return  # a status update of a task on its way: nothing to do
-        if await dispatch.reconcile(redis=self.redis, celery=self.celery, body=body):
+        if await reconcile(redis=self.redis, celery=self.celery, kube=self.kube, body=body, pools=self.pools):
             task.sent = True
 
     async def _replay_once(self, body: dict[str, Any]) -> None:
@@ -230,11 +286,59 @@ class TaskWatch:
         seen = await self.redis.get(marker)
         if seen is not None and wire.text(seen) == value:
             return
-        message = await dispatch.replay(redis=self.redis, celery=self.celery, body=body)
+        # A replay sends anew: checked as a first send is (docs/security.md).
+        verdict = sending.admitted(body, pools=self.pools)
+        if verdict.outcome is poolaccess.Outcome.UNKNOWN:
+            log.info("replay postponed: %s", verdict.message)
+            return  # not marked: the next event or listing of this LongTask tries again
+        refused = verdict.outcome is poolaccess.Outcome.REFUSED
+        if refused:
+            message = f"not replayed: {verdict.message}"
+        else:
+            message = await dispatch.replay(redis=self.redis, celery=self.celery, body=body)
         await self.kube.post_event(
-            namespace=meta["namespace"], name=meta["name"], uid=meta["uid"], reason="Replay", message=message
+            namespace=meta["namespace"],
+            name=meta["name"],
+            uid=meta["uid"],
+            reason="PoolNotAllowed" if refused else "Replay",
+            message=message,
+            warning=refused,
         )
         await self.redis.set(marker, value, ex=ledger.KEY_TTL_SECONDS)
+
+
+async def reconcile(
+    *, redis: aioredis.Redis, celery: Celery, kube: kube.Kube, body: dict[str, Any], pools: poolaccess.Claims
+) -> bool:
+    """dispatch.reconcile, and the Warning Event of a task it failed for its pool
+    (PoolNotAllowed); whether the task needs no more sending.
+
+    A refusal is final, so one the watches show is read again first (the holder WorkerPool
+    and the Namespace, two GETs, for refused tasks only): a selector that admits the
+    namespace now, or a WorkerPool gone, leaves the task for the sweep to look at again."""
+    verdict = sending.admitted(body, pools=pools)
+    if verdict.outcome is poolaccess.Outcome.REFUSED and verdict.holder is not None:
+        namespace = body["metadata"]["namespace"]
+        verdict = poolaccess.confirmed(
+            verdict,
+            namespace=namespace,
+            pool=verdict.holder.pool,
+            live_pool=await kube.get_workerpool(namespace=verdict.holder.namespace, name=verdict.holder.name),
+            live_namespace=await kube.get_namespace(name=namespace),
+        )
+    try:
+        return await dispatch.reconcile(redis=redis, celery=celery, body=body, pools=pools, verdict=verdict)
+    except dispatch.Refused as refused:
+        meta = body["metadata"]
+        await kube.post_event(
+            namespace=meta["namespace"],
+            name=meta["name"],
+            uid=meta["uid"],
+            reason="PoolNotAllowed",
+            message=refused.verdict.message,
+            warning=True,
+        )
+        return True
 
 
 def _settled(obj: dict[str, Any]) -> bool:

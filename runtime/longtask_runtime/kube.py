@@ -359,3 +359,59 @@ class Kube:
                 name,
                 {"status": status},
             )
+
+    async def patch_pool_conditions(
+        self, *, namespace: str, name: str, resource_version: str, conditions: list[dict[str, Any]]
+    ) -> None:
+        """Set the WorkerPool's status.conditions, only if it is still at `resource_version`
+        (Conflict otherwise): a merge patch replaces the whole list, so the caller merges
+        the conditions it read at that version and a concurrent writer is never undone."""
+        body = {"metadata": {"resourceVersion": resource_version}, "status": {"conditions": conditions}}
+        with calling(f"workerpool {namespace}/{name}"):
+            await self._merge_patch(
+                self.custom.patch_namespaced_custom_object_status, names.POOL_PLURAL, namespace, name, body
+            )
+
+    # -- every WorkerPool and Namespace (pool access: longtask_runtime.poolwatch) ----------
+    async def cluster_list(self, kind: str) -> tuple[list[dict[str, Any]], str]:
+        """Every object of `kind` ("workerpools" or "namespaces") in the cluster, and the
+        list's resourceVersion; a page at a time, as one snapshot."""
+        items: list[dict[str, Any]] = []
+        more: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"limit": PAGE, "_request_timeout": self.timeout * 4}
+            if more:
+                kwargs["_continue"] = more
+            with calling(kind):
+                reply = await self._cluster_lister(kind)(_preload_content=False, **kwargs)
+                page = await json_of(reply)
+            items += page.get("items") or []
+            more = page["metadata"].get("continue")
+            if not more:
+                return items, str(page["metadata"]["resourceVersion"])
+
+    async def cluster_events(
+        self, kind: str, *, resource_version: str
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """Watch events (type, object) of `kind` after `resource_version`, bookmarks included,
+        until the server ends the watch after WATCH_SECONDS. Expired if the version is too old."""
+        stream = watch.Watch().stream(
+            self._cluster_lister(kind),
+            resource_version=resource_version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=WATCH_SECONDS,
+            _request_timeout=WATCH_SECONDS + 30,
+        )
+        with calling(f"the watch of {kind}"):
+            async with stream:
+                async for event in stream:
+                    yield event["type"], event["raw_object"]
+
+    def _cluster_lister(self, kind: str) -> Any:
+        if kind == "namespaces":
+            return client.CoreV1Api(self.api).list_namespace
+        if kind == names.POOL_PLURAL:
+            return functools.partial(
+                self.custom.list_cluster_custom_object, names.GROUP, names.VERSION, names.POOL_PLURAL
+            )
+        raise ValueError(f"no cluster-wide listing of {kind!r}")

@@ -13,7 +13,19 @@ could lose a task.
 The first attempt's guard (names.dispatch_guard) is taken with SET NX before anything is
 sent, so of two senders racing (the gateway and the operator) one sends and the other
 steps aside. It holds "sending" for SENDING_SECONDS, then "sent": a sender that died in
-between leaves a guard that runs out, and the operator's sweep sends the task then.
+between leaves a guard that runs out, and the operator's sweep sends the task then. The
+operator sets it to "refused" for a task whose pool does not admit its namespace.
+
+Neither sender sends a first attempt unless the pool admits the task's namespace
+(poolaccess: the verdict of the caller's Claims is ALLOWED); what is refused or not yet
+decidable is left to the operator (longtask_operator.dispatch), which fails it.
+
+A send of a deleted task sends nothing: the Queued event and the current attempt are
+written only if the task has no tombstone (names.tombstone, left when the operator forgets
+a task), checked in the same transaction (WATCH), and only then is the message sent. A
+forget that comes after that write deletes the current attempt, and the worker's claim
+refuses a task without one (or with a tombstone), so a message already on its way never
+starts either.
 """
 
 from __future__ import annotations
@@ -26,8 +38,9 @@ from typing import Any
 import redis.asyncio as aioredis
 from celery import Celery
 from opentelemetry import trace
+from redis.exceptions import WatchError
 
-from longtask_contracts import events, ledger, logs, models, names, tracing
+from longtask_contracts import events, ledger, logs, models, names, poolaccess, tracing
 from longtask_runtime import celeryconfig
 
 log = logging.getLogger(__name__)
@@ -36,7 +49,7 @@ log = logging.getLogger(__name__)
 HARD_LIMIT_GRACE_SECONDS = 30
 # How long a first send may take before another sender may take over (see the module doc).
 SENDING_SECONDS = 30
-SENDING, SENT = "sending", "sent"
+SENDING, SENT, REFUSED = "sending", "sent", "refused"
 
 
 def celery_sender(redis_url: str) -> Celery:
@@ -62,16 +75,26 @@ def first_attempt(body: dict[str, Any], *, now: float) -> ledger.Dispatch:
 
 
 async def send_first(
-    *, redis: aioredis.Redis, celery: Celery, body: dict[str, Any]
+    *, redis: aioredis.Redis, celery: Celery, body: dict[str, Any], pools: poolaccess.Claims
 ) -> ledger.Dispatch | None:
-    """Send attempt 1 of `body` unless someone sent it or is sending it; what this call sent."""
+    """Send attempt 1 of `body` unless someone sent it or is sending it, or its pool does
+    not admit its namespace by `pools` (refused, or not known yet); what this call sent."""
+    if not admitted(body, pools=pools).allowed:
+        return None
     uid = body["metadata"]["uid"]
     guard = names.dispatch_guard(uid)
     if not await redis.set(guard, SENDING, nx=True, ex=SENDING_SECONDS):
         return None
     dispatch = first_attempt(body, now=time.time())
-    await send(redis=redis, celery=celery, dispatch=dispatch, extra={guard: SENT})
+    if not await send(redis=redis, celery=celery, dispatch=dispatch, extra={guard: SENT}):
+        return None
     return dispatch
+
+
+def admitted(body: dict[str, Any], *, pools: poolaccess.Claims) -> poolaccess.Verdict:
+    """Whether the LongTask `body` may run on its pool (poolaccess)."""
+    spec = models.LongTaskSpec.model_validate(body.get("spec") or {})
+    return pools.verdict(namespace=body["metadata"]["namespace"], pool=spec.pool)
 
 
 async def send(
@@ -81,13 +104,14 @@ async def send(
     dispatch: ledger.Dispatch,
     extra: dict[str, str] | None = None,
     replay: bool = False,
-) -> None:
+) -> bool:
     """Publish Queued, send the attempt, then mark it sent (`extra` keys, off the schedule),
     in a span `longtask.dispatch`, child of the task's trace (dispatch.trace); a task without
     one (made by kubectl) starts its trace here, and later attempts carry it on.
 
     A crash before the last step sends the attempt again later; never zero times. A replay
-    leaves the dead-letter queue in the same MULTI that queues it.
+    leaves the dead-letter queue in the same MULTI that queues it. Returns False, having
+    sent nothing, if the task was forgotten (its LongTask is gone).
     """
     d = dispatch
     attributes = tracing.task_attributes(
@@ -101,25 +125,40 @@ async def send(
     ):
         if not dispatch.trace:
             dispatch = dispatch.model_copy(update={"trace": tracing.inject()})
-        await _publish_queued(redis, dispatch, replay=replay)
+        if not await _publish_queued(redis, dispatch, replay=replay):
+            log.info("attempt %s not sent: the LongTask was deleted", dispatch.attempt)
+            return False
         await asyncio.to_thread(_send_message, celery, dispatch)
         await _mark_sent(redis, dispatch, extra=extra or {})
         log.info("attempt %s sent to %s", dispatch.attempt, names.queue(dispatch.spec.pool))
+        return True
 
 
-async def _publish_queued(redis: aioredis.Redis, dispatch: ledger.Dispatch, *, replay: bool) -> None:
-    """The Queued event and the attempt's ledger, in one MULTI (a replay also leaves the DLQ)."""
+async def _publish_queued(redis: aioredis.Redis, dispatch: ledger.Dispatch, *, replay: bool) -> bool:
+    """The Queued event and the attempt's ledger, in one MULTI (a replay also leaves the DLQ),
+    unless the task has a tombstone: checked in the same transaction (WATCH), so a forget
+    either comes first and this writes nothing (False), or comes after and removes it all."""
     queued = dispatch.event(
         events.Kind.QUEUED,
         progress=0 if dispatch.attempt == 1 else None,
         message=f"attempt {dispatch.attempt} queued on {names.queue(dispatch.spec.pool)}",
         pool=dispatch.spec.pool,  # wakes the pool's autoscaler (autoscale.py)
     )
-    pipe = redis.pipeline(transaction=True)
-    ledger.queue_queued(pipe, dispatch, queued)
-    if replay:
-        pipe.hdel(names.DLQ, dispatch.uid)
-    await pipe.execute()
+    tombstone = names.tombstone(dispatch.uid)
+    async with redis.pipeline(transaction=True) as pipe:
+        while True:
+            try:
+                await pipe.watch(tombstone)
+                if await pipe.exists(tombstone):
+                    return False  # leaving the block resets the pipeline (UNWATCH)
+                pipe.multi()  # type: ignore[no-untyped-call]
+                ledger.queue_queued(pipe, dispatch, queued, now=time.time())
+                if replay:
+                    pipe.hdel(names.DLQ, dispatch.uid)
+                await pipe.execute()
+                return True
+            except WatchError:
+                continue  # forgotten meanwhile: look again
 
 
 def _send_message(celery: Celery, dispatch: ledger.Dispatch) -> None:

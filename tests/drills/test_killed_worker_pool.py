@@ -105,8 +105,12 @@ def test_a_worker_pod_killed_mid_task_leaves_nothing_that_pins_its_pool(
         scaled_down = watch.first(lambda d: watch_mod.replicas(d) == 0, since=succeeded)
         assert scaled_down is not None, "scaled to zero after the task succeeded"
         helpers.poll(lambda: not pools.worker_processes(pool), timeout=60, what="worker processes gone")
-        wp = json.loads(kubectl("get", "-n", namespace, f"wp/{pool}", "-o", "json").stdout)
-        assert wp["status"]["running"] == 0 and wp["status"]["busyPods"] == 0, wp["status"]
+
+        def idle() -> bool:
+            status = json.loads(kubectl("get", "-n", namespace, f"wp/{pool}", "-o", "json").stdout)["status"]
+            return status.get("running") == 0 and status.get("busyPods") == 0
+
+        helpers.poll(idle, timeout=60, what="the WorkerPool to report nothing running")
     finally:
         watch.close()
     assert _unacked_of(redis_client, uid) == [], "kombu's unacked hash holds no entry of the task"

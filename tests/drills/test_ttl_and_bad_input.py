@@ -1,6 +1,9 @@
 """Finished tasks expire, and bad input never breaks the operator.
 
-Covers: ttlSecondsAfterFinished deletes a finished LongTask and every Redis key of it;
+Covers: ttlSecondsAfterFinished deletes a finished LongTask and every Redis key of it; a
+TTL deletion the apiserver refuses (a ValidatingAdmissionPolicy here) is tried again until
+the LongTask is gone, its keys kept until then; a task cancelled before it was ever sent is
+deleted at its TTL too;
 params the task rejects and an unknown task name end in a clear Failed without retries;
 a status edited by hand to nonsense is rejected by the apiserver, a wrong-but-valid one is
 tolerated; a malformed entry in the status stream is dropped; other tasks keep flowing.
@@ -9,11 +12,14 @@ tolerated; a malformed entry in the status stream is dropped; other tasks keep f
 from __future__ import annotations
 
 import json
+import re
+import uuid
 
+import httpx
 import pytest
 
 from longtask_contracts import names
-from tests import helpers, lt
+from tests import helpers, lt, policies
 
 pytestmark = pytest.mark.cluster
 
@@ -36,7 +42,74 @@ def test_ttl_removes_the_task_and_its_redis_keys(platform, kubectl, namespace, r
     )
     helpers.poll(lambda: _keys_mentioning(redis_client, uid), timeout=30, what="the task's keys")
     kubectl("wait", "-n", namespace, "lt/brief", "--for=delete", "--timeout=60s")
-    assert _keys_mentioning(redis_client, uid) == []
+    # Forgotten once the DELETE succeeded (a refused one keeps them, to be tried again).
+    helpers.poll(lambda: not _keys_mentioning(redis_client, uid), timeout=10, what="its keys forgotten")
+
+
+REFUSE_DELETE_LABEL = "test.longtask.io/refuse-delete"
+
+
+def _maintenance_failures(platform) -> float:
+    metrics = httpx.get(f"http://127.0.0.1:{platform.operator_metrics_port}/metrics").text
+    found = re.search(r"^longtask_operator_maintenance_failures_total (\S+)$", metrics, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_a_refused_ttl_deletion_is_retried_until_the_task_is_gone(platform, kubectl, namespace, redis_client):
+    policy, manifests = policies.refusing(
+        namespace=namespace, label=REFUSE_DELETE_LABEL, operations=["DELETE"], resource="longtasks"
+    )
+    kubectl("apply", "-f", "-", input=manifests)
+    try:
+        kubectl("create", "-n", namespace, "-f", "-", input=json.dumps({
+            "apiVersion": names.API_VERSION, "kind": names.KIND,
+            "metadata": {"name": "probe", "labels": {REFUSE_DELETE_LABEL: "1"}},
+            "spec": {"task": "demo.noop", "pool": f"nobody-{uuid.uuid4().hex[:6]}"},
+        }))  # fmt: skip
+        helpers.poll(
+            lambda: (
+                "refused by a test policy"
+                in kubectl("delete", "-n", namespace, "lt/probe", "--dry-run=server", check=False).stderr
+            ),
+            timeout=30,
+            what="the policy to apply",
+        )
+        failures = _maintenance_failures(platform)
+        uid = json.loads(kubectl("create", "-n", namespace, "-f", "-", "-o", "json", input=json.dumps({
+            "apiVersion": names.API_VERSION, "kind": names.KIND,
+            "metadata": {"name": "doomed", "labels": {REFUSE_DELETE_LABEL: "1"}},
+            "spec": {"task": "demo.noop", "ttlSecondsAfterFinished": 1},
+        })).stdout)["metadata"]["uid"]  # fmt: skip
+        lt.wait_phase(kubectl, namespace, "doomed", "Succeeded")
+        helpers.poll(
+            lambda: _maintenance_failures(platform) > failures, timeout=30, what="the TTL deletion refused"
+        )
+        assert lt.get(kubectl, namespace, "doomed")["metadata"]["uid"] == uid
+        assert redis_client.zscore(names.EXPIRY, uid) is not None, "kept, to be tried again"
+    finally:
+        policies.remove(kubectl, policy)
+    kubectl("wait", "-n", namespace, "lt/doomed", "--for=delete", "--timeout=60s")
+    helpers.poll(lambda: not _keys_mentioning(redis_client, uid), timeout=10, what="its keys forgotten")
+
+
+def test_a_task_cancelled_before_it_was_sent_is_deleted_at_its_ttl(
+    platform, kubectl, namespace, redis_client
+):
+    uid = lt.create(
+        kubectl,
+        namespace,
+        "never-sent",
+        task="demo.noop",
+        pool=f"nobody-{uuid.uuid4().hex[:6]}",
+        cancel=True,
+        ttlSecondsAfterFinished=3,
+    )
+    helpers.poll(
+        lambda: lt.kinds(redis_client, uid) == ["cancelled"], timeout=30, what="it cancelled, unsent"
+    )
+    assert not redis_client.exists(names.current(uid)), "never sent"
+    kubectl("wait", "-n", namespace, "lt/never-sent", "--for=delete", "--timeout=60s")
+    helpers.poll(lambda: not _keys_mentioning(redis_client, uid), timeout=10, what="its keys forgotten")
 
 
 def test_rejected_params_and_unknown_names_fail_clearly(platform, kubectl, namespace, redis_client):

@@ -118,6 +118,7 @@ def test_forty_tasks_scale_zero_to_five_and_back(platform, cluster, kubectl, nam
         "RUNNING",
         "DESIRED",
         "REPLICAS",
+        "NAMESPACES",  # blank: the WorkerPool's own namespace only (docs/security.md)
         "AGE",
     ]
     metrics = httpx.get(f"http://127.0.0.1:{platform.operator_metrics_port}/metrics").text

@@ -49,3 +49,35 @@ def test_file_paths_are_confined_to_the_files_root(platform, kubectl, namespace,
         assert lt.wait_phase(kubectl, namespace, "inside", "Succeeded")["result"]["documents"] == 1
     finally:
         platform.stop_child(worker)
+
+
+def test_links_out_of_the_root_and_nul_paths_fail_at_once(platform, kubectl, namespace, tmp_path):
+    root = tmp_path / "root"
+    (root / "docs").mkdir(parents=True)
+    (root / "docs" / "a.txt").write_text("alpha beta gamma delta")
+    (tmp_path / "secret.txt").write_text("top secret words")
+    (root / "linked").mkdir()
+    (root / "linked" / "s.txt").symlink_to(tmp_path / "secret.txt")
+    pool = pools.unique_pool()
+    worker = platform.start_worker(
+        pool=pool, tasks="longtask_worker.tasks.docs", extra_env={"LONGTASK_FILES_ROOT": str(root)}
+    )
+    retry = {"maxRetries": 2, "backoffSeconds": 1}
+    try:
+        lt.create(kubectl, namespace, "link", task="docs.embed", pool=pool, params={"directory": "linked"})
+        lt.create(
+            kubectl,
+            namespace,
+            "nul",
+            task="docs.embed",
+            pool=pool,
+            retry=retry,
+            params={"directory": "docs", "output": "out\u0000.jsonl"},
+        )
+        for name, says in (("link", "outside the worker's files root"), ("nul", "NUL byte")):
+            status = lt.wait_phase(kubectl, namespace, name, "Failed")
+            assert status["error"]["type"] == "PermanentError", status
+            assert says in status["error"]["message"]
+            assert status["attempts"] == 1, "a bad path is not retried"
+    finally:
+        platform.stop_child(worker)

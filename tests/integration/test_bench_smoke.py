@@ -60,3 +60,9 @@ def test_autoscale_depth_read_bench_runs(tmp_path):
     report = _bench("autoscale.py", "--depth-read", *small, state=tmp_path / "state")
     for section in ("Depth read (200 messages", "workload.read", "baseline, HVALS body scan", "Target"):
         assert section in report, report
+
+
+def test_autoscale_bench_counts_apiserver_requests(tmp_path):
+    report = _bench("autoscale.py", "--requests", "--requests-window", "6", state=tmp_path / "state")
+    for section in ("Apiserver requests per minute", "idle pool: reads", "busy pool: reads", "Target"):
+        assert section in report, report

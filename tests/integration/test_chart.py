@@ -237,12 +237,12 @@ def test_operator_rbac_is_exactly_what_it_needs(default: Manifests):
         | grants("longtask.io", ["longtasks/status"], ["get", "patch", "update"])
         | grants("longtask.io", ["workerpools"], ["get", "list", "watch"])
         | grants("longtask.io", ["workerpools/status"], ["get", "patch", "update"])
-        | grants("apps", ["deployments"], ["get"])
+        | grants("apps", ["deployments"], ["list", "watch"])
         | grants("apps", ["deployments/scale"], ["get", "patch", "update"])
-        | grants("", ["pods"], ["list", "patch"])
+        | grants("", ["pods"], ["list", "watch", "patch"])
         | grants("", ["events"], ["create", "patch"])
         | grants("events.k8s.io", ["events"], ["create", "patch"])
-        | grants("", ["namespaces"], ["list", "watch"])
+        | grants("", ["namespaces"], ["get", "list", "watch"])
         | grants("apiextensions.k8s.io", ["customresourcedefinitions"], ["list", "watch"])
     )
     binding = one(default, "ClusterRoleBinding", "lt-longtask-operator")
@@ -252,8 +252,10 @@ def test_operator_rbac_is_exactly_what_it_needs(default: Manifests):
     ]
 
 
-API_TASK_RIGHTS = grants("longtask.io", ["longtasks"], ["create", "get", "list", "patch"]) | grants(
-    "longtask.io", ["workerpools"], ["get", "list"]
+API_TASK_RIGHTS = (
+    grants("longtask.io", ["longtasks"], ["create", "get", "list", "patch"])
+    | grants("longtask.io", ["workerpools"], ["get", "list", "watch"])
+    | grants("", ["namespaces"], ["get", "list", "watch"])  # who may use which pool
 )
 API_REVIEW_RIGHTS = grants("authentication.k8s.io", ["tokenreviews"], ["create"]) | grants(
     "authorization.k8s.io", ["subjectaccessreviews"], ["create"]
@@ -320,6 +322,7 @@ def test_default_worker_pool(default: Manifests):
         "maxReplicas": 10,
         "cooldownSeconds": 60,
         "maxScaleUpStep": 10,
+        "namespaceSelector": {},  # every namespace may use the chart's pools
     }
 
 
@@ -463,12 +466,18 @@ def test_autoscaled_pools_get_a_workerpool_and_no_fixed_replicas(helm: Helm, tmp
             "pools": [
                 {"name": "default", "autoscaling": {"enabled": False}},
                 {"name": "batch", "concurrency": 4, "autoscaling": {"minReplicas": 0}},
+                {"name": "private", "namespaceSelector": None},
+                {"name": "ml", "namespaceSelector": {"matchLabels": {"longtask.io/team": "ml"}}},
             ],
         },
     }
     manifests = render(helm, "-f", values_file(tmp_path, values))
     pools = [m for m in manifests if m["kind"] == "WorkerPool"]
-    assert [p["metadata"]["name"] for p in pools] == ["lt-longtask-worker-batch"], "a fixed pool has none"
+    assert [p["metadata"]["name"] for p in pools] == [
+        "lt-longtask-worker-batch",
+        "lt-longtask-worker-private",
+        "lt-longtask-worker-ml",
+    ], "a fixed pool has none"
     assert pools[0]["spec"] == {
         "deployment": "lt-longtask-worker-batch",
         "pool": "batch",
@@ -476,7 +485,10 @@ def test_autoscaled_pools_get_a_workerpool_and_no_fixed_replicas(helm: Helm, tmp
         "maxReplicas": 8,
         "cooldownSeconds": 120,
         "maxScaleUpStep": 10,
+        "namespaceSelector": {},
     }
+    assert "namespaceSelector" not in pools[1]["spec"], "null: the release's namespace only"
+    assert pools[2]["spec"]["namespaceSelector"] == {"matchLabels": {"longtask.io/team": "ml"}}
     assert "replicas" not in one(manifests, "Deployment", "lt-longtask-worker-batch")["spec"]
     assert one(manifests, "Deployment", "lt-longtask-worker-default")["spec"]["replicas"] == 1
 
@@ -617,6 +629,10 @@ def test_helm_install_upgrade_uninstall(
     assert not _can(cluster, worker, "get", "longtasks.longtask.io", "-n", namespace)
     # The autoscaler's rights: WorkerPools, Deployments' scale, pods' deletion cost.
     assert _can(cluster, operator, "watch", "workerpools.longtask.io", "--all-namespaces")
+    # Who may use which pool: both follow WorkerPools and Namespaces.
+    for account in (operator, api):
+        assert _can(cluster, account, "watch", "namespaces")
+        assert _can(cluster, account, "watch", "workerpools.longtask.io", "--all-namespaces")
     assert _can(cluster, operator, "patch", "workerpools.longtask.io", "--subresource=status", "-n", "other")
     assert _can(cluster, operator, "patch", "deployments.apps", "--subresource=scale", "-n", "other")
     assert not _can(cluster, operator, "patch", "deployments.apps", "-n", "other"), "scale only"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 
 from longtask_api import fanout
-from longtask_contracts import events, names
+from longtask_contracts import events, names, wire
 from longtask_runtime import redisopts
 
 
@@ -70,6 +70,53 @@ async def test_catch_up_live_lag_and_namespace_filter(redis_url):
         assert entry is not None and entry.id == b_id and entry.event.namespace == "b"
         await only_b.aclose()
     finally:
+        await hub.stop()
+        await redis.delete(key)
+        await redis.aclose()
+
+
+async def test_catch_up_reads_in_pages_and_hands_on_one_namespace(redis_url):
+    """A watcher resuming from 0 over a long shared stream: every XRANGE it makes carries a
+    COUNT (seen in Redis's own SLOWLOG, which logs every command while the threshold is 0),
+    and it gets exactly its namespace's entries, in order."""
+    redis = redisopts.async_client(redis_url)
+    hub = fanout.Hub(redis, block_ms=1000, count=100)
+    await hub.start()
+    key = names.events_stream(uuid.uuid4().hex)
+    threshold = (await redis.config_get("slowlog-log-slower-than"))["slowlog-log-slower-than"]
+    length = (await redis.config_get("slowlog-max-len"))["slowlog-max-len"]
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            for i in range(1000):
+                pipe.xadd(key, _event(i % 100, namespace="a" if i % 3 == 0 else "b"))
+            ids = [i.decode() for i in await pipe.execute()]
+        mine = [entry_id for i, entry_id in enumerate(ids) if i % 3 == 0]
+        live = hub.follow(key, after=None, idle_seconds=30)  # the reader follows the stream now
+        assert await anext(live) is None
+        await redis.config_set("slowlog-max-len", 10_000)
+        await redis.config_set("slowlog-log-slower-than", 0)
+        await redis.slowlog_reset()
+        follow = hub.follow(key, after="0", namespace="a", idle_seconds=30)
+        assert await anext(follow) is None
+        got = [(await anext(follow)) for _ in mine]
+        assert [e.id for e in got if e is not None] == mine
+        assert all(e is not None and e.event.namespace == "a" for e in got)
+        await redis.config_set("slowlog-log-slower-than", threshold)
+        reads = [
+            [wire.text(a) for a in entry["command"].split()]
+            if isinstance(entry["command"], bytes | str)
+            else [wire.text(a) for a in entry["command"]]
+            for entry in await redis.slowlog_get(10_000)
+        ]
+        ranges = [args for args in reads if args[0].upper() == "XRANGE" and args[1] == key]
+        assert ranges, reads
+        assert all("COUNT" in [a.upper() for a in args] for args in ranges), ranges
+        assert len(ranges) >= len(ids) // 100
+        await follow.aclose()
+        await live.aclose()
+    finally:
+        await redis.config_set("slowlog-log-slower-than", threshold)
+        await redis.config_set("slowlog-max-len", length)
         await hub.stop()
         await redis.delete(key)
         await redis.aclose()

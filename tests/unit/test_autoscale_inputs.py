@@ -3,7 +3,9 @@
 Covers: the worker's concurrency as tasksPerReplica's default (env, --concurrency, -c,
 --concurrency=N, a shell-string command, the default); pod-deletion-cost (idle 0, busy
 1000 + attempts, only pods whose annotation differs, terminating pods left alone); the
-queue's Redis lists, one per priority, most urgent first.
+queue's Redis lists, one per priority, most urgent first; which WorkerPool status changes
+are written at once and which wait for the status interval; conditions of types the
+autoscaler does not own kept as they are.
 """
 
 from __future__ import annotations
@@ -74,3 +76,48 @@ def test_the_pool_label_is_capped(monkeypatch):
     assert len(set(labels)) == metrics.MAX_POOLS + 1
     assert labels[-1] == "other"
     assert metrics.pool_label("pool-0") == "pool-0", "a known pool keeps its series"
+
+
+def _cond(kind: str, status: str = "True", reason: str = "Scaling", message: str = "m") -> dict[str, str]:
+    return {"type": kind, "status": status, "reason": reason, "message": message}
+
+
+WRITTEN = {
+    "pool": "p",
+    "queued": 0,
+    "running": 0,
+    "desiredReplicas": 1,
+    "observedGeneration": 1,
+    "conditions": [_cond("Ready"), _cond("ScalingLimited", "False", "WithinRange")],
+}
+
+
+@pytest.mark.parametrize(
+    ("update", "changed", "prompt"),
+    [
+        ({}, set(), False),  # nothing changed: nothing to write
+        ({"queued": 5, "running": 2}, {"queued", "running"}, False),  # counts wait
+        ({"conditions": [_cond("Ready", message="new"), WRITTEN["conditions"][1]]}, {"conditions"}, False),
+        ({"desiredReplicas": 2}, {"desiredReplicas"}, True),  # a decision
+        ({"observedGeneration": 2}, {"observedGeneration"}, True),  # the spec changed
+        ({"conditions": [_cond("Ready", "False", "DeploymentNotFound")]}, {"conditions"}, True),
+        (
+            {"conditions": [_cond("Ready"), _cond("ScalingLimited", "True", "TooManyTasks")]},
+            {"conditions"},
+            True,
+        ),
+    ],
+)
+def test_status_changes_write_decisions_at_once_and_counts_later(update, changed, prompt):
+    wanted = {**WRITTEN, **update}
+    diff, now = pooldata.status_changes(WRITTEN, wanted)
+    assert set(diff) == changed
+    assert now is prompt
+
+
+def test_merged_conditions_keep_other_types_as_seen():
+    ours = [_cond("Ready", "False", "DeploymentNotFound")]
+    conflict = _cond("Conflict", "True", "PoolClaimed")
+    seen = [_cond("Ready"), conflict, _cond("ScalingLimited", "False", "WithinRange")]
+    assert pooldata.merged_conditions(ours, seen) == [ours[0], conflict]
+    assert pooldata.owned(seen) == [seen[0], seen[2]]

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from longtask_api import firstsend, metrics
+from longtask_contracts import poolaccess
 from longtask_runtime import sending
 from tests import fakes
 
@@ -36,7 +37,7 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Names sent; a name starting with "taken" was sent by the operator, "boom" raises."""
     names: list[str] = []
 
-    async def send_first(*, redis: Any, celery: Any, body: dict[str, Any]) -> object | None:
+    async def send_first(*, redis: Any, celery: Any, body: dict[str, Any], pools: Any) -> object | None:
         await asyncio.sleep(0.01)
         name = body["metadata"]["name"]
         if name.startswith("boom"):
@@ -52,7 +53,7 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 async def test_sends_after_start_returned_and_counts_each_outcome(sent, caplog):
     celery, redis = fakes.ClosingCelery(), fakes.ClosingRedis()
-    sends = firstsend.FirstSends.open(redis=redis, celery=celery)  # type: ignore[arg-type]
+    sends = firstsend.FirstSends.open(redis=redis, celery=celery, pools=poolaccess.Claims())  # type: ignore[arg-type]
     before = [value(c) for c in (metrics.DISPATCHED, metrics.DISPATCH_LEFT, metrics.DISPATCH_FAILURES)]
     with caplog.at_level(logging.WARNING, logger=firstsend.__name__):
         await sends.start(task("a"))
@@ -69,7 +70,9 @@ async def test_sends_after_start_returned_and_counts_each_outcome(sent, caplog):
 
 
 async def test_a_full_queue_leaves_the_task_to_the_operator(sent):
-    sends = firstsend.FirstSends(redis=None, celery=fakes.ClosingCelery(), backlog=1)  # type: ignore[arg-type]
+    sends = firstsend.FirstSends(
+        redis=None, celery=fakes.ClosingCelery(), pools=poolaccess.Claims(), backlog=1
+    )  # type: ignore[arg-type]
     left = value(metrics.DISPATCH_LEFT)
     await sends.start(task("first"))
     await sends.start(task("second"))  # no sender runs: the queue holds one

@@ -8,6 +8,9 @@ paths and symlinks that leave it are refused, and no root means no file access).
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 import time
 
 import pytest
@@ -141,3 +144,95 @@ def test_docs_embed_reads_and_writes_only_under_the_root(tmp_path):
     assert run(store, "docs.embed", limits=limits, directory="/etc") is events.Kind.FAILED
     error = store.events[-1].error
     assert error is not None and error["type"] == "PermanentError" and "outside" in error["message"]
+
+
+def _root_with_a_link_out(tmp_path):
+    """A files root whose docs/ holds a real file and a link to a file outside the root."""
+    root = tmp_path / "root"
+    (root / "docs").mkdir(parents=True)
+    (root / "docs" / "a.txt").write_text("alpha beta")
+    (tmp_path / "secret.txt").write_text("top secret words")
+    (root / "docs" / "s.txt").symlink_to(tmp_path / "secret.txt")
+    return root
+
+
+def test_a_link_out_of_the_root_is_never_read(tmp_path):
+    root = _root_with_a_link_out(tmp_path)
+    with pytest.raises(sdk.PermanentError, match="outside the worker's files root"):
+        sdk.open_beneath("docs/s.txt", str(root))
+    store = fakes.MemoryStore()
+    limits = runner.Limits(files_root=str(root))
+    assert run(store, "docs.embed", limits=limits, directory="docs") is events.Kind.FAILED
+    error = store.events[-1].error
+    assert error is not None and error["type"] == "PermanentError" and "s.txt" in error["message"]
+
+
+def test_a_link_inside_the_root_is_read(tmp_path):
+    (tmp_path / "a.txt").write_text("inside")
+    (tmp_path / "b.txt").symlink_to(tmp_path / "a.txt")
+    with sdk.open_beneath("b.txt", str(tmp_path)) as f:
+        assert f.read() == "inside"
+
+
+@pytest.mark.parametrize("path", ["docs\0/a.txt", "a\0.jsonl"])
+def test_a_path_with_a_nul_fails_permanently(tmp_path, path):
+    (tmp_path / "docs").mkdir()
+    store = fakes.MemoryStore()
+    limits = runner.Limits(files_root=str(tmp_path))
+    kind = run(store, "docs.embed", limits=limits, documents=[{"name": "d", "text": "x y"}], output=path)
+    assert kind is events.Kind.FAILED
+    error = store.events[-1].error
+    assert error is not None and error["type"] == "PermanentError" and "NUL" in error["message"]
+
+
+def test_the_output_is_never_written_through_a_link(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    outside = tmp_path / "outside.jsonl"
+    outside.write_text("keep me\n")
+    (root / "out.jsonl").symlink_to(outside)  # a link to a file outside
+    with pytest.raises(sdk.PermanentError, match="outside"):
+        sdk.open_beneath("out.jsonl", str(root), "w")
+    (root / "gone").symlink_to(tmp_path)  # a link to a directory outside
+    with pytest.raises(sdk.PermanentError, match="outside"):
+        sdk.open_beneath("gone/outside.jsonl", str(root), "w")
+    assert outside.read_text() == "keep me\n"
+
+
+def test_a_directory_swapped_for_a_link_while_opening_is_never_followed(tmp_path):
+    """The check-then-open race: while a thread keeps swapping out/ between a directory and a
+    link out of the root, no opening for writing ever creates a file outside."""
+    root = tmp_path / "root"
+    root.mkdir()
+    escape = tmp_path / "escape"
+    escape.mkdir()
+    (root / "link").symlink_to(escape)
+    (root / "dir").mkdir()
+    stop = threading.Event()
+
+    def swap() -> None:
+        while not stop.is_set():
+            for source in (root / "dir", root / "link"):
+                with contextlib.suppress(OSError):
+                    os.rename(source, root / "out")  # atomically becomes out/...
+                    os.rename(root / "out", source)  # ...and goes back
+
+    swapper = threading.Thread(target=swap)
+    swapper.start()
+    try:
+        for _ in range(3000):
+            with (
+                contextlib.suppress(sdk.PermanentError),
+                sdk.open_beneath("out/r.jsonl", str(root), "w") as f,
+            ):
+                f.write("x")
+    finally:
+        stop.set()
+        swapper.join()
+    assert list(escape.iterdir()) == []
+
+
+def test_only_regular_files_are_opened(tmp_path):
+    os.mkfifo(tmp_path / "pipe.txt")
+    with pytest.raises(sdk.PermanentError, match="not a regular file"):
+        sdk.open_beneath("pipe.txt", str(tmp_path))

@@ -33,13 +33,18 @@ BEFORE = {
         "max_body_bytes": 256 * 1024,
         "redis_max_connections": 512,
         "watcher_queue_size": 1000,
+        "streams_per_caller": 100,
         "auth": True,
         "auth_cache_seconds": 10.0,
         "auth_cache_size": 10_000,
+        "auth_review_rate_per_second": 5.0,
+        "auth_review_burst": 50,
+        "auth_reviews_at_once": 8,
         "kube_timeout_seconds": 10.0,
         "create_rate_per_second": 10.0,
         "create_burst": 100,
         "gateway_dispatch": True,
+        "idempotency_seconds": 86_400,
         "cors_origins": [],
     },
     operator_settings.OperatorSettings: {
@@ -56,6 +61,7 @@ BEFORE = {
         "namespaces": [],  # was the string "", whose namespace_list() was []
         "sweep_seconds": 15.0,
         "autoscale_interval_seconds": 1.0,
+        "pool_status_interval_seconds": 15.0,  # new: count-only WorkerPool status writes
         "claim_timeout_seconds": 15.0,
         "poison_crashes": 3,
         "kube_timeout_seconds": 15.0,  # new: the operator's apiserver timeout, as the constant was

@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from longtask_contracts import events, failures, ledger, logs, tracing
 from longtask_worker import metrics, sdk, store
@@ -83,6 +83,9 @@ class RunContext:
 
     def path(self, path: str) -> Path:
         return sdk.confine(path, self._limits.files_root)
+
+    def open(self, path: str, mode: str = "r", *, encoding: str | None = None) -> IO[Any]:
+        return sdk.open_beneath(path, self._limits.files_root, mode, encoding=encoding)
 
     def __enter__(self) -> RunContext:
         self._beat.start()

@@ -15,11 +15,14 @@ It must not know about Celery: runner.py binds a context to a Celery delivery.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import inspect
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import IO, Any, Protocol, TypeVar
 
 TaskFn = Callable[..., Any]
 F = TypeVar("F", bound=TaskFn)
@@ -73,7 +76,13 @@ class TaskContext(Protocol):
         """Raise Cancelled if the LongTask was cancelled."""
 
     def path(self, path: str) -> Path:
-        """`path` (from params) as a file under the worker's files root; see confine()."""
+        """`path` (from params) as a path under the worker's files root; see confine().
+
+        A check, not an opening: to read or write a file use open(), which checks and
+        opens in one step."""
+
+    def open(self, path: str, mode: str = "r", *, encoding: str | None = None) -> IO[Any]:
+        """Open `path` (from params) beneath the worker's files root; see open_beneath()."""
 
 
 def confine(path: str, root: str) -> Path:
@@ -82,17 +91,97 @@ def confine(path: str, root: str) -> Path:
     Params are user input: a task that reads or writes files must not reach outside the
     folder the worker was given. Relative paths are taken from the root; absolute ones
     must lie in it; `..` and symlinks are resolved before the check, so neither escapes.
+    A path with a NUL byte is refused too (no file system has such a name). This only
+    checks: what is opened later may have changed meanwhile, so open files with
+    open_beneath().
     """
     if not root:
         raise PermanentError(
             "this worker has no files root (LONGTASK_FILES_ROOT): it refuses file paths; "
             "pass the data inline or give the worker a root"
         )
+    if "\0" in path:
+        raise PermanentError(f"path {path!r} contains a NUL byte")
     base = Path(root).resolve()
-    target = Path(os.path.join(base, path)).resolve()  # an absolute `path` replaces base
+    try:
+        target = Path(os.path.join(base, path)).resolve()  # an absolute `path` replaces base
+    except (OSError, RuntimeError) as exc:  # a link loop, or links changing under the resolution
+        raise PermanentError(f"path {path!r} cannot be resolved: {exc}") from None
     if not target.is_relative_to(base):
         raise PermanentError(f"path {path!r} is outside the worker's files root {str(base)!r}")
     return target
+
+
+# open() modes and their flags; every opening adds O_NOFOLLOW (refuse a link as the last
+# component) and O_NONBLOCK (a FIFO must not hang the task: only regular files are kept).
+_MODES = {
+    "r": os.O_RDONLY,
+    "w": os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+    "a": os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+    "x": os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+}
+# What an opening beneath the root that fails this way means: the path is bad, not the moment.
+_BAD_PATH = {
+    errno.ELOOP: "a symbolic link in the way (links are not followed while opening)",
+    errno.ENOTDIR: "a part of it is not a directory (or is a link)",
+    errno.ENOENT: "it does not exist",
+    errno.EISDIR: "it is a directory",
+    errno.ENAMETOOLONG: "it is too long",
+    errno.EEXIST: "it exists already",
+}
+
+
+def open_beneath(path: str, root: str, mode: str = "r", *, encoding: str | None = None) -> IO[Any]:
+    """Open the file `path` beneath `root`, never through a link that leaves it; else PermanentError.
+
+    The path is resolved and checked (confine), then opened one component at a time from
+    a descriptor of the root, each with O_NOFOLLOW: a directory or file swapped for a link
+    after the check makes the opening fail instead of following it (the check and the
+    opening are one step, as openat2's RESOLVE_BENEATH would make them). A file created
+    for writing is created in the directory that was checked. Only regular files are
+    opened. `mode` is r, w, a or x, with b for bytes.
+    """
+    flags = _MODES.get(mode.replace("b", ""))
+    if flags is None or mode.count("b") > 1:
+        raise ValueError(f"open mode {mode!r}: use r, w, a or x (with b for bytes)")
+    target = confine(path, root)
+    base = Path(root).resolve()
+    parts = target.relative_to(base).parts
+    if not parts:
+        raise PermanentError(f"path {path!r} is the files root itself, not a file")
+    fd = -1
+    directory = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in parts[:-1]:
+            inner = os.open(
+                part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=directory
+            )
+            os.close(directory)
+            directory = inner
+        fd = os.open(
+            parts[-1],
+            flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY,
+            0o666,
+            dir_fd=directory,
+        )
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise PermanentError(f"path {path!r} is not a regular file")
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        opened = os.fdopen(fd, mode, encoding=None if "b" in mode else (encoding or "utf-8"))
+    except OSError as exc:
+        if fd >= 0:
+            os.close(fd)
+        why = _BAD_PATH.get(exc.errno or 0)
+        if why is None:
+            raise  # the disk, not the path: the attempt may be retried
+        raise PermanentError(f"cannot open {path!r} beneath the worker's files root: {why}") from None
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        raise
+    finally:
+        os.close(directory)
+    return opened
 
 
 def task(name: str) -> Callable[[F], F]:

@@ -22,7 +22,8 @@ class WorkerSettings(settings.Base):
     .agent), so a production worker never offers demo.crash or file access by default."""
 
     files_root: str = ""
-    """The folder tasks may read and write files in (sdk.confine); empty: no file access."""
+    """The folder tasks may read and write files in (ctx.open opens beneath it, never through a
+    link out of it: sdk.open_beneath); empty: no file access."""
 
     concurrency: int = 2
     """Tasks one worker runs at once (its prefork processes). The autoscaler reads it from a pool's

@@ -15,19 +15,21 @@ from longtask_contracts import events, ledger, names, wire
 from longtask_runtime import redisopts
 
 # Take the lease only if the task is not done, nobody holds it, no later (or the same)
-# attempt has started, and the task still has a current attempt: a redelivered or
-# duplicated message then does nothing, nor does a queued message of a LongTask that was
-# deleted (the operator forgot its keys, current attempt included; dispatch.forget).
+# attempt has started, and the task still has a current attempt and no tombstone: a
+# redelivered or duplicated message then does nothing, nor does a queued message of a
+# LongTask that was deleted (the operator forgot its keys, current attempt included, and
+# left a tombstone that refuses a current attempt written late; dispatch.forget).
 # Taken: the attempt's names.RUNNING entry replaces any older one (ledger.RUNNING_LUA) and
 # its message leaves fetched(pool). Refused: the message has nothing to do, so its records
 # go (its ack follows).
-# KEYS/ARGV: ledger.RUNNING_KEYS/ARGS, then claim, done, started, LEASES, current;
+# KEYS/ARGV: ledger.RUNNING_KEYS/ARGS, then claim, done, started, LEASES, current, tombstone;
 # attempt, holder, lease ms, lease end, uid, RUNNING entry, pool, pod, tag, Delivery.
 _CLAIM = (
     ledger.RUNNING_LUA
     + """
 local attempt, uid, pool, tag = ARGV[3], ARGV[7], ARGV[9], ARGV[11]
-if redis.call('EXISTS', KEYS[9]) == 0 or redis.call('EXISTS', KEYS[6]) == 1
+if redis.call('EXISTS', KEYS[10]) == 1 or redis.call('EXISTS', KEYS[9]) == 0
+    or redis.call('EXISTS', KEYS[6]) == 1
     or redis.call('EXISTS', KEYS[5]) == 1
     or tonumber(redis.call('GET', KEYS[7]) or '0') >= tonumber(attempt) then
   if tag ~= '' then drop(pool, tag) end
@@ -105,6 +107,7 @@ class Store:
             names.started(uid),
             names.LEASES,
             names.current(uid),
+            names.tombstone(uid),
         ]
         delivery = ledger.Delivery(pool=dispatch.spec.pool, uid=uid, attempt=dispatch.attempt, pod=self.pod)
         args: list[str | int | float] = [
@@ -155,30 +158,35 @@ class Store:
         """End the attempt: publish its last event, schedule a retry or dead-letter, release.
 
         Only while the attempt is still the task's: it holds the lease (or its lease ran out
-        and no other attempt replaced it), and the task is not done. Checked and written in
-        one transaction (WATCH): a stalled attempt that returns after the operator moved on
-        changes nothing, and a deadline the operator enforced meanwhile keeps its single
-        terminal event. Returns whether the end was recorded. Either way the attempt's own
-        names.RUNNING entry and its message's records go (the message is acknowledged next).
+        and no other attempt replaced it), the task is not done, and it was not forgotten (a
+        tombstone: its LongTask is gone, so no retry of it may be scheduled). Checked and
+        written in one transaction (WATCH): a stalled attempt that returns after the operator
+        moved on changes nothing, and a deadline the operator enforced meanwhile keeps its
+        single terminal event. Returns whether the end was recorded. An attempt of a
+        forgotten task only releases what it wrote since (its lease, its running entry) and
+        lets its event stream expire. Either way the attempt's own names.RUNNING entry and
+        its message's records go (its ack follows).
         """
         uid = dispatch.uid
         mine = f"{dispatch.attempt}:{worker}"
         with self.redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    keys = names.claim(uid), names.current(uid), names.done(uid)
+                    keys = names.claim(uid), names.current(uid), names.done(uid), names.tombstone(uid)
                     pipe.watch(*keys)  # type: ignore[no-untyped-call]
-                    claim, current, done = pipe.mget(keys)
+                    claim, current, done, tombstone = pipe.mget(keys)
                     holder = wire.text_or_none(claim)
                     latest = ledger.current_attempt(current)
                     ours = holder == mine or (holder is None and latest == dispatch.attempt)
-                    recorded = ours and done is None
+                    recorded = ours and done is None and tombstone is None
                     pipe.multi()
                     if recorded:
                         ledger.queue_attempt_end(
                             pipe, dispatch, event, retry_at=retry_at, dead_letter=dead_letter
                         )
                         pipe.delete(names.crashes(uid))
+                    elif tombstone is not None:
+                        ledger.queue_release_forgotten(pipe, uid)
                     if holder == mine or recorded:
                         pipe.delete(names.claim(uid))
                     ledger.queue_release(pipe, uid, expect=self.running(dispatch, tag=tag))
@@ -190,4 +198,5 @@ class Store:
                     continue  # the operator or another attempt wrote meanwhile: look again
 
     def cancel_requested(self, uid: str) -> bool:
-        return bool(self.redis.exists(names.cancel_flag(uid)))
+        """The cancel flag is up, or the task was forgotten (its LongTask is gone)."""
+        return bool(self.redis.exists(names.cancel_flag(uid), names.tombstone(uid)))

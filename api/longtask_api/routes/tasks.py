@@ -12,8 +12,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, BackgroundTasks, Query, status
 from sse_starlette import EventSourceResponse
 
-from longtask_api import deps, errors, metrics, patterns, schemas, sse
-from longtask_contracts import logs, names, phases, tracing
+from longtask_api import deps, errors, idempotency, metrics, patterns, schemas, sse
+from longtask_contracts import logs, names, phases, poolaccess, tracing
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/namespaces/{namespace}/tasks", tags=["tasks"], responses=errors.RESPONSES)
@@ -24,14 +24,25 @@ router = APIRouter(prefix="/v1/namespaces/{namespace}/tasks", tags=["tasks"], re
     status_code=status.HTTP_202_ACCEPTED,
     operation_id="createTask",
     responses={
-        409: {"model": errors.Problem, "description": "The name is taken."},
+        400: {"model": errors.Problem, "description": "A malformed Idempotency-Key (or two of them)."},
+        403: {
+            "model": errors.Problem,
+            "description": "Kubernetes does not allow this caller `create` here, or the task's pool "
+            "is held by a WorkerPool whose namespaceSelector does not admit this namespace.",
+        },
+        409: {
+            "model": errors.Problem,
+            "description": "The name is taken by another task; or (with Retry-After) a request with this "
+            "Idempotency-Key is still being processed: retry.",
+        },
         413: {
             "model": errors.Problem,
             "description": "The body is over the limit (Content-Length or chunked).",
         },
         422: {
             "model": errors.Problem,
-            "description": "Invalid input, including a body that is not JSON; `errors` names each field.",
+            "description": "Invalid input, including a body that is not JSON (`errors` names each "
+            "field); or an Idempotency-Key already used with another body.",
         },
         429: {"model": errors.Problem, "description": "This caller creates too fast; see Retry-After."},
     },
@@ -41,31 +52,53 @@ async def create_task(
     body: schemas.TaskCreate,
     tasks: deps.Tasks,
     first_sends: deps.FirstSends,
+    pool_access: deps.PoolAccess,
     background: BackgroundTasks,
-    _caller: deps.MayCreate,
+    caller: deps.MayCreate,
     _quota: deps.CreateQuota,
+    redis: deps.Redis,
+    cfg: deps.Settings,
+    key: deps.IdempotencyKey = None,
 ) -> schemas.TaskCreated:
     """Create a LongTask and return at once; follow `links.events` for its progress.
 
-    Needs `create` on `longtasks.longtask.io` in the namespace; rate-limited per caller.
+    Needs `create` on `longtasks.longtask.io` in the namespace; rate-limited per caller. With an
+    `Idempotency-Key`, a retry of the same body answers the same task (docs/idempotency.md).
+    A task whose pool is held by a WorkerPool that does not admit the namespace is refused
+    (403), see docs/security.md.
     """
     with logs.task(namespace=namespace), tracing.span("longtask.create") as span:
+        verdict = pool_access.claims.verdict(namespace=namespace, pool=body.spec.pool)
+        if verdict.outcome is poolaccess.Outcome.REFUSED:
+            raise errors.Forbidden(verdict.message)
         resource = body.to_resource()
         # The dispatch (the gateway's or the operator's) continues this span's trace (one
         # trace, request to worker): sending.first_attempt reads it from these annotations.
         if annotations := tracing.to_annotations(tracing.inject()):
             resource["metadata"]["annotations"] = annotations
-        obj = await tasks.create(namespace=namespace, body=resource)
-        meta = obj["metadata"]
-        span.set_attributes(tracing.task_attributes(namespace=namespace, name=meta["name"], uid=meta["uid"]))
-        logs.update(name=meta["name"], uid=meta["uid"])
-        log.info("created %s/%s (%s)", namespace, meta["name"], body.spec.task)
+        obj: dict[str, Any] | None
+        if key is None:
+            obj = await tasks.create(namespace=namespace, body=resource)
+            name, uid = obj["metadata"]["name"], obj["metadata"]["uid"]
+        else:
+            record, obj = await idempotency.create(
+                tasks=tasks,
+                redis=redis,
+                claim=idempotency.claim(key=key, caller=caller, namespace=namespace, body=body),
+                resource=resource,
+                keep_seconds=cfg.idempotency_seconds,
+            )
+            name, uid = record.name, record.uid
+        span.set_attributes(tracing.task_attributes(namespace=namespace, name=name, uid=uid))
+        logs.update(name=name, uid=uid)
+        if obj is None:  # an earlier or concurrent request with this Idempotency-Key created it
+            log.info("%s/%s again (Idempotency-Key): the same answer", namespace, name)
+            return schemas.created(namespace, name=name, uid=uid)
+        log.info("created %s/%s (%s)", namespace, name, body.spec.task)
         if first_sends is not None:  # once the answer has left; the operator sends it if this fails
             background.add_task(first_sends.start, obj)
     metrics.TASKS_CREATED.inc()
-    return schemas.TaskCreated(
-        name=meta["name"], namespace=namespace, uid=meta["uid"], links=schemas.links(namespace, meta["name"])
-    )
+    return schemas.created(namespace, name=name, uid=uid)
 
 
 @router.get(
@@ -149,7 +182,8 @@ async def cancel_task(
         "Server-Sent Events: `id` is the Redis stream id, `event` the kind "
         "(queued, started, progress, succeeded, failed, cancelled), `data` a "
         "ProgressEvent. The stream ends after the terminal event."
-    ),
+    )
+    | sse.TOO_MANY_STREAMS,
 )
 async def stream_task_events(
     namespace: deps.Namespace,
@@ -158,6 +192,7 @@ async def stream_task_events(
     hub: deps.Hub,
     cfg: deps.Settings,
     _caller: deps.MayGet,
+    _stream: deps.OpenStream,
     last_event_id: deps.LastEventId = None,
     after: Annotated[
         str | None,

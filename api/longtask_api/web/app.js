@@ -386,8 +386,15 @@
   function loadDeadLetters() {
     clearTimeout(dlqTimer);
     dlqTimer = setTimeout(() => act("Listing dead letters", async () => {
-      const body = await api(`/v1/deadletters?namespace=${encodeURIComponent(state.ns)}`);
-      $("dlq").tBodies[0].replaceChildren(...body.items.map((e) => {
+      const items = [];
+      let page = { continue: "" };
+      do {  // every page, following `continue`
+        const more = page.continue ? `&continue=${encodeURIComponent(page.continue)}` : "";
+        page = await api(`/v1/deadletters?namespace=${encodeURIComponent(state.ns)}${more}`);
+        items.push(...page.items);
+      } while (page.continue);
+      items.sort((a, b) => a.at - b.at);
+      $("dlq").tBodies[0].replaceChildren(...items.map((e) => {
         const tr = document.createElement("tr");
         tr.dataset.name = e.name;
         const err = e.error || {};
@@ -395,7 +402,7 @@
         cell(tr).append(button("Replay", `Replay ${e.name} from the dead-letter queue`, () => replay(e.name), true));
         return tr;
       }));
-      $("dlq-empty").hidden = body.items.length > 0;
+      $("dlq-empty").hidden = items.length > 0;
     }), 200);
   }
 

@@ -50,7 +50,13 @@ def _documents(
         root = ctx.path(directory)  # inside the worker's files root, or PermanentError
         if not root.is_dir():
             raise sdk.PermanentError(f"directory {directory!r} does not exist on the worker")
-        return [(p.name, p.read_text(errors="replace")) for p in sorted(root.glob("*.txt"))]
+        # The listing gives names only; each file is checked and opened in one step, so a
+        # link that leads out of the root fails the task (PermanentError) instead of being read.
+        found = []
+        for p in sorted(root.glob("*.txt")):
+            with ctx.open(str(p), "rb") as f:
+                found.append((p.name, f.read().decode(errors="replace")))
+        return found
     raise sdk.PermanentError("give either params.directory or params.documents")
 
 
@@ -74,7 +80,7 @@ def embed(
         raise sdk.PermanentError("no documents to embed")
     chunks_total = 0
     with contextlib.ExitStack() as stack:
-        sink = stack.enter_context(ctx.path(output).open("w")) if output else None
+        sink = stack.enter_context(ctx.open(output, "w")) if output else None
         for i, (name, text) in enumerate(docs):
             ctx.check_cancelled()
             chunks = split_chunks(text, chunk_words=chunk_words, overlap=overlap)
