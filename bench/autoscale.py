@@ -27,24 +27,41 @@ Run:
 
     uv run python bench/autoscale.py [--bursts 10] [--burst-size 8] [--cooldown 3]
     uv run python bench/autoscale.py --requests [--requests-window 60]
+
+--depth-read instead measures what the autoscaler's depth read (workload.Workload.read)
+costs Redis with --in-flight messages of --params-kib KiB params held by workers (a Redis of
+its own, no cluster): messages really sent by Celery, moved to kombu's `unacked` hash as a
+worker's fetch moves them, and claimed by the worker's own claim script on pods of
+--per-pod attempts across --pools pools. It times --reads reads and reports the Redis-side
+time per read (INFO commandstats) beside the body scan it replaced (a Lua HVALS over the
+`unacked` hash, the old workload._DEPTHS), measured in the same run on the same data:
+
+    uv run python bench/autoscale.py --depth-read [--in-flight 10000] [--params-kib 100]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import shutil
 import statistics
 import sys
+import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import redis
 
-from longtask_contracts import events, names
+from longtask_contracts import events, ledger, models, names
 from longtask_dev import apirequests, procs, watch
 from longtask_dev import cluster as cluster_mod
 from longtask_dev import platform as platform_mod
+from longtask_operator import workload
+from longtask_runtime import redisopts, sending
+from longtask_worker import store
 
 NAMESPACE = "default"
 POOL = "bench"
@@ -244,6 +261,153 @@ def _served(c: cluster_mod.Cluster, window: float, *, load: Any) -> apirequests.
     return apirequests.delta(before, apirequests.snapshot(c), resources=_REQUEST_RESOURCES)
 
 
+# The depth read before issue 18 (workload._DEPTHS): LLEN of every list, then HVALS of the
+# whole `unacked` hash, matching each body's routing-key suffix. Kept here as the baseline.
+_OLD_DEPTHS = """
+local per = tonumber(ARGV[1])
+local pools = #ARGV - 1
+local out = {}
+for p = 1, pools do
+  local queued = 0
+  for i = 1, per do
+    queued = queued + redis.call('LLEN', KEYS[1 + (p - 1) * per + i])
+  end
+  out[2 * p - 1] = queued
+  out[2 * p] = 0
+end
+local suffixes = {}
+for p = 1, pools do suffixes[p] = ARGV[p + 1] end
+for _, raw in ipairs(redis.call('HVALS', KEYS[1])) do
+  for p = 1, pools do
+    local s = suffixes[p]
+    if string.sub(raw, -#s) == s then
+      out[2 * p] = out[2 * p] + 1
+      break
+    end
+  end
+end
+return out
+"""
+
+
+def fill_in_flight(url: str, *, messages: int, params_kib: int, pools: list[str], per_pod: int) -> None:
+    """`messages` attempts held by workers, as kombu and longtask's workers leave them: sent by
+    Celery, taken off the queue into kombu's `unacked` hash and index (what kombu's QoS.append
+    writes on a fetch), and claimed by the worker's claim script (the RUNNING entry and busy pod)."""
+    celery = sending.celery_sender(url)
+    client = redis.Redis.from_url(url)
+    stores: dict[str, store.Store] = {}
+    blob = "x" * (params_kib * 1024)
+    for i in range(messages):
+        pool = pools[i % len(pools)]
+        d = ledger.Dispatch(
+            namespace="bench",
+            name=f"t{i}",
+            uid=str(uuid.uuid4()),
+            # Unvalidated: the gateway admits 64 KiB of params; the target is set at 100 KiB.
+            spec=models.LongTaskSpec(task="demo.sleep", pool=pool).model_copy(
+                update={"params": {"blob": blob}}
+            ),
+            deadline=time.time() + 3600,
+        )
+        client.set(names.current(d.uid), d.model_dump_json())
+        celery.send_task(
+            names.RUN_TASK, args=[d.model_dump(mode="json")], task_id=names.celery_task_id(d.uid, 1),
+            queue=names.queue(pool),
+        )  # fmt: skip
+        raw = client.rpop(names.queue(pool))
+        assert raw is not None
+        message = json.loads(raw)
+        info = message["properties"]["delivery_info"]
+        tag = message["properties"]["delivery_tag"]
+        client.zadd(names.KOMBU_UNACKED_INDEX, {tag: time.time()})
+        client.hset(names.KOMBU_UNACKED, tag, json.dumps([message, info["exchange"], info["routing_key"]]))
+        pod = f"{pool}-pod-{i // len(pools) // per_pod}"
+        worker = stores.setdefault(pod, store.Store(client, pod=pod))
+        assert worker.claim(d, worker=f"{pod}/1", lease_seconds=3600, tag=tag)
+        if i and i % 1000 == 0:
+            progress(f"{i} of {messages} messages in flight")
+    client.close()
+
+
+def redis_usec(client: redis.Redis, commands: list[str]) -> tuple[float, int]:
+    """Microseconds Redis spent in `commands` and how many calls, since the last RESETSTAT."""
+    stats: dict[str, Any] = client.info("commandstats")
+    usec = sum(float(stats.get(f"cmdstat_{c}", {}).get("usec", 0)) for c in commands)
+    calls = sum(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in commands)
+    return usec, calls
+
+
+async def time_reads(url: str, pools: list[str], reads: int) -> tuple[float, float, workload.Load]:
+    """Redis µs and wall ms per workload.Workload.read of every pool; and the last load read."""
+    client = redis.Redis.from_url(url)
+    aclient = redisopts.async_client(url)
+    reader = workload.Workload(aclient)
+    try:
+        await reader.read(pools)  # connect first
+        client.config_resetstat()
+        began = time.perf_counter()
+        for _ in range(reads):
+            loads = await reader.read(pools)
+        wall = (time.perf_counter() - began) / reads * 1000
+        usec, _ = redis_usec(client, ["llen", "zcount", "hgetall"])
+    finally:
+        await aclient.aclose()
+        client.close()
+    return usec / reads, wall, loads[pools[0]]
+
+
+def time_old_scan(url: str, pools: list[str], reads: int) -> tuple[float, float, int]:
+    """Redis µs and wall ms per read of the old depth script (LLENs + HVALS body scan)."""
+    client = redis.Redis.from_url(url, socket_timeout=None)  # one scan may take seconds
+    script = client.register_script(_OLD_DEPTHS)
+    keys = [names.KOMBU_UNACKED, *(key for pool in pools for key in names.queue_lists(pool))]
+    args: list[Any] = [len(names.PRIORITY_STEPS), *(f'"{names.queue(pool)}"]' for pool in pools)]
+    try:
+        script(keys=keys, args=args)  # load it first
+        client.config_resetstat()
+        began = time.perf_counter()
+        for _ in range(reads):
+            out = script(keys=keys, args=args)
+        wall = (time.perf_counter() - began) / reads * 1000
+        usec, _ = redis_usec(client, ["evalsha"])
+    finally:
+        client.close()
+    return usec / reads, wall, int(out[1])
+
+
+def depth_read(*, messages: int, params_kib: int, pools: int, per_pod: int, reads: int) -> list[str]:
+    """Measure the depth read's Redis time (see the module's docstring)."""
+    names_ = [f"bench-{i}" for i in range(pools)]
+    folder = Path(tempfile.mkdtemp(prefix="depth-read-"))
+    port = procs.free_port()
+    child = cluster_mod.redis_child(port=port, data=folder / "data", log=folder / "redis.log").start()
+    try:
+        cluster_mod.wait_for_redis(port=port, child=child)
+        url = f"redis://127.0.0.1:{port}/0"
+        progress(f"filling Redis: {messages} messages of {params_kib} KiB params in flight")
+        fill_in_flight(url, messages=messages, params_kib=params_kib, pools=names_, per_pod=per_pod)
+        progress(f"timing {reads} reads of each")
+        new_usec, new_wall, load = asyncio.run(time_reads(url, names_, reads))
+        progress(f"workload.read: Redis {new_usec:.1f} us, wall {new_wall:.2f} ms per read; now the baseline")
+        old_usec, old_wall, old_fetched = time_old_scan(url, names_, max(1, reads // 10))
+        used = redis.Redis.from_url(url).info("memory")["used_memory_human"]
+    finally:
+        child.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+    busy = -(-messages // pools // per_pod)
+    return [
+        f"Depth read ({messages} messages in flight, {params_kib} KiB params each, Redis holding {used}; "
+        f"{pools} pools, {per_pod} attempts per pod, {busy} busy pods per pool)",
+        f"  workload.read (LLEN + ZCOUNT + HGETALL per pool): Redis {new_usec:8.1f} us per read, "
+        f"wall {new_wall:6.2f} ms   (pool {names_[0]}: running {load.running}, busy pods {len(load.pods)})",
+        f"  baseline, HVALS body scan (old _DEPTHS):        Redis {old_usec:8.1f} us per read, "
+        f"wall {old_wall:6.2f} ms   (pool {names_[0]}: fetched {old_fetched})",
+        f"  ratio baseline / workload.read (Redis time): {old_usec / max(new_usec, 1e-3):.0f}x",
+        f"Target: Redis time per read < 1000 us: {'met' if new_usec < 1000 else 'MISSED'}",
+    ]
+
+
 def progress(what: str) -> None:
     print(f"[bench] {what} ...", file=sys.stderr, flush=True)
 
@@ -255,12 +419,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cooldown", type=float, default=3.0, help="the WorkerPool's cooldownSeconds")
     parser.add_argument("--state-dir", type=Path, default=None, help="keep kubeconfig and logs here")
     parser.add_argument(
+        "--depth-read", action="store_true", help="only measure the depth read's Redis time (no cluster)"
+    )
+    parser.add_argument(
+        "--in-flight", type=int, default=10_000, help="--depth-read: messages held by workers"
+    )
+    parser.add_argument("--params-kib", type=int, default=100, help="--depth-read: params per message, KiB")
+    parser.add_argument("--pools", type=int, default=10, help="--depth-read: pools they are spread over")
+    parser.add_argument("--per-pod", type=int, default=4, help="--depth-read: attempts per busy pod")
+    parser.add_argument("--reads", type=int, default=200, help="--depth-read: reads timed")
+    parser.add_argument(
         "--requests",
         action="store_true",
         help="measure the autoscaler's apiserver requests per minute instead",
     )
     parser.add_argument("--requests-window", type=float, default=60.0, help="seconds counted per pool state")
     args = parser.parse_args(argv)
+    if args.depth_read:
+        print("\n".join(depth_read(messages=args.in_flight, params_kib=args.params_kib, pools=args.pools,
+                                   per_pod=args.per_pod, reads=args.reads)))  # fmt: skip
+        return 0
     progress("starting the cluster and the platform")
     with cluster_mod.Cluster(state_dir=args.state_dir and args.state_dir.resolve()) as c:
         if args.requests:

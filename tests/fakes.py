@@ -148,9 +148,13 @@ class TaskStore(Protocol):
 
     def publish(self, event: events.TaskEvent, *, ttl: int | None = None) -> None: ...
 
-    def claim(self, dispatch: ledger.Dispatch, *, worker: str, lease_seconds: float) -> bool: ...
+    def claim(
+        self, dispatch: ledger.Dispatch, *, worker: str, lease_seconds: float, tag: str = ""
+    ) -> bool: ...
 
-    def renew(self, dispatch: ledger.Dispatch, *, worker: str, lease_seconds: float) -> bool: ...
+    def renew(
+        self, dispatch: ledger.Dispatch, *, worker: str, lease_seconds: float, tag: str = ""
+    ) -> bool: ...
 
     def finish(
         self,
@@ -160,6 +164,7 @@ class TaskStore(Protocol):
         event: events.TaskEvent,
         retry_at: float | None = None,
         dead_letter: ledger.DeadLetter | None = None,
+        tag: str = "",
     ) -> bool: ...
 
     def cancel_requested(self, uid: str) -> bool: ...
@@ -184,13 +189,13 @@ class MemoryStore:
         if event.terminal:
             self.done.add(event.uid)
 
-    def claim(self, dispatch: ledger.Dispatch, *, worker: str, lease_seconds: float) -> bool:
+    def claim(self, dispatch: ledger.Dispatch, *, worker: str, lease_seconds: float, tag: str = "") -> bool:
         if dispatch.uid in self.done or dispatch.uid in self.claims:
             return False
         self.claims[dispatch.uid] = f"{dispatch.attempt}:{worker}"
         return True
 
-    def renew(self, dispatch: ledger.Dispatch, *, worker: str, lease_seconds: float) -> bool:
+    def renew(self, dispatch: ledger.Dispatch, *, worker: str, lease_seconds: float, tag: str = "") -> bool:
         return self.claims.get(dispatch.uid, f"{dispatch.attempt}:{worker}") == f"{dispatch.attempt}:{worker}"
 
     def finish(
@@ -201,6 +206,7 @@ class MemoryStore:
         event: events.TaskEvent,
         retry_at: float | None = None,
         dead_letter: ledger.DeadLetter | None = None,
+        tag: str = "",
     ) -> bool:
         if dispatch.uid in self.done:
             return False

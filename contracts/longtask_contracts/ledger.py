@@ -9,6 +9,7 @@ the layout in names.py has exactly one writer's view.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -104,7 +105,7 @@ def queue_publish(pipe: Any, event: events.TaskEvent, *, ttl: int | None = None)
             pipe.expire(key, KEY_TTL_SECONDS)
         for zset in (names.LEASES, names.SCHEDULE, names.DEADLINES):
             pipe.zrem(zset, event.uid)
-        pipe.hdel(names.RUNNING, event.uid)
+        queue_release(pipe, event.uid)
         if ttl is not None:
             pipe.zadd(names.EXPIRY, {event.uid: event.at + ttl})
             # Who to delete then, kept until the DELETE succeeded (maintenance forgets it).
@@ -152,7 +153,7 @@ def queue_attempt_end(
     if dead_letter is not None:
         queue_dead_letter(pipe, dead_letter)
     pipe.zrem(names.LEASES, dispatch.uid)
-    pipe.hdel(names.RUNNING, dispatch.uid)
+    queue_release(pipe, dispatch.uid)
 
 
 def queue_dead_letter(pipe: Any, record: DeadLetter) -> None:
@@ -163,7 +164,7 @@ def queue_release_forgotten(pipe: Any, uid: str) -> None:
     """An attempt of a forgotten task ended on its worker: drop what its lease renewals and
     events wrote after the forget, and let its event stream expire; record nothing."""
     pipe.zrem(names.LEASES, uid)
-    pipe.hdel(names.RUNNING, uid)
+    queue_release(pipe, uid)
     pipe.expire(names.events_stream(uid), KEY_TTL_SECONDS)
 
 
@@ -178,5 +179,109 @@ def queue_forget(pipe: Any, uid: str, *, tombstone: bool = True) -> None:
     for zset in names.ZSETS:
         pipe.zrem(zset, uid)
     pipe.hdel(names.DLQ, uid)
-    pipe.hdel(names.RUNNING, uid)
+    queue_release(pipe, uid)
     pipe.hdel(names.STATUS_HELD, uid)  # a status the sync could not write (statusheld.py)
+
+
+# -- in-flight work: what the autoscaler counts (workload.py) ----------------------------
+#
+# A message a worker takes from a pool's queue is recorded twice by the worker's main
+# process when it fetches it (Delivery in names.DELIVERIES, its tag in names.fetched(pool));
+# the claim script moves it to names.RUNNING (Claim) and counts its pod in names.busy(pool).
+# Every removal of a RUNNING entry goes through queue_release, which keeps busy(pool) equal to
+# the entries it counts and drops the message's delivery, kombu's `unacked` entry included.
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """The worker's record of one message it fetched (names.DELIVERIES, by delivery tag)."""
+
+    pool: str
+    uid: str
+    attempt: int
+    pod: str
+
+    def encode(self) -> str:
+        return f"{self.pool} {self.uid} {self.attempt} {self.pod}"
+
+    @classmethod
+    def decode(cls, raw: str | bytes) -> Delivery | None:
+        parts = (raw.decode() if isinstance(raw, bytes) else raw).split(" ")
+        if len(parts) != 4 or not parts[2].isdigit():
+            return None
+        return cls(pool=parts[0], uid=parts[1], attempt=int(parts[2]), pod=parts[3])
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claimed attempt's entry in names.RUNNING: its pool, its pod, and the delivery tag of
+    its message ("" if unknown)."""
+
+    pool: str
+    pod: str
+    tag: str = ""
+
+    def encode(self) -> str:
+        return f"{self.pool} {self.pod} {self.tag}".rstrip()
+
+    @classmethod
+    def decode(cls, raw: str | bytes) -> Claim | None:
+        parts = (raw.decode() if isinstance(raw, bytes) else raw).split(" ")
+        if len(parts) not in (2, 3):
+            return None
+        return cls(pool=parts[0], pod=parts[1], tag=parts[2] if len(parts) == 3 else "")
+
+
+# Lua shared by the scripts that change names.RUNNING. Every such script takes these
+# first: KEYS[1..4] = RUNNING, DELIVERIES, kombu's unacked hash and its index;
+# ARGV[1..2] = the key prefixes of busy(pool) and fetched(pool). The keys of a pool named
+# by a stored entry are built here: longtask needs one standalone Redis (kombu's Redis
+# transport has no Cluster support either), where a script may reach any key.
+RUNNING_KEYS = [names.RUNNING, names.DELIVERIES, names.KOMBU_UNACKED, names.KOMBU_UNACKED_INDEX]
+RUNNING_ARGS = [names.busy(""), names.fetched("")]
+RUNNING_LUA = """
+local function drop(pool, tag)
+  redis.call('HDEL', KEYS[2], tag)
+  redis.call('ZREM', ARGV[2] .. pool, tag)
+  redis.call('HDEL', KEYS[3], tag)
+  redis.call('ZREM', KEYS[4], tag)
+end
+local function release(uid, expect)
+  local entry = redis.call('HGET', KEYS[1], uid)
+  if not entry or (expect ~= '' and entry ~= expect) then return 0 end
+  redis.call('HDEL', KEYS[1], uid)
+  local pool, pod, tag = string.match(entry, '^(%S+) (%S+) ?(%S*)$')
+  if pool then
+    if redis.call('HINCRBY', ARGV[1] .. pool, pod, -1) <= 0 then
+      redis.call('HDEL', ARGV[1] .. pool, pod)
+    end
+    if tag ~= '' then drop(pool, tag) end
+  end
+  return 1
+end
+local function take(uid, entry, pool, pod)
+  local old = redis.call('HGET', KEYS[1], uid)
+  if old == entry then return end
+  if old then release(uid, old) end
+  redis.call('HSET', KEYS[1], uid, entry)
+  redis.call('HINCRBY', ARGV[1] .. pool, pod, 1)
+end
+"""
+_RELEASE = RUNNING_LUA + "return release(ARGV[3], ARGV[4])\n"
+
+
+def queue_release(pipe: Any, uid: str, *, expect: Claim | None = None) -> None:
+    """Drop the task's names.RUNNING entry (only if it is `expect`, when given), its pod's
+    count in busy(pool), and its message: the worker's Delivery and kombu's `unacked` entry
+    (once the attempt ended, the message has nothing left to do; its worker's ack, if it
+    comes, finds nothing)."""
+    keys = RUNNING_KEYS
+    pipe.eval(_RELEASE, len(keys), *keys, *RUNNING_ARGS, uid, expect.encode() if expect else "")
+
+
+def queue_drop_delivery(pipe: Any, *, pool: str, tag: str) -> None:
+    """Forget one fetched message: the worker's record and kombu's `unacked` entry."""
+    pipe.hdel(names.DELIVERIES, tag)
+    pipe.zrem(names.fetched(pool), tag)
+    pipe.hdel(names.KOMBU_UNACKED, tag)
+    pipe.zrem(names.KOMBU_UNACKED_INDEX, tag)

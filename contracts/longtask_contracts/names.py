@@ -150,8 +150,28 @@ DEADLINES = f"{KEY_PREFIX}deadlines"  # when each unfinished task's whole deadli
 EXPIRY = f"{KEY_PREFIX}expiry"  # when each finished task's ttlSecondsAfterFinished runs out
 ZSETS = (LEASES, SCHEDULE, DEADLINES, EXPIRY)
 DLQ = f"{KEY_PREFIX}dlq"  # hash uid -> dead-letter record (JSON)
-# Hash uid -> "pool pod" of every claimed attempt: what each pool runs, and on which pod.
+# Hash uid -> "pool pod tag" of every claimed attempt: its pool, the pod that runs it, and
+# the delivery tag of the message it came in (ledger.Claim). Written only by the claim and
+# renew scripts and removed only by ledger.queue_release, which keep busy(pool) in step.
 RUNNING = f"{KEY_PREFIX}running"
+# Hash delivery tag -> "pool uid attempt pod": the worker's record of each message it took
+# from a queue (ledger.Delivery), so the operator can tell what a kombu `unacked` entry is
+# without reading its body. Dropped with the message (ledger.queue_drop_delivery).
+DELIVERIES = f"{KEY_PREFIX}deliveries"
+
+
+def fetched(pool: str) -> str:
+    """Sorted set of the pool's messages fetched by a worker and not claimed yet: delivery
+    tag -> when it was fetched (the autoscaler counts those fetched within the claim timeout)."""
+    return f"{KEY_PREFIX}fetched:{pool}"
+
+
+def busy(pool: str) -> str:
+    """Hash pod -> how many of the pool's attempts it holds (names.RUNNING entries of the pool,
+    counted by pod): the pool's running attempts and busy pods in one small read."""
+    return f"{KEY_PREFIX}busy:{pool}"
+
+
 # Hash task name -> tasktypes.TaskType (JSON): each worker writes the signatures of the
 # tasks it serves when it starts, so the gateway can offer them without importing worker code.
 TASK_TYPES = f"{KEY_PREFIX}tasktypes"

@@ -53,7 +53,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.kube = await kube.Kube.connect(request_timeout=cfg.kube_timeout_seconds)
     memo.autoscaler = autoscale.Autoscaler(
         kube=memo.kube,
-        workload=workload.Workload(memo.redis),
+        workload=workload.Workload(memo.redis, claim_timeout=cfg.claim_timeout_seconds),
         interval=cfg.autoscale_interval_seconds,
         status_interval=cfg.pool_status_interval_seconds,
     )

@@ -110,9 +110,11 @@ class Maintenance:
             await dispatch.forget(redis=self.redis, uid=uid)
 
     async def _fetched_never_claimed(self, now: float) -> None:
-        """Messages fetched `claim_timeout` ago, each looked at once: one whose attempt was
-        never claimed lost its worker between fetch and claim, and is sent again (else it
-        would wait for Redis' 7-day visibility timeout)."""
+        """Messages fetched `claim_timeout` ago, each looked at once (a message a worker handed
+        back and fetched again is looked at again): one whose attempt was never claimed lost
+        its worker between fetch and claim, and is sent again (else it would wait for Redis'
+        7-day visibility timeout); one whose attempt is over or superseded is dropped. A
+        claimed one is left to its lease: whoever ends the attempt drops its message."""
         until = now - self.claim_timeout
         tags = await self.redis.zrangebyscore(
             names.KOMBU_UNACKED_INDEX, f"({self._fetched_scanned_until}", until
@@ -122,36 +124,51 @@ class Maintenance:
         self._fetched_scanned_until = until
 
     async def _resend_unclaimed(self, tag: str) -> None:
-        raw = await self.redis.hget(names.KOMBU_UNACKED, tag)
-        if raw is None:
-            return  # acknowledged meanwhile
-        payload = json.loads(raw)[0]
-        uid, _, attempt = str((payload.get("headers") or {}).get("id", "")).rpartition(".")
-        if not uid or not attempt.isdigit():
-            return  # not a longtask message
+        delivery = await self._delivery(tag)
+        if delivery is None:
+            return  # acknowledged meanwhile, or not a longtask message
+        uid, attempt = delivery.uid, delivery.attempt
         pipe = self.redis.pipeline(transaction=False)
-        pipe.exists(names.claim(uid), names.done(uid))
+        pipe.exists(names.done(uid))
+        pipe.get(names.claim(uid))
         pipe.get(names.started(uid))
         pipe.get(names.current(uid))
-        held_or_done, started, current_raw = await pipe.execute()
+        pipe.hget(names.RUNNING, uid)
+        done, holder, started, current_raw, running_raw = await pipe.execute()
+        running = ledger.Claim.decode(running_raw) if running_raw else None
+        if holder and running is not None and running.tag == tag:
+            return  # its attempt runs: its lease tells whether it lives
         current = _about(ledger.Dispatch.model_validate_json(current_raw)) if current_raw else None
-        if (
-            held_or_done
-            or int(started or 0) >= int(attempt)
-            or current is None
-            or current.attempt != int(attempt)
-        ):
-            return  # running, ran, or superseded: nothing was lost
-        log.warning(
-            "%s/%s: attempt %s was fetched by a worker that never started it (it died?); sending it again",
-            current.namespace, current.name, attempt,
-        )  # fmt: skip
-        await dispatch.send(redis=self.redis, celery=self.celery, dispatch=current)
+        lost = not (done or holder) and int(started or 0) < attempt
+        if lost and current is not None and current.attempt == attempt:
+            log.warning(
+                "%s/%s: attempt %s was fetched by a worker (%s) that never started it (it died?); "
+                "sending it again",
+                current.namespace, current.name, attempt, delivery.pod,
+            )  # fmt: skip
+            await dispatch.send(redis=self.redis, celery=self.celery, dispatch=current)
+            metrics.RESENT_UNCLAIMED.inc()
+        # Sent again, or its attempt is over, superseded or run from another copy: a worker
+        # still holding this copy skips it, and its ack finds nothing.
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hdel(names.KOMBU_UNACKED, tag)
-        pipe.zrem(names.KOMBU_UNACKED_INDEX, tag)
+        ledger.queue_drop_delivery(pipe, pool=delivery.pool, tag=tag)
         await pipe.execute()
-        metrics.RESENT_UNCLAIMED.inc()
+
+    async def _delivery(self, tag: str) -> ledger.Delivery | None:
+        """Which attempt the fetched message `tag` holds: the worker's record of it, or (if its
+        worker died before it could write one) the message's own headers."""
+        record = await self.redis.hget(names.DELIVERIES, tag)
+        if record is not None:
+            return ledger.Delivery.decode(record)
+        raw = await self.redis.hget(names.KOMBU_UNACKED, tag)
+        if raw is None:
+            return None
+        message, _, routing_key = json.loads(raw)
+        uid, _, attempt = str((message.get("headers") or {}).get("id", "")).rpartition(".")
+        pool = str(routing_key).removeprefix(names.QUEUE_PREFIX)
+        if not uid or not attempt.isdigit() or not str(routing_key).startswith(names.QUEUE_PREFIX):
+            return None
+        return ledger.Delivery(pool=pool, uid=uid, attempt=int(attempt), pod="?")
 
     async def _isolated(self, zset: str, uid: str, step: Callable[[str], Awaitable[None]]) -> None:
         """One task's step; its failure is logged and retried next tick, never the others'.
@@ -222,8 +239,11 @@ class Maintenance:
                         return
                     raw = await pipe.get(names.current(uid))
                     if raw is None or await pipe.exists(names.done(uid)):
+                        # Over (or forgotten): whatever still names the attempt goes, its
+                        # running entry and its message included.
                         pipe.multi()  # type: ignore[no-untyped-call]
                         pipe.zrem(names.LEASES, uid)
+                        ledger.queue_release(pipe, uid)
                         await pipe.execute()
                         return
                     current = _about(ledger.Dispatch.model_validate_json(raw))

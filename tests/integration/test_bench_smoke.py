@@ -3,7 +3,8 @@ every section.
 
 Covers: the dispatch bench starts its own platform and raw Celery worker, measures both
 arms, and stops cleanly; the autoscale bench runs one burst through a WorkerPool and one
-through a scale patched by hand. They assert no timing (this machine is shared): only that
+through a scale patched by hand; its depth-read arm fills a Redis of its own and
+times both reads. They assert no timing (this machine is shared): only that
 figures appear.
 """
 
@@ -51,6 +52,13 @@ def test_dispatch_bench_runs(tmp_path):
 def test_autoscale_bench_runs(tmp_path):
     report = _bench("autoscale.py", "--bursts", "1", "--burst-size", "2", state=tmp_path / "state")
     for section in ("backlog -> scale patch", "first task on a new pod", "pod start", "KEDA", "Target"):
+        assert section in report, report
+
+
+def test_autoscale_depth_read_bench_runs(tmp_path):
+    small = ("--in-flight", "200", "--params-kib", "4", "--pools", "2", "--reads", "5")
+    report = _bench("autoscale.py", "--depth-read", *small, state=tmp_path / "state")
+    for section in ("Depth read (200 messages", "workload.read", "baseline, HVALS body scan", "Target"):
         assert section in report, report
 
 

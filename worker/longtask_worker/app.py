@@ -18,7 +18,7 @@ from celery import Celery, Task
 
 from longtask_contracts import ledger, names
 from longtask_runtime import celeryconfig
-from longtask_worker import runner, settings, store, telemetry
+from longtask_worker import fetches, runner, settings, store, telemetry
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ def create_app(cfg: settings.WorkerSettings | None = None) -> Celery:
     )
     load_task_modules(cfg)
     telemetry.connect()
+    fetches.connect(lambda: _store(cfg))
 
     limits = runner.Limits(
         lease_seconds=cfg.lease_seconds,
@@ -66,8 +67,13 @@ def create_app(cfg: settings.WorkerSettings | None = None) -> Celery:
     @app.task(name=names.RUN_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
     def run_longtask(self: Task[Any, Any], dispatch: dict[str, Any]) -> str | None:
         worker = f"{self.request.hostname or socket.gethostname()}/{os.getpid()}"
+        tag = str((self.request.properties or {}).get("delivery_tag") or "")  # kombu's, of this message
         kind = runner.run(
-            dispatch=ledger.Dispatch.model_validate(dispatch), store=_store(cfg), worker=worker, limits=limits
+            dispatch=ledger.Dispatch.model_validate(dispatch),
+            store=_store(cfg),
+            worker=worker,
+            limits=limits,
+            tag=tag,
         )
         return kind.value if kind else None
 

@@ -36,8 +36,11 @@ class RunContext:
     """The sdk.TaskContext of one running attempt; also renews its lease in the background
     and, once the task was cancelled and ignored it for the grace period, ends the process."""
 
-    def __init__(self, *, dispatch: ledger.Dispatch, store: store.Store, worker: str, limits: Limits) -> None:
+    def __init__(
+        self, *, dispatch: ledger.Dispatch, store: store.Store, worker: str, limits: Limits, tag: str = ""
+    ) -> None:
         self.dispatch = dispatch
+        self.tag = tag  # the delivery tag of the attempt's message (store.Store)
         self.namespace, self.name, self.uid = dispatch.namespace, dispatch.name, dispatch.uid
         self.attempt = dispatch.attempt
         self.worker = worker
@@ -59,7 +62,9 @@ class RunContext:
         )
 
     def heartbeat(self) -> None:
-        if not self._store.renew(self.dispatch, worker=self.worker, lease_seconds=self._limits.lease_seconds):
+        if not self._store.renew(
+            self.dispatch, worker=self.worker, lease_seconds=self._limits.lease_seconds, tag=self.tag
+        ):
             self._superseded()
         metrics.HEARTBEATS.inc()
         metrics.LAST_HEARTBEAT.set(time.time())
@@ -133,16 +138,19 @@ class RunContext:
             dispatch=self.dispatch,
             worker=self.worker,
             event=self.event(Kind.CANCELLED, message="cancelled: stopped after the grace period"),
+            tag=self.tag,
         )
         tracing.flush()  # os._exit skips the exporter's own flush
         metrics.CANCELLATIONS.labels(how="forced").inc()
         os._exit(75)  # the parent replaces this process; the redelivered message is skipped
 
 
-def run(*, dispatch: ledger.Dispatch, store: store.Store, worker: str, limits: Limits) -> Kind | None:
+def run(
+    *, dispatch: ledger.Dispatch, store: store.Store, worker: str, limits: Limits, tag: str = ""
+) -> Kind | None:
     """Run the attempt in a span `longtask.attempt` (child of the message's context) with its
     log lines about the task; returns the kind of its final event, or None if it was not (or
-    no longer) ours."""
+    no longer) ours. `tag` is its message's delivery tag ("" if unknown)."""
     d = dispatch
     attributes = tracing.task_attributes(
         namespace=d.namespace, name=d.name, uid=d.uid, attempt=d.attempt, task=d.spec.task, pool=d.spec.pool
@@ -152,14 +160,16 @@ def run(*, dispatch: ledger.Dispatch, store: store.Store, worker: str, limits: L
         logs.task(**d.about()),
     ):
         log.info("attempt %s of %s starts on %s", d.attempt, d.spec.task, worker)
-        kind = _run(dispatch=dispatch, store=store, worker=worker, limits=limits)
+        kind = _run(dispatch=dispatch, store=store, worker=worker, limits=limits, tag=tag)
         span.set_attribute("longtask.outcome", kind.value if kind else "skipped")
         log.info("attempt %s ended: %s", d.attempt, kind.value if kind else "skipped")
         return kind
 
 
-def _run(*, dispatch: ledger.Dispatch, store: store.Store, worker: str, limits: Limits) -> Kind | None:
-    if not store.claim(dispatch, worker=worker, lease_seconds=limits.lease_seconds):
+def _run(
+    *, dispatch: ledger.Dispatch, store: store.Store, worker: str, limits: Limits, tag: str
+) -> Kind | None:
+    if not store.claim(dispatch, worker=worker, lease_seconds=limits.lease_seconds, tag=tag):
         log.info(
             "skipping %s attempt %s: done, running elsewhere, superseded, or its LongTask deleted",
             dispatch.uid,
@@ -174,7 +184,7 @@ def _run(*, dispatch: ledger.Dispatch, store: store.Store, worker: str, limits: 
     began = time.monotonic()
     outcome = "error"  # unless _attempt returns: the worker's own failure (Redis down)
     try:
-        kind = _attempt(dispatch=dispatch, store=store, worker=worker, limits=limits)
+        kind = _attempt(dispatch=dispatch, store=store, worker=worker, limits=limits, tag=tag)
         outcome = kind.value if kind else "stale"
         return kind
     finally:
@@ -185,10 +195,12 @@ def _run(*, dispatch: ledger.Dispatch, store: store.Store, worker: str, limits: 
             metrics.CANCELLATIONS.labels(how="cooperative").inc()
 
 
-def _attempt(*, dispatch: ledger.Dispatch, store: store.Store, worker: str, limits: Limits) -> Kind | None:
+def _attempt(
+    *, dispatch: ledger.Dispatch, store: store.Store, worker: str, limits: Limits, tag: str
+) -> Kind | None:
     """The claimed attempt, from its Started event to its end."""
     failure: Exception | None = None
-    with RunContext(dispatch=dispatch, store=store, worker=worker, limits=limits) as ctx:
+    with RunContext(dispatch=dispatch, store=store, worker=worker, limits=limits, tag=tag) as ctx:
         store.publish(ctx.event(Kind.STARTED, progress=0))
         try:
             result = _call(ctx, dispatch, limits.result_max_bytes)
@@ -198,7 +210,10 @@ def _attempt(*, dispatch: ledger.Dispatch, store: store.Store, worker: str, limi
     if failure is not None:
         return _finish_failed(ctx, store, dispatch, failure, limits)
     if not store.finish(
-        dispatch=dispatch, worker=worker, event=ctx.event(Kind.SUCCEEDED, progress=100, result=result)
+        dispatch=dispatch,
+        worker=worker,
+        event=ctx.event(Kind.SUCCEEDED, progress=100, result=result),
+        tag=tag,
     ):
         _stale(dispatch)
         return None
@@ -220,7 +235,10 @@ def _finish_failed(
 ) -> Kind | None:
     if isinstance(exc, sdk.Cancelled):
         if not store.finish(
-            dispatch=dispatch, worker=ctx.worker, event=ctx.event(Kind.CANCELLED, message=str(exc))
+            dispatch=dispatch,
+            worker=ctx.worker,
+            event=ctx.event(Kind.CANCELLED, message=str(exc)),
+            tag=ctx.tag,
         ):
             _stale(dispatch)
             return None
@@ -242,6 +260,7 @@ def _finish_failed(
         event=end.event,
         retry_at=end.decision.at,
         dead_letter=end.dead_letter,
+        tag=ctx.tag,
     ):
         _stale(dispatch)
         return None

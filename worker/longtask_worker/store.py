@@ -19,32 +19,52 @@ from longtask_runtime import redisopts
 # redelivered or duplicated message then does nothing, nor does a queued message of a
 # LongTask that was deleted (the operator forgot its keys, current attempt included, and
 # left a tombstone that refuses a current attempt written late; dispatch.forget).
-_CLAIM = """
-if redis.call('EXISTS', KEYS[7]) == 1 then return 0 end
-if redis.call('EXISTS', KEYS[6]) == 0 then return 0 end
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-if tonumber(redis.call('GET', KEYS[3]) or '0') >= tonumber(ARGV[1]) then return 0 end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-redis.call('SET', KEYS[3], ARGV[1])
-redis.call('ZADD', KEYS[4], ARGV[4], ARGV[5])
-redis.call('HSET', KEYS[5], ARGV[5], ARGV[6])
+# Taken: the attempt's names.RUNNING entry replaces any older one (ledger.RUNNING_LUA) and
+# its message leaves fetched(pool). Refused: the message has nothing to do, so its records
+# go (its ack follows).
+# KEYS/ARGV: ledger.RUNNING_KEYS/ARGS, then claim, done, started, LEASES, current, tombstone;
+# attempt, holder, lease ms, lease end, uid, RUNNING entry, pool, pod, tag, Delivery.
+_CLAIM = (
+    ledger.RUNNING_LUA
+    + """
+local attempt, uid, pool, tag = ARGV[3], ARGV[7], ARGV[9], ARGV[11]
+if redis.call('EXISTS', KEYS[10]) == 1 or redis.call('EXISTS', KEYS[9]) == 0
+    or redis.call('EXISTS', KEYS[6]) == 1
+    or redis.call('EXISTS', KEYS[5]) == 1
+    or tonumber(redis.call('GET', KEYS[7]) or '0') >= tonumber(attempt) then
+  if tag ~= '' then drop(pool, tag) end
+  return 0
+end
+redis.call('SET', KEYS[5], ARGV[4], 'PX', ARGV[5])
+redis.call('SET', KEYS[7], attempt)
+redis.call('ZADD', KEYS[8], ARGV[6], uid)
+take(uid, ARGV[8], pool, ARGV[10])
+if tag ~= '' then
+  redis.call('ZREM', ARGV[2] .. pool, tag)
+  redis.call('HSET', KEYS[2], tag, ARGV[12])
+end
 return 1
 """
+)
 
 
 # Renew the lease if it is still this attempt's. A lease that vanished (it ran out during
 # a long pause, or Redis lost it) is taken back: a retry the operator may have queued then
 # finds it held and steps aside. A lease now held by another attempt means this one was
 # superseded: 0, and the caller stops.
-_RENEW = """
-local holder = redis.call('GET', KEYS[1])
-if holder and holder ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
-redis.call('HSET', KEYS[3], ARGV[4], ARGV[5])
+# KEYS/ARGV: ledger.RUNNING_KEYS/ARGS, then claim, LEASES; holder, lease ms, lease end,
+# uid, RUNNING entry, pool, pod.
+_RENEW = (
+    ledger.RUNNING_LUA
+    + """
+local holder = redis.call('GET', KEYS[5])
+if holder and holder ~= ARGV[3] then return 0 end
+redis.call('SET', KEYS[5], ARGV[3], 'PX', ARGV[4])
+redis.call('ZADD', KEYS[6], ARGV[5], ARGV[6])
+take(ARGV[6], ARGV[7], ARGV[8], ARGV[9])
 return 1
 """
+)
 
 
 def connect(url: str) -> redis.Redis:
@@ -54,7 +74,10 @@ def connect(url: str) -> redis.Redis:
 
 class Store:
     """`pod` names where this worker runs (its pod, or its host outside Kubernetes): the
-    autoscaler reads it from names.RUNNING to know which pods are busy."""
+    autoscaler reads it from names.busy(pool) to know which pods are busy.
+
+    `tag` arguments are the delivery tag of the attempt's message ("" if unknown): the
+    attempt's records name it, so whoever ends the attempt drops the message's too."""
 
     def __init__(self, client: redis.Redis, *, pod: str) -> None:
         self.redis = client
@@ -67,41 +90,60 @@ class Store:
         ledger.queue_publish(pipe, event, ttl=ttl)
         pipe.execute()
 
-    def claim(self, dispatch: ledger.Dispatch, *, worker: str, lease_seconds: float) -> bool:
+    def fetched(self, delivery: ledger.Delivery, *, tag: str, at: float) -> None:
+        """The worker's main process took the message `tag` from its queue: record it, so the
+        pool counts it until it is claimed and the operator can tell what it is."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(names.DELIVERIES, tag, delivery.encode())
+        pipe.zadd(names.fetched(delivery.pool), {tag: at})
+        pipe.execute()
+
+    def claim(self, dispatch: ledger.Dispatch, *, worker: str, lease_seconds: float, tag: str = "") -> bool:
         uid = dispatch.uid
         keys = [
+            *ledger.RUNNING_KEYS,
             names.claim(uid),
             names.done(uid),
             names.started(uid),
             names.LEASES,
-            names.RUNNING,
             names.current(uid),
             names.tombstone(uid),
         ]
+        delivery = ledger.Delivery(pool=dispatch.spec.pool, uid=uid, attempt=dispatch.attempt, pod=self.pod)
         args: list[str | int | float] = [
+            *ledger.RUNNING_ARGS,
             dispatch.attempt,
             f"{dispatch.attempt}:{worker}",
             int(lease_seconds * 1000),
             time.time() + lease_seconds,
             uid,
-            self._running(dispatch),
+            self.running(dispatch, tag=tag).encode(),
+            dispatch.spec.pool,
+            self.pod,
+            tag,
+            delivery.encode(),
         ]
         return bool(self._claim(keys=keys, args=args))
 
-    def renew(self, dispatch: ledger.Dispatch, *, worker: str, lease_seconds: float) -> bool:
+    def renew(self, dispatch: ledger.Dispatch, *, worker: str, lease_seconds: float, tag: str = "") -> bool:
         """Extend the lease; False if another attempt holds it (this one was superseded)."""
         uid = dispatch.uid
         args: list[str | int | float] = [
+            *ledger.RUNNING_ARGS,
             f"{dispatch.attempt}:{worker}",
             int(lease_seconds * 1000),
             time.time() + lease_seconds,
             uid,
-            self._running(dispatch),
+            self.running(dispatch, tag=tag).encode(),
+            dispatch.spec.pool,
+            self.pod,
         ]
-        return bool(self._renew(keys=[names.claim(uid), names.LEASES, names.RUNNING], args=args))
+        keys = [*ledger.RUNNING_KEYS, names.claim(uid), names.LEASES]
+        return bool(self._renew(keys=keys, args=args))
 
-    def _running(self, dispatch: ledger.Dispatch) -> str:
-        return f"{dispatch.spec.pool} {self.pod}"
+    def running(self, dispatch: ledger.Dispatch, *, tag: str) -> ledger.Claim:
+        """This worker's names.RUNNING entry for `dispatch`."""
+        return ledger.Claim(pool=dispatch.spec.pool, pod=self.pod, tag=tag)
 
     def finish(
         self,
@@ -111,6 +153,7 @@ class Store:
         event: events.TaskEvent,
         retry_at: float | None = None,
         dead_letter: ledger.DeadLetter | None = None,
+        tag: str = "",
     ) -> bool:
         """End the attempt: publish its last event, schedule a retry or dead-letter, release.
 
@@ -121,7 +164,8 @@ class Store:
         moved on changes nothing, and a deadline the operator enforced meanwhile keeps its
         single terminal event. Returns whether the end was recorded. An attempt of a
         forgotten task only releases what it wrote since (its lease, its running entry) and
-        lets its event stream expire.
+        lets its event stream expire. Either way the attempt's own names.RUNNING entry and
+        its message's records go (its ack follows).
         """
         uid = dispatch.uid
         mine = f"{dispatch.attempt}:{worker}"
@@ -145,6 +189,9 @@ class Store:
                         ledger.queue_release_forgotten(pipe, uid)
                     if holder == mine or recorded:
                         pipe.delete(names.claim(uid))
+                    ledger.queue_release(pipe, uid, expect=self.running(dispatch, tag=tag))
+                    if tag:
+                        ledger.queue_drop_delivery(pipe, pool=dispatch.spec.pool, tag=tag)
                     pipe.execute()
                     return recorded
                 except WatchError:
