@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from kubernetes_asyncio import client, watch
+from kubernetes_asyncio import client
 
 from longtask_contracts import names
 from longtask_runtime import kube as runtimekube
@@ -136,24 +136,14 @@ class Kube(runtimekube.Kube):
         after `resource_version`, bookmarks included (their object carries only the
         resourceVersion), until the server ends the watch after runtimekube.WATCH_SECONDS.
         Raises Expired if the version is too old (list again)."""
-        kwargs: dict[str, Any] = {}
-        if field_selector:
-            kwargs["field_selector"] = field_selector
-        if label_selector:
-            kwargs["label_selector"] = label_selector
-        # return_type "object": the events stay dicts (no model built per event).
-        stream = watch.Watch(return_type="object").stream(
+        selectors = {"field_selector": field_selector, "label_selector": label_selector}
+        async for event in runtimekube.watch_events(
             self._lister(kind, namespace),
             resource_version=resource_version,
-            allow_watch_bookmarks=True,
-            timeout_seconds=runtimekube.WATCH_SECONDS,
-            _request_timeout=runtimekube.WATCH_SECONDS + 30,
-            **kwargs,
-        )
-        with runtimekube.calling(f"the watch of {kind} in {namespace!r}"):
-            async with stream:
-                async for event in stream:
-                    yield event["type"], event["raw_object"]
+            what=f"the watch of {kind} in {namespace!r}",
+            **{key: value for key, value in selectors.items() if value},
+        ):
+            yield event
 
     async def scale(self, *, namespace: str, deployment: str, replicas: int) -> None:
         """Set the Deployment's replicas through its scale subresource (what HPA writes)."""

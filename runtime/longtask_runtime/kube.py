@@ -245,17 +245,11 @@ class Kube:
         """LongTask watch events (type, object) after `resource_version`, bookmarks included
         (their object carries only the resourceVersion), until the server ends the watch
         after WATCH_SECONDS. Raises Expired if the version is too old."""
-        stream = watch.Watch().stream(
-            self._longtask_lister(namespace),
-            resource_version=resource_version,
-            allow_watch_bookmarks=True,
-            timeout_seconds=WATCH_SECONDS,
-            _request_timeout=WATCH_SECONDS + 30,
-        )
-        with calling(f"the watch of tasks in {namespace!r}" if namespace else "the watch of tasks"):
-            async with stream:
-                async for event in stream:
-                    yield event["type"], event["raw_object"]
+        what = f"the watch of tasks in {namespace!r}" if namespace else "the watch of tasks"
+        async for event in watch_events(
+            self._longtask_lister(namespace), resource_version=resource_version, what=what
+        ):
+            yield event
 
     def _longtask_lister(self, namespace: str | None) -> Any:
         """The list call for LongTasks in `namespace` (None: all), its positional args bound."""
@@ -395,17 +389,10 @@ class Kube:
     ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         """Watch events (type, object) of `kind` after `resource_version`, bookmarks included,
         until the server ends the watch after WATCH_SECONDS. Expired if the version is too old."""
-        stream = watch.Watch().stream(
-            self._cluster_lister(kind),
-            resource_version=resource_version,
-            allow_watch_bookmarks=True,
-            timeout_seconds=WATCH_SECONDS,
-            _request_timeout=WATCH_SECONDS + 30,
-        )
-        with calling(f"the watch of {kind}"):
-            async with stream:
-                async for event in stream:
-                    yield event["type"], event["raw_object"]
+        async for event in watch_events(
+            self._cluster_lister(kind), resource_version=resource_version, what=f"the watch of {kind}"
+        ):
+            yield event
 
     def _cluster_lister(self, kind: str) -> Any:
         if kind == "namespaces":
@@ -415,3 +402,26 @@ class Kube:
                 self.custom.list_cluster_custom_object, names.GROUP, names.VERSION, names.POOL_PLURAL
             )
         raise ValueError(f"no cluster-wide listing of {kind!r}")
+
+
+async def watch_events(
+    lister: Any, *, resource_version: str, what: str, **selectors: str
+) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    """Watch events (type, object as a plain dict) of what `lister` (a client list call, its
+    positional arguments bound) lists with `selectors`, after `resource_version`, bookmarks
+    included (their object carries only the resourceVersion), until the server ends the
+    watch after WATCH_SECONDS. Raises Expired if the version is too old (list again); errors
+    name `what`."""
+    # return_type "object": the events stay dicts (no model built per event).
+    stream = watch.Watch(return_type="object").stream(
+        lister,
+        resource_version=resource_version,
+        allow_watch_bookmarks=True,
+        timeout_seconds=WATCH_SECONDS,
+        _request_timeout=WATCH_SECONDS + 30,
+        **selectors,
+    )
+    with calling(what):
+        async with stream:
+            async for event in stream:
+                yield event["type"], event["raw_object"]

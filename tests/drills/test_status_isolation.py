@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from longtask_contracts import events, names
-from tests import helpers, lt
+from tests import helpers, lt, policies
 
 pytestmark = pytest.mark.cluster
 REJECT_LABEL = "test.longtask.io/reject-status"
@@ -42,58 +42,10 @@ def test_two_megabyte_messages_are_bounded_and_others_flow(platform, kubectl, na
     lt.wait_phase(kubectl, namespace, "after", "Succeeded")
 
 
-def _policy(namespace: str) -> tuple[str, str]:
-    name = f"reject-status-{namespace}"
-    policy = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicy",
-        "metadata": {"name": name},
-        "spec": {
-            "failurePolicy": "Fail",
-            "matchConstraints": {
-                "resourceRules": [
-                    {
-                        "apiGroups": [names.GROUP],
-                        "apiVersions": [names.VERSION],
-                        "operations": ["UPDATE"],
-                        "resources": ["longtasks/status"],
-                    }
-                ]
-            },
-            "validations": [
-                {
-                    "expression": "!has(object.metadata.labels) || "
-                    f"!('{REJECT_LABEL}' in object.metadata.labels)",
-                    "message": "status writes of this LongTask are refused by a test policy",
-                }
-            ],
-        },
-    }
-    binding = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicyBinding",
-        "metadata": {"name": name},
-        "spec": {
-            "policyName": name,
-            "validationActions": ["Deny"],
-            "matchResources": {
-                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
-            },
-        },
-    }
-    return name, json.dumps({"apiVersion": "v1", "kind": "List", "items": [policy, binding]})
-
-
-def _refused(kubectl, namespace: str, name: str) -> bool:
-    result = kubectl(
-        "patch", "-n", namespace, f"lt/{name}", "--subresource=status", "--type=merge",
-        "-p", '{"status": {"message": "probe"}}', check=False,
-    )  # fmt: skip
-    return result.returncode != 0 and "refused by a test policy" in result.stderr
-
-
 def test_a_task_whose_status_writes_fail_is_parked_and_others_flow(platform, kubectl, namespace):
-    policy, manifests = _policy(namespace)
+    policy, manifests = policies.refusing(
+        namespace=namespace, label=REJECT_LABEL, operations=["UPDATE"], resource="longtasks/status"
+    )
     kubectl("apply", "-f", "-", input=manifests)
     try:
         # The policy is in force once a probe object's status write is refused.
@@ -102,7 +54,7 @@ def test_a_task_whose_status_writes_fail_is_parked_and_others_flow(platform, kub
             "metadata": {"name": "probe", "labels": {REJECT_LABEL: "1"}},
             "spec": {"task": "demo.noop", "pool": f"nobody-{uuid.uuid4().hex[:6]}"},
         }))  # fmt: skip
-        helpers.poll(lambda: _refused(kubectl, namespace, "probe"), timeout=30, what="the policy to apply")
+        policies.wait_in_force(kubectl, namespace=namespace, name="probe")
         kubectl("create", "-n", namespace, "-f", "-", input=json.dumps({
             "apiVersion": names.API_VERSION, "kind": names.KIND,
             "metadata": {"name": "stuck", "labels": {REJECT_LABEL: "1"}},
@@ -126,7 +78,7 @@ def test_a_task_whose_status_writes_fail_is_parked_and_others_flow(platform, kub
             lt.wait_phase(kubectl, namespace, f"free-{i}", "Succeeded", timeout=30)
         assert lt.status(kubectl, namespace, "stuck").get("phase") in (None, "Pending")
     finally:
-        kubectl("delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", policy, check=False)
+        policies.remove(kubectl, policy)
     # Accepted again: the parked task's status catches up on its next try.
     lt.wait_phase(kubectl, namespace, "stuck", "Succeeded", timeout=90)
 
