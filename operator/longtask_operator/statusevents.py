@@ -43,38 +43,34 @@ class EventPoster:
             return
         message, warning = event
         self._post(
-            functools.partial(
-                self.kube.post_event,
-                namespace=namespace,
-                name=name,
-                uid=uid,
-                reason=str(status.get("phase")),
-                message=message,
-                warning=warning,
-            )
+            namespace=namespace,
+            name=name,
+            uid=uid,
+            reason=str(status.get("phase")),
+            message=message,
+            warning=warning,
         )
 
     def write_failed(self, *, uid: str, namespace: str, name: str, reason: str, body: str) -> None:
         """A Warning Event: this task's status cannot be written for now (it is parked)."""
         self._post(
-            functools.partial(
-                self.kube.post_event,
-                namespace=namespace,
-                name=name,
-                uid=uid,
-                reason="StatusWriteFailed",
-                message=f"the operator cannot write this task's status ({reason}): {body}; "
-                "it retries with backoff, other tasks are not affected",
-                warning=True,
-            )
+            namespace=namespace,
+            name=name,
+            uid=uid,
+            reason="StatusWriteFailed",
+            message=f"the operator cannot write this task's status ({reason}): {body}; "
+            "it retries with backoff, other tasks are not affected",
+            warning=True,
         )
 
     @property
     def waiting(self) -> int:
         return self._queue.qsize()
 
-    def _post(self, job: Callable[[], Awaitable[None]]) -> None:
-        """Queue one Event for the posters (a function, so a dropped one is never a coroutine)."""
+    def _post(self, **event: Any) -> None:
+        """Queue one Event (kube.post_event's arguments) for the posters, as a function, so a
+        dropped one is never a coroutine."""
+        job = functools.partial(self.kube.post_event, **event)
         if not self._posters:
             self._posters = [
                 asyncio.create_task(self._poster(), name=f"event-poster-{i}") for i in range(self.at_once)
