@@ -2,12 +2,10 @@
 current by LIST then WATCH, as client-go's informers are: the autoscaler decides from it
 instead of reading the apiserver on every wake.
 
-LIST once, then WATCH from the list's resourceVersion (bookmarks keep that version fresh
-while nothing changes); when the server ends a watch (every WATCH_SECONDS) it watches on
-from the last version seen, without a LIST; only an expired version (410) or a failure
-lists again (a failure after a backoff, counted and logged as an item of its owner's
-loop: loopguard.py). So an unchanging object costs one WATCH request per WATCH_SECONDS,
-not a GET per decision. After a failure the cache keeps what it last
+The loop is longtask_runtime.reflector's: LIST once, then WATCH on from the last version
+seen, LIST again only after a 410 or a failure (after a backoff, counted and logged as an
+item of its owner's loop: loopguard.py). So an unchanging object costs one WATCH request
+per WATCH_SECONDS, not a GET per decision. After a failure the cache keeps what it last
 saw until the next LIST replaces it.
 
 It must not decide anything nor write to the apiserver; the calls are kube.py's.
@@ -17,14 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Callable
 from typing import Any
 
 from longtask_operator import kube, loopguard
-from longtask_runtime import kubeerrors
-
-log = logging.getLogger(__name__)
+from longtask_runtime import reflector
 
 _FIRST_BACKOFF_SECONDS = 1.0
 _MAX_BACKOFF_SECONDS = 30.0
@@ -76,53 +71,47 @@ class Informer:
         self.objects[obj["metadata"]["name"]] = _trimmed(obj)
 
     async def _follow(self) -> None:
-        backoff = _FIRST_BACKOFF_SECONDS
-        while True:
-            try:
-                version = await self._list()
-                backoff = _FIRST_BACKOFF_SECONDS
-                while True:  # each watch ends after WATCH_SECONDS: go on from the last version
-                    version = await self._watch(version)
-            except kubeerrors.Expired:
-                log.info("the watch of %s in %s expired; listing again", self.kind, self.namespace)
-            except Exception as exc:  # list again, after a while
-                self.guard.item_failed(
-                    exc,
-                    what=f"the watch of {self.kind} in {self.namespace} failed; listing in {backoff:g} s",
-                )
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
+        what = f"{self.kind} in {self.namespace}"
+        backoff = reflector.Backoff(first=_FIRST_BACKOFF_SECONDS, most=_MAX_BACKOFF_SECONDS)
 
-    async def _list(self) -> str:
-        items, version = await self.kube.listing(
-            kind=self.kind,
-            namespace=self.namespace,
-            field_selector=self.field_selector,
-            label_selector=self.label_selector,
+        def failed(exc: Exception) -> float:
+            delay = backoff.failed()
+            self.guard.item_failed(exc, what=f"the watch of {what} failed; listing in {delay:g} s")
+            return delay
+
+        await reflector.reflect(
+            what=what,
+            list_objects=lambda: self.kube.listing(
+                kind=self.kind,
+                namespace=self.namespace,
+                field_selector=self.field_selector,
+                label_selector=self.label_selector,
+            ),
+            watch_objects=lambda version: self.kube.changes(
+                kind=self.kind,
+                namespace=self.namespace,
+                resource_version=version,
+                field_selector=self.field_selector,
+                label_selector=self.label_selector,
+            ),
+            listed=self._listed,
+            changed=self._changed,
+            failed=failed,
+            succeeded=backoff.reset,
         )
+
+    def _listed(self, items: list[dict[str, Any]]) -> None:
         self.objects = {obj["metadata"]["name"]: _trimmed(obj) for obj in items}
         self.synced = True
         self.on_change()
-        return version
 
-    async def _watch(self, version: str) -> str:
-        async for event_type, obj in self.kube.changes(
-            kind=self.kind,
-            namespace=self.namespace,
-            resource_version=version,
-            field_selector=self.field_selector,
-            label_selector=self.label_selector,
-        ):
-            version = str(obj["metadata"]["resourceVersion"])
-            if event_type == "BOOKMARK":
-                continue
-            name = obj["metadata"]["name"]
-            if event_type == "DELETED":
-                self.objects.pop(name, None)
-            else:
-                self.objects[name] = _trimmed(obj)
-            self.on_change()
-        return version
+    def _changed(self, event_type: str, obj: dict[str, Any]) -> None:
+        name = obj["metadata"]["name"]
+        if event_type == "DELETED":
+            self.objects.pop(name, None)
+        else:
+            self.objects[name] = _trimmed(obj)
+        self.on_change()
 
 
 def _trimmed(obj: dict[str, Any]) -> dict[str, Any]:

@@ -20,22 +20,19 @@ from collections.abc import Callable
 from typing import Any
 
 from longtask_contracts import names, poolaccess
-from longtask_runtime import kube, kubeerrors
+from longtask_runtime import kube, reflector
 
 log = logging.getLogger(__name__)
 
 KINDS = (names.POOL_PLURAL, "namespaces")
-_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
 def _backoff() -> Callable[[Exception], float]:
     """The default failure handler: log, then wait longer after each failure in a row."""
-    failures = 0
+    backoff = reflector.Backoff()
 
     def failed(exc: Exception) -> float:
-        nonlocal failures
-        delay = _BACKOFF_SECONDS[min(failures, len(_BACKOFF_SECONDS) - 1)]
-        failures += 1
+        delay = backoff.failed()
         log.warning("pool access watch failed (%s: %s); again in %g s", type(exc).__name__, exc, delay)
         return delay
 
@@ -67,24 +64,17 @@ class PoolWatch:
         failed: Callable[[Exception], float] | None = None,
         succeeded: Callable[[], None] = lambda: None,
     ) -> None:
-        """LIST every object of `kind` (KINDS) and WATCH them, forever; after an expired
-        watch (410) or an error, LIST again (after `failed(exc)` seconds for an error)."""
-        on_failure = failed or _backoff()
-        while True:
-            try:
-                items, version = await self.kube.cluster_list(kind)
-                self._listed(kind, items)
-                succeeded()
-                while True:  # each watch ends after kube.WATCH_SECONDS: go on from where it was
-                    async for event_type, obj in self.kube.cluster_events(kind, resource_version=version):
-                        version = obj["metadata"]["resourceVersion"]
-                        if event_type in ("ADDED", "MODIFIED", "DELETED"):
-                            self._event(kind, event_type, obj)
-                        succeeded()
-            except kubeerrors.Expired:
-                log.info("the watch of %s expired; listing again", kind)
-            except Exception as exc:  # list again, after a while
-                await asyncio.sleep(on_failure(exc))
+        """LIST every object of `kind` (KINDS) and WATCH them, forever (reflector.reflect;
+        after an error, LIST again `failed(exc)` seconds later)."""
+        await reflector.reflect(
+            what=kind,
+            list_objects=lambda: self.kube.cluster_list(kind),
+            watch_objects=lambda version: self.kube.cluster_events(kind, resource_version=version),
+            listed=lambda items: self._listed(kind, items),
+            changed=lambda event_type, obj: self._event(kind, event_type, obj),
+            failed=failed or _backoff(),
+            succeeded=succeeded,
+        )
 
     def _listed(self, kind: str, items: list[dict[str, Any]]) -> None:
         if kind == names.POOL_PLURAL:
