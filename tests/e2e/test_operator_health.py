@@ -25,6 +25,9 @@ def test_healthz_lists_the_loops_and_fails_when_the_operator_is_stuck(platform):
         "longtask-watch-all",
         "maintenance",
         "metrics",
+        "pool-access-namespaces",
+        "pool-access-workerpools",
+        "pool-conflicts",
         "status-sync",
         "task-sweep",
     ]
