@@ -59,6 +59,16 @@ class TaskEvent(BaseModel):
     retry_at: float | None = Field(default=None, description="Unix time of the next attempt (retrying).")
     dead_lettered: bool | None = None
     pool: str | None = Field(default=None, description="The worker pool (queued events only).")
+    items: dict[str, Any] | None = Field(
+        default=None,
+        description="A batch's counts (batch.Counts, with failedIndexes on its end): on its progress "
+        "events, at most one per batch.REPORT_EVERY_SECONDS unless items failed, and its last event.",
+    )
+    failed_items: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="Items that failed for good since the batch's previous event: {index, error} "
+        "(at most batch.EVENT_FAILURES_MAX; GET .../items?phase=Failed lists them all).",
+    )
 
     @property
     def phase(self) -> phases.Phase:

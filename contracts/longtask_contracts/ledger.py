@@ -34,6 +34,11 @@ class Dispatch(BaseModel):
     spec: models.LongTaskSpec
     attempt: int = 1
     deadline: float = Field(description="Unix time by which the whole task must end.")
+    items: int = Field(
+        default=0,
+        description="How many items the task's batch has (0: not a batch). The spec carries no "
+        "inline items: they are in Redis from the batch's start on (batchledger.py).",
+    )
     trace: dict[str, str] = Field(
         default_factory=dict,
         description="W3C trace context (traceparent, tracestate) every attempt's dispatch span "

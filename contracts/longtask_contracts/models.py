@@ -19,6 +19,18 @@ TASK_NAME_PATTERN = r"^[a-z0-9]([a-z0-9_.-]{0,126}[a-z0-9])?$"
 POOL_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 PARAMS_MAX_PROPERTIES = 64
 PARAMS_MAX_BYTES = 64 * 1024  # JSON-encoded; the gateway enforces it, etcd objects stay small
+# A batch's items in the object itself (spec.items): at most this many, each at most
+# ITEM_MAX_BYTES of JSON and ITEM_MAX_PROPERTIES keys, all of them together at most
+# INLINE_ITEMS_MAX_BYTES, so the object stays well inside etcd's 1.5 MiB. More go through
+# the gateway, which stores them in Redis and names them in spec.itemsFrom (docs/batches.md).
+INLINE_ITEMS_MAX = 1000
+ITEM_MAX_PROPERTIES = 64
+ITEM_MAX_BYTES = 16 * 1024
+INLINE_ITEMS_MAX_BYTES = 512 * 1024
+UPLOAD_ITEMS_MAX = 1_000_000  # spec.itemsFrom.count
+UPLOAD_PATTERN = r"^[a-z0-9]{8,64}$"
+PARALLELISM_MAX = 1000
+DEFAULT_PARALLELISM = 16
 
 
 class _Model(BaseModel):
@@ -49,6 +61,15 @@ class RetryPolicy(_Model):
         if self.max_backoff_seconds < self.backoff_seconds:
             raise ValueError("maxBackoffSeconds must be at least backoffSeconds")
         return self
+
+
+class ItemsFrom(_Model):
+    """Where a batch's items are when they did not fit in the object: stored by the gateway."""
+
+    upload: Annotated[
+        str, Field(pattern=UPLOAD_PATTERN, description="The id of the items the gateway stored (Redis).")
+    ]
+    count: Annotated[int, Field(ge=1, le=UPLOAD_ITEMS_MAX, description="How many items it holds.")]
 
 
 class LongTaskSpec(_Model):
@@ -90,6 +111,82 @@ class LongTaskSpec(_Model):
         int | None, Field(ge=0, le=31536000, description="Delete the LongTask this long after it finished.")
     ] = None
     cancel: Annotated[bool, Field(description="Set true to cancel the task.")] = False
+    items: Annotated[
+        list[dict[str, Any]] | None,
+        Field(
+            min_length=1,
+            max_length=INLINE_ITEMS_MAX,
+            description=f"A batch: each item (a JSON object, at most {ITEM_MAX_BYTES} bytes) runs the task "
+            f"once with params merged with it (the item's keys win). At most {INLINE_ITEMS_MAX} items "
+            "here; more through the gateway (itemsFrom).",
+        ),
+    ] = None
+    items_from: ItemsFrom | None = None
+    parallelism: Annotated[
+        int | None,
+        Field(
+            ge=1,
+            le=PARALLELISM_MAX,
+            description=f"A batch's items in flight at most (default {DEFAULT_PARALLELISM}).",
+        ),
+    ] = None
+    max_failed_items: Annotated[
+        int | None,
+        Field(
+            ge=0,
+            le=UPLOAD_ITEMS_MAX,
+            description="End a batch Failed (the rest cancelled) once more items than this failed.",
+        ),
+    ] = None
+
+    @field_validator("items")
+    @classmethod
+    def _items_small(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        if value is None:
+            return value
+        total = 0
+        for index, item in enumerate(value):
+            if len(item) > ITEM_MAX_PROPERTIES:
+                raise ValueError(f"items[{index}] has {len(item)} keys; the limit is {ITEM_MAX_PROPERTIES}")
+            size = len(json.dumps(item, separators=(",", ":")).encode())
+            if size > ITEM_MAX_BYTES:
+                raise ValueError(
+                    f"items[{index}] is {size} bytes encoded as JSON; the limit is {ITEM_MAX_BYTES}"
+                )
+            total += size
+        if total > INLINE_ITEMS_MAX_BYTES:
+            raise ValueError(
+                f"items are {total} bytes encoded as JSON; the limit in the object is "
+                f"{INLINE_ITEMS_MAX_BYTES} (send larger batches through the gateway)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _batch_fields(self) -> LongTaskSpec:
+        if self.items is not None and self.items_from is not None:
+            raise ValueError("give items or itemsFrom, not both")
+        if not self.is_batch and (self.parallelism is not None or self.max_failed_items is not None):
+            raise ValueError("parallelism and maxFailedItems apply to batches only (items or itemsFrom)")
+        return self
+
+    @property
+    def is_batch(self) -> bool:
+        return self.items is not None or self.items_from is not None
+
+    @property
+    def item_count(self) -> int:
+        """How many items the batch has (0: not a batch)."""
+        if self.items is not None:
+            return len(self.items)
+        return self.items_from.count if self.items_from is not None else 0
+
+    def lanes(self) -> int:
+        """How many items of the batch run at once at most: spec.parallelism, never more than the items."""
+        return max(1, min(self.parallelism or DEFAULT_PARALLELISM, self.item_count))
+
+    def without_items(self) -> LongTaskSpec:
+        """This spec without its inline items (what travels in messages and the ledger)."""
+        return self.model_copy(update={"items": None}) if self.items is not None else self
 
     @field_validator("params")
     @classmethod
@@ -127,6 +224,8 @@ class LongTaskStatus(_Model):
     next_attempt_at: datetime | None = None
     attempt_history: list[dict[str, Any]] = Field(default_factory=list)
     replays: int | None = None
+    items: dict[str, Any] | None = None
+    items_text: str | None = None
     conditions: list[dict[str, Any]] = Field(default_factory=list)
 
 

@@ -32,12 +32,22 @@ MANAGER = "longtask-operator"  # field manager and Event source component
 
 # -- Celery ---------------------------------------------------------------------
 RUN_TASK = "longtask.run"  # the one Celery task; it looks the user task up by name.
+RUN_ITEMS = "longtask.items"  # a lane of a batch: runs its items one after another (batch.py)
 QUEUE_PREFIX = "longtask."
+ITEMS_QUEUE_SUFFIX = ".items"
 
 
 def queue(pool: str) -> str:
     """The Celery queue that the workers of `pool` consume."""
     return f"{QUEUE_PREFIX}{pool}"
+
+
+def items_queue(pool: str) -> str:
+    """The queue of the pool's batch lanes. Workers consume it after queue(pool): kombu asks
+    Redis for the most urgent priority first and, within one priority, for the queues in
+    the order the worker names them, so a lane waits behind every task of its priority
+    (a batch never holds up a single task) and ahead of every lower one."""
+    return f"{queue(pool)}{ITEMS_QUEUE_SUFFIX}"
 
 
 # kombu's Redis transport keeps one list per priority step and serves the LOWEST step
@@ -53,9 +63,10 @@ def transport_priority(priority: int) -> int:
     return max(PRIORITY_STEPS) - priority
 
 
-def queue_lists(pool: str) -> list[str]:
-    """Every Redis list of the pool's queue, one per priority step, most urgent first."""
-    base = queue(pool)
+def queue_lists(pool: str, *, items: bool = False) -> list[str]:
+    """Every Redis list of the pool's queue (or of its lanes' queue), one per priority step,
+    most urgent first."""
+    base = items_queue(pool) if items else queue(pool)
     return [f"{base}{_KOMBU_PRIORITY_SEP}{step}" if step else base for step in PRIORITY_STEPS]
 
 
@@ -67,6 +78,19 @@ QUEUED_AT_HEADER = "longtask_queued_at"
 def celery_task_id(uid: str, attempt: int) -> str:
     """Deterministic Celery task id: the same attempt of the same LongTask has one id."""
     return f"{uid}.{attempt}"
+
+
+def lane_task_id(uid: str, lane: int, seq: int) -> str:
+    """The Celery task id of a lane's token: no '.', so nothing takes it for an attempt."""
+    return f"{uid}~{lane}~{seq}"
+
+
+def parse_lane_task_id(task_id: str) -> tuple[str, int, int] | None:
+    """(uid, lane, seq) of a lane token's task id; None for anything else."""
+    parts = task_id.split("~")
+    if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
+        return None
+    return parts[0], int(parts[1]), int(parts[2])
 
 
 # -- Redis ------------------------------------------------------------------------
@@ -172,6 +196,67 @@ def busy(pool: str) -> str:
     return f"{KEY_PREFIX}busy:{pool}"
 
 
+# -- batches (batch.py; the scripts that change these are in batchledger.py) --------------
+
+
+def batch(uid: str) -> str:
+    """Hash of a batch's counters and settings (batch.Field names)."""
+    return f"{KEY_PREFIX}batch:{uid}"
+
+
+def items_inputs(uid: str) -> str:
+    """Hash index -> the item's JSON object, as given."""
+    return f"{KEY_PREFIX}items:{uid}"
+
+
+def items_records(uid: str) -> str:
+    """Hash index -> batch.ItemRecord (JSON) of every item that ran or is held by a lane."""
+    return f"{KEY_PREFIX}item-records:{uid}"
+
+
+def items_retry(uid: str) -> str:
+    """Sorted set index -> when the item's next attempt is due (items waiting to retry)."""
+    return f"{KEY_PREFIX}item-retries:{uid}"
+
+
+def items_failed(uid: str) -> str:
+    """Sorted set index -> index of the items that failed for good."""
+    return f"{KEY_PREFIX}item-failures:{uid}"
+
+
+def lanes(uid: str) -> str:
+    """Hash lane -> batch.Lane (its token's seq, state, pod, message tag, items held)."""
+    return f"{KEY_PREFIX}lanes:{uid}"
+
+
+def items_beat(uid: str) -> str:
+    """Taken (SET NX PX) by a lane that publishes the batch's counts: at most one such event
+    per batch.REPORT_EVERY_SECONDS, whatever the number of lanes."""
+    return f"{KEY_PREFIX}items-beat:{uid}"
+
+
+def upload(upload_id: str) -> str:
+    """Items the gateway stored for a batch it is creating (as items_inputs); renamed to the
+    batch's items_inputs when it starts, expires if it never does."""
+    return f"{KEY_PREFIX}upload:{upload_id}"
+
+
+def pool_items(pool: str) -> str:
+    """Hash uid -> the batch's queued items the pool could start now (at most its free lanes):
+    what the autoscaler counts as queued work for batches (workload.py)."""
+    return f"{KEY_PREFIX}pool-items:{pool}"
+
+
+LANE_LEASES = f"{KEY_PREFIX}lane-leases"  # "uid/lane" -> when the running lane's lease runs out
+LANE_SENDS = f"{KEY_PREFIX}lane-sends"  # "uid/lane" -> when to send its token again if not sent
+BATCH_WAKE = f"{KEY_PREFIX}batch-wake"  # uid -> when the operator looks at the batch again
+
+
+def lane_member(uid: str, lane: int) -> str:
+    """A lane's member in LANE_LEASES / LANE_SENDS and its key in RUNNING."""
+    return f"{uid}/{lane}"
+
+
 # Hash task name -> tasktypes.TaskType (JSON): each worker writes the signatures of the
 # tasks it serves when it starts, so the gateway can offer them without importing worker code.
 TASK_TYPES = f"{KEY_PREFIX}tasktypes"
@@ -203,4 +288,11 @@ def task_keys(uid: str) -> list[str]:
         replayed(uid),
         synced(uid),
         expiring(uid),
+        batch(uid),
+        items_inputs(uid),
+        items_records(uid),
+        items_retry(uid),
+        items_failed(uid),
+        lanes(uid),
+        items_beat(uid),
     ]
