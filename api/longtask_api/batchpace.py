@@ -9,7 +9,9 @@ of that batch, and merges later ones into it: the latest counts, the failed item
 them (at most FAILED_ITEMS_MAX; past that the held event goes at once), and the id of the
 latest, so a client that resumes with that id misses nothing. What is held goes out when its
 interval is up, and before any other entry, so ids stay in stream order and every other event
-(queued, started, the terminal one, another task's) keeps its place and is never delayed.
+(queued, started, the terminal one, another task's) keeps its place and is never delayed. The
+interval counts from when the stream got past writing the previous event, so a slow client's
+backlog of counts is merged too instead of being sent one by one.
 
 Pacer is the pure rule (time passed in); paced() applies it to a watcher's entries. It must
 not read Redis nor shape frames (fanout.py, sse.py and ws.py do).
@@ -90,6 +92,12 @@ class Pacer:
         self._mark(held.event.uid, now)
         return [held]
 
+    def sent(self, entry: fanout.Entry | None, *, now: float) -> None:
+        """`entry` has been written to the client: a slow client's interval starts only now, so
+        what queued up meanwhile is merged rather than sent one by one."""
+        if entry is not None and mergeable(entry):
+            self._mark(entry.event.uid, now)
+
     def _mark(self, uid: str, now: float) -> None:
         self._sent[uid] = now
         if len(self._sent) > _FORGET_AFTER:  # a long-lived namespace stream sees many batches
@@ -126,6 +134,7 @@ async def paced(
                 if not done:
                     for out in pacer.flush(now=clock()):
                         yield out
+                        pacer.sent(out, now=clock())
                     continue
                 finished, reading = reading, None
                 try:
@@ -133,7 +142,8 @@ async def paced(
                 except StopAsyncIteration:
                     break
             for out in pacer.push(entry, now=clock()):
-                yield out
+                yield out  # resumed once the stream wrote it (or handed it to the socket's buffer)
+                pacer.sent(out, now=clock())
         for out in pacer.flush(now=clock()):  # the watcher lagged and ended: send what is held
             yield out
     finally:

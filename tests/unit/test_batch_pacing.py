@@ -4,7 +4,8 @@ Covers: the first counts-only event of a batch goes at once, later ones within t
 are held and merged (latest counts and id, failed items of all of them) and go when the
 interval is up; any other event (started, the terminal one, another task's) goes at once,
 after what was held, so ids stay in order; a merge past FAILED_ITEMS_MAX sends the held event
-and holds the new one; keep-alive ticks pass through; tasks without items are never held.
+and holds the new one; keep-alive ticks pass through; tasks without items are never held; a
+slow client's interval starts when its previous write is done, so its backlog merges.
 """
 
 from __future__ import annotations
@@ -75,3 +76,14 @@ def test_too_many_failed_items_send_the_held_event():
     assert out is not None and out.id == "1-2" and len(out.event.failed_items or []) == 60
     assert pacer.held is not None and pacer.held.id == "1-3"
     assert pacer.due() == 0.7
+
+
+def test_a_slow_client_starts_its_interval_when_the_write_is_done():
+    pacer = batchpace.Pacer(interval=0.5)
+    (first,) = pacer.push(_entry(1), now=0.0)
+    pacer.sent(first, now=3.0)  # the client took 3 s to take it; meanwhile 2 and 3 queued up
+    assert pacer.push(_entry(2, failed=1), now=3.0) == []
+    assert pacer.push(_entry(3, failed=1), now=3.0) == []
+    assert pacer.due() == 3.5
+    (merged,) = pacer.flush(now=3.5)
+    assert merged is not None and merged.id == "1-3" and len(merged.event.failed_items or []) == 2
