@@ -17,6 +17,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import time
+import uuid
 from collections.abc import Iterator
 
 import httpx
@@ -25,6 +26,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from longtask_api import fanout
+from longtask_contracts import names
 from longtask_dev import procs
 from tests import helpers, lt, pools
 
@@ -79,10 +81,20 @@ def _timed_sse(api: str, namespace: str, name: str) -> tuple[list[helpers.SseEve
     return events, times
 
 
-def test_a_2000_item_batch_over_sse_and_websocket(platform, kubectl, namespace, pool):
+def _upload(redis_client, count: int) -> dict[str, object]:
+    """spec.itemsFrom for `count` items stored as the gateway stores an upload (more than
+    fit in the object)."""
+    upload = uuid.uuid4().hex
+    key = names.upload(upload)
+    redis_client.hset(key, mapping={str(i): "{}" for i in range(count)})  # demo.noop takes no keys
+    redis_client.expire(key, 3600)
+    return {"upload": upload, "count": count}
+
+
+def test_a_2000_item_batch_over_sse_and_websocket(platform, kubectl, namespace, pool, redis_client):
     api = platform.api_url
     with concurrent.futures.ThreadPoolExecutor(2) as pool_:
-        _create(api, namespace, "noops", task="demo.noop", pool=pool, items=[{"i": i} for i in range(2000)])
+        _create(api, namespace, "noops", task="demo.noop", pool=pool, itemsFrom=_upload(redis_client, 2000))
         sse = pool_.submit(_sse, api, namespace, "noops")
         ws = pool_.submit(_ws, api, namespace, "noops")
         events, messages = sse.result(), ws.result()
