@@ -221,7 +221,7 @@
     if (!row.data.task) fillTask(d.name);
     if (state.selected === d.name) {
       appendLog(ev.event, d);
-      if (d.items) onBatchEvent(ev.event, d, row.data);
+      if (state.failed) onBatchEvent(ev.event, d, row.data);
     }
     if (ev.event === "failed" || (ev.event === "queued" && d.attempt > 1)) loadDeadLetters();
   }
@@ -474,6 +474,7 @@
     try {
       const page = await api(nsPath(`/tasks/${encodeURIComponent(f.name)}/items?${q}`));
       if (state.failed !== f) return; // closed, or another task shown meanwhile
+      if (first) f.map.clear(); // the list is the truth; events name only a sample
       for (const it of page.items) f.map.set(it.index, { attempts: it.attempts, error: it.error });
       if (first || f.cont) f.cont = page.continue || null;
       f.note = "";
@@ -494,7 +495,7 @@
     // Events name a sample of the failures (the list has them all, with attempts): refresh
     // the first page now and then while more failed than are shown, and at the end.
     const ended = TERMINAL.has(PHASE_OF[kind]);
-    if (ended || (count(data.items, "failed") > f.map.size && !f.cont)) {
+    if (ended || (data.items && count(data.items, "failed") > f.map.size && !f.cont)) {
       clearTimeout(failedTimer);
       failedTimer = setTimeout(() => loadFailed(true), ended ? 0 : 1000);
     }
