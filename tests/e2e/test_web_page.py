@@ -195,6 +195,7 @@ def test_a_batch_in_chromium(platform, kubectl, namespace, page, redis_client):
             expect(cells.nth(2)).to_have_text("PermanentError")
             expect(cells.nth(3)).to_have_text(f"item asked to fail (value {index})")
 
+        expect(page.locator(f"#dlq tr[data-name='{name}']")).to_contain_text("ItemsFailed")
         print(f"screenshot: {_screenshot(page, 'web-page-batch-failed.png')}")
 
         # Fix the two items' inputs, then replay only them from the button.

@@ -385,7 +385,7 @@
     const at = d.at ? new Date(d.at * 1000).toLocaleTimeString() : "";
     const progress = d.progress === undefined || d.progress === null ? "" : `${Math.round(d.progress)}%`;
     let message = d.message || (d.error && d.error.message) || "";
-    if (d.items) message = [message, itemsSummary(d.items)].filter(Boolean).join(" — ");
+    if (d.items && !message) message = itemsSummary(d.items);
     if (d.failed_items) message += `; failed: ${d.failed_items.map((f) => `#${f.index}`).join(", ")}`;
     for (const text of [at, kind, d.attempt || "", progress, d.step || "", message]) {
       const td = document.createElement("td"); td.textContent = String(text); tr.append(td);
