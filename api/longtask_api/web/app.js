@@ -425,7 +425,6 @@
       const row = upsert(fromTask(task), false);
       state.failed = row.data.items ? { name, map: new Map(), cont: null, note: "" } : null;
       $("detail-items").hidden = !row.data.items;
-      $("failed-h").textContent = "Failed items";
       drawDetailItems(row.data);
       drawFailed();
       if (state.failed) loadFailed(true);
@@ -448,6 +447,7 @@
     $("replay-failed").hidden = !(d.phase === "Failed" && d.deadLettered);
   }
 
+  const FAILED_LIVE_MAX = 500; // failed items events may add to the list (more: "Show more", a page at a time)
   function drawFailed() {
     const f = state.failed;
     const body = $("detail-failed").tBodies[0];
@@ -463,6 +463,8 @@
     $("failed-empty").hidden = f.map.size > 0 && !f.note;
     $("failed-empty").textContent = f.note || "No item failed.";
     $("failed-more").hidden = !f.cont;
+    const row = state.rows.get(f.name), total = row && row.data.items ? count(row.data.items, "failed") : 0;
+    $("failed-h").textContent = total > f.map.size ? `Failed items (${f.map.size} of ${total} shown)` : "Failed items";
   }
 
   // Failed items a page at a time (GET .../items?phase=Failed); `more`: the next page, else the first.
@@ -490,7 +492,10 @@
     const f = state.failed;
     if (!f) return;
     if (kind === "queued") { f.map.clear(); f.cont = null; } // a replay: its failed items run again
-    for (const item of d.failed_items || []) if (!f.map.has(item.index)) f.map.set(item.index, { error: item.error });
+    for (const item of d.failed_items || []) {
+      if (f.map.size >= FAILED_LIVE_MAX) break;
+      if (!f.map.has(item.index)) f.map.set(item.index, { error: item.error });
+    }
     drawFailed();
     // Events name a sample of the failures (the list has them all, with attempts): refresh
     // the first page now and then while more failed than are shown, and at the end.
