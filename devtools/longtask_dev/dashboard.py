@@ -52,7 +52,8 @@ ROWS: tuple[tuple[str, tuple[Chart, ...]], ...] = (
         (
             Chart(
                 "Queued attempts per pool",
-                "Attempts waiting in each pool's queue, every priority list counted.",
+                "Attempts waiting in each pool's queue (every priority list), plus the batch items "
+                "the pool could start now.",
                 "short",
                 (Query("sum by (pool) (longtask_pool_queued)", "{{pool}}"),),
             ),
