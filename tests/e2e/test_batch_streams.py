@@ -9,7 +9,8 @@ with failures at once): a live watcher gets at most one counts event per interva
 per 100 failed items (docs/batch-events.md), the failed items the events name are each named
 once, and the last event's counts match the status; a gateway with pacing off
 (LONGTASK_BATCH_EVENT_SECONDS=0) sends the same stream unmerged, many more events, while a
-paced client catching up on it all gets a handful.
+paced client catching up on it all gets a handful; the namespace's stream (the page's) keeps
+the same bound and ends with the same final counts.
 """
 
 from __future__ import annotations
@@ -91,6 +92,18 @@ def _upload(redis_client, count: int) -> dict[str, object]:
     return {"upload": upload, "count": count}
 
 
+def _namespace_sse(api: str, namespace: str, name: str) -> list[helpers.SseEvent]:
+    """Task `name`'s events on the namespace's stream (the page's), up to its terminal one."""
+    got: list[helpers.SseEvent] = []
+    with httpx.Client(base_url=api) as client:
+        for event in helpers.sse_events(client, f"/v1/namespaces/{namespace}/events", timeout=120):
+            if event.data.get("name") == name:
+                got.append(event)
+                if event.event in ("succeeded", "failed", "cancelled"):
+                    return got
+    return got
+
+
 def test_a_2000_item_batch_over_sse_and_websocket(platform, kubectl, namespace, pool, redis_client):
     api = platform.api_url
     with concurrent.futures.ThreadPoolExecutor(2) as pool_:
@@ -125,12 +138,14 @@ def test_failing_items_are_paced_per_watcher(platform, kubectl, namespace, pool)
         # Every other item fails at once (a negative sleep), the others take 20 ms: each report
         # of a chunk has failures, and the workers publish each of those at once.
         items = [{"seconds": 0.02, "steps": 1} if i % 2 else {"seconds": -1} for i in range(1000)]
-        with concurrent.futures.ThreadPoolExecutor(1) as pool_:
+        with concurrent.futures.ThreadPoolExecutor(2) as pool_:
+            in_namespace = pool_.submit(_namespace_sse, api, namespace, "flaky")
             _create(
                 api, namespace, "flaky", task="demo.sleep", pool=pool, items=items, retry={"maxRetries": 0}
             )
             live = pool_.submit(_timed_sse, api, namespace, "flaky")
             events, times = live.result()
+            namespace_events = in_namespace.result()
         status = lt.wait_phase(kubectl, namespace, "flaky", "Failed")
         raw = _sse(f"http://127.0.0.1:{port}", namespace, "flaky")
         caught_up = _sse(api, namespace, "flaky")
@@ -141,13 +156,19 @@ def test_failing_items_are_paced_per_watcher(platform, kubectl, namespace, pool)
     raw_counts = [e for e in raw if e.event == "progress" and "items" in e.data]
     print(
         f"1000 items, 500 failing: {len(counts)} paced counts events live, {len(raw_counts)} unpaced, "
-        f"{len(caught_up)} events caught up"
+        f"{len(caught_up)} events caught up, {len(namespace_events)} on the namespace stream"
     )
     # The documented bound: one counts event per interval, plus one per 100 failed items.
     span = times[-1] - times[0]
     assert len(counts) <= span / INTERVAL + 500 / 100 + 2, (len(counts), span)
     assert len(counts) < len(raw_counts)
     assert len(caught_up) <= 10
+    # The namespace's stream (nothing else runs in it): the same bound, the same last event.
+    namespace_counts = [e for e in namespace_events if e.event == "progress" and "items" in e.data]
+    assert len(namespace_counts) <= span / INTERVAL + 500 / 100 + 4, (len(namespace_counts), span)
+    assert (
+        namespace_events[-1].id is not None and namespace_events[-1].data["items"] == events[-1].data["items"]
+    )
     named = [f["index"] for e in events for f in e.data.get("failed_items") or []]
     assert len(named) == len(set(named)) and all(i % 2 == 0 for i in named)
     assert [f["index"] for e in caught_up for f in e.data.get("failed_items") or []] == named
