@@ -133,7 +133,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     # its pool refuses is a 403, and the first sends below skip it.
     app.state.pool_access = poolwatch.PoolWatch(kube=app.state.tasks)
     pool_watches = app.state.pool_access.start()
-    app.state.hub = fanout.Hub(app.state.redis, block_ms=cfg.sse_block_ms, queue_size=cfg.watcher_queue_size)
+    app.state.hub = fanout.Hub(
+        app.state.redis,
+        block_ms=cfg.sse_block_ms,
+        queue_size=cfg.watcher_queue_size,
+        pace_seconds=cfg.batch_event_seconds,
+    )
     await app.state.hub.start()
     # One Celery sender per process, for the first attempts of the tasks it creates (None: off).
     sends = None

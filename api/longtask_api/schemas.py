@@ -138,6 +138,19 @@ class ProgressEvent(BaseModel):
     dead_lettered: bool | None = Field(
         default=None, description="Failed and parked in the dead-letter queue."
     )
+    items: dict[str, Any] | None = Field(
+        default=None,
+        description="A batch's item counts (total, queued, running, succeeded, failed, cancelled, seq; "
+        "failedIndexes on its last event), as of this event.",
+        examples=[
+            {"total": 2000, "queued": 1180, "running": 16, "succeeded": 800, "failed": 4, "cancelled": 0}
+        ],
+    )
+    failed_items: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="Items that failed for good since the batch's previous event, {index, error}: a "
+        "sample (at most 100); GET .../items?phase=Failed lists them all.",
+    )
 
 
 class TaskEventPublic(ProgressEvent):

@@ -32,6 +32,11 @@ class ApiSettings(settings.Base):
     """Events an SSE watcher may fall behind by before its stream ends (its client resumes by
     reconnecting)."""
 
+    batch_event_seconds: float = Field(default=0.5, ge=0)
+    """Seconds at least between two counts-only events of one batch that a watcher (SSE,
+    WebSocket) is sent: those coming sooner are held and merged into one (the latest counts,
+    their failed items together, the latest id); 0: each as the workers publish it."""
+
     streams_per_caller: int = 100
     """Live streams (SSE and WebSocket) one caller (the user, or the client IP when auth is off)
     may hold open at once in one gateway process; one more is answered 429 with Retry-After

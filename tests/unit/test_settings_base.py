@@ -33,6 +33,7 @@ BEFORE = {
         "max_body_bytes": 256 * 1024,
         "redis_max_connections": 512,
         "watcher_queue_size": 1000,
+        "batch_event_seconds": 0.5,
         "streams_per_caller": 100,
         "auth": True,
         "auth_cache_seconds": 10.0,
