@@ -10,7 +10,7 @@ import json
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from longtask_contracts import phases
@@ -161,13 +161,22 @@ class LongTaskSpec(_Model):
             )
         return value
 
-    @model_validator(mode="after")
-    def _batch_fields(self) -> LongTaskSpec:
-        if self.items is not None and self.items_from is not None:
-            raise ValueError("give items or itemsFrom, not both")
-        if not self.is_batch and (self.parallelism is not None or self.max_failed_items is not None):
-            raise ValueError("parallelism and maxFailedItems apply to batches only (items or itemsFrom)")
-        return self
+    # Field validators, not one model validator, so an error names the field as the CRD's
+    # rules do (spec.itemsFrom, spec.parallelism, spec.maxFailedItems). They run only for
+    # fields given, after items and itemsFrom (declared first).
+    @field_validator("items_from")
+    @classmethod
+    def _one_source(cls, value: ItemsFrom | None, info: ValidationInfo) -> ItemsFrom | None:
+        if value is not None and info.data.get("items") is not None:
+            raise ValueError("give spec.items or spec.itemsFrom, not both")
+        return value
+
+    @field_validator("parallelism", "max_failed_items")
+    @classmethod
+    def _batches_only(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and info.data.get("items") is None and info.data.get("items_from") is None:
+            raise ValueError("applies to batches only (spec.items or spec.itemsFrom)")
+        return value
 
     @property
     def is_batch(self) -> bool:

@@ -1,7 +1,8 @@
 """Bad input is rejected with the field named, by the apiserver (CRD) and the gateway alike.
 
-Covers: one table of invalid specs, each rejected by `kubectl apply` naming the field and
-answered 422 by the gateway naming the same field; malformed requests (bad JSON, bad
+Covers: one table of invalid specs (batches' items, itemsFrom, parallelism and maxFailedItems
+among them), each rejected by `kubectl apply` naming the field and answered 422 by the
+gateway naming the same field; malformed requests (bad JSON, bad
 names, oversized params, bad Last-Event-ID) get 4xx with a reason, never 500.
 """
 
@@ -29,6 +30,22 @@ BAD_SPECS = [
     ("params not an object", {"task": "demo.noop", "params": [1, 2]}, "spec.params"),
     ("bad pool name", {"task": "demo.noop", "pool": "Bad_Pool"}, "spec.pool"),
     ("unknown field", {"task": "demo.noop", "colour": "red"}, "spec.colour"),
+    # Batches (docs/batches.md): the object's own items are bounded by count and keys.
+    ("items not a list", {"task": "demo.noop", "items": {"a": 1}}, "spec.items"),
+    ("no items", {"task": "demo.noop", "items": []}, "spec.items"),
+    ("too many items", {"task": "demo.noop", "items": [{}] * 1001}, "spec.items"),
+    ("an item not an object", {"task": "demo.noop", "items": [{"a": 1}, 2]}, "spec.items"),
+    ("an item with too many keys", {"task": "demo.noop", "items": [{f"k{i}": i for i in range(65)}]}, "spec.items"),
+    (
+        "items and itemsFrom",
+        {"task": "demo.noop", "items": [{}], "itemsFrom": {"upload": "abcdefgh", "count": 1}},
+        "spec.itemsFrom",
+    ),
+    ("itemsFrom without a count", {"task": "demo.noop", "itemsFrom": {"upload": "abcdefgh"}}, "spec.itemsFrom"),
+    ("bad upload id", {"task": "demo.noop", "itemsFrom": {"upload": "../x", "count": 1}}, "spec.itemsFrom.upload"),
+    ("parallelism without items", {"task": "demo.noop", "parallelism": 4}, "spec.parallelism"),
+    ("maxFailedItems without items", {"task": "demo.noop", "maxFailedItems": 0}, "spec.maxFailedItems"),
+    ("parallelism too high", {"task": "demo.noop", "items": [{}], "parallelism": 1001}, "spec.parallelism"),
 ]
 
 
