@@ -108,11 +108,17 @@ def test_gateway_answers_422_naming_the_field(platform, namespace, case, spec, f
         ),
         ("POST", "/v1/namespaces/Bad_NS/tasks", {"json": {"spec": {"task": "demo.noop"}}}, 422),
         ("POST", "/v1/namespaces/no-such-ns/tasks", {"json": {"spec": {"task": "demo.noop"}}}, 404),
+        (  # over LONGTASK_MAX_BODY_BYTES (creates have LONGTASK_MAX_BATCH_BODY_BYTES: a batch's items)
+            "POST",
+            "/v1/namespaces/{ns}/tasks/x/cancel",
+            {"json": {"pad": "x" * 300_000}},
+            413,
+        ),
         (
             "POST",
             "/v1/namespaces/{ns}/tasks",
             {"json": {"spec": {"task": "demo.noop"}, "pad": "x" * 300_000}},
-            413,
+            422,
         ),
         ("GET", "/v1/namespaces/{ns}/tasks/x/events", {"headers": {"Last-Event-ID": "garbage"}}, 422),
         ("GET", "/v1/namespaces/{ns}/tasks", {"params": {"phase": "Sleeping"}}, 422),

@@ -11,48 +11,15 @@ bounded stretch per page (a short page with a continue, not a scan of everything
 
 from __future__ import annotations
 
-import time
-import uuid
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from longtask_api import items
 from longtask_contracts import batch, batchledger, itempages
+from tests.batchstate import Batch
 
 Q, R = batch.ItemPhase, batchledger
-
-
-class Batch:
-    """A batch driven through the real script, as workers and the operator drive it."""
-
-    def __init__(self, redis_client: Any, *, total: int, parallelism: int) -> None:
-        self.uid = f"u{uuid.uuid4().hex}"
-        self.script = redis_client.register_script(R.SCRIPT)
-        self.keys = R.keys(self.uid, pool=f"p{uuid.uuid4().hex[:8]}")
-        self.now = time.time()
-        reply = self.call("start", total, parallelism, -1, "default", parallelism, 0, 3600)
-        self.seqs = dict(R.lanes_to_send(reply, 1))
-
-    def call(self, op: str, *rest: Any) -> Any:
-        return self.script(keys=self.keys, args=R.args(self.uid, op, self.now, *rest))
-
-    def take(self, lane: int, k: int) -> list[int]:
-        seq = self.seqs[lane]
-        if (
-            self.call("claim", lane, seq, "pod", f"tag{lane}", self.now + 60, "default pod", "default")[0]
-            != 1
-        ):
-            raise AssertionError("claim refused")
-        taken = R.parse_taken(self.call("take", lane, seq, k, 0))
-        assert isinstance(taken, list)
-        return [t.index for t in taken]
-
-    def report(self, lane: int, outcomes: list[R.Outcome]) -> None:
-        args = R.report_args(
-            self.uid, lane=lane, seq=self.seqs[lane], expect="r", now=self.now, lease_end=0, outcomes=outcomes
-        )
-        assert R.parse_report(self.script(keys=self.keys, args=args)) is not None
 
 
 async def _page(redis_url: str, b: Batch, **kw: Any) -> tuple[list[dict[str, Any]], int | None]:

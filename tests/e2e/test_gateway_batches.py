@@ -1,0 +1,174 @@
+"""Batches through the real gateway: its items in, its items' listing out.
+
+Covers: a create with `items` that fit the object puts them in spec.items and stores
+nothing; a larger one stores them in Redis first (one hash, index -> the item's JSON, with
+a TTL) and names them in spec.itemsFrom {upload, count}; bad input (items not a list, too
+many, an item that is not an object, too large or with too many keys, even past the first
+thousand; items with spec.items; spec.itemsFrom from the caller) is a 422 Problem naming
+the field, with no LongTask created and nothing stored; a create with an Idempotency-Key
+sent twice makes one task and leaves one upload, and the key with other items is a 422;
+GET .../items lists a batch's items (state written by the real batch script) with their
+phases in pages that hold each item once, filters by phase, is a 404 for a task that is
+not a batch and a 422 for a bad phase or continue.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from longtask_contracts import batch, batchledger, models, names
+from tests import lt
+from tests.batchstate import Batch
+
+pytestmark = pytest.mark.cluster
+
+
+def _post(platform, namespace: str, body: dict[str, Any], key: str | None = None) -> httpx.Response:
+    headers = {"Idempotency-Key": key} if key else {}
+    with httpx.Client(base_url=platform.api_url, timeout=60) as client:
+        return client.post(f"/v1/namespaces/{namespace}/tasks", json=body, headers=headers)
+
+
+def _body(items: Any, /, **spec: Any) -> dict[str, Any]:
+    # A pool no worker serves: nothing runs these items; the tests look at what was stored.
+    return {"spec": {"task": "demo.noop", "pool": f"nobody-{uuid.uuid4().hex[:6]}", **spec}, "items": items}
+
+
+def _uploads(redis_client) -> set[str]:
+    return set(redis_client.scan_iter(match=names.upload("*"), count=1000))
+
+
+def _tasks(kubectl, namespace: str) -> list[dict[str, Any]]:
+    return json.loads(kubectl("get", "lt", "-n", namespace, "-o", "json").stdout)["items"]
+
+
+def _stored(redis_client, *, upload: str, uid: str) -> dict[str, str]:
+    """The items an upload holds: under its own key, or the batch's if it started meanwhile."""
+    return redis_client.hgetall(names.upload(upload)) or redis_client.hgetall(names.items_inputs(uid))
+
+
+def test_items_that_fit_go_in_the_object(platform, kubectl, namespace, redis_client):
+    before = _uploads(redis_client)
+    items = [{"doc": f"d{i}.pdf", "n": i} for i in range(3)]
+    answer = _post(platform, namespace, {**_body(items, parallelism=2), "name": "small"})
+    assert answer.status_code == 202, answer.text
+    spec = lt.get(kubectl, namespace, "small")["spec"]
+    assert spec["items"] == items and spec["parallelism"] == 2 and "itemsFrom" not in spec
+    assert _uploads(redis_client) == before, "nothing stored"
+
+
+def test_larger_batches_are_stored_before_the_create(platform, kubectl, namespace, redis_client):
+    items = [{"doc": f"d{i}.pdf"} for i in range(models.INLINE_ITEMS_MAX + 500)]
+    answer = _post(platform, namespace, {**_body(items), "name": "large"})
+    assert answer.status_code == 202, answer.text
+    obj = lt.get(kubectl, namespace, "large")
+    source = obj["spec"]["itemsFrom"]
+    assert "items" not in obj["spec"] and source["count"] == len(items)
+    stored = _stored(redis_client, upload=source["upload"], uid=obj["metadata"]["uid"])
+    assert {int(i): json.loads(v) for i, v in stored.items()} == dict(enumerate(items))
+    if redis_client.exists(names.upload(source["upload"])):
+        assert 0 < redis_client.ttl(names.upload(source["upload"])) <= 86_400, "an unused upload expires"
+
+
+def test_heavy_items_are_stored_too(platform, kubectl, namespace, redis_client):
+    items = [{"text": "x" * 10_000, "i": i} for i in range(60)]  # 600 KB: over the object's 512 KiB
+    answer = _post(platform, namespace, {**_body(items), "name": "heavy"})
+    assert answer.status_code == 202, answer.text
+    assert lt.get(kubectl, namespace, "heavy")["spec"]["itemsFrom"]["count"] == 60
+
+
+MANY = [{}] * models.INLINE_ITEMS_MAX
+FOREIGN = {"upload": "abcdefgh", "count": 1}
+
+
+@pytest.mark.parametrize(
+    ("case", "body", "field"),
+    [
+        ("items not a list", _body({"a": 1}), "items"),
+        ("no items", _body([]), "items"),
+        ("too many items", _body([{}] * 100_001), "items"),
+        ("an item not an object", _body([*MANY, {}, 7]), f"items.{models.INLINE_ITEMS_MAX + 1}"),
+        ("an oversized item", _body([*MANY, {"blob": "x" * 17_000}]), f"items.{models.INLINE_ITEMS_MAX}"),
+        ("an item with too many keys", _body([{}, {f"k{i}": i for i in range(65)}]), "items.1"),
+        ("items and spec.items", _body([{}], items=[{}]), "items"),
+        ("a caller's itemsFrom", {"spec": {"task": "demo.noop", "itemsFrom": FOREIGN}}, "spec.itemsFrom"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)  # fmt: skip
+def test_bad_input_is_a_422_and_leaves_nothing(platform, kubectl, namespace, redis_client, case, body, field):
+    before = _uploads(redis_client)
+    answer = _post(platform, namespace, body)
+    assert answer.status_code == 422, f"{case}: {answer.text[:300]}"
+    problem = answer.json()
+    assert problem["detail"] and [e["field"] for e in problem["errors"]] == [field], problem
+    assert _tasks(kubectl, namespace) == [], "nothing created"
+    assert _uploads(redis_client) == before, "nothing stored"
+
+
+def test_an_idempotent_retry_makes_one_task_and_one_upload(platform, kubectl, namespace, redis_client):
+    before = _uploads(redis_client)
+    key = str(uuid.uuid4())
+    body = _body([{"i": i} for i in range(1500)])
+    first, second = _post(platform, namespace, body, key), _post(platform, namespace, body, key)
+    assert first.status_code == second.status_code == 202, (first.text, second.text)
+    assert first.json()["uid"] == second.json()["uid"]
+    (task,) = _tasks(kubectl, namespace)
+    upload = task["spec"]["itemsFrom"]["upload"]
+    assert _uploads(redis_client) - before <= {names.upload(upload)}, "the retry's own upload is gone"
+    other = _post(platform, namespace, _body([{"i": i} for i in range(1501)]), key)
+    assert other.status_code == 422 and "another request body" in other.json()["detail"]
+    assert len(_tasks(kubectl, namespace)) == 1
+
+
+def _items(platform, namespace: str, name: str, **params: Any) -> httpx.Response:
+    with httpx.Client(base_url=platform.api_url, timeout=30) as client:
+        return client.get(f"/v1/namespaces/{namespace}/tasks/{name}/items", params=params)
+
+
+def _all(platform, namespace: str, name: str, **params: Any) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    token = None
+    while True:
+        answer = _items(platform, namespace, name, **params, **({"continue": token} if token else {}))
+        assert answer.status_code == 200, answer.text
+        out += answer.json()["items"]
+        token = answer.json().get("continue")
+        if not token:
+            return out
+
+
+def test_a_batchs_items_are_listed_with_their_phases(platform, kubectl, namespace, redis_client):
+    body = {**_body([{"i": i} for i in range(8)], parallelism=2), "name": "listed"}
+    assert _post(platform, namespace, body).status_code == 202
+    obj = lt.get(kubectl, namespace, "listed")
+    b = Batch(redis_client, total=8, parallelism=2, uid=obj["metadata"]["uid"], pool=obj["spec"]["pool"])
+    assert b.take(1, 3) == [0, 1, 2]
+    b.report(1, [
+        batchledger.Outcome(index=0, code="s", record=batch.ItemRecord(index=0, attempts=1, result="ok")),
+        batchledger.Outcome(index=1, code="f", record=batch.ItemRecord(
+            index=1, attempts=1, error={"type": "PermanentError", "message": "no such document"})),
+    ])  # fmt: skip
+
+    every = _all(platform, namespace, "listed", limit=3)
+    assert [(e["index"], e["phase"]) for e in every] == [
+        (0, "Succeeded"), (1, "Failed"), (2, "Running"), *((i, "Queued") for i in range(3, 8))
+    ]  # fmt: skip
+    assert every[0]["result"] == "ok" and every[1]["error"]["message"] == "no such document"
+    failed = _all(platform, namespace, "listed", phase="Failed")
+    assert [(e["index"], e["attempts"]) for e in failed] == [(1, 1)]
+    assert [e["index"] for e in _all(platform, namespace, "listed", phase="Queued", limit=2)] == list(
+        range(3, 8)
+    )
+
+    assert _items(platform, namespace, "listed", phase="Sleeping").status_code == 422
+    bad = _items(platform, namespace, "listed", **{"continue": "not-a-token"})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "continue"
+    assert _items(platform, namespace, "listed", limit=1001).status_code == 422
+    lt.create(kubectl, namespace, "single", task="demo.noop", pool="nobody")
+    assert _items(platform, namespace, "single").status_code == 404
+    assert _items(platform, namespace, "missing").status_code == 404
