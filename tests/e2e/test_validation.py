@@ -2,13 +2,18 @@
 
 Covers: one table of invalid specs (batches' items, itemsFrom, parallelism and maxFailedItems
 among them), each rejected by `kubectl apply` naming the field and answered 422 by the
-gateway naming the same field; malformed requests (bad JSON, bad
+gateway naming the same field; a valid batch is accepted, its items and itemsFrom cannot be
+changed, added or removed afterwards (a cancel still can), `kubectl explain` states the
+limits and `kubectl get` has the Items column; malformed requests (bad JSON, bad
 names, oversized params, bad Last-Event-ID) get 4xx with a reason, never 500.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import uuid
+from typing import Any
 
 import httpx
 import pytest
@@ -138,3 +143,49 @@ def test_duplicate_name_is_409(platform, namespace):
     assert httpx.post(url, json=body).status_code == 202
     second = httpx.post(url, json=body)
     assert second.status_code == 409 and "already exists" in second.json()["detail"]
+
+
+def _apply_patch(
+    kubectl, namespace: str, name: str, kind: str, patch: Any
+) -> subprocess.CompletedProcess[str]:
+    return kubectl(
+        "patch", "-n", namespace, f"lt/{name}", "--type", kind, "-p", json.dumps(patch), check=False
+    )
+
+
+def test_a_batch_is_accepted_and_its_items_are_immutable(platform, kubectl, namespace):
+    pool = f"nobody-{uuid.uuid4().hex[:6]}"  # nothing runs these: only the schema is looked at
+    for name, spec in (
+        (
+            "batch",
+            {"task": "demo.noop", "pool": pool, "items": [{"a": 1}], "parallelism": 2, "maxFailedItems": 0},
+        ),
+        ("single", {"task": "demo.noop", "pool": pool}),
+    ):
+        lt_obj = {
+            "apiVersion": "longtask.io/v1alpha1",
+            "kind": "LongTask",
+            "metadata": {"name": name},
+            "spec": spec,
+        }
+        kubectl("create", "--validate=strict", "-n", namespace, "-f", "-", input=json.dumps(lt_obj))
+    refusals = [
+        ("batch", "merge", {"spec": {"items": [{"a": 2}]}}, "spec.items is immutable"),
+        (
+            "batch",
+            "json",
+            [{"op": "remove", "path": "/spec/items"}],
+            "spec.items and spec.itemsFrom are immutable",
+        ),
+        ("single", "merge", {"spec": {"items": [{"a": 1}]}}, "spec.items and spec.itemsFrom are immutable"),
+        ("single", "merge", {"spec": {"itemsFrom": {"upload": "abcdefgh", "count": 3}}}, "immutable"),
+        ("batch", "merge", {"spec": {"itemsFrom": {"upload": "abcdefgh", "count": 3}}}, "not both"),
+    ]
+    for name, kind, patch, message in refusals:
+        result = _apply_patch(kubectl, namespace, name, kind, patch)
+        assert result.returncode != 0 and message in result.stderr, (patch, result.stderr)
+    for name in ("batch", "single"):  # the other rules still let a cancel through
+        assert _apply_patch(kubectl, namespace, name, "merge", {"spec": {"cancel": True}}).returncode == 0
+    assert "ITEMS" in kubectl("get", "lt", "-n", namespace).stdout.splitlines()[0]
+    explained = " ".join(kubectl("explain", "longtask.spec.items").stdout.split())
+    assert "1 to 1000 items" in explained and "64 keys" in explained and "1.5 MiB" in explained, explained
