@@ -9,12 +9,16 @@ the field, with no LongTask created and nothing stored; a create with an Idempot
 sent twice makes one task and leaves one upload, and the key with other items is a 422;
 GET .../items lists a batch's items (state written by the real batch script) with their
 phases in pages that hold each item once, filters by phase, is a 404 for a task that is
-not a batch and a 422 for a bad phase or continue.
+not a batch and a 422 for a bad phase or continue; `longtask items` prints them as a table
+(--phase Failed: index, phase, attempts, finished, the error) and follows `continue` to the
+end or to --limit.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 from typing import Any
 
@@ -172,3 +176,47 @@ def test_a_batchs_items_are_listed_with_their_phases(platform, kubectl, namespac
     lt.create(kubectl, namespace, "single", task="demo.noop", pool="nobody")
     assert _items(platform, namespace, "single").status_code == 404
     assert _items(platform, namespace, "missing").status_code == 404
+
+
+def _cli(platform, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "longtask_cli", *args, "--api", platform.api_url],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+def test_the_cli_lists_items_across_pages(platform, kubectl, namespace, redis_client):
+    total = 2500
+    assert (
+        _post(platform, namespace, {**_body([{"i": i} for i in range(total)]), "name": "cli"}).status_code
+        == 202
+    )
+    obj = lt.get(kubectl, namespace, "cli")
+    b = Batch(redis_client, total=total, parallelism=1, uid=obj["metadata"]["uid"], pool=obj["spec"]["pool"])
+    assert b.take(1, 3) == [0, 1, 2]
+    b.report(1, [
+        batchledger.Outcome(index=0, code="s", record=batch.ItemRecord(index=0, attempts=1, result={"v": 1},
+                                                                       finished_at=b.now)),
+        *(batchledger.Outcome(index=i, code="f", record=batch.ItemRecord(
+            index=i, attempts=4, error={"type": "PermanentError", "message": f"doc {i} unreadable"},
+            finished_at=b.now)) for i in (1, 2)),
+    ])  # fmt: skip
+
+    failed = _cli(platform, "items", "cli", "-n", namespace, "--phase", "Failed")
+    assert failed.returncode == 0, failed.stderr
+    header, *rows = failed.stdout.splitlines()
+    assert header.split() == ["INDEX", "PHASE", "ATTEMPTS", "FINISHED", "ERROR", "/", "RESULT"]
+    assert [r.split()[:4] for r in rows] == [[str(i), "Failed", "4", batch.iso(b.now)] for i in (1, 2)]
+    assert rows[0].endswith("PermanentError: doc 1 unreadable")
+
+    some = _cli(platform, "items", "cli", "-n", namespace, "--limit", "1500", "-o", "json")
+    assert [e["index"] for e in json.loads(some.stdout)] == list(range(1500)), "two pages, then --limit"
+    every = json.loads(_cli(platform, "items", "cli", "-n", namespace, "-o", "json").stdout)
+    assert [e["index"] for e in every] == list(range(total)) and every[0]["result"] == {"v": 1}
+    assert {e["phase"] for e in every[3:]} == {"Queued"}
+
+    missing = _cli(platform, "items", "nothing-here", "-n", namespace)
+    assert missing.returncode == 1 and "error 404" in missing.stderr
