@@ -46,6 +46,20 @@ def decode_token(token: str | None) -> int:
     return int(number)
 
 
+def item_count(spec: dict[str, Any]) -> int | None:
+    """How many items a LongTask's spec (the resource form) has; None: it is not a batch.
+
+    Read from the object as it is, not through models.LongTaskSpec: kubectl may have made a
+    batch the model refuses (an item over 16 KiB, which the CRD cannot measure), and its
+    items are still listed."""
+    if isinstance(items := spec.get("items"), list):
+        return len(items)
+    source = spec.get("itemsFrom")
+    if isinstance(source, dict) and isinstance(count := source.get("count"), int):
+        return count
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
 class Snapshot:
     """What one read saw of a batch: its hash (None: not started yet), the indexes its lanes

@@ -121,3 +121,9 @@ def test_phases_are_derived_from_the_snapshot():
         index=2, phase=batch.ItemPhase.RETRYING, record='{"index":2,"attempts":1}', due=50.0
     )
     assert entry == {"index": 2, "phase": "Retrying", "attempts": 1, "nextAttemptAt": batch.iso(50.0)}
+
+
+def test_the_item_count_comes_from_the_object_as_it_is():
+    assert itempages.item_count({"task": "x"}) is None
+    assert itempages.item_count({"items": [{"blob": "x" * 20_000}] * 3}) == 3  # beyond the model's limits
+    assert itempages.item_count({"itemsFrom": {"upload": "abcdefgh", "count": 7}}) == 7

@@ -26,7 +26,7 @@ from longtask_api import (
     sse,
     uploads,
 )
-from longtask_contracts import batch, itempages, logs, models, names, phases, poolaccess, tracing
+from longtask_contracts import batch, itempages, logs, names, phases, poolaccess, tracing
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/namespaces/{namespace}/tasks", tags=["tasks"], responses=errors.RESPONSES)
@@ -279,8 +279,8 @@ async def list_task_items(
     Item records go with the task (its TTL).
     """
     obj = await tasks.get(namespace=namespace, name=name)
-    spec = models.LongTaskSpec.model_validate(obj.get("spec") or {})
-    if not spec.is_batch:
+    total = itempages.item_count(obj.get("spec") or {})
+    if total is None:
         raise errors.NotFound(f"task {name} is not a batch (it has no items)")
     try:
         start = itempages.decode_token(continue_token)
@@ -293,7 +293,7 @@ async def list_task_items(
     entries, next_index = await items.page(
         redis,
         uid=obj["metadata"]["uid"],
-        total=spec.item_count,
+        total=total,
         phase=phase,
         limit=limit,
         start=start,
