@@ -41,18 +41,6 @@ def _item_small(item: dict[str, Any]) -> dict[str, Any]:
 BatchItem = Annotated[dict[str, Any], AfterValidator(_item_small)]
 
 
-class CreateSpec(models.LongTaskSpec):
-    """The LongTask's spec as a create gives it: parallelism and maxFailedItems may come with
-    the body's `items` as well as with spec.items (batchinput.check sees both)."""
-
-    model_config = ConfigDict(title="LongTaskSpec")
-
-    @field_validator("parallelism", "max_failed_items")
-    @classmethod
-    def _batches_only(cls, value: int | None, info: ValidationInfo) -> int | None:
-        return value
-
-
 class TaskCreate(BaseModel):
     """A task to create: the LongTask's spec, and optionally its name and labels."""
 
@@ -92,7 +80,7 @@ class TaskCreate(BaseModel):
             json_schema_extra=_label_keys_rule,
         ),
     ]
-    spec: CreateSpec
+    spec: models.LongTaskSpec
     items: Annotated[
         list[BatchItem] | None,
         Field(

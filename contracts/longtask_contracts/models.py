@@ -161,22 +161,23 @@ class LongTaskSpec(_Model):
             )
         return value
 
-    # Field validators, not one model validator, so an error names the field as the CRD's
-    # rules do (spec.itemsFrom, spec.parallelism, spec.maxFailedItems). They run only for
-    # fields given, after items and itemsFrom (declared first).
+    # "parallelism and maxFailedItems only on a batch" is the CRD's and the gateway's rule
+    # (batch_field_errors), not this model's: a batch's spec travels without its inline
+    # items (without_items) and keeps them. The one rule here is a field validator so its
+    # error names the field as the CRD's rule does (spec.itemsFrom); it runs after items
+    # (declared first).
     @field_validator("items_from")
     @classmethod
     def _one_source(cls, value: ItemsFrom | None, info: ValidationInfo) -> ItemsFrom | None:
         if value is not None and info.data.get("items") is not None:
-            raise ValueError("give spec.items or spec.itemsFrom, not both")
+            raise ValueError("give items or itemsFrom, not both")
         return value
 
-    @field_validator("parallelism", "max_failed_items")
-    @classmethod
-    def _batches_only(cls, value: int | None, info: ValidationInfo) -> int | None:
-        if value is not None and info.data.get("items") is None and info.data.get("items_from") is None:
-            raise ValueError("applies to batches only (spec.items or spec.itemsFrom)")
-        return value
+    def batch_field_errors(self) -> list[str]:
+        """What is wrong with this spec's batch fields as a resource's spec."""
+        if not self.is_batch and (self.parallelism is not None or self.max_failed_items is not None):
+            return ["parallelism and maxFailedItems apply to batches only (items or itemsFrom)"]
+        return []
 
     @property
     def is_batch(self) -> bool:
