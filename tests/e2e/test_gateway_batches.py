@@ -11,7 +11,8 @@ GET .../items lists a batch's items (state written by the real batch script) wit
 phases in pages that hold each item once, filters by phase, is a 404 for a task that is
 not a batch and a 422 for a bad phase or continue; `longtask items` prints them as a table
 (--phase Failed: index, phase, attempts, finished, the error) and follows `continue` to the
-end or to --limit.
+end or to --limit; a real batch of 1,200 items (stored by the gateway, run by the workers)
+lists each item's result, and phase=Failed its failed items with their errors.
 """
 
 from __future__ import annotations
@@ -220,3 +221,33 @@ def test_the_cli_lists_items_across_pages(platform, kubectl, namespace, redis_cl
 
     missing = _cli(platform, "items", "nothing-here", "-n", namespace)
     assert missing.returncode == 1 and "error 404" in missing.stderr
+
+
+def test_a_real_batch_through_the_gateway_lists_its_outcomes(platform, kubectl, namespace):
+    failing = {5, 600, 1100}
+    items = [
+        {"value": i, **({"fail": True} if i in failing else {})} for i in range(models.INLINE_ITEMS_MAX + 200)
+    ]
+    body = {
+        "name": "real",
+        "spec": {"task": "demo.echo", "retry": {"maxRetries": 0}, "parallelism": 4},
+        "items": items,
+    }
+    answer = _post(platform, namespace, body)
+    assert answer.status_code == 202, answer.text
+    assert "itemsFrom" in lt.get(kubectl, namespace, "real")["spec"], (
+        "stored by the gateway, run by the workers"
+    )
+    status = lt.wait_phase(kubectl, namespace, "real", "Failed", timeout=180)
+    assert status["items"]["failed"] == 3 and status["items"]["succeeded"] == len(items) - 3
+
+    failed = _all(platform, namespace, "real", phase="Failed")
+    assert [(e["index"], e["attempts"], e["error"]["type"]) for e in failed] == [
+        (i, 1, "PermanentError") for i in sorted(failing)
+    ]
+    assert all(e["finishedAt"] for e in failed)
+    every = _all(platform, namespace, "real", limit=1000)
+    assert [e["index"] for e in every] == list(range(len(items)))
+    assert all(
+        e["phase"] == "Succeeded" and e["result"] == e["index"] for e in every if e["index"] not in failing
+    )
