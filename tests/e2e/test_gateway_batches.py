@@ -5,7 +5,8 @@ nothing; a larger one stores them in Redis first (one hash, index -> the item's 
 a TTL) and names them in spec.itemsFrom {upload, count}; bad input (items not a list, too
 many, an item that is not an object, too large or with too many keys, even past the first
 thousand; items with spec.items; spec.itemsFrom from the caller) is a 422 Problem naming
-the field, with no LongTask created and nothing stored; a create with an Idempotency-Key
+the field, with no LongTask created and nothing stored; a create the apiserver refuses (a
+name taken) leaves no upload; a create with an Idempotency-Key
 sent twice makes one task and leaves one upload, and the key with other items is a 422;
 GET .../items lists a batch's items (state written by the real batch script) with their
 phases in pages that hold each item once, filters by phase, is a 404 for a task that is
@@ -113,6 +114,14 @@ def test_bad_input_is_a_422_and_leaves_nothing(platform, kubectl, namespace, red
     assert problem["detail"] and [e["field"] for e in problem["errors"]] == [field], problem
     assert _tasks(kubectl, namespace) == [], "nothing created"
     assert _uploads(redis_client) == before, "nothing stored"
+
+
+def test_a_refused_create_leaves_no_upload(platform, kubectl, namespace, redis_client):
+    lt.create(kubectl, namespace, "taken", task="demo.noop", pool="nobody")
+    before = _uploads(redis_client)
+    answer = _post(platform, namespace, {**_body([{"i": i} for i in range(1500)]), "name": "taken"})
+    assert answer.status_code == 409, answer.text
+    assert _uploads(redis_client) == before, "the apiserver refused the create: its upload is deleted"
 
 
 def test_an_idempotent_retry_makes_one_task_and_one_upload(platform, kubectl, namespace, redis_client):

@@ -27,6 +27,7 @@ from longtask_api import (
     uploads,
 )
 from longtask_contracts import batch, itempages, logs, names, phases, poolaccess, tracing
+from longtask_runtime import kubeerrors
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/namespaces/{namespace}/tasks", tags=["tasks"], responses=errors.RESPONSES)
@@ -98,18 +99,23 @@ async def create_task(
         if annotations := tracing.to_annotations(tracing.inject()):
             resource["metadata"]["annotations"] = annotations
         obj: dict[str, Any] | None
-        if key is None:
-            obj = await tasks.create(namespace=namespace, body=resource)
-            name, uid = obj["metadata"]["name"], obj["metadata"]["uid"]
-        else:
-            record, obj = await idempotency.create(
-                tasks=tasks,
-                redis=redis,
-                claim=idempotency.claim(key=key, caller=caller, namespace=namespace, body=body),
-                resource=resource,
-                keep_seconds=cfg.idempotency_seconds,
-            )
-            name, uid = record.name, record.uid
+        try:
+            if key is None:
+                obj = made = await tasks.create(namespace=namespace, body=resource)
+                name, uid = made["metadata"]["name"], made["metadata"]["uid"]
+            else:
+                record, obj = await idempotency.create(
+                    tasks=tasks,
+                    redis=redis,
+                    claim=idempotency.claim(key=key, caller=caller, namespace=namespace, body=body),
+                    resource=resource,
+                    keep_seconds=cfg.idempotency_seconds,
+                )
+                name, uid = record.name, record.uid
+        except (errors.ApiError, kubeerrors.KubeError) as exc:
+            if upload is not None and _refused(exc):  # no LongTask names it
+                await uploads.discard(redis, upload)
+            raise
         span.set_attributes(tracing.task_attributes(namespace=namespace, name=name, uid=uid))
         logs.update(name=name, uid=uid)
         if obj is None:  # an earlier or concurrent request with this Idempotency-Key created it
@@ -122,6 +128,14 @@ async def create_task(
             background.add_task(first_sends.start, obj)
     metrics.TASKS_CREATED.inc()
     return schemas.created(namespace, name=name, uid=uid)
+
+
+def _refused(exc: errors.ApiError | kubeerrors.KubeError) -> bool:
+    """Whether a failed create certainly made no LongTask (a 4xx answer). A create that got
+    no answer (a timeout) may have made one, which needs its upload: that one is kept (until
+    its TTL if no batch starts from it)."""
+    status = exc.status
+    return status is not None and 400 <= status < 500
 
 
 @router.get(
