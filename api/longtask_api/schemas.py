@@ -41,6 +41,18 @@ def _item_small(item: dict[str, Any]) -> dict[str, Any]:
 BatchItem = Annotated[dict[str, Any], AfterValidator(_item_small)]
 
 
+def _no_items_from(schema: dict[str, Any]) -> None:
+    """spec.itemsFrom is the gateway's own (batchinput.check refuses it): not in the create's schema."""
+    schema.get("properties", {}).pop("itemsFrom", None)
+
+
+class CreateSpec(models.LongTaskSpec):
+    """The LongTask's spec as a create gives it: everything but spec.itemsFrom, which the
+    gateway writes itself when it stores a batch's items (uploads.py)."""
+
+    model_config = ConfigDict(json_schema_extra=_no_items_from)
+
+
 class TaskCreate(BaseModel):
     """A task to create: the LongTask's spec, and optionally its name and labels."""
 
@@ -80,7 +92,7 @@ class TaskCreate(BaseModel):
             json_schema_extra=_label_keys_rule,
         ),
     ]
-    spec: models.LongTaskSpec
+    spec: CreateSpec
     items: Annotated[
         list[BatchItem] | None,
         Field(
@@ -91,7 +103,7 @@ class TaskCreate(BaseModel):
             "of JSON that runs spec.task once with spec.params merged with it. Items that fit in the "
             f"object (at most {models.INLINE_ITEMS_MAX}, {models.INLINE_ITEMS_MAX_BYTES} bytes together) "
             "become spec.items; larger batches are stored in Redis and named by spec.itemsFrom. "
-            "Not together with spec.items or spec.itemsFrom.",
+            "Not together with spec.items.",
         ),
     ]
 

@@ -127,7 +127,8 @@ class LongTaskSpec(_Model):
         Field(
             ge=1,
             le=PARALLELISM_MAX,
-            description=f"A batch's items in flight at most (default {DEFAULT_PARALLELISM}).",
+            description=f"A batch's items in flight at most (default {DEFAULT_PARALLELISM}); "
+            "only with items.",
         ),
     ] = None
     max_failed_items: Annotated[
@@ -135,7 +136,8 @@ class LongTaskSpec(_Model):
         Field(
             ge=0,
             le=UPLOAD_ITEMS_MAX,
-            description="End a batch Failed (the rest cancelled) once more items than this failed.",
+            description="End a batch Failed (the rest cancelled) once more items than this failed; "
+            "only with items.",
         ),
     ] = None
 
