@@ -92,6 +92,13 @@ def _gateway_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     submit.add_argument("--name", default=None, help="the LongTask's name (default: generated)")
     submit.add_argument("--pool", default=None, help="worker pool (default: default)")
+    submit.add_argument(
+        "--items",
+        default=None,
+        metavar="FILE",
+        help="make it a batch: FILE ('-': stdin) holds its items, a JSON array of objects or one "
+        "object per line (JSON Lines); up to 100,000 (docs/batch-api.md)",
+    )
     submit.add_argument("--watch", "-w", action="store_true", help="follow its progress until it ends")
 
     watch = _add(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pathlib
 import sys
 import time
 import uuid
@@ -78,6 +79,8 @@ def submit(args: argparse.Namespace) -> int:
     if args.pool:
         spec["pool"] = args.pool
     body: dict[str, Any] = {"spec": spec, **({"name": args.name} if args.name else {})}
+    if args.items:
+        body["items"] = _read_items(args.items)
     with gateway(args) as client:
         response = _create(client, _tasks(args), body)
     created = None if response is None else answer(response)
@@ -88,6 +91,21 @@ def submit(args: argparse.Namespace) -> int:
         return EXIT_SUCCEEDED
     args.name = created["name"]
     return watch(args)
+
+
+def _read_items(path: str) -> Any:
+    """A batch's items from a file ('-': stdin): a JSON array, or JSON Lines. The gateway
+    checks them (objects, sizes, how many); only the JSON is read here."""
+    try:
+        text = sys.stdin.read() if path == "-" else pathlib.Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SystemExit(f"--items {path}: {exc.strerror or exc}") from None
+    try:
+        if text.lstrip().startswith("["):
+            return json.loads(text)
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    except ValueError as exc:
+        raise SystemExit(f"--items {path}: not a JSON array nor JSON Lines ({exc})") from None
 
 
 def _create(client: httpx.Client, path: str, body: dict[str, Any]) -> httpx.Response | None:

@@ -12,8 +12,10 @@ GET .../items lists a batch's items (state written by the real batch script) wit
 phases in pages that hold each item once, filters by phase, is a 404 for a task that is
 not a batch and a 422 for a bad phase or continue; `longtask items` prints them as a table
 (--phase Failed: index, phase, attempts, finished, the error) and follows `continue` to the
-end or to --limit; a real batch of 1,200 items (stored by the gateway, run by the workers)
-lists each item's result, and phase=Failed its failed items with their errors.
+end or to --limit; `longtask submit --items FILE` sends a JSON array or JSON Lines file
+(--watch follows the batch to Succeeded) and says what is wrong with a file it cannot read;
+a real batch of 1,200 items (stored by the gateway, run by the workers) lists each item's
+result, and phase=Failed its failed items with their errors.
 """
 
 from __future__ import annotations
@@ -260,3 +262,33 @@ def test_a_real_batch_through_the_gateway_lists_its_outcomes(platform, kubectl, 
     assert all(
         e["phase"] == "Succeeded" and e["result"] == e["index"] for e in every if e["index"] not in failing
     )
+
+
+def test_the_cli_submits_a_batch_from_a_file(platform, kubectl, namespace, tmp_path):
+    lines = tmp_path / "items.jsonl"
+    lines.write_text("".join(json.dumps({"value": i}) + "\n" for i in range(models.INLINE_ITEMS_MAX + 1)))
+    pool = f"nobody-{uuid.uuid4().hex[:6]}"
+    made = _cli(platform, "submit", "demo.echo", "--items", str(lines), "--name", "from-file", "--pool", pool,
+                "-n", namespace)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert (
+        lt.get(kubectl, namespace, "from-file")["spec"]["itemsFrom"]["count"] == models.INLINE_ITEMS_MAX + 1
+    )
+
+    array = tmp_path / "items.json"
+    array.write_text(json.dumps([{"value": i} for i in range(5)]))
+    watched = _cli(
+        platform, "submit", "demo.echo", "--items", str(array), "--name", "small", "-n", namespace, "--watch"
+    )
+    assert watched.returncode == 0, watched.stdout + watched.stderr
+    assert "Succeeded" in watched.stdout.splitlines()[-1]
+    assert [e["result"] for e in _all(platform, namespace, "small")] == list(range(5))
+
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"value": 1}\nnot json\n')
+    refused = _cli(platform, "submit", "demo.echo", "--items", str(broken), "-n", namespace)
+    assert refused.returncode != 0 and "not a JSON array nor JSON Lines" in refused.stderr
+    missing = _cli(
+        platform, "submit", "demo.echo", "--items", str(array.with_name("odd.json")), "-n", namespace
+    )
+    assert missing.returncode != 0 and "odd.json" in missing.stderr and "Traceback" not in missing.stderr
