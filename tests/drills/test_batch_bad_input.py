@@ -4,7 +4,9 @@ Covers: items that are not a list, too many, or not objects are refused at `kube
 by the schema, naming the field; the same and an oversized item (which only the gateway can
 measure) are refused by the gateway with a Problem naming the field; after each refusal no
 LongTask exists and nothing of the items is stored in Redis (nothing half-created), and the
-platform goes on: a task created right after runs to Succeeded.
+platform goes on: a task created right after runs to Succeeded. An oversized item applied
+with kubectl (the schema cannot measure it) fails its task with InvalidSpec before anything
+runs, and its items are still listed (Cancelled), not a 500.
 """
 
 from __future__ import annotations
@@ -71,3 +73,19 @@ def test_the_gateway_refuses_bad_items_and_the_platform_goes_on(
     after = httpx.post(url, json={"name": "after", "spec": {"task": "demo.noop"}}, timeout=30)
     assert after.status_code == 202, after.text
     lt.wait_phase(kubectl, namespace, "after", "Succeeded")
+
+
+def test_an_oversized_item_applied_with_kubectl_fails_the_task_and_its_items_are_listed(
+    platform, kubectl, namespace, redis_client
+):
+    # The schema cannot measure an item's bytes: the object is made, the operator fails it.
+    manifest = {
+        "apiVersion": names.API_VERSION, "kind": names.KIND, "metadata": {"name": "heavy"},
+        "spec": {"task": "demo.noop", "items": [{"doc": "a.pdf"}, OVERSIZED[-1]]},
+    }  # fmt: skip
+    kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(manifest))
+    status = lt.wait_phase(kubectl, namespace, "heavy", "Failed")
+    assert status["error"]["type"] == "InvalidSpec" and "items[1]" in status["error"]["message"]
+    answer = httpx.get(f"{platform.api_url}/v1/namespaces/{namespace}/tasks/heavy/items", timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert [(e["index"], e["phase"]) for e in answer.json()["items"]] == [(0, "Cancelled"), (1, "Cancelled")]
