@@ -70,6 +70,11 @@ class TaskCreate(BaseModel):
                         "retry": {"maxRetries": 5},
                     },
                 },
+                {
+                    "name": "embed-two-documents",
+                    "spec": {"task": "docs.embed", "parallelism": 8},
+                    "items": [{"path": "/data/handbook/a.pdf"}, {"path": "/data/handbook/b.pdf"}],
+                },
             ]
         },
     )
