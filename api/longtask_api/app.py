@@ -206,7 +206,7 @@ def create_app() -> FastAPI:
     app.add_exception_handler(RedisError, _redis_down)
     app.add_exception_handler(Exception, _unexpected)
     # The last added runs first: CORS (preflights need no token), then authentication, then the body cap.
-    app.add_middleware(middleware.BodyLimit, limit=cfg.max_body_bytes)
+    app.add_middleware(middleware.BodyLimit, limit=cfg.max_body_bytes, create_limit=cfg.max_batch_body_bytes)
     app.add_middleware(middleware.Authenticate)
     if cfg.cors_origins:
         app.add_middleware(

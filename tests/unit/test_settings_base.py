@@ -31,6 +31,8 @@ BEFORE = {
         "sse_ping_seconds": 15.0,
         "sse_block_ms": 5000,
         "max_body_bytes": 256 * 1024,
+        "max_batch_body_bytes": 64 * 1024 * 1024,
+        "max_batch_items": 100_000,
         "redis_max_connections": 512,
         "watcher_queue_size": 1000,
         "batch_event_seconds": 0.5,
