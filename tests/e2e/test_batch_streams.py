@@ -18,7 +18,6 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import time
-import uuid
 from collections.abc import Iterator
 
 import httpx
@@ -27,7 +26,6 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from longtask_api import fanout
-from longtask_contracts import names
 from longtask_dev import procs
 from tests import helpers, lt, pools
 
@@ -43,10 +41,13 @@ def pool(platform) -> Iterator[str]:
     platform.stop_child(worker)
 
 
-def _create(api: str, namespace: str, name: str, **spec: object) -> None:
-    response = httpx.post(
-        f"{api}/v1/namespaces/{namespace}/tasks", json={"name": name, "spec": spec}, timeout=60
-    )
+def _create(api: str, namespace: str, name: str, items: list[dict] | None = None, **spec: object) -> None:
+    """A create through the gateway; `items` beside the spec (more than the object holds are
+    stored by the gateway and named by spec.itemsFrom)."""
+    body: dict[str, object] = {"name": name, "spec": spec}
+    if items is not None:
+        body["items"] = items
+    response = httpx.post(f"{api}/v1/namespaces/{namespace}/tasks", json=body, timeout=60)
     assert response.status_code == 202, response.text
 
 
@@ -82,16 +83,6 @@ def _timed_sse(api: str, namespace: str, name: str) -> tuple[list[helpers.SseEve
     return events, times
 
 
-def _upload(redis_client, count: int) -> dict[str, object]:
-    """spec.itemsFrom for `count` items stored as the gateway stores an upload (more than
-    fit in the object)."""
-    upload = uuid.uuid4().hex
-    key = names.upload(upload)
-    redis_client.hset(key, mapping={str(i): "{}" for i in range(count)})  # demo.noop takes no keys
-    redis_client.expire(key, 3600)
-    return {"upload": upload, "count": count}
-
-
 def _namespace_sse(api: str, namespace: str, name: str) -> list[helpers.SseEvent]:
     """Task `name`'s events on the namespace's stream (the page's), up to its terminal one."""
     got: list[helpers.SseEvent] = []
@@ -104,10 +95,10 @@ def _namespace_sse(api: str, namespace: str, name: str) -> list[helpers.SseEvent
     return got
 
 
-def test_a_2000_item_batch_over_sse_and_websocket(platform, kubectl, namespace, pool, redis_client):
+def test_a_2000_item_batch_over_sse_and_websocket(platform, kubectl, namespace, pool):
     api = platform.api_url
     with concurrent.futures.ThreadPoolExecutor(2) as pool_:
-        _create(api, namespace, "noops", task="demo.noop", pool=pool, itemsFrom=_upload(redis_client, 2000))
+        _create(api, namespace, "noops", items=[{}] * 2000, task="demo.noop", pool=pool)
         sse = pool_.submit(_sse, api, namespace, "noops")
         ws = pool_.submit(_ws, api, namespace, "noops")
         events, messages = sse.result(), ws.result()
