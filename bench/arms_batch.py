@@ -163,6 +163,11 @@ class Requests:
     def per_second(self) -> float:
         return self.status_writes / self.seconds
 
+    def allowed_writes(self, per_second: float) -> int:
+        """What `per_second` writes allow in `seconds`: one per started interval, plus the
+        write of the end (a batch shorter than a second may have its first and its last)."""
+        return math.ceil(self.seconds * per_second) + 1
+
 
 def requests(ctx: arms.Ctx, t: Throughput) -> Requests:
     counts = probes.Counts(
