@@ -64,8 +64,8 @@ def worker(args: argparse.Namespace) -> int:
         [
             *(["--quiet"] if json_logs else []),  # no banner amid the JSON lines
             "worker",
-            "--queues",
-            names.queue(cfg.pool),
+            "--queues",  # in this order: a batch's lanes wait behind the pool's tasks (names.items_queue)
+            f"{names.queue(cfg.pool)},{names.items_queue(cfg.pool)}",
             "--hostname",
             node,
             "--loglevel",

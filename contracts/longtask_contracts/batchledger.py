@@ -21,7 +21,9 @@ from typing import Any
 from longtask_contracts import batch, ledger, names
 
 SEND_AGAIN_SECONDS = 30  # a lane queued this long ago whose token was not marked sent is sent again
-END_CHECK_SECONDS = 10  # the operator looks at an ended batch this soon, in case no event told it
+# The operator publishes a batch's end (its terminal event) at its next maintenance tick
+# after the script marked it ended: BATCH_WAKE gets it this many seconds later.
+END_CHECK_SECONDS = 0
 
 SCRIPT = (
     ledger.RUNNING_LUA

@@ -163,11 +163,18 @@ class LongTaskSpec(_Model):
 
     @model_validator(mode="after")
     def _batch_fields(self) -> LongTaskSpec:
+        # "parallelism and maxFailedItems only on a batch" is the CRD's and the gateway's rule
+        # (batch_field_errors), not this model's: a batch's spec travels without its inline
+        # items (without_items) and keeps them.
         if self.items is not None and self.items_from is not None:
             raise ValueError("give items or itemsFrom, not both")
-        if not self.is_batch and (self.parallelism is not None or self.max_failed_items is not None):
-            raise ValueError("parallelism and maxFailedItems apply to batches only (items or itemsFrom)")
         return self
+
+    def batch_field_errors(self) -> list[str]:
+        """What is wrong with this spec's batch fields as a resource's spec."""
+        if not self.is_batch and (self.parallelism is not None or self.max_failed_items is not None):
+            return ["parallelism and maxFailedItems apply to batches only (items or itemsFrom)"]
+        return []
 
     @property
     def is_batch(self) -> bool:

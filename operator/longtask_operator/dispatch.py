@@ -16,7 +16,7 @@ from celery import Celery
 from redis.exceptions import WatchError
 
 from longtask_contracts import events, ledger, models, names, phases, poolaccess
-from longtask_operator import metrics
+from longtask_operator import batches, metrics
 from longtask_runtime import sending
 
 log = logging.getLogger(__name__)
@@ -125,6 +125,8 @@ async def cancel(
     if phases.is_terminal(phases.parse(status.get("phase"))):
         return
     spec = models.LongTaskSpec.model_validate(body.get("spec") or {})
+    if spec.is_batch and await batches.cancel(redis, uid):
+        return  # a started batch ends Cancelled once none of its items is held
     event = events.TaskEvent(
         kind=events.Kind.CANCELLED,
         namespace=meta["namespace"],
@@ -164,10 +166,19 @@ async def replay(*, redis: aioredis.Redis, celery: Celery, body: dict[str, Any])
         if current is None or current.attempt <= started or await redis.exists(names.done(uid)):
             return "not in the dead-letter queue; nothing to replay"
         await send(redis=redis, celery=celery, dispatch=current)
+        if current.items and await redis.hget(names.batch(uid), "ended"):
+            await batches.reset_failed(redis, uid)  # the replay stopped before it: idempotent
         return f"resent attempt {current.attempt} of an interrupted replay"
-    dispatch = sending.first_attempt(body, now=time.time()).model_copy(update={"attempt": started + 1})
+    previous = ledger.current_attempt(await redis.get(names.current(uid))) or 0
+    dispatch = sending.first_attempt(body, now=time.time())
+    dispatch = dispatch.model_copy(update={"attempt": max(started, previous) + 1})
+    if dispatch.items and not await redis.exists(names.batch(uid)):
+        return "the batch's items are gone from Redis; nothing to replay"
     await redis.delete(names.done(uid), names.crashes(uid), names.cancel_flag(uid))
     await send(redis=redis, celery=celery, dispatch=dispatch, replay=True)
+    if dispatch.items:  # after the new attempt is current: its lanes run under it
+        await batches.reset_failed(redis, uid)
+        return f"replayed the batch's failed items from the dead-letter queue (run {dispatch.attempt})"
     return f"replayed from the dead-letter queue as attempt {dispatch.attempt}"
 
 
@@ -179,10 +190,13 @@ async def forget(*, redis: aioredis.Redis, uid: str, finished: bool | None = Non
     request (the cancel flag is raised too, for workers of earlier versions). A finished
     task leaves nothing (no sender acts on it again). `finished`: what the caller knows of
     it (a DELETED event's phase); None: finished if Redis says it is done."""
+    await batches.forget(redis, uid)
     look = redis.pipeline(transaction=False)
     look.exists(names.claim(uid))
     look.exists(names.done(uid))
-    running, done = await look.execute()
+    look.hget(names.batch(uid), "lanes")
+    running, done, lanes = await look.execute()
+    running = running or int(lanes or 0) > 0
     pipe = redis.pipeline(transaction=True)
     ledger.queue_forget(pipe, uid, tombstone=not (done if finished is None else finished))
     if running:

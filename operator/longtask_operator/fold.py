@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from longtask_contracts import events, phases
+from longtask_contracts import batch, events, phases
 
 Kind = events.Kind
 HISTORY_LIMIT = 20
@@ -19,6 +19,7 @@ HISTORY_LIMIT = 20
 LIMITS = {"message": 1024, "step": 128, "worker": 256, "error.type": 256, "error.message": 4096}
 HISTORY_ERROR_LIMIT = 512  # per attemptHistory entry, up to HISTORY_LIMIT of them
 _ENDED_ATTEMPT = {Kind.RETRYING, Kind.SUCCEEDED, Kind.FAILED, Kind.CANCELLED}
+_ITEM_FIELDS = ("total", "queued", "running", "succeeded", "failed", "cancelled", "seq", "failedIndexes")
 
 
 def iso(ts: float) -> str:
@@ -33,6 +34,9 @@ def _stale(status: dict[str, Any], event: events.TaskEvent) -> bool:
     attempts = int(status.get("attempts") or 0)
     if event.kind == Kind.QUEUED:  # queued after that attempt already started: sent late
         return event.attempt <= attempts
+    if event.items is not None and not event.terminal and event.attempt == attempts:
+        # A batch's counts published out of order (two lanes, one after the other): older.
+        return int(event.items.get("seq") or 0) < int((status.get("items") or {}).get("seq") or 0)
     return bool(event.attempt) and event.attempt < attempts  # an attempt that was superseded
 
 
@@ -87,6 +91,23 @@ def _copy_fields(new: dict[str, Any], event: events.TaskEvent) -> None:
         new["nextAttemptAt"] = iso(event.retry_at)
     if event.dead_lettered is not None:
         new["deadLettered"] = event.dead_lettered
+    if event.items is not None:
+        _copy_items(new, event)
+
+
+def _copy_items(new: dict[str, Any], event: events.TaskEvent) -> None:
+    """A batch's counts; its failedIndexes from its end event, or, until then, gathered from
+    the failed items the events name (at most batch.EVENT_FAILURES_MAX each)."""
+    assert event.items is not None
+    old = new.get("items") or {}
+    items = {k: v for k, v in event.items.items() if k in _ITEM_FIELDS}
+    if "failedIndexes" not in items:
+        failed = set(batch.expand(str(old.get("failedIndexes") or "").split(",...")[0]))
+        failed.update(int(f["index"]) for f in event.failed_items or [] if "index" in f)
+        if failed and event.kind != Kind.QUEUED:
+            items["failedIndexes"] = batch.bounded_indexes(sorted(failed))
+    new["items"] = items
+    new["itemsText"] = batch.Counts.model_validate(items).text()
 
 
 def _close_attempt(new: dict[str, Any], event: events.TaskEvent) -> None:

@@ -23,7 +23,7 @@ from celery import Celery
 from redis.exceptions import WatchError
 
 from longtask_contracts import events, failures, ledger, logs, names, wire
-from longtask_operator import dispatch, kube, loopguard, metrics
+from longtask_operator import batches, dispatch, kube, loopguard, metrics
 from longtask_runtime import kubeerrors
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ class Maintenance:
         self._dlq_cursor = 0
         self._expiry_failures: dict[str, int] = {}  # TTL deletions failed in a row, by uid
         self.guard = loopguard.Guard("maintenance", first_delay=tick)
+        self.batches = batches.Batches(redis=redis, celery=celery, poison_crashes=poison_crashes)
 
     async def run(self) -> None:
         while True:
@@ -73,6 +74,9 @@ class Maintenance:
             (names.SCHEDULE, self._retry_due),
             (names.DEADLINES, self._deadline_passed),
             (names.EXPIRY, self._expired),
+            (names.LANE_LEASES, lambda member: self.batches.lane_lost(member, now)),
+            (names.LANE_SENDS, lambda member: self.batches.send_again(member, now)),
+            (names.BATCH_WAKE, lambda uid: self.batches.wake(uid, now)),
         ]
         for zset, step in steps:
             for uid in await self._due(zset, now):
@@ -126,6 +130,7 @@ class Maintenance:
     async def _resend_unclaimed(self, tag: str) -> None:
         delivery = await self._delivery(tag)
         if delivery is None:
+            await self._lane_unclaimed(tag)
             return  # acknowledged meanwhile, or not a longtask message
         uid, attempt = delivery.uid, delivery.attempt
         pipe = self.redis.pipeline(transaction=False)
@@ -152,6 +157,28 @@ class Maintenance:
         # still holding this copy skips it, and its ack finds nothing.
         pipe = self.redis.pipeline(transaction=True)
         ledger.queue_drop_delivery(pipe, pool=delivery.pool, tag=tag)
+        await pipe.execute()
+
+    async def _lane_unclaimed(self, tag: str) -> None:
+        """A batch lane's token fetched `claim_timeout` ago and not claimed: sent again if its
+        lane still waits for it (batches.py), and its message dropped either way (a claimed
+        lane's message is dropped when the lane parks)."""
+        raw = await self.redis.hget(names.KOMBU_UNACKED, tag)
+        if raw is None:
+            return
+        message, _, routing_key = json.loads(raw)
+        token = names.parse_lane_task_id(str((message.get("headers") or {}).get("id", "")))
+        if token is None:
+            return
+        uid, lane, seq = token
+        running = await self.redis.hget(names.RUNNING, names.lane_member(uid, lane))
+        claim = ledger.Claim.decode(running) if running else None
+        if claim is not None and claim.tag == tag:
+            return  # its lane runs: its lease tells whether it lives
+        await self.batches.token_unclaimed(uid, lane, seq)
+        pool = str(routing_key).removeprefix(names.QUEUE_PREFIX).removesuffix(names.ITEMS_QUEUE_SUFFIX)
+        pipe = self.redis.pipeline(transaction=True)
+        ledger.queue_drop_delivery(pipe, pool=pool, tag=tag)
         await pipe.execute()
 
     async def _delivery(self, tag: str) -> ledger.Delivery | None:

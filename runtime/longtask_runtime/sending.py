@@ -20,6 +20,13 @@ Neither sender sends a first attempt unless the pool admits the task's namespace
 (poolaccess: the verdict of the caller's Claims is ALLOWED); what is refused or not yet
 decidable is left to the operator (longtask_operator.dispatch), which fails it.
 
+A batch (spec.items or spec.itemsFrom) is sent the same way, but its "message" is its lanes
+(batch.py): the Queued event, the current attempt and the batch's start (batchledger op start:
+its inputs, counters and lanes, each lane queued and due to be sent again in
+batchledger.SEND_AGAIN_SECONDS) are one MULTI; then each lane's token goes to the pool's items
+queue, and each sent lane is marked sent (off names.LANE_SENDS). A sender killed in between
+leaves lanes the operator sends again (maintenance.py); a token sent twice is claimed once.
+
 A send of a deleted task sends nothing: the Queued event and the current attempt are
 written only if the task has no tombstone (names.tombstone, left when the operator forgets
 a task), checked in the same transaction (WATCH), and only then is the message sent. A
@@ -31,6 +38,7 @@ starts either.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from typing import Any
@@ -40,7 +48,7 @@ from celery import Celery
 from opentelemetry import trace
 from redis.exceptions import WatchError
 
-from longtask_contracts import events, ledger, logs, models, names, poolaccess, tracing
+from longtask_contracts import batchledger, events, ledger, logs, models, names, poolaccess, tracing
 from longtask_runtime import celeryconfig
 
 log = logging.getLogger(__name__)
@@ -59,19 +67,35 @@ def celery_sender(redis_url: str) -> Celery:
     return app
 
 
+# The longest a batch may run: its deadline (names.DEADLINES) is the time all its waves of
+# items could take if each took its whole timeoutSeconds, but never more than this.
+BATCH_DEADLINE_MAX_SECONDS = 365 * 24 * 3600
+
+
 def first_attempt(body: dict[str, Any], *, now: float) -> ledger.Dispatch:
-    """Attempt 1 of the LongTask `body` (a plain dict as the apiserver returns it)."""
+    """Attempt 1 of the LongTask `body` (a plain dict as the apiserver returns it). A batch's
+    spec travels without its inline items (the batch's start stores them in Redis)."""
     meta = body["metadata"]
     spec = models.LongTaskSpec.model_validate(body.get("spec") or {})
     return ledger.Dispatch(
         namespace=meta["namespace"],
         name=meta["name"],
         uid=meta["uid"],
-        spec=spec,
+        spec=spec.without_items(),
         attempt=1,
-        deadline=now + spec.timeout_seconds,
+        deadline=now + deadline_seconds(spec),
+        items=spec.item_count,
         trace=tracing.from_annotations(meta.get("annotations")),  # the gateway's create, if it was
     )
+
+
+def deadline_seconds(spec: models.LongTaskSpec) -> float:
+    """How long the task may take: timeoutSeconds; a batch, timeoutSeconds per wave of items
+    (items / parallelism waves), at most BATCH_DEADLINE_MAX_SECONDS."""
+    if not spec.is_batch:
+        return float(spec.timeout_seconds)
+    waves = -(-spec.item_count // spec.lanes())
+    return float(min(spec.timeout_seconds * waves, BATCH_DEADLINE_MAX_SECONDS))
 
 
 async def send_first(
@@ -86,7 +110,8 @@ async def send_first(
     if not await redis.set(guard, SENDING, nx=True, ex=SENDING_SECONDS):
         return None
     dispatch = first_attempt(body, now=time.time())
-    if not await send(redis=redis, celery=celery, dispatch=dispatch, extra={guard: SENT}):
+    items = (body.get("spec") or {}).get("items")
+    if not await send(redis=redis, celery=celery, dispatch=dispatch, extra={guard: SENT}, items=items):
         return None
     return dispatch
 
@@ -104,6 +129,7 @@ async def send(
     dispatch: ledger.Dispatch,
     extra: dict[str, str] | None = None,
     replay: bool = False,
+    items: list[dict[str, Any]] | None = None,
 ) -> bool:
     """Publish Queued, send the attempt, then mark it sent (`extra` keys, off the schedule),
     in a span `longtask.dispatch`, child of the task's trace (dispatch.trace); a task without
@@ -111,7 +137,8 @@ async def send(
 
     A crash before the last step sends the attempt again later; never zero times. A replay
     leaves the dead-letter queue in the same MULTI that queues it. Returns False, having
-    sent nothing, if the task was forgotten (its LongTask is gone).
+    sent nothing, if the task was forgotten (its LongTask is gone). A batch (dispatch.items)
+    starts with the same MULTI (its inline `items` stored in it) and sends its lanes.
     """
     d = dispatch
     attributes = tracing.task_attributes(
@@ -125,24 +152,66 @@ async def send(
     ):
         if not dispatch.trace:
             dispatch = dispatch.model_copy(update={"trace": tracing.inject()})
-        if not await _publish_queued(redis, dispatch, replay=replay):
+        started = await _publish_queued(redis, dispatch, replay=replay, items=items)
+        if started is None:
             log.info("attempt %s not sent: the LongTask was deleted", dispatch.attempt)
             return False
+        if dispatch.items:
+            await send_lanes(redis=redis, celery=celery, dispatch=dispatch, lanes=started)
+            await _mark_sent(redis, dispatch, extra=extra or {})
+            log.info("batch of %s items: %s lanes sent", dispatch.items, len(started))
+            return True
         await asyncio.to_thread(_send_message, celery, dispatch)
         await _mark_sent(redis, dispatch, extra=extra or {})
         log.info("attempt %s sent to %s", dispatch.attempt, names.queue(dispatch.spec.pool))
         return True
 
 
-async def _publish_queued(redis: aioredis.Redis, dispatch: ledger.Dispatch, *, replay: bool) -> bool:
-    """The Queued event and the attempt's ledger, in one MULTI (a replay also leaves the DLQ),
-    unless the task has a tombstone: checked in the same transaction (WATCH), so a forget
-    either comes first and this writes nothing (False), or comes after and removes it all."""
+async def send_lanes(
+    *, redis: aioredis.Redis, celery: Celery, dispatch: ledger.Dispatch, lanes: list[tuple[int, int]]
+) -> None:
+    """Send each (lane, seq) token of the batch, then mark them sent (off names.LANE_SENDS)."""
+    if not lanes:
+        return
+    await asyncio.to_thread(send_tokens, celery, dispatch, lanes)
+    await redis.zrem(names.LANE_SENDS, *(names.lane_member(dispatch.uid, lane) for lane, _ in lanes))
+
+
+def send_tokens(celery: Celery, dispatch: ledger.Dispatch, lanes: list[tuple[int, int]]) -> None:
+    """The Celery messages of the batch's (lane, seq) tokens (blocking: a worker's lane sends
+    its next token with it too). No time limit: each item has its own (worker lanes.py)."""
+    body = dispatch.model_dump(mode="json")
+    headers = {**tracing.inject(), names.QUEUED_AT_HEADER: time.time()}
+    with celery.producer_or_acquire() as producer:
+        for lane, seq in lanes:
+            celery.send_task(
+                names.RUN_ITEMS,
+                args=[body, lane, seq],
+                task_id=names.lane_task_id(dispatch.uid, lane, seq),
+                queue=names.items_queue(dispatch.spec.pool),
+                priority=names.transport_priority(dispatch.spec.priority),
+                headers=headers,
+                producer=producer,
+            )
+
+
+async def _publish_queued(
+    redis: aioredis.Redis, dispatch: ledger.Dispatch, *, replay: bool, items: list[dict[str, Any]] | None
+) -> list[tuple[int, int]] | None:
+    """The Queued event and the attempt's ledger, in one MULTI (a replay also leaves the DLQ;
+    a batch starts in it: _queue_start), unless the task has a tombstone: checked in the same
+    transaction (WATCH), so a forget either comes first and this writes nothing (None), or
+    comes after and removes it all. A batch's lanes to send, else []."""
     queued = dispatch.event(
         events.Kind.QUEUED,
         progress=0 if dispatch.attempt == 1 else None,
-        message=f"attempt {dispatch.attempt} queued on {names.queue(dispatch.spec.pool)}",
+        message=f"attempt {dispatch.attempt} queued on {names.queue(dispatch.spec.pool)}"
+        if not dispatch.items
+        else f"batch of {dispatch.items} items queued on {names.items_queue(dispatch.spec.pool)}",
         pool=dispatch.spec.pool,  # wakes the pool's autoscaler (autoscale.py)
+        items={"total": dispatch.items, "queued": dispatch.items}
+        if dispatch.items and dispatch.attempt == 1
+        else None,
     )
     tombstone = names.tombstone(dispatch.uid)
     async with redis.pipeline(transaction=True) as pipe:
@@ -150,15 +219,59 @@ async def _publish_queued(redis: aioredis.Redis, dispatch: ledger.Dispatch, *, r
             try:
                 await pipe.watch(tombstone)
                 if await pipe.exists(tombstone):
-                    return False  # leaving the block resets the pipeline (UNWATCH)
+                    return None  # leaving the block resets the pipeline (UNWATCH)
                 pipe.multi()  # type: ignore[no-untyped-call]
-                ledger.queue_queued(pipe, dispatch, queued, now=time.time())
+                now = time.time()
+                ledger.queue_queued(pipe, dispatch, queued, now=now)
                 if replay:
                     pipe.hdel(names.DLQ, dispatch.uid)
-                await pipe.execute()
-                return True
+                if dispatch.items:
+                    _queue_start(pipe, dispatch, items=items, now=now)
+                replies = await pipe.execute()
+                if not dispatch.items:
+                    return []
+                reply = replies[-1]
+                if int(reply[0]) != 1:
+                    await _items_missing(redis, dispatch)
+                    return []
+                return batchledger.lanes_to_send(reply, 1)
             except WatchError:
                 continue  # forgotten meanwhile: look again
+
+
+def _queue_start(
+    pipe: Any, dispatch: ledger.Dispatch, *, items: list[dict[str, Any]] | None, now: float
+) -> None:
+    """The batch's start (batchledger op start), its inline items first."""
+    spec, uid = dispatch.spec, dispatch.uid
+    if items:
+        inputs = {str(i): json.dumps(item, separators=(",", ":")) for i, item in enumerate(items)}
+        pipe.hset(names.items_inputs(uid), mapping=inputs)
+    upload = spec.items_from.upload if spec.items_from is not None else ""
+    lanes = max(1, min(spec.parallelism or models.DEFAULT_PARALLELISM, dispatch.items))
+    keys = batchledger.keys(uid, pool=spec.pool, priority=spec.priority, upload=upload)
+    args = batchledger.args(
+        uid,
+        "start",
+        now,
+        dispatch.items,
+        lanes,
+        -1 if spec.max_failed_items is None else spec.max_failed_items,
+        spec.pool,
+        lanes,
+        1 if upload else 0,
+        ledger.current_seconds(dispatch, now=now),
+    )
+    pipe.eval(batchledger.SCRIPT, len(keys), *keys, *args)
+
+
+async def _items_missing(redis: aioredis.Redis, dispatch: ledger.Dispatch) -> None:
+    """A batch whose items the gateway stored are gone (expired before it started): it fails."""
+    message = "the batch's items (spec.itemsFrom) are not in Redis: they expired or were never stored"
+    event = dispatch.event(events.Kind.FAILED, error={"type": "ItemsMissing", "message": message})
+    pipe = redis.pipeline(transaction=True)
+    ledger.queue_publish(pipe, event, ttl=dispatch.spec.ttl_seconds_after_finished)
+    await pipe.execute()
 
 
 def _send_message(celery: Celery, dispatch: ledger.Dispatch) -> None:

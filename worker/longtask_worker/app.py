@@ -17,8 +17,8 @@ from typing import Any
 from celery import Celery, Task
 
 from longtask_contracts import ledger, names
-from longtask_runtime import celeryconfig
-from longtask_worker import fetches, runner, settings, store, telemetry
+from longtask_runtime import celeryconfig, sending
+from longtask_worker import fetches, lanes, runner, settings, store, telemetry
 
 log = logging.getLogger(__name__)
 
@@ -76,5 +76,20 @@ def create_app(cfg: settings.WorkerSettings | None = None) -> Celery:
             tag=tag,
         )
         return kind.value if kind else None
+
+    @app.task(name=names.RUN_ITEMS, bind=True, acks_late=True, reject_on_worker_lost=True)
+    def run_lane(self: Task[Any, Any], dispatch: dict[str, Any], lane: int, seq: int) -> str:
+        worker = f"{self.request.hostname or socket.gethostname()}/{os.getpid()}"
+        tag = str((self.request.properties or {}).get("delivery_tag") or "")
+        return lanes.run(
+            dispatch=ledger.Dispatch.model_validate(dispatch),
+            lane=lane,
+            seq=seq,
+            base=_store(cfg),
+            worker=worker,
+            limits=limits,
+            tag=tag,
+            send_token=lambda d, n, s: sending.send_tokens(app, d, [(n, s)]),
+        )
 
     return app

@@ -226,7 +226,7 @@ def _call(ctx: RunContext, dispatch: ledger.Dispatch, result_max_bytes: int) -> 
     if ctx.cancelled:
         raise sdk.Cancelled("the LongTask was cancelled before it started")
     result = fn(*bound.args, **bound.kwargs)
-    _check_result(result, result_max_bytes)
+    check_result(result, result_max_bytes)
     return result
 
 
@@ -280,7 +280,7 @@ def _is_soft_limit(exc: BaseException) -> bool:
     return type(exc).__name__ == "SoftTimeLimitExceeded"
 
 
-def _check_result(result: object, limit: int) -> None:
+def check_result(result: object, limit: int) -> None:
     try:
         size = len(json.dumps(result))
     except (TypeError, ValueError) as exc:

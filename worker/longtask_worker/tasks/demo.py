@@ -1,10 +1,11 @@
-"""Demo tasks for trying longtask and for its tests: sleep with progress, fail, crash, no-op."""
+"""Demo tasks for trying longtask and for its tests: sleep with progress, fail, crash, no-op, echo."""
 
 from __future__ import annotations
 
 import os
 import signal
 import time
+from typing import Any
 
 from longtask_worker import sdk
 
@@ -61,3 +62,16 @@ def crash(ctx: sdk.TaskContext, *, unless_exists: str | None = None) -> str:
     ctx.progress(1, "about to crash the worker process")
     os.kill(os.getpid(), signal.SIGKILL)
     raise AssertionError("unreachable")
+
+
+@sdk.task("demo.echo")
+def echo(ctx: sdk.TaskContext, *, value: Any = None, seconds: float = 0, fail: bool = False) -> Any:
+    """Return `value` after `seconds` (checking for cancellation), or fail for good if `fail`:
+    a batch whose items each say what they do."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        ctx.check_cancelled()
+        time.sleep(min(0.05, max(0.0, end - time.monotonic())))
+    if fail:
+        raise sdk.PermanentError(f"item asked to fail (value {value!r})")
+    return value
