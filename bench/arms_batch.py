@@ -32,7 +32,8 @@ UPLOAD_PIPELINE = 5000  # items per HSET when the bench writes an upload itself
 
 
 def noop_items(count: int) -> list[dict[str, Any]]:
-    return [{"n": i} for i in range(count)]
+    """demo.noop takes no params: each item is an empty object."""
+    return [{} for _ in range(count)]
 
 
 # -- creating a batch ------------------------------------------------------------------------
@@ -313,7 +314,7 @@ async def cancel(ctx: arms.Ctx, items: int, how: str, parallelism: int | None) -
     namespace = "bench-batch-cancel"
     c = Cancel(items)
     spec = batch_spec("demo.sleep", parallelism, CANCEL_ITEM)
-    made = await create_batch(ctx, how, namespace, "cancel", spec, [{"n": i} for i in range(items)])
+    made = await create_batch(ctx, how, namespace, "cancel", spec, noop_items(items))
     deadline = time.monotonic() + arms.wait_seconds(items)
     while (now := await counts(ctx, made.uid)).succeeded < max(1, int(items * CANCEL_AFTER)):
         if now.ended >= now.total > 0 or time.monotonic() > deadline:

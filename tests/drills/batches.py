@@ -14,14 +14,14 @@ FAST_RETRY = {"backoffSeconds": 0.2, "maxBackoffSeconds": 1, "jitter": 0}
 
 
 def create(kubectl: lt.Kubectl, namespace: str, name: str, *, total: int, seconds: float, **spec: Any) -> str:
-    """A batch of `total` demo.sleep items of `seconds` each (one step); returns its uid."""
+    """A batch of `total` demo.echo items taking `seconds` each, item i returning i; its uid."""
     return lt.create(
         kubectl,
         namespace,
         name,
-        task="demo.sleep",
-        params={"seconds": seconds, "steps": 1},
-        items=[{"n": i} for i in range(total)],
+        task="demo.echo",
+        params={"seconds": seconds},
+        items=[{"value": i} for i in range(total)],
         retry=FAST_RETRY,
         **spec,
     )
@@ -44,7 +44,7 @@ def records(client: redis.Redis, uid: str) -> dict[int, batch.ItemRecord]:
 
 def assert_all_succeeded_once(status: dict[str, Any], client: redis.Redis, uid: str, total: int) -> None:
     """The status counts every item once, as succeeded; so do the batch's counters; every item
-    has a record that says Succeeded, with its result."""
+    has a record that says Succeeded, with its own result (create: item i returns i)."""
     items = status["items"]
     assert items["total"] == total and items["succeeded"] == total, items
     assert not any(items.get(k) for k in ("queued", "running", "failed", "cancelled")), items
@@ -53,6 +53,6 @@ def assert_all_succeeded_once(status: dict[str, Any], client: redis.Redis, uid: 
     assert (final.total, final.succeeded, final.ended) == (total, total, total), final
     found = records(client, uid)
     assert sorted(found) == list(range(total)), f"records of {len(found)} items, not {total}"
-    bad = {i: r for i, r in found.items() if r.phase != batch.ItemPhase.SUCCEEDED or r.result is None}
+    bad = {i: r for i, r in found.items() if r.phase != batch.ItemPhase.SUCCEEDED or r.result != i}
     assert not bad, list(bad.items())[:5]
     assert lt.kinds(client, uid).count("succeeded") == 1, lt.kinds(client, uid)
