@@ -25,6 +25,7 @@ import probes
 import redis
 
 from longtask_contracts import batch, names
+from longtask_runtime import kube as runtimekube
 
 Kind = ltclient.Kind
 UPLOAD_TTL_SECONDS = 86400  # as the gateway's uploads: one whose create failed goes away
@@ -190,19 +191,20 @@ async def fairness(ctx: arms.Ctx, items: int, singles: int, how: str, parallelis
     """A batch of `items` demo.noop items on pool default; once its first lane ran, `singles`
     demo.noop LongTasks created directly on the same pool, each once the previous one started."""
     namespace = "bench-batch-fairness"
-    made = await create_batch(
-        ctx, how, namespace, "batch", batch_spec("demo.noop", parallelism), noop_items(items)
-    )
-    await ctx.log.wait([made.uid], Kind.STARTED, within=arms.wait_seconds(items))
-    create = ctx.cl.creator("direct", namespace)
-    probes_made = []
-    for i in range(singles):
-        probes_made.append(await create(f"single-{i:03d}", arms.NOOP))
-        await ctx.log.wait([probes_made[-1].uid], Kind.STARTED, within=arms.wait_seconds(1))
-    await ctx.log.wait(
-        [made.uid, *(p.uid for p in probes_made)], Kind.SUCCEEDED, within=arms.wait_seconds(items)
-    )
-    await ctx.settle(namespace, {m.name: "Succeeded" for m in [made, *probes_made]})
+    async with ctx.rec.phase("batch fair"):
+        made = await create_batch(
+            ctx, how, namespace, "batch", batch_spec("demo.noop", parallelism), noop_items(items)
+        )
+        await ctx.log.wait([made.uid], Kind.STARTED, within=arms.wait_seconds(items))
+        create = ctx.cl.creator("direct", namespace)
+        probes_made = []
+        for i in range(singles):
+            probes_made.append(await create(f"single-{i:03d}", arms.NOOP))
+            await ctx.log.wait([probes_made[-1].uid], Kind.STARTED, within=arms.wait_seconds(1))
+        await ctx.log.wait(
+            [made.uid, *(p.uid for p in probes_made)], Kind.SUCCEEDED, within=arms.wait_seconds(items)
+        )
+        await ctx.settle(namespace, {m.name: "Succeeded" for m in [made, *probes_made]})
     ended = ctx.log.first(made.uid, Kind.SUCCEEDED)
     started = [ctx.log.first(p.uid, Kind.STARTED) for p in probes_made]
     return Fairness(
@@ -323,7 +325,13 @@ async def cancel(ctx: arms.Ctx, items: int, how: str, parallelism: int | None) -
     c.cancelled_at_succeeded = now.succeeded
     patched = time.time()
     await ctx.cl.custom.patch_namespaced_custom_object(
-        names.GROUP, names.VERSION, namespace, names.PLURAL, made.name, {"spec": {"cancel": True}}
+        names.GROUP,
+        names.VERSION,
+        namespace,
+        names.PLURAL,
+        made.name,
+        {"spec": {"cancel": True}},
+        _content_type=runtimekube.MERGE_PATCH,
     )
     seen = await ctx.cl.wait_phases(namespace, {made.name: "Cancelled"}, within=arms.wait_seconds(items))
     c.cancel_to_cr = seen - patched

@@ -100,10 +100,12 @@ async def run_arms(ctx: arms.Ctx, args: argparse.Namespace) -> Results:
         r.fairness = await arms_batch.fairness(ctx, args.fairness, args.singles, how, par)
     if args.big:
         dispatch.progress(f"big: {args.big} items")
-        r.big = await arms_batch.big(ctx, args.big, how, par)
+        async with ctx.rec.phase("batch big"):
+            r.big = await arms_batch.big(ctx, args.big, how, par)
     if args.cancel:
         dispatch.progress(f"cancel: a batch of {args.cancel} items")
-        r.cancel = await arms_batch.cancel(ctx, args.cancel, how, par)
+        async with ctx.rec.phase("batch cancel"):
+            r.cancel = await arms_batch.cancel(ctx, args.cancel, how, par)
     return r
 
 
