@@ -178,7 +178,7 @@ def fairness(f: arms_batch.Fairness) -> list[str]:
         f"  (ms){'':<44}{'p50':>9}{'p99':>9}{'mean':>9}{'max':>9}",
         report.ms_row("create called -> `started`", f.latencies, width=48),
         f"  {f.during} of {len(lat)} started before the batch ended "
-        f" ({f.batch_seconds:.1f} s from its create)",
+        f"({f.batch_seconds:.1f} s from its create)",
     ]
 
 
