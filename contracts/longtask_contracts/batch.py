@@ -57,7 +57,7 @@ class ItemRecord(BaseModel):
     next_attempt_at: float | None = None
 
     def encode(self) -> str:
-        return self.model_dump_json(by_alias=True, exclude_none=True, exclude_defaults=False)
+        return self.model_dump_json(by_alias=True, exclude_none=True, exclude_defaults=True)
 
     def to_api(self) -> dict[str, Any]:
         """The gateway's and the CLI's form: camelCase, times as RFC 3339."""

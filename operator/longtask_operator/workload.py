@@ -49,7 +49,7 @@ class Workload:
 
     async def read(self, pools: list[str], *, now: float | None = None) -> dict[str, Load]:
         """The load of each pool in `pools`, in one round trip of 13 commands per pool (ten
-        LLEN, a ZCOUNT, an HGETALL of at most one field per busy pod and an HVALS of one field
+        LLEN, a ZCOUNT, an HGETALL of at most one field per busy pod and an HGETALL of one field
         per batch with queued items)."""
         if not pools:
             return {}
@@ -60,14 +60,14 @@ class Workload:
                 pipe.llen(key)
             pipe.zcount(names.fetched(pool), since, "+inf")
             pipe.hgetall(names.busy(pool))
-            pipe.hvals(names.pool_items(pool))
+            pipe.hgetall(names.pool_items(pool))
         replies: list[Any] = await pipe.execute()
         per = len(names.PRIORITY_STEPS) + 3
         loads = {}
         for i, pool in enumerate(pools):
             reply = replies[i * per : (i + 1) * per]
             pods = {wire.text(pod): int(n) for pod, n in reply[-2].items() if int(n) > 0}
-            items = sum(int(n) for n in reply[-1])
+            items = sum(int(n) for n in reply[-1].values())
             loads[pool] = Load(
                 queued=sum(int(n) for n in reply[:-3]) + items,
                 items=items,

@@ -199,7 +199,7 @@ class Lane:
         if self.cancelled:
             return batchledger.Outcome(index=taken.index, code="q", record=None)
         spec = self.store.dispatch.spec
-        now = time.time()
+        now = round(time.time(), 3)  # milliseconds: records stay small (Redis bytes per item)
         record = taken.record or batch.ItemRecord(index=taken.index)
         attempt = record.attempts + 1
         started = record.started_at or now
@@ -218,7 +218,7 @@ class Lane:
             return batchledger.Outcome(index=taken.index, code="q", record=None)
         except Exception as exc:  # every failure becomes the item's outcome, not the worker's
             error = {"type": type(exc).__name__, "message": str(exc) or repr(exc)}
-            end = time.time()
+            end = round(time.time(), 3)
             decision = retry.decide(
                 policy=spec.retry,
                 attempt=attempt,
@@ -245,7 +245,7 @@ class Lane:
                 "result": result,
                 "error": None,
                 "crashes": 0,
-                "finished_at": time.time(),
+                "finished_at": round(time.time(), 3),
             }
         )
         return batchledger.Outcome(index=taken.index, code="s", record=done)
