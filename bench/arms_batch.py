@@ -342,8 +342,9 @@ async def cancel(ctx: arms.Ctx, items: int, how: str, parallelism: int | None) -
     found = await records(ctx, made.uid)
     event_at = ctx.log.first(made.uid, Kind.CANCELLED)
     starts = [r.started_at for r in found if r.started_at is not None]
-    c.started_after_event = sum(s > event_at for s in starts) if not math.isnan(event_at) else -1
-    c.started_after_cr = sum(s > seen for s in starts)
+    # Records keep times to the millisecond: a start within the rounding counts as after.
+    c.started_after_event = sum(s > event_at - 0.0005 for s in starts) if not math.isnan(event_at) else -1
+    c.started_after_cr = sum(s > seen - 0.0005 for s in starts)
     c.records_after_cr = len(found) - records_then
     await asyncio.to_thread(arms.wait_operator_idle, ctx.c)
     return c
