@@ -171,11 +171,12 @@ class Requests:
         return math.ceil(self.seconds * per_second) + 1
 
 
-def requests(ctx: arms.Ctx, t: Throughput) -> Requests:
+def requests(ctx: arms.Ctx, phase: str, seconds: float) -> Requests:
+    """The requests of recorder phase `phase` (one batch), over `seconds` (create -> settled)."""
     counts = probes.Counts(
-        {k: v for k, v in ctx.rec.requests("batch").items() if probes.is_task_request(k) and v}
+        {k: v for k, v in ctx.rec.requests(phase).items() if probes.is_task_request(k) and v}
     )
-    return Requests(counts, t.settled)
+    return Requests(counts, seconds)
 
 
 # -- c. fairness ---------------------------------------------------------------------------------
@@ -220,6 +221,7 @@ async def fairness(ctx: arms.Ctx, items: int, singles: int, how: str, parallelis
 class Big:
     items: int
     seconds: float = math.nan  # create called -> terminal event
+    settled: float = math.nan  # create called -> CR seen Succeeded
     submit: float = math.nan  # create call -> response
     rss_before: float = math.nan  # operator VmRSS, MiB
     rss_after: float = math.nan
@@ -280,7 +282,7 @@ async def big(ctx: arms.Ctx, items: int, how: str, parallelism: int | None) -> B
             ("events", names.events_stream(made.uid)),
         ):
             b.key_bytes[label] = int(await asyncio.to_thread(r.memory_usage, key, samples=0) or 0)
-        await ctx.settle(namespace, {made.name: "Succeeded"})
+        b.settled = await ctx.settle(namespace, {made.name: "Succeeded"}) - made.called
         b.rss_after, b.peak_after = probes.memory(operator)
     finally:
         r.close()
