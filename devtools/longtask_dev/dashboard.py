@@ -52,7 +52,8 @@ ROWS: tuple[tuple[str, tuple[Chart, ...]], ...] = (
         (
             Chart(
                 "Queued attempts per pool",
-                "Attempts waiting in each pool's queue, every priority list counted.",
+                "Attempts waiting in each pool's queue (every priority list), plus the batch items "
+                "the pool could start now.",
                 "short",
                 (Query("sum by (pool) (longtask_pool_queued)", "{{pool}}"),),
             ),
@@ -143,6 +144,53 @@ ROWS: tuple[tuple[str, tuple[Chart, ...]], ...] = (
         ),
     ),
     (
+        "Batches",
+        (
+            Chart(
+                "Batch items ended per task",
+                "Item attempts of batches ended per second, by task and outcome: succeeded, "
+                "failed (for good), retried, cancelled.",
+                "ops",
+                (
+                    Query(
+                        f"sum by (task, outcome) (rate(longtask_worker_items_total[{RATE}]))",
+                        "{{task}} {{outcome}}",
+                    ),
+                ),
+            ),
+            Chart(
+                "Batch item failure ratio per task",
+                "Share of item attempts that failed or will be retried; they count toward "
+                "LongTaskFailureRatioHigh like task attempts.",
+                "percentunit",
+                (
+                    Query(
+                        "sum by (task) (rate(longtask_worker_items_total"
+                        f'{{outcome=~"failed|retried"}}[{RATE}]))'
+                        f" / sum by (task) (rate(longtask_worker_items_total[{RATE}]))",
+                        "{{task}}",
+                    ),
+                ),
+            ),
+            Chart(
+                "Batch item duration per task (p50, p95)",
+                "How long one item's attempt runs, by task.",
+                "s",
+                (
+                    Query(_quantile(0.5, "longtask_worker_item_duration_seconds", "task"), "{{task}} p50"),
+                    Query(_quantile(0.95, "longtask_worker_item_duration_seconds", "task"), "{{task}} p95"),
+                ),
+            ),
+            Chart(
+                "Batch items queued per pool",
+                "Items of running batches each pool could start now (waiting items, up to each "
+                "batch's free lanes); the autoscaler counts them as queued work.",
+                "short",
+                (Query("sum by (pool) (longtask_pool_items_queued)", "{{pool}}"),),
+            ),
+        ),
+    ),
+    (
         "Dead letters, gateway and operator",
         (
             Chart(
@@ -210,7 +258,9 @@ def build() -> models.Dashboard:
     board = (
         dashboard.Dashboard("longtask")
         .uid(UID)
-        .description("Queues, pools, tasks, dead letters and the gateway of longtask (docs/metrics.md).")
+        .description(
+            "Queues, pools, tasks, batches, dead letters and the gateway of longtask (docs/metrics.md)."
+        )
         .tags(["longtask"])
         .refresh("30s")
         .time("now-1h", "now")

@@ -84,13 +84,21 @@ async def reconcile(
 
 
 async def refuse(*, redis: aioredis.Redis, body: dict[str, Any], verdict: poolaccess.Verdict) -> bool:
-    """Fail a task its pool does not admit, without sending it: the first attempt's guard
-    is taken as "refused" (SET NX, so a sender that took it first wins, and no sender ever
-    takes it afterwards), then a Failed event with error PoolNotAllowed is published, in
+    """Fail a task its pool does not admit, without sending it (fail_unsent, PoolNotAllowed)."""
+    return await fail_unsent(
+        redis=redis, body=body, error={"type": "PoolNotAllowed", "message": verdict.message}
+    )
+
+
+async def fail_unsent(*, redis: aioredis.Redis, body: dict[str, Any], error: dict[str, str]) -> bool:
+    """Fail a task without sending it (its pool refuses it, or its spec is one the schema
+    let through and the task cannot run, e.g. an item over the size limit): the first
+    attempt's guard is taken as "refused" (SET NX, so a sender that took it first wins, and
+    no sender ever takes it afterwards), then a Failed event with `error` is published, in
     one MULTI. Whether this call failed it."""
     meta = body["metadata"]
     uid = meta["uid"]
-    spec = models.LongTaskSpec.model_validate(body.get("spec") or {})
+    ttl = (body.get("spec") or {}).get("ttlSecondsAfterFinished")
     if not await redis.set(names.dispatch_guard(uid), sending.SENDING, nx=True, ex=sending.SENDING_SECONDS):
         return False
     event = events.TaskEvent(
@@ -98,14 +106,14 @@ async def refuse(*, redis: aioredis.Redis, body: dict[str, Any], verdict: poolac
         namespace=meta["namespace"],
         name=meta["name"],
         uid=uid,
-        message=verdict.message,
-        error={"type": "PoolNotAllowed", "message": verdict.message},
+        message=error["message"],
+        error=error,
     )
     pipe = redis.pipeline(transaction=True)
-    ledger.queue_publish(pipe, event, ttl=spec.ttl_seconds_after_finished)
+    ledger.queue_publish(pipe, event, ttl=ttl if isinstance(ttl, int) else None)
     pipe.set(names.dispatch_guard(uid), sending.REFUSED, ex=ledger.KEY_TTL_SECONDS)
     await pipe.execute()
-    log.warning("%s/%s failed without being sent: %s", meta["namespace"], meta["name"], verdict.message)
+    log.warning("%s/%s failed without being sent: %s", meta["namespace"], meta["name"], error["message"])
     return True
 
 

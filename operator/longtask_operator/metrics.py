@@ -86,6 +86,12 @@ POOL_OLDEST_QUEUED = Gauge(
     "Age of the oldest attempt waiting in the pool's queue (0: none waits).",
     ["pool"],
 )
+POOL_ITEMS_QUEUED = Gauge(
+    "longtask_pool_items_queued",
+    "Batch items the pool could start now: per batch, its waiting items up to its free lanes "
+    "(spec.parallelism less the lanes running), summed over the pool's batches.",
+    ["pool"],
+)
 POOL_DESIRED = Gauge("longtask_pool_desired_replicas", "Worker replicas the autoscaler wants.", ["pool"])
 POOL_REPLICAS = Gauge("longtask_pool_replicas", "Worker replicas the pool's Deployment has.", ["pool"])
 AUTOSCALER_PASSES = Counter(

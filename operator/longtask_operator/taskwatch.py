@@ -30,10 +30,11 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pydantic
 import redis.asyncio as aioredis
 from celery import Celery
 
-from longtask_contracts import ledger, logs, names, phases, poolaccess, wire
+from longtask_contracts import ledger, logs, models, names, phases, poolaccess, wire
 from longtask_operator import dispatch, kube, loopguard, metrics, scope
 from longtask_runtime import kubeerrors, sending
 
@@ -315,7 +316,21 @@ async def reconcile(
 
     A refusal is final, so one the watches show is read again first (the holder WorkerPool
     and the Namespace, two GETs, for refused tasks only): a selector that admits the
-    namespace now, or a WorkerPool gone, leaves the task for the sweep to look at again."""
+    namespace now, or a WorkerPool gone, leaves the task for the sweep to look at again.
+
+    A spec the CRD's schema let through but the task cannot run with (limits the schema
+    cannot state, such as an item's size in bytes) fails the task once, with a Warning
+    Event InvalidSpec that names the field."""
+    if (problem := invalid_spec(body)) is not None:
+        unfinished = not phases.is_terminal(phases.parse((body.get("status") or {}).get("phase")))
+        error = {"type": "InvalidSpec", "message": problem}
+        if unfinished and await dispatch.fail_unsent(redis=redis, body=body, error=error):
+            meta = body["metadata"]
+            await kube.post_event(
+                namespace=meta["namespace"], name=meta["name"], uid=meta["uid"], reason="InvalidSpec",
+                message=problem, warning=True,
+            )  # fmt: skip
+        return True
     verdict = sending.admitted(body, pools=pools)
     if verdict.outcome is poolaccess.Outcome.REFUSED and verdict.holder is not None:
         namespace = body["metadata"]["namespace"]
@@ -339,6 +354,19 @@ async def reconcile(
             warning=True,
         )
         return True
+
+
+def invalid_spec(body: dict[str, Any]) -> str | None:
+    """What is wrong with the LongTask's spec for longtask's own model, or None."""
+    try:
+        spec = models.LongTaskSpec.model_validate(body.get("spec") or {})
+    except pydantic.ValidationError as exc:
+        return "; ".join(
+            f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" if e["loc"] else f"spec: {e['msg']}"
+            for e in exc.errors()
+        )
+    errors = spec.batch_field_errors()
+    return "; ".join(errors) if errors else None
 
 
 def _settled(obj: dict[str, Any]) -> bool:

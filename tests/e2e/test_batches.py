@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from longtask_contracts import batch, names
+from longtask_contracts import batch, models, names
 from tests import helpers
 
 pytestmark = pytest.mark.cluster
@@ -141,3 +141,15 @@ def test_replay_reruns_only_the_failed_items(platform, kubectl, namespace, redis
     for i in range(10):
         if i != 5:
             assert after[i].finished_at == before[i].finished_at  # not run again
+
+
+def test_an_item_over_the_size_limit_fails_the_task_naming_it(platform, kubectl, namespace, redis_client):
+    # The schema cannot count an item's bytes; the operator fails it before anything runs.
+    items = [{"value": 1}, {"value": "x" * (models.ITEM_MAX_BYTES + 10)}]
+    kubectl("create", "-n", namespace, "-f", "-", input=_batch("too-big", items))
+    obj = _wait(kubectl, namespace, "too-big", "Failed")
+    assert obj["status"]["error"]["type"] == "InvalidSpec"
+    assert "items[1]" in obj["status"]["error"]["message"]
+    assert not redis_client.exists(names.batch(obj["metadata"]["uid"]))  # nothing started
+    described = kubectl("describe", "-n", namespace, "lt/too-big").stdout
+    assert "InvalidSpec" in described

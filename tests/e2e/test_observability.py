@@ -6,7 +6,8 @@ Covers:
   LongTaskDeadLetterQueueGrowing to pending, then firing, in Prometheus' /api/v1/alerts;
   replaying them through the gateway once the cause is fixed (the file demo.crash looks
   for) empties the queue, and the alert resolves;
-- under load (tasks that sleep, fail and retry, an SSE stream, a WorkerPool), every panel
+- under load (tasks that sleep, fail and retry, batches whose items succeed, retry and
+  fail, an SSE stream, a WorkerPool), every panel
   of the committed Grafana dashboard returns data, and every metric every alert names
   has data and every alert expression evaluates;
 - the same check reports a panel (and an alert) naming a metric nobody exports.
@@ -130,8 +131,9 @@ def test_dlq_alert_goes_pending_then_firing_then_resolves_after_replay(
 
 
 def _load(platform: platform_mod.Platform, kubectl: Any, namespace: str) -> None:
-    """Work of every kind: sleeps (queued behind each other), failures with a retry, an SSE
-    stream followed to its end, and an idle WorkerPool (replicas and desired replicas)."""
+    """Work of every kind: sleeps (queued behind each other), failures with a retry, two
+    batches (items that succeed; items retried, then failed), an SSE stream followed to
+    its end, and an idle WorkerPool (replicas and desired replicas)."""
     pool = f"idle-{uuid.uuid4().hex[:6]}"
     platform.apply_worker_pool(
         platform_mod.worker_pool_manifests(pool=pool, min_replicas=0, max_replicas=1), namespace=namespace
@@ -139,9 +141,15 @@ def _load(platform: platform_mod.Platform, kubectl: Any, namespace: str) -> None
     created = []
     # On the observed worker's own pool: its metrics are scraped, and no other test's
     # leftovers compete for its slots.
+    retry = {"maxRetries": 1, "backoffSeconds": 0.1}
     specs = [{"task": "demo.sleep", "pool": OBS_POOL, "params": {"seconds": 2, "steps": 4}}] * 4 + [
-        {"task": "demo.fail", "pool": OBS_POOL, "retry": {"maxRetries": 1, "backoffSeconds": 0.1}}
+        {"task": "demo.fail", "pool": OBS_POOL, "retry": retry}
     ] * 2
+    # Two batches: items that succeed, and items that are retried, then fail for good.
+    batches = [
+        {"task": "demo.sleep", "pool": OBS_POOL, "params": {"steps": 1}, "items": [{"seconds": 0.2}] * 6},
+        {"task": "demo.fail", "pool": OBS_POOL, "retry": retry, "items": [{"message": "item"}] * 2},
+    ]
     with httpx.Client(base_url=platform.api_url, timeout=30) as client:
         for spec in specs:
             answer = client.post(f"/v1/namespaces/{namespace}/tasks", json={"spec": spec})
@@ -149,8 +157,14 @@ def _load(platform: platform_mod.Platform, kubectl: Any, namespace: str) -> None
             created.append(answer.json()["name"])
         events = list(helpers.sse_events(client, f"/v1/namespaces/{namespace}/tasks/{created[0]}/events"))
         assert events[-1].event == "succeeded"
-    for name in created:
-        lt.wait_phase(kubectl, namespace, name, "Succeeded" if name in created[:4] else "Failed", timeout=120)
+        for spec in batches:
+            answer = client.post(f"/v1/namespaces/{namespace}/tasks", json={"spec": spec})
+            assert answer.status_code == 202, answer.text
+            created.append(answer.json()["name"])
+    for name, phase in zip(
+        created, ["Succeeded"] * 4 + ["Failed"] * 2 + ["Succeeded", "Failed"], strict=True
+    ):
+        lt.wait_phase(kubectl, namespace, name, phase, timeout=120)
 
 
 def _no_problems(server: prom.Prometheus, expressions: list[promql.Expression]) -> list[str]:

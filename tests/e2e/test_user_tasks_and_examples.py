@@ -2,7 +2,9 @@
 
 Covers: a worker pointed at a user package (--tasks, with PYTHONPATH) runs its task on its
 own pool; the document-batch and agent-pipeline examples under examples/ run to
-Succeeded with per-document and per-step progress and real results.
+Succeeded with per-document and per-step progress and real results; the 100-document
+batch example (one item per document) ends Succeeded with 100 items succeeded, each with
+its own record and per-document result.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from longtask_contracts import batch, names
 from longtask_dev import binaries
 from tests import lt
 
@@ -41,6 +44,23 @@ def test_document_batch_example(platform, kubectl, namespace, redis_client):
     assert status["result"]["documents"] == 3 and status["result"]["chunks"] >= 6
     messages = [e.message for e in lt.stream(redis_client, uid) if e.kind.value == "progress"]
     assert [m.split(":")[0] for m in messages] == ["handbook.txt", "runbook.txt", "faq.txt"]
+
+
+def test_document_batch_example_one_item_per_document(platform, kubectl, namespace, redis_client):
+    doc = yaml.safe_load((EXAMPLES / "embed-docs-batch.yaml").read_text())
+    assert len(doc["spec"]["items"]) == 100
+    uid = _apply(kubectl, namespace, "embed-docs-batch.yaml")
+    status = lt.wait_phase(kubectl, namespace, "embed-docs-batch", "Succeeded", timeout=120)
+    items = status["items"]
+    assert (items["total"], items["succeeded"], items["failed"]) == (100, 100, 0), items
+    assert not items.get("failedIndexes")
+    raw = redis_client.hgetall(names.items_records(uid))
+    records = sorted((batch.ItemRecord.model_validate_json(v) for v in raw.values()), key=lambda r: r.index)
+    assert [r.index for r in records] == list(range(100))
+    for record, item in zip(records, doc["spec"]["items"], strict=True):
+        assert record.phase is batch.ItemPhase.SUCCEEDED and record.attempts == 1, record
+        assert record.result["name"] == item["name"] and record.result["dims"] == 64, record
+        assert record.result["words"] == len(item["text"].split()) and record.result["chunks"] >= 1, record
 
 
 def test_agent_pipeline_example(platform, kubectl, namespace, redis_client):

@@ -4,7 +4,8 @@ Covers: charts/longtask/files/dashboards/longtask.json equals a fresh render of
 devtools/longtask_dev/dashboard.py (grafana-foundation-sdk); every panel has a title, a
 description, the `datasource` variable and PromQL that parses; the panels cover queue
 depth, running, replicas vs desired, throughput, durations, failures and retries, the
-DLQ, SSE and the oldest queued age. That each query returns data is checked against a
+DLQ, SSE and the oldest queued age, and batches (items by outcome, item durations and
+items queued per pool). That each query returns data is checked against a
 real Prometheus in tests/e2e/test_observability.py.
 """
 
@@ -43,5 +44,8 @@ def test_panels_are_complete_and_their_promql_parses() -> None:
         "longtask_dlq_depth",
         "longtask_dlq_added_total",
         "longtask_api_sse_streams",
+        "longtask_worker_items_total",
+        "longtask_worker_item_duration_seconds_bucket",
+        "longtask_pool_items_queued",
     ):
         assert metric in named, f"no panel shows {metric}"

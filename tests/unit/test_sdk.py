@@ -236,3 +236,27 @@ def test_only_regular_files_are_opened(tmp_path):
     os.mkfifo(tmp_path / "pipe.txt")
     with pytest.raises(sdk.PermanentError, match="not a regular file"):
         sdk.open_beneath("pipe.txt", str(tmp_path))
+
+
+def test_docs_embed_one_document_per_call_gives_its_own_result(tmp_path):
+    """A batch item's form: `text` (with a name) or `path` under the root; the result is
+    that document's, and a missing or empty document fails that call alone."""
+    (tmp_path / "a.txt").write_text("one two three four five six seven")
+    limits = runner.Limits(files_root=str(tmp_path))
+    store = fakes.MemoryStore()
+    kind = run(store, "docs.embed", limits=limits, path="a.txt", chunk_words=3, overlap=0, dims=8)
+    assert kind is events.Kind.SUCCEEDED
+    assert store.events[-1].result == {"name": "a.txt", "words": 7, "chunks": 3, "dims": 8, "output": None}
+    store = fakes.MemoryStore()
+    assert run(store, "docs.embed", text="alpha beta", name="b.txt", chunk_words=8) is events.Kind.SUCCEEDED
+    assert store.events[-1].result == {"name": "b.txt", "words": 2, "chunks": 1, "dims": 256, "output": None}
+    for bad in (
+        {"path": "missing.txt"},
+        {"text": "   "},
+        {"text": "x", "path": "a.txt"},
+        {"text": "x", "directory": "."},
+    ):
+        store = fakes.MemoryStore()
+        assert run(store, "docs.embed", limits=limits, **bad) is events.Kind.FAILED, bad
+        error = store.events[-1].error
+        assert error is not None and error["type"] == "PermanentError", (bad, error)

@@ -33,6 +33,20 @@ LAST_HEARTBEAT = Gauge(
     "Unix time of the last lease take or renewal of the attempt each worker process runs; 0 when idle.",
     multiprocess_mode="liveall",  # one series per live process (pid), so a stalled one shows
 )
+# -- batches: one series per (task, outcome) for every item attempt a lane ran. An item
+# attempt is not a task attempt: it is counted here, never in TASK_DURATION or ATTEMPTS.
+ITEMS = Counter(
+    "longtask_worker_items_total",
+    "Batch item attempts this worker ended, by task and outcome: succeeded, failed (for good), "
+    "retried (failed, another attempt follows), cancelled.",
+    ["task", "outcome"],
+)
+ITEM_DURATION = Histogram(
+    "longtask_worker_item_duration_seconds",
+    "Seconds one batch item attempt ran, by task.",
+    ["task"],
+    buckets=buckets.SECONDS,
+)
 CANCELLATIONS = Counter(
     "longtask_worker_cancellations_total",
     "Attempts that ended Cancelled: by the task (cooperative) or stopped after the grace time (forced).",
