@@ -99,11 +99,13 @@ class Observer:
         oldest = await self._oldest_queued(pools, now)
         by_label: dict[str, list[float]] = {}
         for pool in pools:
-            figures = by_label.setdefault(metrics.pool_label(pool), [0.0, 0.0, 0.0])
+            figures = by_label.setdefault(metrics.pool_label(pool), [0.0, 0.0, 0.0, 0.0])
             figures[0] += loads[pool].queued
             figures[1] += loads[pool].in_flight
             figures[2] = max(figures[2], oldest.get(pool, 0.0))
-        for label, (queued, running, age) in by_label.items():
+            figures[3] += loads[pool].items
+        for label, (queued, running, age, items) in by_label.items():
+            metrics.POOL_ITEMS_QUEUED.labels(pool=label).set(items)
             metrics.POOL_QUEUED.labels(pool=label).set(queued)
             metrics.POOL_RUNNING.labels(pool=label).set(running)
             metrics.POOL_OLDEST_QUEUED.labels(pool=label).set(age)

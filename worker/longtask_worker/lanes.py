@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from longtask_contracts import batch, batchledger, events, ledger, logs, retry, tracing
-from longtask_worker import lanestore, runner, sdk
+from longtask_worker import lanestore, metrics, runner, sdk
 
 log = logging.getLogger(__name__)
 Kind = events.Kind
@@ -83,7 +83,14 @@ class Lane:
         self._stop = threading.Event()
         self._item_began: float | None = None  # monotonic start of the running item
         self._item_limit = 0.0
+        self._ran = False  # the current item's function was called
         self._beat = threading.Thread(target=self._watch, name=f"lane-{store.uid}-{store.lane}", daemon=True)
+        task = metrics.task_label(store.dispatch.spec.task)
+        self._ended = {  # item attempts by outcome (docs/metrics.md), one labelled child each
+            code: metrics.ITEMS.labels(task=task, outcome=outcome)
+            for code, outcome in (("s", "succeeded"), ("f", "failed"), ("r", "retried"), ("q", "cancelled"))
+        }
+        self._duration = metrics.ITEM_DURATION.labels(task=task)
 
     @property
     def cancelled(self) -> bool:
@@ -154,7 +161,7 @@ class Lane:
                     send_token, again=taken == -2, why={0: "idle", -2: "yield", -3: "stop"}[taken]
                 )
             chunk_began = time.monotonic()
-            outcomes = [self._item(t) for t in taken]
+            outcomes = [self._counted(t) for t in taken]
             report = self.store.report(outcomes, lease_seconds=self.limits.lease_seconds)
             if report is None:
                 return "lost"  # the operator ended this lane's items meanwhile: nothing recorded
@@ -194,6 +201,14 @@ class Lane:
         )
 
     # -- one item ---------------------------------------------------------------------
+    def _counted(self, taken: batchledger.Taken) -> batchledger.Outcome:
+        """_item, counted by outcome if it ran (an item sent back unrun counts nowhere)."""
+        self._ran = False
+        outcome = self._item(taken)
+        if self._ran:
+            self._ended[outcome.code].inc()
+        return outcome
+
     def _item(self, taken: batchledger.Taken) -> batchledger.Outcome:
         """Run one item's attempt (unless the batch is cancelled: then it goes back, unrun)."""
         if self.cancelled:
@@ -263,12 +278,14 @@ class Lane:
         ctx = ItemContext(self, index=taken.index, attempt=attempt, item=item)
         bound = sdk.bind(fn, ctx, batch.merged_params(spec.params, item))
         self._item_limit = limit
-        self._item_began = time.monotonic()
+        self._item_began = began = time.monotonic()
+        self._ran = True
         try:
             with _time_limit(limit):
                 result = fn(*bound.args, **bound.kwargs)
         finally:
             self._item_began = None
+            self._duration.observe(time.monotonic() - began)
         runner.check_result(result, self.limits.result_max_bytes)
         return result
 
