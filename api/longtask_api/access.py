@@ -49,7 +49,7 @@ class Route(enum.Enum):
     """The Kubernetes action each gateway route needs (see docs/security.md)."""
 
     CREATE_TASK = Action("create")  # POST /v1/namespaces/{ns}/tasks
-    GET_TASK = Action("get")  # GET .../tasks/{name}, its .../log, its SSE .../events and WebSocket .../ws
+    GET_TASK = Action("get")  # GET .../tasks/{name}, its .../items, .../log, SSE .../events, WebSocket .../ws
     LIST_TASKS = Action("list")  # GET .../tasks
     WATCH_TASKS = Action("watch")  # GET /v1/namespaces/{ns}/events (every task's events, like kubectl -w)
     CANCEL_TASK = Action("patch")  # POST .../tasks/{name}/cancel (patches spec.cancel)

@@ -133,7 +133,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     # its pool refuses is a 403, and the first sends below skip it.
     app.state.pool_access = poolwatch.PoolWatch(kube=app.state.tasks)
     pool_watches = app.state.pool_access.start()
-    app.state.hub = fanout.Hub(app.state.redis, block_ms=cfg.sse_block_ms, queue_size=cfg.watcher_queue_size)
+    app.state.hub = fanout.Hub(
+        app.state.redis,
+        block_ms=cfg.sse_block_ms,
+        queue_size=cfg.watcher_queue_size,
+        pace_seconds=cfg.batch_event_seconds,
+    )
     await app.state.hub.start()
     # One Celery sender per process, for the first attempts of the tasks it creates (None: off).
     sends = None
@@ -201,7 +206,7 @@ def create_app() -> FastAPI:
     app.add_exception_handler(RedisError, _redis_down)
     app.add_exception_handler(Exception, _unexpected)
     # The last added runs first: CORS (preflights need no token), then authentication, then the body cap.
-    app.add_middleware(middleware.BodyLimit, limit=cfg.max_body_bytes)
+    app.add_middleware(middleware.BodyLimit, limit=cfg.max_body_bytes, create_limit=cfg.max_batch_body_bytes)
     app.add_middleware(middleware.Authenticate)
     if cfg.cors_origins:
         app.add_middleware(

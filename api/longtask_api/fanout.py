@@ -90,8 +90,11 @@ class Hub:
         queue_size: int = 1000,
         count: int = 500,
         reads: int = 4,
+        pace_seconds: float = 0.0,
     ):
         self.redis = redis
+        # What the streams pace a batch's counts-only events to, per watcher (batchpace.py; 0: not at all).
+        self.pace_seconds = pace_seconds
         # Catch-up reads at once: a burst of new watchers then borrows a few Redis connections, not one each.
         self._reads = asyncio.Semaphore(reads)
         self.block_ms = block_ms

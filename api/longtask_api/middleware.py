@@ -6,6 +6,8 @@ handlers). They must not authorize: what a caller may do is decided per route (d
 
 from __future__ import annotations
 
+import re
+
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -47,29 +49,41 @@ class Authenticate:
         await self.app(scope, receive, send)
 
 
+# The create route: its body may carry a batch's items, so it has a limit of its own.
+CREATE_PATH = re.compile(r"^/v1/namespaces/[^/]+/tasks/?$")
+
+
 class BodyLimit:
-    """413 for a body over `limit` bytes, whether it comes with a Content-Length or chunked.
+    """413 for a body over `limit` bytes (`create_limit` for a create, POST CREATE_PATH),
+    whether it comes with a Content-Length or chunked.
 
     A chunked body is read (up to the limit) before the app sees it, then handed on whole.
     """
 
-    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+    def __init__(self, app: ASGIApp, *, limit: int, create_limit: int | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.create_limit = limit if create_limit is None else create_limit
 
-    def _too_large(self, size: int | None) -> errors.ApiError:
+    def _limit(self, scope: Scope) -> int:
+        creates = scope.get("method") == "POST" and CREATE_PATH.match(scope["path"])
+        return self.create_limit if creates else self.limit
+
+    @staticmethod
+    def _too_large(size: int | None, limit: int) -> errors.ApiError:
         told = f"is {size} bytes" if size is not None else "is longer (chunked)"
-        return errors.TooLarge(f"the request body {told}; the limit is {self.limit} bytes")
+        return errors.TooLarge(f"the request body {told}; the limit is {limit} bytes")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self._limit(scope)
         headers = Headers(scope=scope)
         length = headers.get("content-length")
         if length is not None:
-            if length.isdigit() and int(length) > self.limit:
-                await errors.response(self._too_large(int(length)))(scope, receive, send)
+            if length.isdigit() and int(length) > limit:
+                await errors.response(self._too_large(int(length), limit))(scope, receive, send)
                 return
             await self.app(scope, receive, send)
             return
@@ -84,8 +98,8 @@ class BodyLimit:
                 return  # the client went away
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
-            if size > self.limit:
-                await errors.response(self._too_large(None))(scope, receive, send)
+            if size > limit:
+                await errors.response(self._too_large(None, limit))(scope, receive, send)
                 return
             if not message.get("more_body", False):
                 break

@@ -5,12 +5,13 @@ Pure data and pure conversions from LongTask objects; no I/O here.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from longtask_api import patterns
-from longtask_contracts import ledger, models, names, phases
+from longtask_contracts import batch, ledger, models, names, phases
 
 # Label keys and values as Kubernetes takes them (patterns.py says how far).
 LabelKey = Annotated[str, Field(pattern=patterns.LABEL_KEY, max_length=317)]
@@ -26,6 +27,30 @@ def _label_keys_rule(schema: dict[str, Any]) -> None:
     ((key_pattern, value_schema),) = schema.pop("patternProperties").items()
     schema["propertyNames"] = {**schema.get("propertyNames", {}), "pattern": key_pattern}
     schema["additionalProperties"] = value_schema
+
+
+def _item_small(item: dict[str, Any]) -> dict[str, Any]:
+    if len(item) > models.ITEM_MAX_PROPERTIES:
+        raise ValueError(f"the item has {len(item)} keys; the limit is {models.ITEM_MAX_PROPERTIES}")
+    if (size := len(_compact(item).encode())) > models.ITEM_MAX_BYTES:
+        raise ValueError(f"the item is {size} bytes encoded as JSON; the limit is {models.ITEM_MAX_BYTES}")
+    return item
+
+
+# One item of a create's `items`: its errors name it (items.3).
+BatchItem = Annotated[dict[str, Any], AfterValidator(_item_small)]
+
+
+def _no_items_from(schema: dict[str, Any]) -> None:
+    """spec.itemsFrom is the gateway's own (batchinput.check refuses it): not in the create's schema."""
+    schema.get("properties", {}).pop("itemsFrom", None)
+
+
+class CreateSpec(models.LongTaskSpec):
+    """The LongTask's spec as a create gives it: everything but spec.itemsFrom, which the
+    gateway writes itself when it stores a batch's items (uploads.py)."""
+
+    model_config = ConfigDict(json_schema_extra=_no_items_from)
 
 
 class TaskCreate(BaseModel):
@@ -44,6 +69,11 @@ class TaskCreate(BaseModel):
                         "params": {"directory": "/data/handbook"},
                         "retry": {"maxRetries": 5},
                     },
+                },
+                {
+                    "name": "embed-two-documents",
+                    "spec": {"task": "docs.embed", "parallelism": 8},
+                    "items": [{"path": "/data/handbook/a.pdf"}, {"path": "/data/handbook/b.pdf"}],
                 },
             ]
         },
@@ -67,9 +97,38 @@ class TaskCreate(BaseModel):
             json_schema_extra=_label_keys_rule,
         ),
     ]
-    spec: models.LongTaskSpec
+    spec: CreateSpec
+    items: Annotated[
+        list[BatchItem] | None,
+        Field(
+            default=None,
+            min_length=1,
+            description="Makes the task a batch of up to LONGTASK_MAX_BATCH_ITEMS (100,000) items, each "
+            f"a JSON object of at most {models.ITEM_MAX_PROPERTIES} keys and {models.ITEM_MAX_BYTES} bytes "
+            "of JSON that runs spec.task once with spec.params merged with it. Items that fit in the "
+            f"object (at most {models.INLINE_ITEMS_MAX}, {models.INLINE_ITEMS_MAX_BYTES} bytes together) "
+            "become spec.items; larger batches are stored in Redis and named by spec.itemsFrom. "
+            "Not together with spec.items.",
+        ),
+    ]
 
-    def to_resource(self) -> dict[str, Any]:
+    @field_validator("items")
+    @classmethod
+    def _one_source(
+        cls, value: list[dict[str, Any]] | None, info: ValidationInfo
+    ) -> list[dict[str, Any]] | None:
+        spec = info.data.get("spec")
+        if value is not None and spec is not None and spec.is_batch:
+            raise ValueError("give items or spec.items, not both (and spec.itemsFrom is the gateway's own)")
+        return value
+
+    def encoded_items(self) -> list[str]:
+        """Each of `items` as compact JSON (what the upload stores and the limits measure)."""
+        return [_compact(item) for item in self.items or ()]
+
+    def to_resource(self, *, items_from: models.ItemsFrom | None = None) -> dict[str, Any]:
+        """The LongTask to create: `items` in spec.items, or `items_from` naming where the
+        gateway stored them (uploads.py)."""
         # No finalizer (the operator puts none on LongTasks either): a created task looks the
         # same whether the gateway or kubectl made it.
         metadata: dict[str, Any] = {"labels": self.labels}
@@ -77,12 +136,29 @@ class TaskCreate(BaseModel):
             metadata["name"] = self.name
         else:
             metadata["generateName"] = self.spec.task.replace(".", "-").replace("_", "-")[:50] + "-"
+        spec = self.spec.to_k8s()
+        if items_from is not None:
+            spec["itemsFrom"] = items_from.to_k8s()
+        elif self.items is not None:
+            spec["items"] = self.items
         return {
             "apiVersion": names.API_VERSION,
             "kind": names.KIND,
             "metadata": metadata,
-            "spec": self.spec.to_k8s(),
+            "spec": spec,
         }
+
+
+def _compact(item: Any) -> str:
+    return json.dumps(item, separators=(",", ":"))
+
+
+def fits_inline(encoded: list[str]) -> bool:
+    """Whether items (TaskCreate.encoded_items) fit in the object's spec.items (the CRD's and
+    models' limits); those that do not go to an upload."""
+    return len(encoded) <= models.INLINE_ITEMS_MAX and (
+        sum(len(e.encode()) for e in encoded) <= models.INLINE_ITEMS_MAX_BYTES
+    )
 
 
 class Links(BaseModel):
@@ -138,6 +214,19 @@ class ProgressEvent(BaseModel):
     dead_lettered: bool | None = Field(
         default=None, description="Failed and parked in the dead-letter queue."
     )
+    items: dict[str, Any] | None = Field(
+        default=None,
+        description="A batch's item counts (total, queued, running, succeeded, failed, cancelled, seq; "
+        "failedIndexes on its last event), as of this event.",
+        examples=[
+            {"total": 2000, "queued": 1180, "running": 16, "succeeded": 800, "failed": 4, "cancelled": 0}
+        ],
+    )
+    failed_items: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="Items that failed for good since the batch's previous event, {index, error}: a "
+        "sample (at most 100); GET .../items?phase=Failed lists them all.",
+    )
 
 
 class TaskEventPublic(ProgressEvent):
@@ -181,6 +270,37 @@ def public(obj: dict[str, Any]) -> TaskPublic:
         status=models.LongTaskStatus.model_validate(obj.get("status") or {}),
         links=links(meta["namespace"], meta["name"]),
     )
+
+
+class ItemPublic(BaseModel):
+    """One item of a batch (batch.ItemRecord.to_api): where it is, its attempts, its outcome."""
+
+    index: int = Field(description="The item's position in the batch's items, from 0.")
+    phase: batch.ItemPhase
+    attempts: int = Field(default=0, description="Attempts started so far.")
+    result: Any = Field(default=None, description="What its task returned (phase Succeeded).")
+    error: dict[str, str] | None = Field(
+        default=None, description="Why its latest attempt failed: {type, message}."
+    )
+    started_at: str | None = Field(default=None, alias="startedAt", description="Its first attempt's start.")
+    finished_at: str | None = Field(default=None, alias="finishedAt", description="When it ended.")
+    next_attempt_at: str | None = Field(
+        default=None, alias="nextAttemptAt", description="When its next attempt is due (phase Retrying)."
+    )
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class ItemList(BaseModel):
+    items: list[ItemPublic]
+    continue_token: str | None = Field(
+        default=None,
+        alias="continue",
+        description="Pass as ?continue= (with the same phase) to get the next page; absent on the last. "
+        "A page may hold fewer than `limit` items and still have one.",
+    )
+
+    model_config = ConfigDict(populate_by_name=True)
 
 
 class DeadLetterList(BaseModel):

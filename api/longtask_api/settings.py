@@ -24,6 +24,14 @@ class ApiSettings(settings.Base):
     """Largest request body accepted, in bytes (with a Content-Length or chunked); a larger one is
     answered 413."""
 
+    max_batch_body_bytes: int = 64 * 1024 * 1024
+    """Largest body of a create (POST /v1/namespaces/{namespace}/tasks), in bytes: a batch's
+    `items` come in it. Every other request keeps LONGTASK_MAX_BODY_BYTES."""
+
+    max_batch_items: int = Field(default=100_000, ge=1, le=1_000_000)
+    """Most `items` one create may carry; more are answered 422. Those that do not fit in the
+    LongTask itself (over 1000 items or 512 KiB of JSON) are stored in Redis (docs/batches.md)."""
+
     redis_max_connections: int = 512
     """Redis connections one gateway process may hold at once: SSE watchers share one reader per
     process (fanout.Hub), request handlers borrow a connection briefly."""
@@ -31,6 +39,11 @@ class ApiSettings(settings.Base):
     watcher_queue_size: int = 1000
     """Events an SSE watcher may fall behind by before its stream ends (its client resumes by
     reconnecting)."""
+
+    batch_event_seconds: float = Field(default=0.5, ge=0)
+    """Seconds at least between two counts-only events of one batch that a watcher (SSE,
+    WebSocket) is sent: those coming sooner are held and merged into one (the latest counts,
+    their failed items together, the latest id); 0: each as the workers publish it."""
 
     streams_per_caller: int = 100
     """Live streams (SSE and WebSocket) one caller (the user, or the client IP when auth is off)

@@ -4,6 +4,7 @@ A task's stream: the SSE id is the task's Redis stream id, so a client that reco
 with Last-Event-ID gets exactly the entries after it, and the stream ends after the
 terminal event. The namespace-wide stream: every task's events in one namespace, from the
 shared status stream (ids are its ids). Each event is encoded once, however many watch it.
+A batch's counts-only events are paced per watcher (batchpace.py): merged, never dropped.
 A client that goes away costs nothing afterwards (the generators release their watcher).
 """
 
@@ -11,12 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from sse_starlette import EventSourceResponse
 
-from longtask_api import errors, fanout, metrics, patterns, schemas
+from longtask_api import batchpace, errors, fanout, metrics, patterns, schemas
 from longtask_contracts import events, names, phases
 
 _STREAM_ID = re.compile(patterns.STREAM_ID)
@@ -70,6 +71,16 @@ def log_entry(entry_id: Any, fields: dict[Any, Any]) -> schemas.LogEntry:
     return schemas.LogEntry(id=entry_id, event=event.kind.value, data=progress_event(event))
 
 
+def watch(
+    hub: fanout.Hub, key: str, *, after: str | None, idle_seconds: float, namespace: str | None = None
+) -> AsyncGenerator[fanout.Entry | None, None]:
+    """hub.follow(...), with each batch's counts-only events paced to hub.pace_seconds (batchpace.py)."""
+    follow = hub.follow(key, after=after, namespace=namespace, idle_seconds=idle_seconds)
+    if hub.pace_seconds <= 0:
+        return follow
+    return batchpace.paced(follow, interval=hub.pace_seconds)
+
+
 def _frame(entry_id: str, kind: str, data: str) -> bytes:
     return f"id: {entry_id}\nevent: {kind}\ndata: {data}\n\n".encode()
 
@@ -98,7 +109,7 @@ async def stream(
         return
     metrics.SSE_STREAMS.inc()
     try:
-        follow = hub.follow(key, after=after, idle_seconds=idle_seconds)
+        follow = watch(hub, key, after=after, idle_seconds=idle_seconds)
         async with contextlib.aclosing(follow) as entries:
             async for entry in entries:
                 if entry is None:
@@ -117,7 +128,7 @@ async def namespace_stream(
     """SSE frames of every task event in `namespace` (data: TaskEventPublic), from `after` or now."""
     metrics.SSE_STREAMS.inc()
     try:
-        follow = hub.follow(names.STATUS_STREAM, after=after, namespace=namespace, idle_seconds=idle_seconds)
+        follow = watch(hub, names.STATUS_STREAM, after=after, namespace=namespace, idle_seconds=idle_seconds)
         async with contextlib.aclosing(follow) as entries:
             async for entry in entries:
                 if entry is None:

@@ -5,7 +5,8 @@ the ProgressEvent), `{"event": "ping"}` after a quiet interval, `{"event": "pong
 answer to a client's `{"event": "ping"}`, and `{"event": "error", "data": Problem}` before a
 close with code 4000 + the HTTP status (1008, policy violation, when the caller already holds
 as many open streams as it may: the Problem says 429). The socket closes (1000) after the terminal event.
-It must not decide access (the route does) and shares the process's reader (fanout.Hub).
+A batch's counts-only events are paced as on SSE (batchpace.py). It must not decide access
+(the route does) and shares the process's reader (fanout.Hub).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ async def serve(
             data = schemas.public(obj).status.model_dump(mode="json", by_alias=True)
             await send(json.dumps({"event": "status", "data": data}))
             return
-        follow = hub.follow(key, after=after, idle_seconds=idle_seconds)
+        follow = sse.watch(hub, key, after=after, idle_seconds=idle_seconds)
         async with contextlib.aclosing(follow) as entries:
             async for entry in entries:
                 await send('{"event": "ping"}' if entry is None else entry.memo("ws-task", _message))

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from longtask_cli import commands, taskcmds
+from longtask_cli import commands, itemcmds, taskcmds
 from longtask_contracts import envvars
 
 EPILOG = """\
@@ -30,7 +30,7 @@ On a terminal, progress is a live bar; piped, one line per event.
 API_HELP = "gateway URL (env LONGTASK_API, default http://127.0.0.1:8080)"
 TOKEN_HELP = "Kubernetes bearer token for the gateway (env LONGTASK_TOKEN; `dev up --auth` writes one)"
 NS_HELP = "the namespace (env LONGTASK_NAMESPACE, default: default)"
-# What the gateway commands (submit, watch, get, list, logs, cancel, dlq) read when no flag is given.
+# What the gateway commands (submit, watch, get, list, items, logs, cancel, dlq) read when no flag is given.
 ENVIRONMENT = (
     envvars.Variable(
         name="LONGTASK_API",
@@ -92,6 +92,13 @@ def _gateway_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     submit.add_argument("--name", default=None, help="the LongTask's name (default: generated)")
     submit.add_argument("--pool", default=None, help="worker pool (default: default)")
+    submit.add_argument(
+        "--items",
+        default=None,
+        metavar="FILE",
+        help="make it a batch: FILE ('-': stdin) holds its items, a JSON array of objects or one "
+        "object per line (JSON Lines); up to 100,000 (docs/batch-api.md)",
+    )
     submit.add_argument("--watch", "-w", action="store_true", help="follow its progress until it ends")
 
     watch = _add(
@@ -118,6 +125,22 @@ def _gateway_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     logs = _add(sub, "logs", taskcmds.logs, help="print a task's event log (--follow: then live)")
     logs.add_argument("name")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing events until it ends")
+
+    items = _add(
+        sub,
+        "items",
+        itemcmds.items,
+        help="list a batch's items by index: phase, attempts, when each finished, its error or result",
+    )
+    items.add_argument("name")
+    items.add_argument(
+        "--phase",
+        default=None,
+        choices=["Queued", "Running", "Retrying", "Succeeded", "Failed", "Cancelled"],
+        help="only items in this phase (e.g. Failed)",
+    )
+    items.add_argument("--limit", type=int, default=None, help="at most this many items (default: all)")
+    items.add_argument("--output", "-o", choices=["table", "json"], default="table")
 
     cancel = _add(sub, "cancel", taskcmds.cancel, help="cancel a task (sets spec.cancel through the gateway)")
     cancel.add_argument("name")

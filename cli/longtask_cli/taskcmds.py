@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pathlib
 import sys
 import time
 import uuid
@@ -28,7 +29,7 @@ RETRY_STATUSES = frozenset({502, 503, 504})
 RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)  # seconds before each retry: four retries, 7.5 s in all
 
 
-def _gateway(args: argparse.Namespace) -> httpx.Client:
+def gateway(args: argparse.Namespace) -> httpx.Client:
     token = args.token or os.environ.get("LONGTASK_TOKEN")
     return httpx.Client(
         base_url=args.api or os.environ.get("LONGTASK_API", "http://127.0.0.1:8080"),
@@ -37,7 +38,7 @@ def _gateway(args: argparse.Namespace) -> httpx.Client:
     )
 
 
-def _answer(response: httpx.Response) -> dict[str, Any] | None:
+def answer(response: httpx.Response) -> dict[str, Any] | None:
     """The JSON body of a 2xx answer; otherwise print the gateway's reason and return None."""
     try:
         body: dict[str, Any] = response.json()
@@ -55,8 +56,8 @@ def _answer(response: httpx.Response) -> dict[str, Any] | None:
 
 def _ask(args: argparse.Namespace, method: str, path: str, **request: Any) -> dict[str, Any] | None:
     """One request to the gateway: the JSON body of a 2xx answer, else None (reason printed)."""
-    with _gateway(args) as client:
-        return _answer(client.request(method, path, **request))
+    with gateway(args) as client:
+        return answer(client.request(method, path, **request))
 
 
 def _param(text: str) -> tuple[str, Any]:
@@ -78,9 +79,11 @@ def submit(args: argparse.Namespace) -> int:
     if args.pool:
         spec["pool"] = args.pool
     body: dict[str, Any] = {"spec": spec, **({"name": args.name} if args.name else {})}
-    with _gateway(args) as client:
+    if args.items:
+        body["items"] = _read_items(args.items)
+    with gateway(args) as client:
         response = _create(client, _tasks(args), body)
-    created = None if response is None else _answer(response)
+    created = None if response is None else answer(response)
     if created is None:
         return EXIT_FAILED
     print(f"created {args.namespace}/{created['name']}", flush=True)
@@ -88,6 +91,21 @@ def submit(args: argparse.Namespace) -> int:
         return EXIT_SUCCEEDED
     args.name = created["name"]
     return watch(args)
+
+
+def _read_items(path: str) -> Any:
+    """A batch's items from a file ('-': stdin): a JSON array, or JSON Lines. The gateway
+    checks them (objects, sizes, how many); only the JSON is read here."""
+    try:
+        text = sys.stdin.read() if path == "-" else pathlib.Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SystemExit(f"--items {path}: {exc.strerror or exc}") from None
+    try:
+        if text.lstrip().startswith("["):
+            return json.loads(text)
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    except ValueError as exc:
+        raise SystemExit(f"--items {path}: not a JSON array nor JSON Lines ({exc})") from None
 
 
 def _create(client: httpx.Client, path: str, body: dict[str, Any]) -> httpx.Response | None:
@@ -125,7 +143,7 @@ def _post(
 def watch(args: argparse.Namespace) -> int:
     """Show each event (a bar on a terminal); resume after a drop; exit by the final phase."""
     phase = None
-    with _gateway(args) as client, display.Watch(f"{args.namespace}/{args.name}") as shown:
+    with gateway(args) as client, display.Watch(f"{args.namespace}/{args.name}") as shown:
 
         def dropped(exc: Exception, last_id: str | None) -> None:
             shown.note(f"connection lost ({exc!r}); resuming after event {last_id}")
@@ -137,7 +155,7 @@ def watch(args: argparse.Namespace) -> int:
                 phase, last = event.data.get("phase"), event
                 shown.show(event)
         except httpx.HTTPStatusError as exc:
-            _answer(exc.response)
+            answer(exc.response)
             return EXIT_FAILED
         except sseclient.StreamLost as exc:
             shown.note(str(exc))
@@ -184,9 +202,9 @@ def list_tasks(args: argparse.Namespace) -> int:
     if args.task:
         params["task"] = args.task
     items: list[dict[str, Any]] = []
-    with _gateway(args) as client:
+    with gateway(args) as client:
         while True:
-            page = _answer(client.get(_tasks(args), params=params))
+            page = answer(client.get(_tasks(args), params=params))
             if page is None:
                 return EXIT_FAILED
             items += page["items"]
@@ -204,8 +222,8 @@ def list_tasks(args: argparse.Namespace) -> int:
 
 def logs(args: argparse.Namespace) -> int:
     """The task's event log so far; with --follow, then live until it ends."""
-    with _gateway(args) as client:
-        log = _answer(client.get(_tasks(args, f"/{args.name}/log")))
+    with gateway(args) as client:
+        log = answer(client.get(_tasks(args, f"/{args.name}/log")))
         if log is None:
             return EXIT_FAILED
         last = None
@@ -220,7 +238,7 @@ def logs(args: argparse.Namespace) -> int:
             for event in sseclient.events(client, url, last_event_id=last.id if last else None, timeout=120):
                 print(display.event_line(event), flush=True)
         except httpx.HTTPStatusError as exc:
-            _answer(exc.response)
+            answer(exc.response)
             return EXIT_FAILED
     return EXIT_SUCCEEDED
 
@@ -246,9 +264,9 @@ def _print_dead_letters(items: list[dict[str, Any]]) -> None:
 def dlq_list(args: argparse.Namespace) -> int:
     params = {"namespace": args.namespace} if args.namespace else {}
     items: list[dict[str, Any]] = []
-    with _gateway(args) as client:
+    with gateway(args) as client:
         while True:  # every page, following `continue`
-            body = _answer(client.get("/v1/deadletters", params=params))
+            body = answer(client.get("/v1/deadletters", params=params))
             if body is None:
                 return EXIT_FAILED
             items.extend(body["items"])
@@ -260,12 +278,12 @@ def dlq_list(args: argparse.Namespace) -> int:
 
 
 def dlq_replay(args: argparse.Namespace) -> int:
-    with _gateway(args) as client:
+    with gateway(args) as client:
         if args.all:
             params = {"namespace": args.namespace} if args.namespace else {}
-            body = _answer(client.post("/v1/deadletters/replay", params=params))
+            body = answer(client.post("/v1/deadletters/replay", params=params))
         else:
-            body = _answer(client.post(f"/v1/deadletters/{args.namespace or 'default'}/{args.name}/replay"))
+            body = answer(client.post(f"/v1/deadletters/{args.namespace or 'default'}/{args.name}/replay"))
     if body is None:
         return EXIT_FAILED
     print(f"replaying {len(body['items'])} task(s)")

@@ -10,7 +10,7 @@ import json
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from longtask_contracts import phases
@@ -127,7 +127,8 @@ class LongTaskSpec(_Model):
         Field(
             ge=1,
             le=PARALLELISM_MAX,
-            description=f"A batch's items in flight at most (default {DEFAULT_PARALLELISM}).",
+            description=f"A batch's items in flight at most (default {DEFAULT_PARALLELISM}); "
+            "only with items.",
         ),
     ] = None
     max_failed_items: Annotated[
@@ -135,7 +136,8 @@ class LongTaskSpec(_Model):
         Field(
             ge=0,
             le=UPLOAD_ITEMS_MAX,
-            description="End a batch Failed (the rest cancelled) once more items than this failed.",
+            description="End a batch Failed (the rest cancelled) once more items than this failed; "
+            "only with items.",
         ),
     ] = None
 
@@ -161,14 +163,17 @@ class LongTaskSpec(_Model):
             )
         return value
 
-    @model_validator(mode="after")
-    def _batch_fields(self) -> LongTaskSpec:
-        # "parallelism and maxFailedItems only on a batch" is the CRD's and the gateway's rule
-        # (batch_field_errors), not this model's: a batch's spec travels without its inline
-        # items (without_items) and keeps them.
-        if self.items is not None and self.items_from is not None:
+    # "parallelism and maxFailedItems only on a batch" is the CRD's and the gateway's rule
+    # (batch_field_errors), not this model's: a batch's spec travels without its inline
+    # items (without_items) and keeps them. The one rule here is a field validator so its
+    # error names the field as the CRD's rule does (spec.itemsFrom); it runs after items
+    # (declared first).
+    @field_validator("items_from")
+    @classmethod
+    def _one_source(cls, value: ItemsFrom | None, info: ValidationInfo) -> ItemsFrom | None:
+        if value is not None and info.data.get("items") is not None:
             raise ValueError("give items or itemsFrom, not both")
-        return self
+        return value
 
     def batch_field_errors(self) -> list[str]:
         """What is wrong with this spec's batch fields as a resource's spec."""

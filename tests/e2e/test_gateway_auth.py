@@ -46,6 +46,7 @@ def secure_api(platform: platform_mod.Platform) -> Iterator[str]:
         "LONGTASK_CREATE_BURST": str(BURST),
         "LONGTASK_CREATE_RATE_PER_SECOND": "0.001",  # refills one token in ~17 minutes
         "LONGTASK_CORS_ORIGINS": ORIGIN,
+        "LONGTASK_MAX_BATCH_BODY_BYTES": "2000000",  # creates too: the 3 MB bodies below are 413
     }
     child = platform.start_api(port=port, auth=True, extra_env=env)
     assert "gateway auth: on" in child.log_tail(50)

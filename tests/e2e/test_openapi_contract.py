@@ -11,9 +11,10 @@ everything, and schemathesis's own requests without it must get 401). Seeded and
 in examples, so each run sends the same few hundred requests; the random namespaces do
 not exist, so most operations answer 404. Then the read operations once more, pointed at
 a real namespace and a finished task, so that they answer 200 with real data (status,
-event log, event stream to its end, lists). The two rules JSON Schema cannot state
-(backoffSeconds ≤ maxBackoffSeconds; a continue token the apiserver handed out) are let
-through by schemathesis_hooks.py, only as their own 422.
+event log, event stream to its end, lists). The four rules JSON Schema cannot state
+(backoffSeconds ≤ maxBackoffSeconds; a continue token the apiserver handed out; a batch's
+items in one place; parallelism and maxFailedItems only with items) are let through by
+schemathesis_hooks.py, only as their own 422.
 
 The longest name, label key and value and the selector the declared patterns allow are
 accepted by the apiserver too (the patterns accept nothing Kubernetes refuses, which the

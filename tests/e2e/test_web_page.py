@@ -6,12 +6,17 @@ one namespace stream (intermediate values are seen on the <progress> element); a
 task is cancelled from its row's button; a dead-lettered task is replayed from the
 dead-letter table and its detail view then shows a second attempt and its event log; with
 the gateway's auth on the page asks for a token, keeps it in sessionStorage only, and then
-shows the namespace's tasks. A full-page screenshot is saved under the test's tmp dir and
-copied to a path the test prints.
+shows the namespace's tasks. A real batch (demo.echo items, two failing for good): its row
+shows items done/total moving while it runs and a bar in three parts with the final counts
+(no percentage bar); its task view, open before any item ran, lists the failed items with
+their errors from the events; after the two items' inputs are fixed, "Replay failed items"
+reruns them and the row, the counts and the (now empty) failed list follow. Full-page
+screenshots are saved under the test's tmp dir or the artifacts dir, at paths the tests print.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -20,6 +25,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from longtask_contracts import names
 from longtask_dev import procs
 from tests import lt, pools
 
@@ -140,3 +146,85 @@ def test_page_asks_for_a_token_when_auth_is_on(platform, namespace, page):
         assert page.evaluate("sessionStorage.getItem('longtask.token')").count(".") == 2
     finally:
         platform.stop_child(child)
+
+
+def test_a_batch_in_chromium(platform, kubectl, namespace, page, redis_client):
+    """A real batch: items done/total live in its row, failed items with their errors, replay."""
+    name, pool = "pdfs", pools.unique_pool()
+    # 30 items, 0.1 s each; items 7 and 23 fail for good. No worker serves the pool yet, so
+    # the task view is open before any item runs and sees every event.
+    items = [{"value": i, "seconds": 0.1, "fail": i in (7, 23)} for i in range(30)]
+    uid = lt.create(
+        kubectl, namespace, name, task="demo.echo", pool=pool, items=items, retry={"maxRetries": 0}
+    )
+    page.goto(f"{platform.api_url}/?ns={namespace}")
+    expect(page.locator("#conn")).to_contain_text("live")
+    row = _row(page, name)
+    expect(row.locator(".items-bar")).to_be_visible()
+    expect(row.locator("progress")).to_be_hidden()  # a batch shows items, not a percentage
+    page.evaluate(
+        """name => { window.__items = [];
+        const text = document.querySelector(`#tasks tr[data-name='${name}'] .items-bar`).nextElementSibling;
+        new MutationObserver(() => window.__items.push(text.textContent))
+          .observe(text, {childList: true, characterData: true, subtree: true}); }""",
+        name,
+    )
+    page.get_by_role("button", name=f"Show task {name}").click()
+    expect(page.locator("#detail-items")).to_be_visible()
+
+    worker = platform.start_worker(pool=pool, concurrency=2)
+    try:
+        expect(row.locator("td.phase")).to_have_text("Failed")
+        expect(row.locator("td.progress")).to_contain_text("30/30 items (2 failed)")
+        seen = page.evaluate("window.__items")
+        assert any(not t.startswith(("0/", "30/")) for t in seen), seen  # it moved while running
+        bar = row.locator(".items-bar")
+        assert "28 succeeded, 2 failed, 0 cancelled" in (bar.get_attribute("aria-label") or "")
+        width = page.evaluate(
+            "name => document.querySelector(`#tasks tr[data-name='${name}'] .seg-failed`).style.width", name
+        )
+        assert abs(float(width.rstrip("%")) - 100 * 2 / 30) < 0.01, width
+
+        # The task view: the counts and each failed item with its error.
+        expect(page.locator("#detail-items-counts")).to_contain_text("succeeded 28 · failed 2 · cancelled 0")
+        failed = page.locator("#detail-failed tbody tr")
+        expect(failed).to_have_count(2)
+        for index in (7, 23):
+            cells = page.locator(f"#detail-failed tr[data-index='{index}'] td")
+            expect(cells.nth(0)).to_have_text(f"#{index}")
+            expect(cells.nth(2)).to_have_text("PermanentError")
+            expect(cells.nth(3)).to_have_text(f"item asked to fail (value {index})")
+
+        expect(page.locator(f"#dlq tr[data-name='{name}']")).to_contain_text("ItemsFailed")
+        print(f"screenshot: {_screenshot(page, 'web-page-batch-failed.png')}")
+
+        # Fix the two items' inputs, then replay only them from the button.
+        for index in (7, 23):
+            redis_client.hset(names.items_inputs(uid), str(index), json.dumps({"value": index}))
+        replay = page.get_by_role("button", name="Replay failed items", exact=True)
+        expect(replay).to_be_visible()
+        replay.click()
+        expect(row.locator("td.phase")).to_have_text("Succeeded")
+        expect(row.locator("td.progress")).to_contain_text("30/30 items")
+        expect(row.locator("td.progress")).not_to_contain_text("failed")
+        expect(page.locator("#detail-items-counts")).to_contain_text("succeeded 30 · failed 0")
+        expect(failed).to_have_count(0)
+        expect(page.locator("#failed-empty")).to_be_visible()
+        assert page.locator("#notice").inner_text() == ""
+        kubectl(
+            "wait",
+            "-n",
+            namespace,
+            f"lt/{name}",
+            "--for=jsonpath={.status.items.succeeded}=30",
+            "--timeout=60s",
+        )
+    finally:
+        platform.stop_child(worker)
+
+
+def _screenshot(page: Page, file: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / file
+    page.screenshot(path=str(path), full_page=True)
+    return path

@@ -1,7 +1,9 @@
-"""The /v1/namespaces/{namespace}/tasks resource: create, read, list, cancel, its event log and SSE.
+"""The /v1/namespaces/{namespace}/tasks resource: create, read, list, cancel, its event log, SSE
+and a batch's items.
 
 Each route needs one Kubernetes verb on longtasks.longtask.io in the path's namespace
-(access.Route): create, get (the task, its event log and its events), list, patch (cancel).
+(access.Route): create, get (the task, its items, its event log and its events), list,
+patch (cancel).
 """
 
 from __future__ import annotations
@@ -12,8 +14,20 @@ from typing import Annotated, Any
 from fastapi import APIRouter, BackgroundTasks, Query, status
 from sse_starlette import EventSourceResponse
 
-from longtask_api import deps, errors, idempotency, metrics, patterns, schemas, sse
-from longtask_contracts import logs, names, phases, poolaccess, tracing
+from longtask_api import (
+    batchinput,
+    deps,
+    errors,
+    idempotency,
+    items,
+    metrics,
+    patterns,
+    schemas,
+    sse,
+    uploads,
+)
+from longtask_contracts import batch, itempages, logs, names, phases, poolaccess, tracing
+from longtask_runtime import kubeerrors
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/namespaces/{namespace}/tasks", tags=["tasks"], responses=errors.RESPONSES)
@@ -65,40 +79,63 @@ async def create_task(
     Needs `create` on `longtasks.longtask.io` in the namespace; rate-limited per caller. With an
     `Idempotency-Key`, a retry of the same body answers the same task (docs/idempotency.md).
     A task whose pool is held by a WorkerPool that does not admit the namespace is refused
-    (403), see docs/security.md.
+    (403), see docs/security.md. With `items` it is a batch (docs/batches.md): up to
+    LONGTASK_MAX_BATCH_ITEMS items, in spec.items if they fit in the object, else stored in
+    Redis first and named by spec.itemsFrom; bad items are a 422 and nothing is stored.
     """
     with logs.task(namespace=namespace), tracing.span("longtask.create") as span:
+        encoded = batchinput.check(body, max_items=cfg.max_batch_items)
         verdict = pool_access.claims.verdict(namespace=namespace, pool=body.spec.pool)
         if verdict.outcome is poolaccess.Outcome.REFUSED:
             raise errors.Forbidden(verdict.message)
-        resource = body.to_resource()
+        # Everything is checked: only now is anything written. Items too large for the object
+        # are stored first, so the operator finds them whenever it sees the LongTask.
+        upload = None
+        if encoded is not None and not schemas.fits_inline(encoded):
+            upload = await uploads.store(redis, encoded=encoded)
+        resource = body.to_resource(items_from=upload)
         # The dispatch (the gateway's or the operator's) continues this span's trace (one
         # trace, request to worker): sending.first_attempt reads it from these annotations.
         if annotations := tracing.to_annotations(tracing.inject()):
             resource["metadata"]["annotations"] = annotations
         obj: dict[str, Any] | None
-        if key is None:
-            obj = await tasks.create(namespace=namespace, body=resource)
-            name, uid = obj["metadata"]["name"], obj["metadata"]["uid"]
-        else:
-            record, obj = await idempotency.create(
-                tasks=tasks,
-                redis=redis,
-                claim=idempotency.claim(key=key, caller=caller, namespace=namespace, body=body),
-                resource=resource,
-                keep_seconds=cfg.idempotency_seconds,
-            )
-            name, uid = record.name, record.uid
+        try:
+            if key is None:
+                obj = made = await tasks.create(namespace=namespace, body=resource)
+                name, uid = made["metadata"]["name"], made["metadata"]["uid"]
+            else:
+                record, obj = await idempotency.create(
+                    tasks=tasks,
+                    redis=redis,
+                    claim=idempotency.claim(key=key, caller=caller, namespace=namespace, body=body),
+                    resource=resource,
+                    keep_seconds=cfg.idempotency_seconds,
+                )
+                name, uid = record.name, record.uid
+        except (errors.ApiError, kubeerrors.KubeError) as exc:
+            if upload is not None and _refused(exc):  # no LongTask names it
+                await uploads.discard(redis, upload)
+            raise
         span.set_attributes(tracing.task_attributes(namespace=namespace, name=name, uid=uid))
         logs.update(name=name, uid=uid)
         if obj is None:  # an earlier or concurrent request with this Idempotency-Key created it
             log.info("%s/%s again (Idempotency-Key): the same answer", namespace, name)
+            if upload is not None:  # that task names its own upload
+                await uploads.discard(redis, upload)
             return schemas.created(namespace, name=name, uid=uid)
         log.info("created %s/%s (%s)", namespace, name, body.spec.task)
         if first_sends is not None:  # once the answer has left; the operator sends it if this fails
             background.add_task(first_sends.start, obj)
     metrics.TASKS_CREATED.inc()
     return schemas.created(namespace, name=name, uid=uid)
+
+
+def _refused(exc: errors.ApiError | kubeerrors.KubeError) -> bool:
+    """Whether a failed create certainly made no LongTask (a 4xx answer). A create that got
+    no answer (a timeout) may have made one, which needs its upload: that one is kept (until
+    its TTL if no batch starts from it)."""
+    status = exc.status
+    return status is not None and 400 <= status < 500
 
 
 @router.get(
@@ -225,3 +262,60 @@ async def get_task_log(
     obj = await tasks.get(namespace=namespace, name=name)
     entries: Any = await redis.xrange(names.events_stream(obj["metadata"]["uid"]), count=limit)
     return schemas.EventLog(items=[sse.log_entry(entry_id, fields) for entry_id, fields in entries])
+
+
+@router.get(
+    "/{name}/items",
+    operation_id="listTaskItems",
+    responses={404: {"model": errors.Problem, "description": "No such task, or the task is not a batch."}},
+)
+async def list_task_items(
+    namespace: deps.Namespace,
+    name: deps.TaskName,
+    tasks: deps.Tasks,
+    redis: deps.Redis,
+    _caller: deps.MayGet,
+    phase: Annotated[batch.ItemPhase | None, Query(description="Only items in this phase.")] = None,
+    limit: Annotated[int, Query(ge=1, le=itempages.PAGE_MAX, description="Page size.")] = 100,
+    continue_token: Annotated[
+        str | None,
+        Query(
+            alias="continue",
+            max_length=64,
+            description="The previous page's `continue` (opaque: any other string is a 422).",
+        ),
+    ] = None,
+) -> schemas.ItemList:
+    """A batch's items by index, with each one's phase, attempts, result or error. Needs `get`.
+
+    phase=Failed reads the failed items directly; another phase looks at a bounded stretch of
+    indexes per page, so a page may hold fewer than `limit` items and still have a `continue`.
+    Item records go with the task (its TTL).
+    """
+    obj = await tasks.get(namespace=namespace, name=name)
+    total = itempages.item_count(obj.get("spec") or {})
+    if total is None:
+        raise errors.NotFound(f"task {name} is not a batch (it has no items)")
+    try:
+        start = itempages.decode_token(continue_token)
+    except itempages.BadToken:
+        raise errors.Invalid(
+            "the continue token is not one this listing gave",
+            [errors.FieldError(field="continue", message="pass the previous page's continue as it was")],
+        ) from None
+    status_phase = (obj.get("status") or {}).get("phase")
+    entries, next_index = await items.page(
+        redis,
+        uid=obj["metadata"]["uid"],
+        total=total,
+        phase=phase,
+        limit=limit,
+        start=start,
+        task_ended=status_phase in {p.value for p in phases.TERMINAL},
+    )
+    return schemas.ItemList.model_validate(
+        {
+            "items": entries,
+            "continue": itempages.encode_token(next_index) if next_index is not None else None,
+        }
+    )

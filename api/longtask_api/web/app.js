@@ -16,6 +16,7 @@
     pending: null, // events that arrive while the list loads
     stream: null, // AbortController of the namespace stream
     selected: null, // name of the task in the detail view
+    failed: null, // the selected batch's failed items: {name, map: index -> {attempts, error}, cont, note}
     types: [],
     frame: 0,
   };
@@ -87,7 +88,9 @@
     c.bar.max = 100; c.bar.value = 0;
     c.bar.setAttribute("aria-label", `Progress of ${name}`);
     c.pct = document.createElement("span");
-    c.progress.append(c.bar, " ", c.pct);
+    c.items = itemsBar(`Items of ${name}`);
+    c.itemsText = document.createElement("span");
+    c.progress.append(c.bar, c.items, " ", c.pct, c.itemsText);
     const actions = cell(tr);
     c.cancel = button("Cancel", `Cancel ${name}`, () => cancelTask(name), true);
     c.replay = button("Replay", `Replay ${name}`, () => replay(name), true);
@@ -98,19 +101,51 @@
   }
 
   function fromTask(t) {
-    const s = t.status || {};
-    return { name: t.name, task: (t.spec || {}).task, phase: s.phase || "Pending", progress: s.progress || 0,
+    const s = t.status || {}, spec = t.spec || {};
+    const total = (spec.items || []).length || (spec.itemsFrom || {}).count || 0;
+    const data = { name: t.name, task: spec.task, phase: s.phase || "Pending", progress: s.progress || 0,
       step: s.step, message: s.message || (s.error && s.error.message), deadLettered: !!s.deadLettered,
       created: t.createdAt || "" };
+    if (s.items || total) data.items = s.items || { total }; // a batch (never unset: events may know more)
+    return data;
   }
 
-  function upsert(data, atTop) {
+  // --- batches: items done/total, a bar in three parts (succeeded, failed, cancelled) ---------
+  const PARTS = ["succeeded", "failed", "cancelled"];
+  const count = (items, key) => Number(items[key]) || 0;
+  function itemsBar(label) {
+    const bar = document.createElement("span");
+    bar.className = "items-bar";
+    bar.setAttribute("role", "img");
+    bar.dataset.label = label;
+    for (const part of PARTS) {
+      const seg = document.createElement("span"); seg.className = `seg seg-${part}`; seg.dataset.part = part; bar.append(seg);
+    }
+    return bar;
+  }
+  function itemsSummary(items) {
+    const done = PARTS.reduce((n, part) => n + count(items, part), 0);
+    const failed = count(items, "failed") ? ` (${count(items, "failed")} failed)` : "";
+    return `${done}/${count(items, "total")} items${failed}`;
+  }
+  function drawItems(bar, text, items) {
+    const total = count(items, "total");
+    for (const seg of bar.children) seg.style.width = total ? `${(100 * count(items, seg.dataset.part)) / total}%` : "0";
+    const parts = PARTS.map((part) => `${count(items, part)} ${part}`).join(", ");
+    bar.setAttribute("aria-label", `${bar.dataset.label}: ${itemsSummary(items)}; ${parts}`);
+    text.textContent = itemsSummary(items);
+  }
+
+  // `newCounts`: data.items replaces what is known even if its seq is lower (a replay starts over).
+  function upsert(data, atTop, newCounts) {
     let row = state.rows.get(data.name);
     if (!row) {
       row = makeRow(data.name);
       const body = $("tasks").tBodies[0];
       if (atTop) body.prepend(row.tr); else body.append(row.tr);
     }
+    const had = row.data.items;  // a batch's counts: a later report has a higher seq
+    if (data.items && had && !newCounts && Number(had.seq) > Number(data.items.seq)) data = { ...data, items: had };
     Object.assign(row.data, data);
     markDirty(data.name);
     return row;
@@ -133,10 +168,15 @@
       c.phase.className = `phase phase-${d.phase}`;
       if (c.bar.value !== pct) c.bar.value = pct;
       c.pct.textContent = `${pct}%`;
+      const batch = !!d.items;
+      c.bar.hidden = batch; c.pct.hidden = batch; c.items.hidden = !batch; c.itemsText.hidden = !batch;
+      if (batch) drawItems(c.items, c.itemsText, d.items);
+      if (name === state.selected) drawDetailItems(d);
       c.step.textContent = d.step || "";
       c.message.textContent = d.message || "";
       c.cancel.disabled = TERMINAL.has(d.phase);
       c.replay.hidden = !(d.phase === "Failed" && d.deadLettered);
+      c.replay.textContent = batch ? "Replay failed items" : "Replay";
     }
     state.dirty.clear();
     $("tasks-empty").hidden = state.rows.size > 0;
@@ -176,9 +216,13 @@
     const message = d.message || (d.error && d.error.message);
     if (message) update.message = message;
     if (d.dead_lettered) update.deadLettered = true;
-    const row = upsert(update, true);
+    if (d.items) update.items = d.items;
+    const row = upsert(update, true, ev.event === "queued");
     if (!row.data.task) fillTask(d.name);
-    if (state.selected === d.name) appendLog(ev.event, d);
+    if (state.selected === d.name) {
+      appendLog(ev.event, d);
+      if (state.failed) onBatchEvent(ev.event, d, row.data);
+    }
     if (ev.event === "failed" || (ev.event === "queued" && d.attempt > 1)) loadDeadLetters();
   }
 
@@ -340,7 +384,10 @@
     const tr = document.createElement("tr");
     const at = d.at ? new Date(d.at * 1000).toLocaleTimeString() : "";
     const progress = d.progress === undefined || d.progress === null ? "" : `${Math.round(d.progress)}%`;
-    for (const text of [at, kind, d.attempt || "", progress, d.step || "", d.message || (d.error && d.error.message) || ""]) {
+    let message = d.message || (d.error && d.error.message) || "";
+    if (d.items && !message) message = itemsSummary(d.items);
+    if (d.failed_items) message += `; failed: ${d.failed_items.map((f) => `#${f.index}`).join(", ")}`;
+    for (const text of [at, kind, d.attempt || "", progress, d.step || "", message]) {
       const td = document.createElement("td"); td.textContent = String(text); tr.append(td);
     }
     $("detail-log").tBodies[0].append(tr);
@@ -375,11 +422,92 @@
         : (s.result === undefined || s.result === null ? "(none yet)" : JSON.stringify(s.result, null, 2));
       $("detail-log").tBodies[0].replaceChildren();
       for (const item of log.items) appendLog(item.event, item.data);
+      const row = upsert(fromTask(task), false);
+      state.failed = row.data.items ? { name, map: new Map(), cont: null, note: "" } : null;
+      $("detail-items").hidden = !row.data.items;
+      drawDetailItems(row.data);
+      drawFailed();
+      if (state.failed) loadFailed(true);
       $("detail").hidden = false;
       $("detail-h").focus();
     });
   }
-  $("detail-close").addEventListener("click", () => { state.selected = null; $("detail").hidden = true; $("tasks-h").focus(); });
+  $("detail-close").addEventListener("click", () => {
+    state.selected = null; state.failed = null; $("detail").hidden = true; $("tasks-h").focus();
+  });
+
+  // --- a batch's items in the detail view: counts, failed items with their errors, replay ---
+  function drawDetailItems(d) {
+    if (!d.items) return;
+    $("detail-items").hidden = false;
+    if (!$("detail-items-bar").children.length) $("detail-items-bar").replaceWith(Object.assign(itemsBar("Items"), { id: "detail-items-bar" }));
+    drawItems($("detail-items-bar"), $("detail-items-text"), d.items);
+    $("detail-items-counts").textContent = ["total", "queued", "running", "succeeded", "failed", "cancelled"]
+      .map((k) => `${k} ${count(d.items, k)}`).join(" · ");
+    $("replay-failed").hidden = !(d.phase === "Failed" && d.deadLettered);
+  }
+
+  const FAILED_LIVE_MAX = 500; // failed items events may add to the list (more: "Show more", a page at a time)
+  function drawFailed() {
+    const f = state.failed;
+    const body = $("detail-failed").tBodies[0];
+    if (!f) { body.replaceChildren(); return; }
+    const indexes = [...f.map.keys()].sort((a, b) => a - b);
+    body.replaceChildren(...indexes.map((index) => {
+      const item = f.map.get(index), err = item.error || {};
+      const tr = document.createElement("tr");
+      tr.dataset.index = String(index);
+      for (const text of [`#${index}`, item.attempts === undefined ? "" : item.attempts, err.type || "", err.message || ""]) cell(tr).textContent = String(text);
+      return tr;
+    }));
+    $("failed-empty").hidden = f.map.size > 0 && !f.note;
+    $("failed-empty").textContent = f.note || "No item failed.";
+    $("failed-more").hidden = !f.cont;
+    const row = state.rows.get(f.name), total = row && row.data.items ? count(row.data.items, "failed") : 0;
+    $("failed-h").textContent = total > f.map.size ? `Failed items (${f.map.size} of ${total} shown)` : "Failed items";
+  }
+
+  // Failed items a page at a time (GET .../items?phase=Failed); `more`: the next page, else the first.
+  async function loadFailed(first) {
+    const f = state.failed;
+    if (!f) return;
+    const q = new URLSearchParams({ phase: "Failed", limit: "100" });
+    if (!first && f.cont) q.set("continue", f.cont);
+    try {
+      const page = await api(nsPath(`/tasks/${encodeURIComponent(f.name)}/items?${q}`));
+      if (state.failed !== f) return; // closed, or another task shown meanwhile
+      if (first) f.map.clear(); // the list is the truth; events name only a sample
+      for (const it of page.items) f.map.set(it.index, { attempts: it.attempts, error: it.error });
+      if (first || f.cont) f.cont = page.continue || null;
+      f.note = "";
+    } catch (e) {
+      f.note = `Failed items unavailable: ${e.message}`;
+    }
+    drawFailed();
+  }
+  $("failed-more").addEventListener("click", () => loadFailed(false));
+
+  let failedTimer = 0;
+  function onBatchEvent(kind, d, data) {
+    const f = state.failed;
+    if (!f) return;
+    if (kind === "queued") { f.map.clear(); f.cont = null; } // a replay: its failed items run again
+    for (const item of d.failed_items || []) {
+      if (f.map.size >= FAILED_LIVE_MAX) break;
+      if (!f.map.has(item.index)) f.map.set(item.index, { error: item.error });
+    }
+    drawFailed();
+    // Events name a sample of the failures (the list has them all, with attempts): refresh
+    // the first page now and then while more failed than are shown, and at the end.
+    const ended = TERMINAL.has(PHASE_OF[kind]);
+    if (ended || (data.items && count(data.items, "failed") > f.map.size && !f.cont)) {
+      clearTimeout(failedTimer);
+      failedTimer = setTimeout(() => loadFailed(true), ended ? 0 : 1000);
+    }
+  }
+  $("replay-failed").addEventListener("click", () => {
+    if (state.selected) replay(state.selected).then(() => { $("replay-failed").hidden = true; });
+  });
 
   // --- dead letters and pools --------------------------------------------------------------
   let dlqTimer = 0;
@@ -394,6 +522,7 @@
         items.push(...page.items);
       } while (page.continue);
       items.sort((a, b) => a.at - b.at);
+      for (const e of items) if (state.rows.has(e.name)) upsert({ name: e.name, deadLettered: true }, false);
       $("dlq").tBodies[0].replaceChildren(...items.map((e) => {
         const tr = document.createElement("tr");
         tr.dataset.name = e.name;
