@@ -40,7 +40,8 @@ def test_batch_bench_runs(tmp_path):
     for section in (
         "Throughput: 300 demo.noop items",
         "ratio longtask/raw",
-        "Apiserver requests of that batch",
+        "Apiserver requests of the throughput batch",
+        "Apiserver requests of the big batch",
         "Fairness: 3 single demo.noop tasks",
         "Big batch: 1500 demo.noop items",
         "bytes per item",
