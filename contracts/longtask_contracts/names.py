@@ -14,6 +14,10 @@ KIND = "LongTask"
 PLURAL = "longtasks"
 POOL_KIND = "WorkerPool"
 POOL_PLURAL = "workerpools"
+SCHEDULE_KIND = "LongTaskSchedule"
+SCHEDULE_PLURAL = "longtaskschedules"
+SCHEDULE_LABEL = f"{GROUP}/schedule"  # on every run: the name of the schedule that made it
+SCHEDULED_AT_ANNOTATION = f"{GROUP}/scheduled-at"  # on every run: its scheduled time (RFC 3339)
 # The ReplicaSet controller removes the pods with the lowest cost first (Kubernetes >= 1.22).
 POD_DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 # Kopf keeps its handler progress and diff-base under this prefix. It is not GROUP
