@@ -122,3 +122,30 @@ LOOP_ERRORS = Counter(
     "unavailable, a conflict; retried with backoff) or kind=bug (anything else).",
     ["loop", "kind"],
 )
+
+# -- schedules (schedules.py): one series per LongTaskSchedule ------------------------------
+SCHEDULE_LAST_SUCCESS = Gauge(
+    "longtask_schedule_last_success_timestamp_seconds",
+    "Unix time the schedule's latest successful run finished (0: none yet).",
+    ["namespace", "schedule"],
+)
+SCHEDULE_NEXT_RUN = Gauge(
+    "longtask_schedule_next_run_timestamp_seconds",
+    "Unix time the schedule's next run is due (0: suspended or invalid).",
+    ["namespace", "schedule"],
+)
+SCHEDULE_INTERVAL = Gauge(
+    "longtask_schedule_interval_seconds",
+    "Seconds between the schedule's next two times (what the not-succeeding alert counts in).",
+    ["namespace", "schedule"],
+)
+SCHEDULE_RUNS = Counter(
+    "longtask_schedule_runs_created_total",
+    "Runs the operator created for the schedule (AlreadyExists, a run created before, not counted).",
+    ["namespace", "schedule"],
+)
+SCHEDULE_MISSED = Counter(
+    "longtask_schedule_missed_runs_total",
+    "Scheduled times that never ran: past startingDeadlineSeconds after an outage, or skipped by Forbid.",
+    ["namespace", "schedule"],
+)

@@ -334,6 +334,57 @@ class Kube:
         except kubeerrors.Conflict as exc:
             raise kubeerrors.NotFound(exc.message, status=exc.status, what=exc.what) from exc.__cause__
 
+    # -- LongTaskSchedules (their runs are LongTasks: create, patch and delete above) ----
+    async def get_schedule(self, *, namespace: str, name: str) -> dict[str, Any]:
+        """The LongTaskSchedule; NotFound if there is none."""
+        with calling(f"schedule {namespace}/{name}"):
+            obj: dict[str, Any] = await self.custom.get_namespaced_custom_object(
+                names.GROUP,
+                names.VERSION,
+                namespace,
+                names.SCHEDULE_PLURAL,
+                name,
+                _request_timeout=self.timeout,
+            )
+        return obj
+
+    async def schedules(self, *, namespace: str | None) -> list[dict[str, Any]]:
+        """Every LongTaskSchedule in `namespace` (None: all)."""
+        with calling(f"schedules in {namespace!r}" if namespace else "schedules"):
+            if namespace:
+                reply = await self.custom.list_namespaced_custom_object(
+                    names.GROUP,
+                    names.VERSION,
+                    namespace,
+                    names.SCHEDULE_PLURAL,
+                    _request_timeout=self.timeout,
+                )
+            else:
+                reply = await self.custom.list_cluster_custom_object(
+                    names.GROUP, names.VERSION, names.SCHEDULE_PLURAL, _request_timeout=self.timeout
+                )
+        items: list[dict[str, Any]] = reply["items"]
+        return items
+
+    async def patch_schedule(self, *, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Merge-patch the LongTaskSchedule (spec.suspend, say); the patched object."""
+        with calling(f"schedule {namespace}/{name}"):
+            obj: dict[str, Any] = await self._merge_patch(
+                self.custom.patch_namespaced_custom_object, names.SCHEDULE_PLURAL, namespace, name, body
+            )
+        return obj
+
+    async def patch_schedule_status(self, *, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """Merge-patch the LongTaskSchedule's status subresource."""
+        with calling(f"schedule {namespace}/{name}"):
+            await self._merge_patch(
+                self.custom.patch_namespaced_custom_object_status,
+                names.SCHEDULE_PLURAL,
+                namespace,
+                name,
+                {"status": status},
+            )
+
     async def workerpools(self, *, namespace: str) -> list[dict[str, Any]]:
         """The WorkerPools in `namespace`."""
         with calling(f"workerpools in {namespace!r}"):
