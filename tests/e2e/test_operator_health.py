@@ -1,8 +1,8 @@
 """The operator's liveness endpoint is Kopf's own, answered by the operator's event loop.
 
 Covers: GET /healthz answers 200 with the operator's background loops listed (status sync,
-maintenance, the LongTask watch and its sweep, autoscaler, the schedules' watches and timer); a stopped operator process does
-not answer it (what the kubelet's liveness probe then acts on).
+maintenance, the LongTask watch and its sweep, autoscaler, the schedules' watches and
+timer); a stopped operator process does not answer it (what the kubelet's liveness probe then acts on).
 """
 
 from __future__ import annotations
