@@ -7,11 +7,10 @@ import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-T = TypeVar("T")
-
 from longtask_contracts import names, phases
 
 Kubectl = Callable[..., Any]
+T = TypeVar("T")
 
 
 def apply(kubectl: Kubectl, namespace: str, name: str, *, check: bool = True, **spec: Any) -> Any:
