@@ -106,7 +106,10 @@ def plan(
     except pydantic.ValidationError as exc:
         return _invalid(out, schedule=schedule, active=active, message=_pydantic_message(exc), now=now)
     out.delete = _beyond_history(runs, spec)
-    marks = (parse_time(status.get("lastHandledTime")), parse_time(status.get("lastScheduleTime")))
+    # A run that exists was handled, even if the status that says so was never written (an
+    # operator killed between the two): its time is neither run again nor counted missed.
+    marks = [parse_time(status.get("lastHandledTime")), parse_time(status.get("lastScheduleTime"))]
+    marks += [_scheduled_at(run) for run in runs]
     handled = max([created, *(t for t in marks if t)])
     ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == READY), {})
     if ready.get("reason") == INVALID_SCHEDULE:  # fixed just now: start afresh, no catch-up
@@ -144,9 +147,12 @@ def plan(
         if found.run_at is not None:
             _start(out, schedule=schedule, spec=spec, at=found.run_at, active=active)
     missed_runs += out.missed
-    last_scheduled = parse_time(status.get("lastScheduleTime"))
-    if out.run_at is not None:
-        last_scheduled = out.run_at
+    scheduled = [
+        parse_time(status.get("lastScheduleTime")),
+        *(_scheduled_at(run) for run in runs),
+        out.run_at,
+    ]
+    last_scheduled = max((t for t in scheduled if t), default=None)
     # Suspended: no next run to show, but the timer still wakes at each time, so that the
     # times passed while suspended are handled (neither run nor missed) as they pass.
     out.wake_at = found.next_at
@@ -284,6 +290,10 @@ def _finished_at(run: dict[str, Any]) -> datetime.datetime:
         or parse_time(run["metadata"]["creationTimestamp"])
         or datetime.datetime.min.replace(tzinfo=datetime.UTC)
     )
+
+
+def _scheduled_at(run: dict[str, Any]) -> datetime.datetime | None:
+    return parse_time((run["metadata"].get("annotations") or {}).get(names.SCHEDULED_AT_ANNOTATION))
 
 
 def _last_success(status: dict[str, Any], runs: list[dict[str, Any]]) -> datetime.datetime | None:

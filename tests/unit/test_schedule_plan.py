@@ -88,6 +88,16 @@ def test_a_time_handled_is_not_run_again():
     assert plan.body is None and plan.wake_at == at(8)
 
 
+def test_a_run_whose_status_was_never_written_counts_as_handled():
+    """The operator killed between creating a run and writing the status."""
+    first = run("nightly-4", "Succeeded", finished=5)
+    first["metadata"]["annotations"] = {names.SCHEDULED_AT_ANNOTATION: "2026-03-01T12:00:04Z"}
+    plan = scheduleplan.plan(schedule=schedule(), runs=[first], now=at(9))
+    assert plan.run_at == at(8) and plan.missed == 0 and not plan.events
+    plan = scheduleplan.plan(schedule=schedule(), runs=[first], now=at(5))
+    assert plan.body is None and plan.status["lastScheduleTime"] == "2026-03-01T12:00:04Z"
+
+
 def test_forbid_skips_while_a_run_is_active_and_counts_it():
     done = {"lastHandledTime": "2026-03-01T12:00:04Z"}
     plan = scheduleplan.plan(
