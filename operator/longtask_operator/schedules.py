@@ -110,6 +110,7 @@ class Schedules:
         """Forever: a round at each schedule's next time and after each change."""
         while True:
             wake = None
+            self._changed.clear()  # a change from now on makes another round
             try:
                 if all(self.listed.values()):
                     wake = await self.round()
@@ -120,7 +121,6 @@ class Schedules:
             timeout = None
             if wake is not None:
                 timeout = max((wake - _now()).total_seconds(), 0.0) + 0.001
-            self._changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout)
 
