@@ -18,6 +18,8 @@ from __future__ import annotations
 import datetime
 import json
 
+import httpx
+import prometheus_client.parser
 import pytest
 
 from longtask_contracts import names, scheduleplan
@@ -70,6 +72,12 @@ def test_every_4s_runs_on_time_keeps_history_and_owns_its_runs(platform, kubectl
     assert _seconds(status["nextScheduleTime"]) > _seconds(status["lastScheduleTime"])
     assert status.get("missedRuns", 0) == 0
     assert scheduling.ready(scheduling.get(kubectl, namespace, "every4"))["status"] == "True"
+    header = kubectl("get", "-n", namespace, "lts").stdout.splitlines()[0].split()
+    assert header == ["NAME", "SCHEDULE", "SUSPEND", "ACTIVE", "LAST", "SCHEDULE", "AGE"]
+    series = _metrics(platform, namespace, "every4")
+    assert series["longtask_schedule_runs_created_total"] >= 5
+    assert series["longtask_schedule_next_run_timestamp_seconds"] >= _seconds(status["nextScheduleTime"])
+    assert series["longtask_schedule_interval_seconds"] == 4
     # History: once no run is active, the succeeded ones beyond 2 are deleted, oldest first.
     kubectl("patch", "-n", namespace, "lts/every4", "--type=merge", "-p", '{"spec":{"suspend":true}}')
     left = helpers.poll(
@@ -81,6 +89,17 @@ def test_every_4s_runs_on_time_keeps_history_and_owns_its_runs(platform, kubectl
     newest = max(int(scheduling.scheduled_at(r).timestamp()) for r in seen.values())
     assert max(int(scheduling.scheduled_at(r).timestamp()) for r in left) >= newest, "the oldest went first"
     assert min(int(scheduling.scheduled_at(r).timestamp()) for r in left) > times[0]
+
+
+def _metrics(platform, namespace: str, schedule: str) -> dict[str, float]:
+    """The operator's schedule series of `schedule`, by metric name."""
+    text = httpx.get(f"http://127.0.0.1:{platform.operator_metrics_port}/metrics", timeout=10).text
+    found: dict[str, float] = {}
+    for family in prometheus_client.parser.text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.labels.get("namespace") == namespace and sample.labels.get("schedule") == schedule:
+                found[sample.name] = sample.value
+    return found
 
 
 def test_forbid_never_has_two_runs_active(platform, kubectl, namespace):
