@@ -234,8 +234,11 @@ def test_operator_deployment(default: Manifests):
 
 def test_operator_rbac_is_exactly_what_it_needs(default: Manifests):
     assert rules(default, "lt-longtask-operator") == (
-        grants("longtask.io", ["longtasks"], ["get", "list", "watch", "patch", "update", "delete"])
+        grants("longtask.io", ["longtasks"], ["get", "list", "watch", "create", "patch", "update", "delete"])
         | grants("longtask.io", ["longtasks/status"], ["get", "patch", "update"])
+        | grants("longtask.io", ["longtaskschedules"], ["get", "list", "watch"])
+        | grants("longtask.io", ["longtaskschedules/status"], ["get", "patch"])
+        | grants("longtask.io", ["longtaskschedules/finalizers"], ["update"])
         | grants("longtask.io", ["workerpools"], ["get", "list", "watch"])
         | grants("longtask.io", ["workerpools/status"], ["get", "patch", "update"])
         | grants("apps", ["deployments"], ["list", "watch"])
