@@ -34,6 +34,8 @@ from longtask_runtime import kubeerrors, reflector
 log = logging.getLogger(__name__)
 
 KINDS = ("schedules", "runs")
+CRD_MISSING_RETRY_SECONDS = 60.0
+RETRY_SECONDS = 2.0  # a schedule whose round failed (the apiserver away, a refused create)
 Key = tuple[str, str]  # namespace, schedule name
 
 
@@ -64,9 +66,23 @@ class Schedules:
             watch_objects=lambda version: self.kube.schedule_changes(kind, resource_version=version),
             listed=lambda items: self._listed(kind, items),
             changed=lambda event_type, obj: self._event(kind, event_type, obj),
-            failed=guard.failed,
+            failed=lambda exc: self._failed(kind, exc),
             succeeded=guard.succeeded,
         )
+
+    def _failed(self, kind: str, exc: Exception) -> float:
+        """A failed LIST or WATCH: the guard's backoff, except for a cluster without the
+        LongTaskSchedule CRD (Helm installs crds/ on a first install only, so an upgrade can
+        bring this operator before the CRD): that is not a bug of ours, and must not make
+        the operator unhealthy; schedules stay off until the CRD is applied."""
+        if kind == "schedules" and isinstance(exc, kubeerrors.NotFound):
+            log.warning(
+                "the LongTaskSchedule CRD is not installed: no schedules until it is"
+                " (kubectl apply --server-side -f charts/longtask/crds/); looking again in %g s",
+                CRD_MISSING_RETRY_SECONDS,
+            )
+            return CRD_MISSING_RETRY_SECONDS
+        return self.guards[kind].failed(exc)
 
     def _ours(self, obj: dict[str, Any]) -> bool:
         return scope.in_scope(self.namespaces, obj["metadata"]["namespace"])
@@ -129,10 +145,10 @@ class Schedules:
         wake: datetime.datetime | None = None
         for key, schedule in list(self.schedules.items()):
             try:
-                at = await self.handle(key, schedule)
-            except (kubeerrors.NotFound, kubeerrors.Conflict) as exc:
-                self.guard.item_failed(exc, what=f"schedule {key[0]}/{key[1]} (again at the next change)")
-                continue
+                at: datetime.datetime | None = await self.handle(key, schedule)
+            except Exception as exc:  # one schedule's failure: the others go on; it is retried
+                self.guard.item_failed(exc, what=f"schedule {key[0]}/{key[1]} (again in {RETRY_SECONDS:g} s)")
+                at = _now() + datetime.timedelta(seconds=RETRY_SECONDS)
             if at is not None and (wake is None or at < wake):
                 wake = at
         return wake
