@@ -2,7 +2,8 @@
 
 Covers: `@every 4s` makes a run at each of its times for 20 s, none missed, none early,
 the history limit kept, each run owned by the schedule (controller, blockOwnerDeletion)
-and labelled, lastScheduleTime and nextScheduleTime set; Forbid with a 9 s task every
+and labelled, lastScheduleTime and nextScheduleTime set, the printer columns and the
+per-schedule metrics shown; Forbid with a 9 s task every
 2 s never has two runs active and counts the skipped times (a Normal Event); Replace
 cancels the running run when the next one starts; suspend stops new runs at once (its
 times pass unrun, no catch-up on resume); an invalid schedule or time zone is a Ready
