@@ -2,7 +2,8 @@
 
 Kopf runs the operator's life (startup, cleanup, the liveness endpoint) and follows
 WorkerPools; the startup handler starts the loops that do the rest, LongTasks included
-(taskwatch.py: their LIST and WATCH are ours, see there why).
+(taskwatch.py: their LIST and WATCH are ours, see there why) and LongTaskSchedules
+(schedules.py).
 
 Run with `longtask operator [-n NS]...` (it hands the namespaces to Kopf, and to
 taskwatch.py as LONGTASK_NAMESPACES).
@@ -26,6 +27,7 @@ from longtask_operator import (
     maintenance,
     observe,
     poolclaims,
+    schedules,
     settings,
     statussync,
     tasksweep,
@@ -62,6 +64,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     )
     # Who may use which pool: every WorkerPool and Namespace, cluster-wide (poolclaims.py).
     memo.pool_claims = poolclaims.PoolClaims(kube=memo.kube, namespaces=cfg.namespace_list())
+    # LongTaskSchedules: their runs created on time (schedules.py).
+    memo.schedules = schedules.Schedules(kube=memo.kube, namespaces=cfg.namespace_list())
     watch = taskwatch.TaskWatch(
         redis=memo.redis,
         celery=memo.celery,
@@ -101,6 +105,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         (memo.autoscaler.run(), memo.autoscaler.guard),
         (memo.observer.run(memo.autoscaler.pool_names), memo.observer.guard),
         *memo.pool_claims.loops(),
+        *memo.schedules.loops(),
     ]
     memo.guards = [guard for _, guard in loops]
     memo.loops = [asyncio.create_task(loop, name=guard.loop) for loop, guard in loops]

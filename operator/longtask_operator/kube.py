@@ -38,6 +38,7 @@ class Kube(runtimekube.Kube):
         self.watching = watching
         self._watch_core = client.CoreV1Api(watching or api)
         self._watch_apps = client.AppsV1Api(watching or api)
+        self._watch_custom = client.CustomObjectsApi(watching or api)
 
     @classmethod
     async def connect(cls, *, request_timeout: float) -> Kube:
@@ -197,6 +198,50 @@ class Kube(runtimekube.Kube):
                 _preload_content=False,
             )
             return await runtimekube.json_of(reply)
+
+    # -- schedules (schedules.py): every LongTaskSchedule, and every LongTask one made -----
+    def _schedule_lister(self, kind: str) -> Any:
+        """The cluster-wide list call of SCHEDULE_KINDS' `kind`, its positional args bound."""
+        plural = {"schedules": names.SCHEDULE_PLURAL, "runs": names.PLURAL}[kind]
+        return functools.partial(
+            self._watch_custom.list_cluster_custom_object, names.GROUP, names.VERSION, plural
+        )
+
+    def _schedule_selectors(self, kind: str) -> dict[str, str]:
+        return {"label_selector": names.SCHEDULE_LABEL} if kind == "runs" else {}
+
+    async def schedule_listing(self, kind: str) -> tuple[list[dict[str, Any]], str]:
+        """Every LongTaskSchedule ("schedules") or every LongTask labelled with a schedule
+        ("runs") in the cluster, and the list's resourceVersion; a page at a time, one
+        snapshot."""
+        items: list[dict[str, Any]] = []
+        more: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"limit": runtimekube.PAGE, "_request_timeout": self.timeout * 4}
+            if more:
+                kwargs["_continue"] = more
+            with runtimekube.calling(f"schedule {kind}"):
+                reply = await self._schedule_lister(kind)(
+                    _preload_content=False, **self._schedule_selectors(kind), **kwargs
+                )
+                page = await runtimekube.json_of(reply)
+            items += page.get("items") or []
+            more = page["metadata"].get("continue")
+            if not more:
+                return items, str(page["metadata"]["resourceVersion"])
+
+    async def schedule_changes(
+        self, kind: str, *, resource_version: str
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """Watch events of what schedule_listing(kind) lists, after `resource_version`,
+        bookmarks included, until the server ends the watch. Expired if the version is too old."""
+        async for event in runtimekube.watch_events(
+            self._schedule_lister(kind),
+            resource_version=resource_version,
+            what=f"the watch of schedule {kind}",
+            **self._schedule_selectors(kind),
+        ):
+            yield event
 
     # -- pool access -------------------------------------------------------------------
     async def get_workerpool(self, *, namespace: str, name: str) -> dict[str, Any] | None:

@@ -37,7 +37,7 @@ pytestmark = pytest.mark.cluster
 
 CHART = binaries.REPO_ROOT / "charts" / "longtask"
 COMPONENTS = ("api", "operator", "worker")
-CRDS = ("longtasks.longtask.io", "workerpools.longtask.io")
+CRDS = ("longtasks.longtask.io", "longtaskschedules.longtask.io", "workerpools.longtask.io")
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,8 @@
 """The operator's liveness endpoint is Kopf's own, answered by the operator's event loop.
 
 Covers: GET /healthz answers 200 with the operator's background loops listed (status sync,
-maintenance, the LongTask watch and its sweep, autoscaler); a stopped operator process does
-not answer it (what the kubelet's liveness probe then acts on).
+maintenance, the LongTask watch and its sweep, autoscaler, the schedules' watches and
+timer); a stopped operator process does not answer it (what the kubelet's liveness probe then acts on).
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ def test_healthz_lists_the_loops_and_fails_when_the_operator_is_stuck(platform):
         "pool-access-namespaces",
         "pool-access-workerpools",
         "pool-conflicts",
+        "schedule-watch-runs",
+        "schedule-watch-schedules",
+        "schedules",
         "status-sync",
         "task-sweep",
     ]

@@ -41,6 +41,7 @@ from tests import helpers
 
 CHART = binaries.REPO_ROOT / "charts" / "longtask"
 CRD_NAME = "longtasks.longtask.io"
+SCHEDULE_CRD = "longtaskschedules.longtask.io"
 EXTERNAL_REDIS = "redis://redis.shared.svc:6379/3"
 Helm = Callable[..., subprocess.CompletedProcess[str]]
 Manifests = list[dict[str, Any]]
@@ -233,8 +234,11 @@ def test_operator_deployment(default: Manifests):
 
 def test_operator_rbac_is_exactly_what_it_needs(default: Manifests):
     assert rules(default, "lt-longtask-operator") == (
-        grants("longtask.io", ["longtasks"], ["get", "list", "watch", "patch", "update", "delete"])
+        grants("longtask.io", ["longtasks"], ["get", "list", "watch", "create", "patch", "update", "delete"])
         | grants("longtask.io", ["longtasks/status"], ["get", "patch", "update"])
+        | grants("longtask.io", ["longtaskschedules"], ["get", "list", "watch"])
+        | grants("longtask.io", ["longtaskschedules/status"], ["get", "patch"])
+        | grants("longtask.io", ["longtaskschedules/finalizers"], ["update"])
         | grants("longtask.io", ["workerpools"], ["get", "list", "watch"])
         | grants("longtask.io", ["workerpools/status"], ["get", "patch", "update"])
         | grants("apps", ["deployments"], ["list", "watch"])
@@ -348,7 +352,7 @@ def test_crds_come_verbatim_from_the_crds_folder_and_are_kept(helm: Helm, defaul
     files = [yaml.safe_load(f.read_text()) for f in sorted(platform.CRD_DIR.glob("*.yaml"))]
     assert platform.CRD_DIR == CHART / "crds", "the one source, which `dev up` applies too"
     assert sorted(rendered, key=lambda m: m["metadata"]["name"]) == files
-    assert [m["metadata"]["name"] for m in files] == [CRD_NAME, "workerpools.longtask.io"]
+    assert [m["metadata"]["name"] for m in files] == [CRD_NAME, SCHEDULE_CRD, "workerpools.longtask.io"]
     for crd in files:  # an upgrade from CRDs in templates/ must not delete them either
         assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     assert not (CHART / "templates" / "crds").exists()
@@ -559,7 +563,7 @@ def kube_helm(helm: Helm, cluster: cluster_mod.Cluster) -> Helm:
 def crd_applied(cluster: cluster_mod.Cluster) -> None:
     """The CRDs as the dev platform applies them (kubectl server-side apply, not Helm)."""
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(platform.CRD_DIR))
-    for crd in (CRD_NAME, "workerpools.longtask.io"):
+    for crd in (CRD_NAME, SCHEDULE_CRD, "workerpools.longtask.io"):
         cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{crd}")
 
 
@@ -621,7 +625,13 @@ def test_helm_install_upgrade_uninstall(
     assert _can(cluster, operator, "watch", "longtasks.longtask.io", "--all-namespaces")
     assert _can(cluster, operator, "patch", "longtasks.longtask.io", "--subresource=status", "-n", "other")
     assert _can(cluster, operator, "create", "events", "-n", "other")
-    assert not _can(cluster, operator, "create", "longtasks.longtask.io", "-n", "other")
+    # A schedule's runs: the operator creates them, cancels (patch) and deletes old ones.
+    assert _can(cluster, operator, "create", "longtasks.longtask.io", "-n", "other")
+    assert _can(cluster, operator, "watch", "longtaskschedules.longtask.io", "--all-namespaces")
+    assert _can(
+        cluster, operator, "patch", "longtaskschedules.longtask.io", "--subresource=status", "-n", "o"
+    )
+    assert not _can(cluster, operator, "patch", "longtaskschedules.longtask.io", "-n", "other"), "status only"
     assert _can(cluster, api, "create", "longtasks.longtask.io", "-n", "other")
     assert not _can(cluster, api, "delete", "longtasks.longtask.io", "-n", "other")
     assert _can(cluster, api, "create", "tokenreviews.authentication.k8s.io")
