@@ -178,9 +178,13 @@ def test_access_follows_kubernetes_rbac(secure_api, kubectl, namespace, other_na
     a, b = namespace, other_namespace
     for ns in (a, b):
         lts.create(kubectl, ns, "nightly")
+    lts.create(kubectl, a, "hourly")  # triggered by a second caller: another second's name or not
     everything = platform_mod.user_role("x", kind="Role", namespace=a)["rules"]
     with as_caller(secure_api, token(kubectl, a, everything)) as c:
-        assert [s["name"] for s in c.get(f"/v1/namespaces/{a}/schedules").json()["items"]] == ["nightly"]
+        assert [s["name"] for s in c.get(f"/v1/namespaces/{a}/schedules").json()["items"]] == [
+            "hourly",
+            "nightly",
+        ]
         assert c.get(f"/v1/namespaces/{a}/schedules/nightly").status_code == 200
         assert c.post(f"/v1/namespaces/{a}/schedules/nightly/trigger").status_code == 202
         assert c.post(f"/v1/namespaces/{a}/schedules/nightly/suspend").json()["suspend"] is True
@@ -198,7 +202,7 @@ def test_access_follows_kubernetes_rbac(secure_api, kubectl, namespace, other_na
 
     creator = [{"apiGroups": ["longtask.io"], "resources": ["longtasks"], "verbs": ["create"]}]
     with as_caller(secure_api, token(kubectl, a, creator)) as c:
-        assert c.post(f"/v1/namespaces/{a}/schedules/nightly/trigger").status_code == 202
+        assert c.post(f"/v1/namespaces/{a}/schedules/hourly/trigger").status_code == 202
         problem(c.get(f"/v1/namespaces/{a}/schedules"), 403)
         problem(c.post(f"/v1/namespaces/{a}/schedules/nightly/suspend"), 403)
 
