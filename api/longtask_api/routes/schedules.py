@@ -11,15 +11,18 @@ manualruns'.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import functools
 import logging
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, BackgroundTasks, Query, status
 
 from longtask_api import deps, errors, metrics, scheduleviews, schemas
 from longtask_contracts import logs, manualruns, models, poolaccess, tracing
-from longtask_runtime import kube
+from longtask_runtime import kube, kubeerrors
 
 log = logging.getLogger(__name__)
 router = APIRouter(
@@ -35,13 +38,42 @@ Runs = Annotated[
 ]
 
 
+# The apiserver makes a CRD's storage on the first request for it, and answers a LIST with
+# 429 ("storage is (re)initializing", Retry-After 1) until that storage's cache is filled:
+# right after LongTaskSchedules are installed, the first listing of them meets it. client-go
+# (kubectl) waits and lists again; so does the gateway, up to LIST_TRIES times, then answers
+# 503 as for any apiserver that cannot serve.
+LIST_TRIES = 8
+LIST_RETRY_SECONDS = 0.5
+T = TypeVar("T")
+
+
+async def _listed(call: Callable[[], Awaitable[T]]) -> T:
+    """`call` (a LIST), again after a 429 while tries are left."""
+    for _ in range(LIST_TRIES - 1):
+        try:
+            return await call()
+        except kubeerrors.Unavailable as exc:
+            if exc.status != 429:
+                raise
+            log.info("listing again in %g s: %s", LIST_RETRY_SECONDS, exc)
+            await asyncio.sleep(LIST_RETRY_SECONDS)
+    return await call()
+
+
 async def _runs(tasks: kube.Kube, *, namespace: str, selector: str) -> list[dict[str, Any]]:
     """Every LongTask in `namespace` that `selector` selects (all pages)."""
     found: list[dict[str, Any]] = []
     more: str | None = None
     while True:
-        page = await tasks.longtask_page(
-            namespace=namespace, limit=kube.PAGE, continue_token=more, label_selector=selector
+        page = await _listed(
+            functools.partial(
+                tasks.longtask_page,
+                namespace=namespace,
+                limit=kube.PAGE,
+                continue_token=more,
+                label_selector=selector,
+            )
         )
         found += page.get("items", [])
         more = (page.get("metadata") or {}).get("continue")
@@ -60,7 +92,7 @@ async def list_schedules(
     """The namespace's LongTaskSchedules by name, each with its next run (as the operator last
     wrote it) and its latest runs, newest first. Needs `list` on longtaskschedules and on
     longtasks."""
-    schedules = await tasks.schedules(namespace=namespace)
+    schedules = await _listed(lambda: tasks.schedules(namespace=namespace))
     found = await _runs(tasks, namespace=namespace, selector=manualruns.selector()) if schedules else []
     return scheduleviews.listing(schedules, runs=found, shown=runs)
 
