@@ -1,7 +1,8 @@
 """Who is calling and what they ask to do, as Kubernetes authorizes it; pure data, no I/O.
 
-Every gateway route maps to one Kubernetes verb on `longtasks.longtask.io` (or on its
-`deadletters` subresource), so that RBAC rules written for kubectl also govern the gateway.
+Every gateway route maps to a Kubernetes verb on `longtasks.longtask.io` (or on its
+`deadletters` subresource, or on another resource of the group: workerpools,
+longtaskschedules), so that RBAC rules written for kubectl also govern the gateway.
 """
 
 from __future__ import annotations
@@ -56,3 +57,10 @@ class Route(enum.Enum):
     LIST_DEADLETTERS = Action("list", DEADLETTERS)  # GET /v1/deadletters
     REPLAY_DEADLETTERS = Action("patch", DEADLETTERS)  # POST /v1/deadletters/.../replay
     LIST_POOLS = Action("list", plural=names.POOL_PLURAL)  # GET /v1/namespaces/{ns}/workerpools
+    # GET /v1/namespaces/{ns}/schedules (and list on longtasks, for their runs)
+    LIST_SCHEDULES = Action("list", plural=names.SCHEDULE_PLURAL)
+    # GET .../schedules/{name} (and list on longtasks, for its runs)
+    GET_SCHEDULE = Action("get", plural=names.SCHEDULE_PLURAL)
+    # POST .../schedules/{name}/suspend and .../resume (patch spec.suspend, as kubectl patch would)
+    PATCH_SCHEDULE = Action("patch", plural=names.SCHEDULE_PLURAL)
+    # POST .../schedules/{name}/trigger is a create of a LongTask: CREATE_TASK.

@@ -33,7 +33,7 @@ from longtask_api import (
     settings,
     streamlimit,
 )
-from longtask_api.routes import deadletters, health, streams, tasks, tasktypes, web, workerpools
+from longtask_api.routes import deadletters, health, schedules, streams, tasks, tasktypes, web, workerpools
 from longtask_contracts import envvars, tracing
 from longtask_runtime import kube as runtimekube
 from longtask_runtime import kubeerrors, poolwatch, redisopts, sending
@@ -196,6 +196,7 @@ def create_app() -> FastAPI:
     app.include_router(streams.router)
     app.include_router(tasktypes.router)
     app.include_router(workerpools.router)
+    app.include_router(schedules.router)
     app.include_router(web.router)
     app.include_router(health.router)
     openapi.install(app, auth=cfg.auth)

@@ -25,6 +25,7 @@ from longtask_api import (
     settings,
     streamlimit,
 )
+from longtask_contracts import schedules
 from longtask_runtime import kube, poolwatch
 
 
@@ -61,6 +62,10 @@ Namespace = Annotated[
     str, Path(pattern=patterns.NAMESPACE, max_length=63, description="Kubernetes namespace.")
 ]
 TaskName = Annotated[str, Path(pattern=patterns.OBJECT_NAME, max_length=253, description="LongTask name.")]
+ScheduleName = Annotated[
+    str,
+    Path(pattern=patterns.OBJECT_NAME, max_length=schedules.NAME_MAX, description="LongTaskSchedule name."),
+]
 # The SSE resume header; sse.parse_last_event_id enforces the pattern it declares, with its
 # own message (a 422 naming Last-Event-ID). Empty is the same as absent.
 LastEventId = Annotated[
@@ -93,6 +98,9 @@ MayWatch = Annotated[auth.Caller, Depends(_allowed(access.Route.WATCH_TASKS))]
 MayListPools = Annotated[auth.Caller, Depends(_allowed(access.Route.LIST_POOLS))]
 MayCancel = Annotated[auth.Caller, Depends(_allowed(access.Route.CANCEL_TASK))]
 MayReplay = Annotated[auth.Caller, Depends(_allowed(access.Route.REPLAY_DEADLETTERS))]
+MayListSchedules = Annotated[auth.Caller, Depends(_allowed(access.Route.LIST_SCHEDULES))]
+MayGetSchedule = Annotated[auth.Caller, Depends(_allowed(access.Route.GET_SCHEDULE))]
+MayPatchSchedule = Annotated[auth.Caller, Depends(_allowed(access.Route.PATCH_SCHEDULE))]
 
 
 async def spend_create_token(request: Request, caller: MayCreate) -> None:

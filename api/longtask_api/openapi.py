@@ -3,9 +3,9 @@
 FastAPI describes the routes from their signatures; this adds the bearer security scheme
 when auth is on (on every route middleware.Authenticate guards), with the 429 the bound on
 TokenReviews gives there, and leaves it, and the 401/403 answers only auth gives, out when
-it is off (createTask's 403 stays: a pool that does not admit the namespace refuses it
-either way). A query or header parameter is
-absent or a string, never JSON null, so its schema is the string's alone. Pure: it builds
+it is off (createTask's and triggerSchedule's 403 stay: a pool that does not admit the
+namespace refuses it either way). A query or header parameter is absent or a string, never
+JSON null, so its schema is the string's alone. Pure: it builds
 a document, it does no I/O and decides nothing about requests.
 """
 
@@ -31,6 +31,8 @@ _AUTH_ANSWERS = ("401", "403")
 _NOT_AUTH_ONLY = {
     ("createTask", "403"): "The task's pool is held by a WorkerPool whose namespaceSelector does "
     "not admit this namespace (docs/security.md).",
+    ("triggerSchedule", "403"): "The template's pool is held by a WorkerPool whose namespaceSelector "
+    "does not admit this namespace (docs/security.md).",
 }
 _REVIEWS_SPENT = (
     "A token not in the gateway's cache, from a client address that has caused too many "

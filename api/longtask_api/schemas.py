@@ -312,3 +312,64 @@ class DeadLetterList(BaseModel):
     )
 
     model_config = ConfigDict(populate_by_name=True)
+
+
+class ScheduleCondition(BaseModel):
+    """The schedule's Ready condition as the operator wrote it (False: why, e.g. an invalid schedule)."""
+
+    status: str = Field(examples=["True"])
+    reason: str | None = None
+    message: str | None = None
+    last_transition_time: str | None = Field(default=None, alias="lastTransitionTime")
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class ScheduleRun(BaseModel):
+    """One run of a schedule: a LongTask labelled longtask.io/schedule=<its name>."""
+
+    name: str
+    phase: phases.Phase = phases.Phase.PENDING
+    manual: bool = Field(default=False, description="Made by a trigger (Run now), not by the schedule.")
+    scheduled_at: str | None = Field(
+        default=None, alias="scheduledAt", description="The scheduled time it stands for (none if manual)."
+    )
+    created_at: str | None = Field(default=None, alias="createdAt")
+    started_at: str | None = Field(default=None, alias="startedAt")
+    finished_at: str | None = Field(default=None, alias="finishedAt")
+    links: Links
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class SchedulePublic(BaseModel):
+    """A LongTaskSchedule: its spec's main fields, its status and its latest runs, newest first."""
+
+    name: str
+    namespace: str
+    uid: str
+    schedule: str = Field(examples=["0 2 * * *"])
+    time_zone: str = Field(default="UTC", alias="timeZone", examples=["Europe/Berlin"])
+    suspend: bool = False
+    concurrency_policy: str = Field(default="Allow", alias="concurrencyPolicy")
+    next_schedule_time: str | None = Field(
+        default=None,
+        alias="nextScheduleTime",
+        description="When the next run is due, as the operator last wrote it (absent while suspended, "
+        "invalid, or not yet seen by the operator).",
+    )
+    last_schedule_time: str | None = Field(default=None, alias="lastScheduleTime")
+    last_successful_time: str | None = Field(default=None, alias="lastSuccessfulTime")
+    missed_runs: int | None = Field(default=None, alias="missedRuns")
+    ready: ScheduleCondition | None = Field(default=None, description="The Ready condition, if written.")
+    runs: list[ScheduleRun] | None = Field(
+        default=None,
+        description="Its latest runs (at most `runs` of the query), newest first; null in the answers "
+        "of suspend and resume, which do not read runs.",
+    )
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class ScheduleList(BaseModel):
+    items: list[SchedulePublic]

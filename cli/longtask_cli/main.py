@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from longtask_cli import commands, itemcmds, taskcmds
+from longtask_cli import commands, itemcmds, schedulecmds, taskcmds
 from longtask_contracts import envvars
 
 EPILOG = """\
@@ -30,7 +30,8 @@ On a terminal, progress is a live bar; piped, one line per event.
 API_HELP = "gateway URL (env LONGTASK_API, default http://127.0.0.1:8080)"
 TOKEN_HELP = "Kubernetes bearer token for the gateway (env LONGTASK_TOKEN; `dev up --auth` writes one)"
 NS_HELP = "the namespace (env LONGTASK_NAMESPACE, default: default)"
-# What the gateway commands (submit, watch, get, list, items, logs, cancel, dlq) read when no flag is given.
+# What the gateway commands (submit, watch, get, list, items, logs, cancel, dlq, schedule) read
+# when no flag is given.
 ENVIRONMENT = (
     envvars.Variable(
         name="LONGTASK_API",
@@ -145,6 +146,8 @@ def _gateway_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     cancel = _add(sub, "cancel", taskcmds.cancel, help="cancel a task (sets spec.cancel through the gateway)")
     cancel.add_argument("name")
 
+    _schedule_commands(sub)
+
     dlq = sub.add_parser("dlq", help="the dead-letter queue: list and replay parked tasks")
     dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True, metavar="DLQ_COMMAND")
     dlq_list = dlq_sub.add_parser("list", help="list dead-lettered tasks, oldest first")
@@ -165,6 +168,39 @@ def _gateway_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     dlq_replay.add_argument("--api", default=None, help=API_HELP)
     dlq_replay.add_argument("--token", default=None, help=TOKEN_HELP)
     dlq_replay.set_defaults(func=taskcmds.dlq_replay)
+
+
+def _schedule_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    schedule = sub.add_parser(
+        "schedule",
+        help="LongTaskSchedules: list them, run one now, suspend or resume one",
+        description="LongTaskSchedules through the gateway (create them with kubectl apply). "
+        "NEXT RUN is status.nextScheduleTime as the operator "
+        "wrote it, '-' until it has (or while suspended).",
+    )
+    verbs = schedule.add_subparsers(dest="schedule_command", required=True, metavar="SCHEDULE_COMMAND")
+    lst = _add(
+        verbs,
+        "list",
+        schedulecmds.list_schedules,
+        help="the namespace's schedules: schedule, time zone, suspend, next run, last run and its phase",
+    )
+    lst.add_argument("--output", "-o", choices=["table", "json"], default="table")
+    trigger = _add(
+        verbs,
+        "trigger",
+        schedulecmds.trigger,
+        help="run the schedule NAME now: a LongTask from its template, named NAME-manual-<unix seconds>",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    trigger.add_argument("name")
+    trigger.add_argument("--watch", "-w", action="store_true", help="follow the run until it ends")
+    for verb, func, helptext in (
+        ("suspend", schedulecmds.suspend, "stop new runs of NAME (spec.suspend: true); runs going on go on"),
+        ("resume", schedulecmds.resume, "let NAME run on schedule again (spec.suspend: false)"),
+    ):
+        _add(verbs, verb, func, help=helptext).add_argument("name")
 
 
 def build_parser() -> argparse.ArgumentParser:

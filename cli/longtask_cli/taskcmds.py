@@ -54,7 +54,7 @@ def answer(response: httpx.Response) -> dict[str, Any] | None:
     return None
 
 
-def _ask(args: argparse.Namespace, method: str, path: str, **request: Any) -> dict[str, Any] | None:
+def ask(args: argparse.Namespace, method: str, path: str, **request: Any) -> dict[str, Any] | None:
     """One request to the gateway: the JSON body of a 2xx answer, else None (reason printed)."""
     with gateway(args) as client:
         return answer(client.request(method, path, **request))
@@ -179,7 +179,7 @@ _HEADER = f"{'NAME':<32} {'TASK':<20} {'PHASE':<10} {'PROGRESS':>8} {'ATTEMPTS':
 
 
 def get(args: argparse.Namespace) -> int:
-    task = _ask(args, "GET", _tasks(args, f"/{args.name}"))
+    task = ask(args, "GET", _tasks(args, f"/{args.name}"))
     if task is None:
         return EXIT_FAILED
     if args.output == "json":
@@ -244,7 +244,7 @@ def logs(args: argparse.Namespace) -> int:
 
 
 def cancel(args: argparse.Namespace) -> int:
-    body = _ask(args, "POST", _tasks(args, f"/{args.name}/cancel"))
+    body = ask(args, "POST", _tasks(args, f"/{args.name}/cancel"))
     if body is None:
         return EXIT_FAILED
     print(f"cancellation requested for {args.namespace}/{args.name} (phase {body['status']['phase']})")

@@ -18,6 +18,9 @@ SCHEDULE_KIND = "LongTaskSchedule"
 SCHEDULE_PLURAL = "longtaskschedules"
 SCHEDULE_LABEL = f"{GROUP}/schedule"  # on every run: the name of the schedule that made it
 SCHEDULED_AT_ANNOTATION = f"{GROUP}/scheduled-at"  # on every run: its scheduled time (RFC 3339)
+# On a run made by hand (the gateway's trigger), "manual", as CronJob's
+# cronjob.kubernetes.io/instantiate: such a run has no scheduled time (no scheduled-at).
+INSTANTIATE_ANNOTATION = f"{GROUP}/instantiate"
 # The ReplicaSet controller removes the pods with the lowest cost first (Kubernetes >= 1.22).
 POD_DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 # Kopf keeps its handler progress and diff-base under this prefix. It is not GROUP

@@ -39,6 +39,11 @@ def user_role(name: str, *, kind: str = "ClusterRole", namespace: str | None = N
             {"apiGroups": ["longtask.io"], "resources": ["workerpools"], "verbs": ["list"]},
             {
                 "apiGroups": ["longtask.io"],
+                "resources": ["longtaskschedules"],
+                "verbs": ["get", "list", "patch"],
+            },
+            {
+                "apiGroups": ["longtask.io"],
                 "resources": ["longtasks/deadletters"],
                 "verbs": ["list", "patch"],
             },

@@ -10,7 +10,10 @@ shows the namespace's tasks. A real batch (demo.echo items, two failing for good
 shows items done/total moving while it runs and a bar in three parts with the final counts
 (no percentage bar); its task view, open before any item ran, lists the failed items with
 their errors from the events; after the two items' inputs are fixed, "Replay failed items"
-reruns them and the row, the counts and the (now empty) failed list follow. Full-page
+reruns them and the row, the counts and the (now empty) failed list follow. A schedule
+(made with kubectl, suspended) shows its spec and "-" for its next run and runs; "Run now"
+creates a run whose phase reaches Succeeded in the schedule's row (and the task list), and
+"Resume" clears spec.suspend. Full-page
 screenshots are saved under the test's tmp dir or the artifacts dir, at paths the tests print.
 """
 
@@ -27,7 +30,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from longtask_contracts import names
 from longtask_dev import procs
-from tests import lt, pools
+from tests import lt, lts, pools
 
 pytestmark = pytest.mark.cluster
 CHROMIUM = "/usr/bin/chromium"
@@ -228,3 +231,32 @@ def _screenshot(page: Page, file: str) -> Path:
     path = ARTIFACTS / file
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def test_schedules_in_chromium(platform, kubectl, namespace, page, pool):
+    """The schedules section: "-" for a next run not written yet, Run now, the run's phase, Resume."""
+    template = {"spec": {"task": "demo.sleep", "params": {"seconds": 0.5, "steps": 2}, "pool": pool}}
+    lts.create(kubectl, namespace, "nightly", suspend=True, timeZone="Europe/Berlin", template=template)
+    page.goto(f"{platform.api_url}/?ns={namespace}")
+    expect(page.locator("#conn")).to_contain_text("live")
+    row = page.locator("#schedules tr[data-name='nightly']")
+    expect(row.locator("td").nth(1)).to_have_text(lts.RARE)
+    expect(row.locator("td").nth(2)).to_have_text("Europe/Berlin")
+    expect(row.locator("td.suspend")).to_have_text("yes")
+    expect(row.locator("td.next")).to_have_text("-")  # suspended: the operator writes no next run
+    expect(row.locator("td.runs")).to_have_text("-")
+
+    row.get_by_role("button", name="Run nightly now").click()
+    expect(page.locator("#schedules-status")).to_contain_text("Created nightly-manual-")
+    run = page.locator("#schedules-status").inner_text().removeprefix("Created ").rstrip(".")
+    expect(row.locator(f"td.runs li[data-name='{run}']")).to_have_text("Succeeded")
+    expect(_row(page, run).locator("td.phase")).to_have_text("Succeeded")  # and in the live task list
+    assert lt.wait_phase(kubectl, namespace, run, "Succeeded")["phase"] == "Succeeded"
+    assert lt.get(kubectl, namespace, run)["metadata"]["labels"][names.SCHEDULE_LABEL] == "nightly"
+
+    row.get_by_role("button", name="Resume nightly").click()
+    expect(page.locator("#schedules-status")).to_have_text("Resumed nightly.")
+    expect(row.locator("td.suspend")).to_have_text("no")
+    assert lts.get(kubectl, namespace, "nightly")["spec"]["suspend"] is False
+    assert page.locator("#notice").inner_text() == ""
+    print(f"screenshot: {_screenshot(page, 'web-page-schedules.png')}")

@@ -260,6 +260,7 @@ API_TASK_RIGHTS = (
     grants("longtask.io", ["longtasks"], ["create", "get", "list", "patch"])
     | grants("longtask.io", ["workerpools"], ["get", "list", "watch"])
     | grants("", ["namespaces"], ["get", "list", "watch"])  # who may use which pool
+    | grants("longtask.io", ["longtaskschedules"], ["get", "list", "patch"])  # schedules, suspend
 )
 API_REVIEW_RIGHTS = grants("authentication.k8s.io", ["tokenreviews"], ["create"]) | grants(
     "authorization.k8s.io", ["subjectaccessreviews"], ["create"]

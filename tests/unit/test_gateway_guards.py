@@ -90,6 +90,9 @@ def test_each_route_needs_one_kubernetes_verb():
         "REPLAY_DEADLETTERS": ("patch", "longtasks.longtask.io/deadletters"),
         "WATCH_TASKS": ("watch", "longtasks.longtask.io"),
         "LIST_POOLS": ("list", "workerpools.longtask.io"),
+        "LIST_SCHEDULES": ("list", "longtaskschedules.longtask.io"),
+        "GET_SCHEDULE": ("get", "longtaskschedules.longtask.io"),
+        "PATCH_SCHEDULE": ("patch", "longtaskschedules.longtask.io"),
     }
 
 

@@ -26,7 +26,7 @@ from longtask_api import (
     sse,
     uploads,
 )
-from longtask_contracts import batch, itempages, logs, names, phases, poolaccess, tracing
+from longtask_contracts import batch, itempages, logs, models, names, phases, poolaccess, tracing
 from longtask_runtime import kubeerrors
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,12 @@ async def list_tasks(
     _caller: deps.MayList,
     phase: Annotated[phases.Phase | None, Query(description="Only tasks in this phase.")] = None,
     task: Annotated[
-        str | None, Query(max_length=128, description="Only tasks running this task name.")
+        str | None,
+        Query(
+            max_length=128,
+            pattern=models.TASK_NAME_PATTERN,  # what a task may be named: nothing a selector misreads
+            description="Only tasks running this task name.",
+        ),
     ] = None,
     label_selector: Annotated[
         str | None,

@@ -552,7 +552,58 @@
       $("pools-empty").textContent = `Worker pools unavailable: ${e.message}`;
     }
   }
-  setInterval(() => { if (!document.hidden && !$("app").hidden) loadPools(); }, 5000);
+
+  // --- schedules: next run (as the operator wrote it, "-" until then), last runs, Run now --
+  const NONE = "-";
+  function runList(runs) {
+    const ul = document.createElement("ul");
+    ul.className = "runs";
+    for (const r of runs) {
+      const li = document.createElement("li");
+      li.dataset.name = r.name;
+      li.className = `phase phase-${r.phase}`;
+      li.textContent = r.phase;
+      li.title = `${r.name}${r.manual ? " (run now)" : ""}, created ${r.createdAt || "?"}`;
+      li.setAttribute("aria-label", `${r.name}: ${r.phase}`);
+      ul.append(li);
+    }
+    return ul;
+  }
+  async function loadSchedules() {
+    try {
+      const body = await api(nsPath("/schedules?runs=5"));
+      $("schedules").tBodies[0].replaceChildren(...body.items.map((s) => {
+        const tr = document.createElement("tr");
+        tr.dataset.name = s.name;
+        for (const [text, cls] of [[s.name], [s.schedule], [s.timeZone], [s.suspend ? "yes" : "no", "suspend"],
+          [s.nextScheduleTime || NONE, "next"]]) cell(tr, cls).textContent = text;
+        const runs = cell(tr, "runs");
+        if ((s.runs || []).length) runs.append(runList(s.runs)); else runs.textContent = NONE;
+        const actions = cell(tr);
+        actions.append(button("Run now", `Run ${s.name} now`, () => triggerSchedule(s.name)), " ",
+          s.suspend ? button("Resume", `Resume ${s.name}`, () => suspendSchedule(s.name, false), true)
+            : button("Suspend", `Suspend ${s.name}`, () => suspendSchedule(s.name, true), true));
+        return tr;
+      }));
+      $("schedules-empty").hidden = body.items.length > 0;
+      $("schedules-empty").textContent = "No schedules in this namespace.";
+    } catch (e) {
+      $("schedules-empty").hidden = false;
+      $("schedules-empty").textContent = `Schedules unavailable: ${e.message}`;
+    }
+  }
+  const triggerSchedule = (name) => act(`Run ${name} now`, async () => {
+    const created = await api(nsPath(`/schedules/${encodeURIComponent(name)}/trigger`), { method: "POST" });
+    $("schedules-status").textContent = `Created ${created.name}.`;
+    upsert({ name: created.name, phase: created.phase, progress: 0 }, true);
+    await loadSchedules();
+  });
+  const suspendSchedule = (name, suspend) => act(`${suspend ? "Suspend" : "Resume"} ${name}`, async () => {
+    await api(nsPath(`/schedules/${encodeURIComponent(name)}/${suspend ? "suspend" : "resume"}`), { method: "POST" });
+    $("schedules-status").textContent = `${suspend ? "Suspended" : "Resumed"} ${name}.`;
+    await loadSchedules();
+  });
+  setInterval(() => { if (!document.hidden && !$("app").hidden) { loadPools(); loadSchedules(); } }, 5000);
 
   // --- start -------------------------------------------------------------------------------
   $("ns-form").addEventListener("submit", (ev) => {
@@ -580,6 +631,7 @@
     follow();
     loadDeadLetters();
     loadPools();
+    loadSchedules();
   }
   start();
 })();
