@@ -39,6 +39,7 @@ pytestmark = [
 RULES = binaries.REPO_ROOT / "charts" / "longtask" / "files" / "alerts" / "longtask.rules.yaml"
 DLQ_ALERT = "LongTaskDeadLetterQueueGrowing"
 OBS_POOL = "obs"
+SCHEDULE = "obs-every-2s"
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +142,7 @@ def _schedule(kubectl: Any, namespace: str) -> None:
     body = {
         "apiVersion": names.API_VERSION,
         "kind": names.SCHEDULE_KIND,
-        "metadata": {"name": "obs-every-2s"},
+        "metadata": {"name": SCHEDULE},
         "spec": {
             "schedule": "@every 2s",
             "concurrencyPolicy": "Forbid",
@@ -206,11 +207,14 @@ def _no_problems(server: prom.Prometheus, expressions: list[promql.Expression]) 
 def test_every_panel_and_alert_expression_returns_data_under_load(
     platform: platform_mod.Platform, kubectl: Any, namespace: str, prometheus: prom.Prometheus
 ) -> None:
-    _load(platform, kubectl, namespace)
-    board = promql.load_dashboard(dashboard.OUTPUT)
-    expressions = promql.dashboard_expressions(board) + promql.rule_expressions(RULES)
-    assert len(expressions) >= 20
-    assert _no_problems(prometheus, expressions) == []
+    try:
+        _load(platform, kubectl, namespace)
+        board = promql.load_dashboard(dashboard.OUTPUT)
+        expressions = promql.dashboard_expressions(board) + promql.rule_expressions(RULES)
+        assert len(expressions) >= 20
+        assert _no_problems(prometheus, expressions) == []
+    finally:  # its runs would keep a slot of the shared default pool busy
+        kubectl("delete", "-n", namespace, f"{names.SCHEDULE_PLURAL}/{SCHEDULE}", check=False)
 
 
 def test_the_check_reports_a_panel_naming_a_metric_nobody_exports(prometheus: prom.Prometheus) -> None:
