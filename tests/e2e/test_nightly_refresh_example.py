@@ -42,7 +42,10 @@ def _example() -> dict[str, Any]:
     return doc
 
 
-def test_the_example_applies_and_the_schema_refuses_what_it_can_tell(kubectl: Any, namespace: str) -> None:
+def test_the_example_applies_and_the_schema_refuses_what_it_can_tell(
+    platform: platform_mod.Platform, kubectl: Any, namespace: str
+) -> None:
+    """(The platform has applied the chart's CRDs.)"""
     dry = kubectl("apply", "--dry-run=server", "-n", namespace, "-f", str(EXAMPLE))
     assert "longtaskschedule.longtask.io/nightly-refresh created (server dry run)" in dry.stdout
     bad_policy = _example()
