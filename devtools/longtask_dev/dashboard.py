@@ -191,6 +191,68 @@ ROWS: tuple[tuple[str, tuple[Chart, ...]], ...] = (
         ),
     ),
     (
+        "Schedules",
+        (
+            Chart(
+                "Time since last success per schedule",
+                "Seconds since each LongTaskSchedule's latest successful run finished, and the "
+                "alert's threshold: two of its intervals (alert: LongTaskScheduleNotSucceeding). "
+                "A schedule none of whose runs has succeeded yet is not drawn.",
+                "s",
+                (
+                    Query(
+                        "time() - max by (namespace, schedule) "
+                        "(longtask_schedule_last_success_timestamp_seconds > 0)",
+                        "{{namespace}}/{{schedule}}",
+                    ),
+                    Query(
+                        "2 * max by (namespace, schedule) "
+                        "(max_over_time(longtask_schedule_interval_seconds[1w]))",
+                        "{{namespace}}/{{schedule}} threshold",
+                    ),
+                ),
+            ),
+            Chart(
+                "Time to next run per schedule",
+                "Seconds until each schedule's next run is due (suspended and invalid schedules "
+                "are not drawn).",
+                "s",
+                (
+                    Query(
+                        "max by (namespace, schedule) "
+                        "(longtask_schedule_next_run_timestamp_seconds > 0) - time()",
+                        "{{namespace}}/{{schedule}}",
+                    ),
+                ),
+            ),
+            Chart(
+                "Runs created per schedule",
+                "Runs (LongTasks) the operator created for each schedule.",
+                "short",
+                (
+                    Query(
+                        "sum by (namespace, schedule) "
+                        f"(increase(longtask_schedule_runs_created_total[{RATE}]))",
+                        "{{namespace}}/{{schedule}}",
+                    ),
+                ),
+            ),
+            Chart(
+                "Missed runs per schedule",
+                "Scheduled times that never ran: past startingDeadlineSeconds after an operator "
+                "outage, or skipped by concurrencyPolicy Forbid while a run was active.",
+                "short",
+                (
+                    Query(
+                        "sum by (namespace, schedule) "
+                        f"(increase(longtask_schedule_missed_runs_total[{RATE}]))",
+                        "{{namespace}}/{{schedule}}",
+                    ),
+                ),
+            ),
+        ),
+    ),
+    (
         "Dead letters, gateway and operator",
         (
             Chart(
@@ -259,7 +321,8 @@ def build() -> models.Dashboard:
         dashboard.Dashboard("longtask")
         .uid(UID)
         .description(
-            "Queues, pools, tasks, batches, dead letters and the gateway of longtask (docs/metrics.md)."
+            "Queues, pools, tasks, batches, schedules, dead letters and the gateway of longtask "
+            "(docs/metrics.md)."
         )
         .tags(["longtask"])
         .refresh("30s")

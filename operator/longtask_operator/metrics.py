@@ -129,6 +129,13 @@ SCHEDULE_LAST_SUCCESS = Gauge(
     "Unix time the schedule's latest successful run finished (0: none yet).",
     ["namespace", "schedule"],
 )
+# Like kube-state-metrics' kube_cronjob_created: before any run succeeded, the alert
+# LongTaskScheduleNotSucceeding counts from here (last success 0 would mean 1970).
+SCHEDULE_CREATED = Gauge(
+    "longtask_schedule_created_timestamp_seconds",
+    "Unix time the schedule was created (its metadata.creationTimestamp).",
+    ["namespace", "schedule"],
+)
 SCHEDULE_NEXT_RUN = Gauge(
     "longtask_schedule_next_run_timestamp_seconds",
     "Unix time the schedule's next run is due (0: suspended or invalid).",

@@ -196,7 +196,7 @@ class Schedules:
         for ref in plan.delete:
             with contextlib.suppress(kubeerrors.NotFound):  # gone already
                 await self.kube.delete(namespace=namespace, name=ref.name, uid=ref.uid)
-        _set_metrics(key, plan)
+        _set_metrics(key, plan, created=schedule["metadata"].get("creationTimestamp"))
         return plan.wake_at
 
     async def _create(self, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
@@ -259,8 +259,10 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-def _set_metrics(key: Key, plan: scheduleplan.Plan) -> None:
+def _set_metrics(key: Key, plan: scheduleplan.Plan, *, created: str | None) -> None:
     labels = {"namespace": key[0], "schedule": key[1]}
+    born = scheduleplan.parse_time(created)
+    metrics.SCHEDULE_CREATED.labels(**labels).set(born.timestamp() if born else 0)
     nxt = scheduleplan.parse_time(plan.status.get("nextScheduleTime"))
     metrics.SCHEDULE_NEXT_RUN.labels(**labels).set(nxt.timestamp() if nxt else 0)
     metrics.SCHEDULE_LAST_SUCCESS.labels(**labels).set(
@@ -277,6 +279,7 @@ def _forget_metrics(key: Key) -> None:
         metrics.SCHEDULE_INTERVAL,
         metrics.SCHEDULE_RUNS,
         metrics.SCHEDULE_MISSED,
+        metrics.SCHEDULE_CREATED,
     ):
         with contextlib.suppress(KeyError):
             metric.remove(key[0], key[1])

@@ -7,7 +7,8 @@ Covers:
   replaying them through the gateway once the cause is fixed (the file demo.crash looks
   for) empties the queue, and the alert resolves;
 - under load (tasks that sleep, fail and retry, batches whose items succeed, retry and
-  fail, an SSE stream, a WorkerPool), every panel
+  fail, an SSE stream, a WorkerPool, a LongTaskSchedule whose Forbid runs succeed and
+  outlast its interval, so times are also skipped), every panel
   of the committed Grafana dashboard returns data, and every metric every alert names
   has data and every alert expression evaluates;
 - the same check reports a panel (and an alert) naming a metric nobody exports.
@@ -16,6 +17,7 @@ Covers:
 from __future__ import annotations
 
 import contextlib
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +27,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from longtask_contracts import names
 from longtask_dev import binaries, dashboard
 from longtask_dev import platform as platform_mod
 from tests import helpers, lt, prom, promql
@@ -36,6 +39,7 @@ pytestmark = [
 RULES = binaries.REPO_ROOT / "charts" / "longtask" / "files" / "alerts" / "longtask.rules.yaml"
 DLQ_ALERT = "LongTaskDeadLetterQueueGrowing"
 OBS_POOL = "obs"
+SCHEDULE = "obs-every-2s"
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +94,8 @@ def test_dlq_alert_goes_pending_then_firing_then_resolves_after_replay(
     )
     assert not prometheus.alerts(DLQ_ALERT), "the DLQ alert fires before anything was dead-lettered"
     fixed = tmp_path / "fixed"  # demo.crash succeeds once this file exists
-    names = ["crash-a", "crash-b"]
-    for name in names:
+    crashed = ["crash-a", "crash-b"]
+    for name in crashed:
         lt.create(
             kubectl,
             namespace,
@@ -101,7 +105,7 @@ def test_dlq_alert_goes_pending_then_firing_then_resolves_after_replay(
             pool=OBS_POOL,
             retry={"maxRetries": 0},
         )
-    for name in names:
+    for name in crashed:
         assert lt.wait_phase(kubectl, namespace, name, "Failed", timeout=60)["deadLettered"] is True
 
     helpers.poll(lambda: "pending" in _states(prometheus), timeout=30, what=f"{DLQ_ALERT} pending")
@@ -117,8 +121,8 @@ def test_dlq_alert_goes_pending_then_firing_then_resolves_after_replay(
     fixed.touch()
     replayed = httpx.post(f"{platform.api_url}/v1/deadletters/replay", params={"namespace": namespace})
     assert replayed.status_code == 202, replayed.text
-    assert sorted(item["name"] for item in replayed.json()["items"]) == names
-    for name in names:
+    assert sorted(item["name"] for item in replayed.json()["items"]) == crashed
+    for name in crashed:
         lt.wait_phase(kubectl, namespace, name, "Succeeded", timeout=60)
     helpers.poll(lambda: not prometheus.alerts(DLQ_ALERT), timeout=60, what=f"{DLQ_ALERT} to resolve")
 
@@ -130,10 +134,29 @@ def test_dlq_alert_goes_pending_then_firing_then_resolves_after_replay(
     helpers.poll(lambda: promql.query(prometheus.url, attempts), timeout=30, what="4 attempts counted")
 
 
+def _schedule(kubectl: Any, namespace: str) -> None:
+    """A schedule every 2 s whose 3 s runs (on the platform's default pool) succeed, with
+    Forbid: its runs are created and succeed, and the times they outlast are skipped
+    (missed), so every schedule series has data. Its runs need the operator's schedule
+    controller."""
+    body = {
+        "apiVersion": names.API_VERSION,
+        "kind": names.SCHEDULE_KIND,
+        "metadata": {"name": SCHEDULE},
+        "spec": {
+            "schedule": "@every 2s",
+            "concurrencyPolicy": "Forbid",
+            "template": {"spec": {"task": "demo.sleep", "params": {"seconds": 3, "steps": 1}}},
+        },
+    }
+    kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(body))
+
+
 def _load(platform: platform_mod.Platform, kubectl: Any, namespace: str) -> None:
     """Work of every kind: sleeps (queued behind each other), failures with a retry, two
     batches (items that succeed; items retried, then failed), an SSE stream followed to
-    its end, and an idle WorkerPool (replicas and desired replicas)."""
+    its end, an idle WorkerPool (replicas and desired replicas) and a schedule."""
+    _schedule(kubectl, namespace)
     pool = f"idle-{uuid.uuid4().hex[:6]}"
     platform.apply_worker_pool(
         platform_mod.worker_pool_manifests(pool=pool, min_replicas=0, max_replicas=1), namespace=namespace
@@ -184,11 +207,14 @@ def _no_problems(server: prom.Prometheus, expressions: list[promql.Expression]) 
 def test_every_panel_and_alert_expression_returns_data_under_load(
     platform: platform_mod.Platform, kubectl: Any, namespace: str, prometheus: prom.Prometheus
 ) -> None:
-    _load(platform, kubectl, namespace)
-    board = promql.load_dashboard(dashboard.OUTPUT)
-    expressions = promql.dashboard_expressions(board) + promql.rule_expressions(RULES)
-    assert len(expressions) >= 20
-    assert _no_problems(prometheus, expressions) == []
+    try:
+        _load(platform, kubectl, namespace)
+        board = promql.load_dashboard(dashboard.OUTPUT)
+        expressions = promql.dashboard_expressions(board) + promql.rule_expressions(RULES)
+        assert len(expressions) >= 20
+        assert _no_problems(prometheus, expressions) == []
+    finally:  # its runs would keep a slot of the shared default pool busy
+        kubectl("delete", "-n", namespace, f"{names.SCHEDULE_PLURAL}/{SCHEDULE}", check=False)
 
 
 def test_the_check_reports_a_panel_naming_a_metric_nobody_exports(prometheus: prom.Prometheus) -> None:

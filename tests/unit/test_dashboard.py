@@ -4,8 +4,9 @@ Covers: charts/longtask/files/dashboards/longtask.json equals a fresh render of
 devtools/longtask_dev/dashboard.py (grafana-foundation-sdk); every panel has a title, a
 description, the `datasource` variable and PromQL that parses; the panels cover queue
 depth, running, replicas vs desired, throughput, durations, failures and retries, the
-DLQ, SSE and the oldest queued age, and batches (items by outcome, item durations and
-items queued per pool). That each query returns data is checked against a
+DLQ, SSE and the oldest queued age, batches (items by outcome, item durations and
+items queued per pool), and schedules (time since the last success against the alert's
+threshold, time to the next run, runs created and missed). That each query returns data is checked against a
 real Prometheus in tests/e2e/test_observability.py.
 """
 
@@ -47,5 +48,10 @@ def test_panels_are_complete_and_their_promql_parses() -> None:
         "longtask_worker_items_total",
         "longtask_worker_item_duration_seconds_bucket",
         "longtask_pool_items_queued",
+        "longtask_schedule_last_success_timestamp_seconds",
+        "longtask_schedule_next_run_timestamp_seconds",
+        "longtask_schedule_interval_seconds",
+        "longtask_schedule_runs_created_total",
+        "longtask_schedule_missed_runs_total",
     ):
         assert metric in named, f"no panel shows {metric}"

@@ -4,7 +4,8 @@ Covers: every series selector of every dashboard panel and every alert names a m
 that the operator, the worker or the gateway defines (in their metrics modules, with the
 suffixes Prometheus adds: `_total`, `_bucket`, `_count`, `_sum`), or `up`; so a renamed
 metric fails here, before a real Prometheus (tests/e2e/test_observability.py) finds the
-panel empty. The batch metrics the engine reports are among them.
+panel empty. The batch metrics the engine reports are among them, and the schedule
+metrics LongTaskScheduleNotSucceeding reads, labelled by namespace and schedule.
 """
 
 from __future__ import annotations
@@ -58,3 +59,25 @@ def test_the_batch_metrics_have_the_names_the_engine_reports() -> None:
     assert worker_metrics.ITEMS._labelnames == ("task", "outcome")
     assert worker_metrics.ITEM_DURATION._labelnames == ("task",)
     assert operator_metrics.POOL_ITEMS_QUEUED._labelnames == ("pool",)
+
+
+def test_the_schedule_metrics_have_the_names_and_labels_the_alert_reads() -> None:
+    known = exported(operator_metrics)
+    for name in (
+        "longtask_schedule_last_success_timestamp_seconds",
+        "longtask_schedule_created_timestamp_seconds",
+        "longtask_schedule_next_run_timestamp_seconds",
+        "longtask_schedule_interval_seconds",
+        "longtask_schedule_runs_created_total",
+        "longtask_schedule_missed_runs_total",
+    ):
+        assert name in known, name
+    for metric in (
+        operator_metrics.SCHEDULE_LAST_SUCCESS,
+        operator_metrics.SCHEDULE_CREATED,
+        operator_metrics.SCHEDULE_NEXT_RUN,
+        operator_metrics.SCHEDULE_INTERVAL,
+        operator_metrics.SCHEDULE_RUNS,
+        operator_metrics.SCHEDULE_MISSED,
+    ):
+        assert metric._labelnames == ("namespace", "schedule"), metric
