@@ -116,22 +116,36 @@ class Key(enum.StrEnum):
 
 
 def counts(raw: dict[Any, Any], retrying: int) -> Counts:
-    """Counts from an HGETALL of names.batch(uid) and the ZCARD of its retries. The items a
-    stopped batch will not run (stop set: cancelled, or too many failures) count as
-    cancelled; a replay runs them again."""
+    """Counts from an HGETALL of names.batch(uid) and the ZCARD of its retries."""
     get = {_text(k): _text(v) for k, v in raw.items()}
     number = {k: int(v) for k, v in get.items() if v.lstrip("-").isdigit()}
-    total = number.get(Key.TOTAL, 0)
-    waiting = max(0, total - number.get(Key.NEXT, 0)) + retrying
-    stopped = bool(get.get(Key.STOP))
+    return counts_of(
+        total=number.get(Key.TOTAL, 0),
+        taken=number.get(Key.NEXT, 0),
+        held=number.get(Key.HELD, 0),
+        succeeded=number.get(Key.SUCCEEDED, 0),
+        failed=number.get(Key.FAILED, 0),
+        retrying=retrying,
+        seq=number.get(Key.SEQ, 0),
+        stopped=bool(get.get(Key.STOP)),
+    )
+
+
+def counts_of(
+    *, total: int, taken: int, held: int, succeeded: int, failed: int, retrying: int, seq: int, stopped: bool
+) -> Counts:
+    """Counts from a batch's counters (`taken`: its `next`). The items a stopped batch will
+    not run (stop set: cancelled, or too many failures) count as cancelled; a replay runs
+    them again."""
+    waiting = max(0, total - taken) + retrying
     return Counts(
         total=total,
         queued=0 if stopped else waiting,
-        running=number.get(Key.HELD, 0),
-        succeeded=number.get(Key.SUCCEEDED, 0),
-        failed=number.get(Key.FAILED, 0),
+        running=held,
+        succeeded=succeeded,
+        failed=failed,
         cancelled=waiting if stopped else 0,
-        seq=number.get(Key.SEQ, 0),
+        seq=seq,
     )
 
 

@@ -412,16 +412,10 @@ def parse_report(reply: list[Any]) -> Report | None:
         return None
     total, nxt, held, succeeded, failed, retrying, seq = (int(v) for v in reply[2:9])
     stop, ended = (_text(v) for v in reply[9:11])
-    waiting = max(0, total - nxt) + retrying
-    counts = batch.Counts(
-        total=total,
-        queued=0 if stop else waiting,
-        running=held,
-        succeeded=succeeded,
-        failed=failed,
-        cancelled=waiting if stop else 0,
-        seq=seq,
-    )
+    counts = batch.counts_of(
+        total=total, taken=nxt, held=held, succeeded=succeeded, failed=failed, retrying=retrying, seq=seq,
+        stopped=bool(stop),
+    )  # fmt: skip
     return Report(publish=bool(int(reply[1])), counts=counts, stop=stop, ended=ended)
 
 

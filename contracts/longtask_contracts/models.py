@@ -192,9 +192,12 @@ class LongTaskSpec(_Model):
             return len(self.items)
         return self.items_from.count if self.items_from is not None else 0
 
-    def lanes(self) -> int:
-        """How many items of the batch run at once at most: spec.parallelism, never more than the items."""
-        return max(1, min(self.parallelism or DEFAULT_PARALLELISM, self.item_count))
+    def lanes(self, items: int | None = None) -> int:
+        """How many items of the batch run at once at most: spec.parallelism, never more than
+        the items (`items`: their count, for a spec that travels without them)."""
+        return max(
+            1, min(self.parallelism or DEFAULT_PARALLELISM, self.item_count if items is None else items)
+        )
 
     def without_items(self) -> LongTaskSpec:
         """This spec without its inline items (what travels in messages and the ledger)."""

@@ -248,7 +248,7 @@ def _queue_start(
         inputs = {str(i): json.dumps(item, separators=(",", ":")) for i, item in enumerate(items)}
         pipe.hset(names.items_inputs(uid), mapping=inputs)
     upload = spec.items_from.upload if spec.items_from is not None else ""
-    lanes = max(1, min(spec.parallelism or models.DEFAULT_PARALLELISM, dispatch.items))
+    lanes = spec.lanes(dispatch.items)
     keys = batchledger.keys(uid, pool=spec.pool, priority=spec.priority, upload=upload)
     args = batchledger.args(
         uid,
