@@ -129,8 +129,10 @@ class Maintenance:
 
     async def _resend_unclaimed(self, tag: str) -> None:
         delivery = await self._delivery(tag)
+        if isinstance(delivery, tuple):
+            await self._lane_unclaimed(tag, *delivery)
+            return
         if delivery is None:
-            await self._lane_unclaimed(tag)
             return  # acknowledged meanwhile, or not a longtask message
         uid, attempt = delivery.uid, delivery.attempt
         pipe = self.redis.pipeline(transaction=False)
@@ -159,31 +161,25 @@ class Maintenance:
         ledger.queue_drop_delivery(pipe, pool=delivery.pool, tag=tag)
         await pipe.execute()
 
-    async def _lane_unclaimed(self, tag: str) -> None:
-        """A batch lane's token fetched `claim_timeout` ago and not claimed: sent again if its
-        lane still waits for it (batches.py), and its message dropped either way (a claimed
-        lane's message is dropped when the lane parks)."""
-        raw = await self.redis.hget(names.KOMBU_UNACKED, tag)
-        if raw is None:
-            return
-        message, _, routing_key = json.loads(raw)
-        token = names.parse_lane_task_id(str((message.get("headers") or {}).get("id", "")))
-        if token is None:
-            return
+    async def _lane_unclaimed(self, tag: str, token: tuple[str, int, int], routing_key: str) -> None:
+        """A batch lane's token (uid, lane, seq) fetched `claim_timeout` ago and not claimed:
+        sent again if its lane still waits for it (batches.py), and its message dropped either
+        way (a claimed lane's message is dropped when the lane parks)."""
         uid, lane, seq = token
         running = await self.redis.hget(names.RUNNING, names.lane_member(uid, lane))
         claim = ledger.Claim.decode(running) if running else None
         if claim is not None and claim.tag == tag:
             return  # its lane runs: its lease tells whether it lives
         await self.batches.token_unclaimed(uid, lane, seq)
-        pool = str(routing_key).removeprefix(names.QUEUE_PREFIX).removesuffix(names.ITEMS_QUEUE_SUFFIX)
+        pool = routing_key.removeprefix(names.QUEUE_PREFIX).removesuffix(names.ITEMS_QUEUE_SUFFIX)
         pipe = self.redis.pipeline(transaction=True)
         ledger.queue_drop_delivery(pipe, pool=pool, tag=tag)
         await pipe.execute()
 
-    async def _delivery(self, tag: str) -> ledger.Delivery | None:
+    async def _delivery(self, tag: str) -> ledger.Delivery | tuple[tuple[str, int, int], str] | None:
         """Which attempt the fetched message `tag` holds: the worker's record of it, or (if its
-        worker died before it could write one) the message's own headers."""
+        worker died before it could write one) the message's own headers; for a batch lane's
+        token, its (uid, lane, seq) and routing key (workers keep no record of those)."""
         record = await self.redis.hget(names.DELIVERIES, tag)
         if record is not None:
             return ledger.Delivery.decode(record)
@@ -191,7 +187,10 @@ class Maintenance:
         if raw is None:
             return None
         message, _, routing_key = json.loads(raw)
-        uid, _, attempt = str((message.get("headers") or {}).get("id", "")).rpartition(".")
+        task_id = str((message.get("headers") or {}).get("id", ""))
+        if (token := names.parse_lane_task_id(task_id)) is not None:
+            return token, str(routing_key)
+        uid, _, attempt = task_id.rpartition(".")
         pool = str(routing_key).removeprefix(names.QUEUE_PREFIX)
         if not uid or not attempt.isdigit() or not str(routing_key).startswith(names.QUEUE_PREFIX):
             return None
