@@ -49,7 +49,7 @@ def worker(args: argparse.Namespace) -> int:
         if value is not None:
             os.environ[env] = str(value)
     from longtask_contracts import logs, names
-    from longtask_worker import exposition, settings, signatures, store
+    from longtask_worker import exposition, liveness, settings, signatures, store
 
     json_logs = logs.configure(text_format=WORKER_LOG_FORMAT)
     cfg = settings.get_settings()
@@ -57,6 +57,7 @@ def worker(args: argparse.Namespace) -> int:
     from longtask_worker import app
 
     celery = app.create_app(cfg)
+    liveness.install(celery, stale_seconds=cfg.health_stale_seconds)  # what /healthz reads
     exposition.serve(cfg)
     signatures.publish(store.connect(cfg.redis_url), pool=cfg.pool)  # for the gateway's submit form
     node = args.name or f"{cfg.pool}@{cfg.pod_name}"

@@ -83,6 +83,7 @@ BEFORE = {
         "cancel_grace_seconds": 30.0,
         "metrics_port": 0,
         "metrics_host": "127.0.0.1",
+        "health_stale_seconds": 60.0,
         "metrics_dir": "",
     },
 }

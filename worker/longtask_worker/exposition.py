@@ -10,24 +10,30 @@ prometheus-client's multiprocess mode, done the way its documentation asks:
   processes only; counters and histograms of dead children keep counting, as they should;
 - the HTTP server runs in the main process only: a child closes the listening socket it
   inherited at fork.
+The same server answers GET /healthz, the worker's liveness probe, from liveness.py (whether
+the consumer's event loop in the main process still ticks).
 
 It must not define metrics (metrics.py) nor touch Celery's configuration.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import shutil
+import socketserver
 import sys
 import tempfile
+import threading
+import wsgiref.simple_server
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from longtask_contracts import envvars
-from longtask_worker import settings
+from longtask_worker import liveness, settings
 
 log = logging.getLogger(__name__)
 ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -101,30 +107,65 @@ def sweep(path: Path) -> list[int]:
 
 
 def serve(cfg: settings.WorkerSettings) -> bool:
-    """Serve /metrics on LONGTASK_METRICS_PORT from this (the main) process; False if off or
-    the port is taken (on a shared host another worker pod has it: this one serves none,
-    and never fails over its metrics)."""
+    """Serve /metrics and /healthz on LONGTASK_METRICS_PORT from this (the main) process; False
+    if off or the port is taken (on a shared host another worker pod has it: this one serves
+    none, and never fails over its metrics)."""
     global _server
     path = os.environ.get(ENV)
     if not cfg.metrics_port or not path:
         return False
     from celery import signals
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry, make_wsgi_app
 
     from longtask_worker import metrics
 
     registry = CollectorRegistry()
     registry.register(_Collector(Path(path)))
     try:
-        _server, _ = start_http_server(cfg.metrics_port, addr=cfg.metrics_host, registry=registry)
+        _server = wsgiref.simple_server.make_server(
+            cfg.metrics_host, cfg.metrics_port, _routes(make_wsgi_app(registry)), _Server, _QuietHandler
+        )
     except OSError as exc:
         log.warning("not serving metrics: port %s: %s", cfg.metrics_port, exc)
         return False
+    threading.Thread(target=_server.serve_forever, name="metrics", daemon=True).start()
     metrics.SLOTS.set(cfg.concurrency)
     signals.worker_process_init.connect(_child_started, weak=False)
     signals.worker_process_shutdown.connect(_child_exiting, weak=False)
     log.info("metrics on http://%s:%s/metrics (%s)", cfg.metrics_host, cfg.metrics_port, path)
     return True
+
+
+class _Server(socketserver.ThreadingMixIn, wsgiref.simple_server.WSGIServer):
+    """One thread per request (a slow scrape never holds up a probe); dies with the process."""
+
+    daemon_threads = True
+
+
+class _QuietHandler(wsgiref.simple_server.WSGIRequestHandler):
+    """No access log line per scrape or probe."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _routes(metrics_app: Any) -> Any:
+    """GET /healthz answers from liveness.reading() (200 live, 503 wedged); anything else is
+    prometheus_client's app (which answers every path with the metrics)."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != "/healthz":
+            result: Iterable[bytes] = metrics_app(environ, start_response)
+            return result
+        health = liveness.reading()
+        body = json.dumps(
+            {"live": health.live, "paused": health.paused, "loopAgeSeconds": round(health.age_seconds, 3)}
+        ).encode()
+        status = "200 OK" if health.live else "503 Service Unavailable"
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    return app
 
 
 def _child_started(**_: Any) -> None:

@@ -62,6 +62,11 @@ class WorkerSettings(settings.Base):
     metrics_host: str = "127.0.0.1"
     """Address the metrics server listens on; the chart sets 0.0.0.0."""
 
+    health_stale_seconds: float = 60.0
+    """Seconds the consumer's event loop in the worker's main process may go without a tick before
+    GET /healthz on the metrics port fails (503); it ticks every quarter of this. Paused while the
+    consumer is stopped (reconnecting to Redis, warm shutdown), never affected by busy tasks."""
+
     metrics_dir: str = ""
     """prometheus-client's multiprocess directory (PROMETHEUS_MULTIPROC_DIR), emptied at start;
     empty: one per worker under the temporary directory."""
