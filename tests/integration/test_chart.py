@@ -1,13 +1,20 @@
 """The Helm chart (charts/longtask) renders, validates and installs.
 
 Covers: `helm lint --strict`; every key of values.yaml documented with a `# --` comment
-and the file pointing at its schema; the default render (operator Deployment with one
-replica, Recreate, `longtask operator`, REDIS_URL, metrics port, a stable status-stream
-consumer name and a liveness probe on the metrics port; one worker pool; the gateway
-Deployment and Service with a /readyz readiness and a /healthz liveness probe, auth on
+and the file pointing at its schema; the default render (operator Deployment with two
+replicas, RollingUpdate, leader election env (lease namespace and identity from the pod),
+a PDB and soft anti-affinity, `longtask operator`, REDIS_URL from the Redis Secret, metrics
+port, one status-stream consumer name shared by the replicas, readiness and liveness probes
+on Kopf's /healthz, a Role for leases; one Recreate operator without leader election, and
+no probes with ports 0; one worker pool with /healthz probes; the gateway Deployment (2
+replicas, 2 processes, PDB) and Service with a /readyz readiness and a /healthz liveness
+probe, auth on
 (LONGTASK_AUTH; tokenreviews and subjectaccessreviews in its RBAC), or off, its own
 first sends on (LONGTASK_GATEWAY_DISPATCH) or off, and CORS origins; the built-in Redis
-StatefulSet with AOF and a volume claim; the exact RBAC rules; the `helm test` hook);
+StatefulSet with AOF and a volume claim, a generated password in a Secret (stdin, not argv;
+REDISCLI_AUTH for its probes; a high UID) or the user's Secret; NetworkPolicies (Redis from
+longtask's pods only, metrics from the scrapers, the gateway open; off by a value); the
+exact RBAC rules; the `helm test` hook); external Sentinels' env; images by digest;
 the default pool autoscaled (a WorkerPool, 1 to 10, and no fixed replicas); the CRDs only
 in crds/ (left out of a plain render, the files verbatim with `--include-crds`, kept on
 uninstall); names within 63 characters and selectors that are subsets of the pod
@@ -17,13 +24,15 @@ grace period; values.schema.json refusing bad values (and the removed `crds.inst
 the offending field named; clear failures for a missing Redis and for a repeated pool
 name; `helm install` into the embedded cluster, over CRDs someone else applied with
 kubectl (Helm leaves them as they are), creating the Deployments (which get ReplicaSets),
-the WorkerPools, the StatefulSet, the Services and working RBAC; an upgrade that changes
-the image (selectors stay put); uninstall removing the cluster-scoped RBAC while keeping
+the WorkerPools, the StatefulSet, the Services, the NetworkPolicies and PDBs, and working
+RBAC (leases in the release's namespace); an upgrade that changes the image (selectors stay
+put) and keeps the Redis password (lookup); uninstall removing the cluster-scoped RBAC while keeping
 the CRDs.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import subprocess
@@ -116,6 +125,15 @@ def grants(group: str, resources: list[str], verbs: list[str]) -> set[tuple[str,
     return {(group, r, v) for r in resources for v in verbs}
 
 
+REDIS_URL_REF = {"secretKeyRef": {"name": "lt-longtask-redis", "key": "url"}}
+
+
+def secret_data(manifests: Manifests, name: str = "lt-longtask-redis") -> dict[str, str]:
+    """The decoded data of one of the rendered Secrets."""
+    secret = one(manifests, "Secret", name)
+    return {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
+
+
 # -- lint and documentation -------------------------------------------------------------
 
 
@@ -194,6 +212,16 @@ def test_default_render_has_every_component(default: Manifests):
             ("ClusterRole", "lt-longtask-api"),
             ("ClusterRoleBinding", "lt-longtask-operator"),
             ("ClusterRoleBinding", "lt-longtask-api"),
+            ("Role", "lt-longtask-operator-leader"),
+            ("RoleBinding", "lt-longtask-operator-leader"),
+            ("PodDisruptionBudget", "lt-longtask-operator"),
+            ("PodDisruptionBudget", "lt-longtask-api"),
+            ("NetworkPolicy", "lt-longtask-redis"),
+            ("NetworkPolicy", "lt-longtask-operator"),
+            ("NetworkPolicy", "lt-longtask-worker"),
+            ("NetworkPolicy", "lt-longtask-api"),
+            ("NetworkPolicy", "lt-longtask-test"),
+            ("Secret", "lt-longtask-redis"),
             ("Deployment", "lt-longtask-operator"),
             ("Deployment", "lt-longtask-api"),
             ("Deployment", "lt-longtask-worker-default"),
@@ -209,16 +237,25 @@ def test_default_render_has_every_component(default: Manifests):
 
 def test_operator_deployment(default: Manifests):
     deployment = one(default, "Deployment", "lt-longtask-operator")
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    # Two replicas with leader election: one leads, the other stands by; rolling updates.
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
     c = container(deployment)
     assert c["command"] == ["longtask", "operator"]
     assert c["image"] == "ghcr.io/longtask/longtask:0.1.0", "the tag defaults to appVersion"
     variables = env(c)
-    assert variables["REDIS_URL"] == "redis://lt-longtask-redis.jobs.svc:6379/0"
+    assert variables["REDIS_URL"] == REDIS_URL_REF
     assert variables["LONGTASK_METRICS_PORT"] == "9090"
-    # A replacement pod must re-read its predecessor's unacknowledged status entries.
+    # One consumer name shared by both replicas: a new leader reads its predecessor's
+    # pending status entries as its own backlog.
     assert variables["LONGTASK_CONSUMER"] == "lt-longtask-operator"
+    assert variables["LONGTASK_LEADER_ELECTION"] == "true"
+    assert variables["LONGTASK_LEADER_LEASE_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert variables["LONGTASK_LEADER_IDENTITY"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert c["ports"] == [
         {"name": "metrics", "containerPort": 9090, "protocol": "TCP"},
         {"name": "health", "containerPort": 8081, "protocol": "TCP"},
@@ -230,6 +267,43 @@ def test_operator_deployment(default: Manifests):
     pod = deployment["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "lt-longtask-operator"
     assert pod["securityContext"]["runAsNonRoot"] is True
+    (term,) = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert (
+        term["podAffinityTerm"]["labelSelector"]["matchLabels"]
+        == deployment["spec"]["selector"]["matchLabels"]
+    )
+    pdb = one(default, "PodDisruptionBudget", "lt-longtask-operator")
+    assert pdb["spec"] == {"maxUnavailable": 1, "selector": deployment["spec"]["selector"]}
+
+
+def test_operator_lease_rights_and_one_operator_without_election(helm: Helm):
+    manifests = render(helm)
+    role = one(manifests, "Role", "lt-longtask-operator-leader")
+    assert role["metadata"]["namespace"] == "jobs"
+    assert role["rules"] == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "list", "watch", "create", "update", "patch"],
+        }
+    ]
+    binding = one(manifests, "RoleBinding", "lt-longtask-operator-leader")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "lt-longtask-operator", "namespace": "jobs"}
+    ]
+
+    single = render(helm, "--set", "operator.leaderElection.enabled=false", "--set", "operator.replicas=1")
+    deployment = one(single, "Deployment", "lt-longtask-operator")
+    assert (deployment["spec"]["replicas"], deployment["spec"]["strategy"]) == (1, {"type": "Recreate"})
+    assert env(container(deployment))["LONGTASK_LEADER_ELECTION"] == "false"
+    assert not [m for m in single if m["kind"] in ("Role", "RoleBinding")]
+    result = helm("template", "lt", str(CHART), "--set", "operator.leaderElection.enabled=false", check=False)
+    assert result.returncode != 0 and "operator.replicas > 1 needs operator.leaderElection" in result.stderr
+
+    quiet = render(helm, "--set", "operator.metrics.port=0", "--set", "operator.health.port=0")
+    c = container(one(quiet, "Deployment", "lt-longtask-operator"))
+    assert "ports" not in c and "livenessProbe" not in c and "readinessProbe" not in c
 
 
 def test_operator_rbac_is_exactly_what_it_needs(default: Manifests):
@@ -268,13 +342,19 @@ API_REVIEW_RIGHTS = grants("authentication.k8s.io", ["tokenreviews"], ["create"]
 
 
 def test_api_deployment_service_and_rbac(default: Manifests):
-    c = container(one(default, "Deployment", "lt-longtask-api"))
+    deployment = one(default, "Deployment", "lt-longtask-api")
+    c = container(deployment)
     assert c["command"] == ["longtask", "api", "--host=0.0.0.0", "--port=8080"]
     assert env(c) == {
-        "REDIS_URL": "redis://lt-longtask-redis.jobs.svc:6379/0",
+        "REDIS_URL": REDIS_URL_REF,
+        "LONGTASK_GATEWAY_PROCESSES": "2",
         "LONGTASK_AUTH": "true",
         "LONGTASK_GATEWAY_DISPATCH": "true",
     }
+    assert deployment["spec"]["replicas"] == 2
+    assert c["resources"]["limits"]["cpu"] == "2", "room for its 2 processes"
+    assert "podAntiAffinity" in deployment["spec"]["template"]["spec"]["affinity"]
+    assert one(default, "PodDisruptionBudget", "lt-longtask-api")["spec"]["maxUnavailable"] == 1
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     service = one(default, "Service", "lt-longtask-api")
@@ -310,14 +390,18 @@ def test_default_worker_pool(default: Manifests):
     c = container(deployment)
     assert c["command"] == ["longtask", "worker", "--pool", "default"]
     assert env(c) == {
-        "REDIS_URL": "redis://lt-longtask-redis.jobs.svc:6379/0",
+        "REDIS_URL": REDIS_URL_REF,
         "LONGTASK_POD_NAME": {"fieldRef": {"fieldPath": "metadata.name"}},
         "LONGTASK_CONCURRENCY": "2",
         "LONGTASK_TASK_MODULES": "",
         "LONGTASK_LEASE_SECONDS": "30",
         "LONGTASK_METRICS_PORT": "9808",
         "LONGTASK_METRICS_HOST": "0.0.0.0",
+        "LONGTASK_HEALTH_STALE_SECONDS": "60",
     }
+    # The worker's main process answers /healthz on the metrics port (liveness.py).
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     # Autoscaled by default: the operator owns the replicas, from 1 (a first task starts at once).
     assert "replicas" not in deployment["spec"]
     assert one(default, "WorkerPool", "lt-longtask-worker-default")["spec"] == {
@@ -335,15 +419,113 @@ def test_builtin_redis_keeps_an_append_only_file(default: Manifests):
     statefulset = one(default, "StatefulSet", "lt-longtask-redis")
     c = statefulset["spec"]["template"]["spec"]["containers"][0]
     assert c["image"] == "redis:7.4.2"
-    args = " ".join(c["args"])
-    assert "--appendonly yes" in args
-    assert "--appendfsync everysec" in args
+    script = c["command"][2]
+    assert "--appendonly yes" in script
+    assert "--appendfsync everysec" in script
     (claim,) = statefulset["spec"]["volumeClaimTemplates"]
     assert claim["metadata"]["name"] == "data"
     assert claim["spec"]["resources"]["requests"]["storage"] == "8Gi"
     assert {"name": "data", "mountPath": "/data"} in c["volumeMounts"]
     assert statefulset["spec"]["serviceName"] == "lt-longtask-redis-headless"
     assert one(default, "Service", "lt-longtask-redis")["spec"]["ports"][0]["port"] == 6379
+
+
+def test_builtin_redis_asks_for_a_generated_password(helm: Helm, default: Manifests):
+    data = secret_data(default)
+    assert re.fullmatch(r"[A-Za-z0-9]{32}", data["password"])
+    assert data["url"] == f"redis://:{data['password']}@lt-longtask-redis.jobs.svc:6379/0"
+    assert secret_data(render(helm))["password"] != data["password"], "no cluster to look up: a new one"
+    c = container(one(default, "StatefulSet", "lt-longtask-redis"))
+    # The password reaches redis-server on stdin, from the environment: never in argv.
+    assert c["command"][:2] == ["sh", "-c"]
+    assert (
+        c["command"][2].startswith("exec redis-server ")
+        and ' - <<EOF\nrequirepass "$REDISCLI_AUTH"\nEOF' in c["command"][2]
+    )
+    assert env(c) == {"REDISCLI_AUTH": {"secretKeyRef": {"name": "lt-longtask-redis", "key": "password"}}}
+    pod = one(default, "StatefulSet", "lt-longtask-redis")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsUser"] >= 10000 and pod["securityContext"]["fsGroup"] >= 10000
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+
+    own = render(
+        helm,
+        "--set",
+        "redis.auth.existingSecret=my-redis",
+        "--set-json",
+        'redis.extraArgs=["--maxmemory","1gb"]',
+    )
+    assert not [m for m in own if m["kind"] == "Secret"]
+    c = container(one(own, "StatefulSet", "lt-longtask-redis"))
+    assert env(c)["REDISCLI_AUTH"] == {"secretKeyRef": {"name": "my-redis", "key": "password"}}
+    assert c["command"][3:] == ["redis-server", "--maxmemory", "1gb"]
+    operator = container(one(own, "Deployment", "lt-longtask-operator"))
+    assert env(operator)["REDIS_URL"] == {"secretKeyRef": {"name": "my-redis", "key": "url"}}
+
+
+def test_network_policies(helm: Helm, default: Manifests):
+    redis = one(default, "NetworkPolicy", "lt-longtask-redis")["spec"]
+    (rule,) = redis["ingress"]
+    (peer,) = rule["from"]
+    assert peer["podSelector"]["matchExpressions"] == [
+        {"key": "app.kubernetes.io/component", "operator": "In", "values": ["operator", "api", "worker"]}
+    ]
+    assert peer["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == "lt"
+    assert rule["ports"] == [{"port": "redis", "protocol": "TCP"}]
+    for name in ("lt-longtask-operator", "lt-longtask-worker"):
+        (rule,) = one(default, "NetworkPolicy", name)["spec"]["ingress"]
+        assert rule["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+        assert rule["from"] == [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+        ]
+    (rule,) = one(default, "NetworkPolicy", "lt-longtask-api")["spec"]["ingress"]
+    assert "from" not in rule, "the API is open to every caller (auth checks them)"
+    for policy in (m for m in default if m["kind"] == "NetworkPolicy"):
+        assert policy["spec"]["policyTypes"] == ["Ingress"], "egress stays open"
+    assert not [
+        m for m in render(helm, "--set", "networkPolicy.enabled=false") if m["kind"] == "NetworkPolicy"
+    ]
+
+
+def test_external_sentinels(helm: Helm, tmp_path: Path):
+    values = {
+        "redis": {
+            "enabled": False,
+            "external": {
+                "url": "rediss://:pw@ignored:6379/2",
+                "sentinels": ["s1.example:26379", "s2.example:26379", "s3.example:26379"],
+                "masterName": "jobs",
+                "sentinelPassword": {"existingSecret": "sentinel-creds"},
+            },
+        }
+    }
+    manifests = render(helm, "-f", values_file(tmp_path, values))
+    assert secret_data(manifests) == {"url": "rediss://:pw@ignored:6379/2"}
+    for name in ("lt-longtask-operator", "lt-longtask-api", "lt-longtask-worker-default"):
+        variables = env(container(one(manifests, "Deployment", name)))
+        assert variables["REDIS_URL"] == REDIS_URL_REF
+        assert variables["LONGTASK_REDIS_SENTINELS"] == "s1.example:26379,s2.example:26379,s3.example:26379"
+        assert variables["LONGTASK_REDIS_MASTER"] == "jobs"
+        assert variables["LONGTASK_REDIS_SENTINEL_PASSWORD"] == {
+            "secretKeyRef": {"name": "sentinel-creds", "key": "sentinel-password"}
+        }
+    assert not [
+        m for m in manifests if m["kind"] == "NetworkPolicy" and m["metadata"]["name"].endswith("redis")
+    ]
+
+
+def test_images_by_digest(helm: Helm):
+    digest = "sha256:" + "a" * 64
+    manifests = render(
+        helm, "--set", f"image.digest={digest}", "--set", f"redis.image.digest={digest}",
+        "--set", f"test.image.digest={digest}",
+    )  # fmt: skip
+    assert container(one(manifests, "Deployment", "lt-longtask-api"))["image"].endswith(f":0.1.0@{digest}")
+    assert container(one(manifests, "StatefulSet", "lt-longtask-redis"))["image"] == f"redis:7.4.2@{digest}"
+    pod = one(manifests, "Pod", "lt-longtask-test-healthz")
+    assert pod["spec"]["containers"][0]["image"] == f"curlimages/curl:8.11.1@{digest}"
+    # Pinned by digest, the digest check is no longer skipped.
+    annotations = one(manifests, "Deployment", "lt-longtask-api")["metadata"]["annotations"]
+    assert not [v for v in annotations.values() if v.startswith("CKV_K8S_43=")]
 
 
 def test_crds_come_verbatim_from_the_crds_folder_and_are_kept(helm: Helm, default: Manifests):
@@ -393,7 +575,7 @@ def test_labels_selectors_and_name_lengths(helm: Helm):
 
 def test_external_redis_and_two_worker_pools(helm: Helm, tmp_path: Path):
     values = {
-        "redis": {"enabled": False, "url": EXTERNAL_REDIS},
+        "redis": {"enabled": False, "external": {"url": EXTERNAL_REDIS}},
         "image": {"repository": "registry.example/longtask", "tag": "1.2.3"},
         "workers": {
             "poolDefaults": {"leaseSeconds": 45, "autoscaling": {"enabled": False}},
@@ -412,29 +594,34 @@ def test_external_redis_and_two_worker_pools(helm: Helm, tmp_path: Path):
     }
     manifests = render(helm, "-f", values_file(tmp_path, values))
     assert not [m for m in manifests if m["kind"] == "StatefulSet"]
-    assert not [m for m in manifests if "redis" in m["metadata"]["name"]]
+    assert [(m["kind"], m["metadata"]["name"]) for m in manifests if "redis" in m["metadata"]["name"]] == [
+        ("Secret", "lt-longtask-redis")
+    ], "only the Secret holding the URL"
+    assert secret_data(manifests) == {"url": EXTERNAL_REDIS}
 
     default = one(manifests, "Deployment", "lt-longtask-worker-default")
     gpu = one(manifests, "Deployment", "lt-longtask-worker-gpu")
     assert container(default)["command"] == ["longtask", "worker", "--pool", "default"]
     assert container(gpu)["command"] == ["longtask", "worker", "--pool", "gpu"]
     assert env(container(default)) == {
-        "REDIS_URL": EXTERNAL_REDIS,
+        "REDIS_URL": REDIS_URL_REF,
         "LONGTASK_POD_NAME": {"fieldRef": {"fieldPath": "metadata.name"}},
         "LONGTASK_CONCURRENCY": "8",
         "LONGTASK_TASK_MODULES": "acme.tasks,acme.reports",
         "LONGTASK_LEASE_SECONDS": "45",
         "LONGTASK_METRICS_PORT": "9808",
         "LONGTASK_METRICS_HOST": "0.0.0.0",
+        "LONGTASK_HEALTH_STALE_SECONDS": "60",
     }
     assert env(container(gpu)) == {
-        "REDIS_URL": EXTERNAL_REDIS,
+        "REDIS_URL": REDIS_URL_REF,
         "LONGTASK_POD_NAME": {"fieldRef": {"fieldPath": "metadata.name"}},
         "LONGTASK_CONCURRENCY": "1",
         "LONGTASK_TASK_MODULES": "",
         "LONGTASK_LEASE_SECONDS": "60",
         "LONGTASK_METRICS_PORT": "9808",
         "LONGTASK_METRICS_HOST": "0.0.0.0",
+        "LONGTASK_HEALTH_STALE_SECONDS": "60",
     }
     assert default["spec"]["replicas"] == 1
     assert gpu["spec"]["replicas"] == 0, "replicas 0 is an override, not 'unset'"
@@ -448,7 +635,7 @@ def test_external_redis_and_two_worker_pools(helm: Helm, tmp_path: Path):
 
     for name in ("lt-longtask-operator", "lt-longtask-api"):
         c = container(one(manifests, "Deployment", name))
-        assert env(c)["REDIS_URL"] == EXTERNAL_REDIS
+        assert env(c)["REDIS_URL"] == REDIS_URL_REF
         assert c["image"] == "registry.example/longtask:1.2.3"
 
 
@@ -499,11 +686,15 @@ def test_autoscaled_pools_get_a_workerpool_and_no_fixed_replicas(helm: Helm, tmp
 
 
 def test_external_redis_url_from_a_secret(helm: Helm):
-    manifests = render(
-        helm, "--set", "redis.enabled=false", "--set", "redis.existingSecret.name=redis-credentials"
-    )
-    c = container(one(manifests, "Deployment", "lt-longtask-operator"))
-    assert env(c)["REDIS_URL"] == {"secretKeyRef": {"name": "redis-credentials", "key": "redis-url"}}
+    for prefix in ("redis.external", "redis"):  # the value's name, and its older name
+        manifests = render(
+            helm, "--set", "redis.enabled=false", "--set", f"{prefix}.existingSecret.name=redis-credentials"
+        )
+        c = container(one(manifests, "Deployment", "lt-longtask-operator"))
+        assert env(c)["REDIS_URL"] == {"secretKeyRef": {"name": "redis-credentials", "key": "redis-url"}}
+        assert not [m for m in manifests if m["kind"] == "Secret"]
+    manifests = render(helm, "--set", "redis.enabled=false", "--set", f"redis.url={EXTERNAL_REDIS}")
+    assert secret_data(manifests) == {"url": EXTERNAL_REDIS}, "the older redis.url still works"
 
 
 # -- refusals ---------------------------------------------------------------------------
@@ -518,6 +709,9 @@ def test_external_redis_url_from_a_secret(helm: Helm):
         (["--set", "workers.pools[0].name=GPU_pool"], "at '/workers/pools/0/name'"),
         (["--set", "image.pullPolicy=Sometimes"], "at '/image/pullPolicy'"),
         (["--set", "redis.url=localhost:6379"], "at '/redis/url'"),
+        (["--set", "redis.external.url=localhost:6379"], "at '/redis/external/url'"),
+        (["--set", "redis.external.sentinels={s1}"], "at '/redis/external/sentinels/0'"),
+        (["--set", "redis.image.digest=latest"], "at '/redis/image/digest'"),
         (["--set-string", "api.auth.enabled=yes"], "at '/api/auth/enabled'"),
         (["--set", "api.corsOrigins={*}"], "at '/api/corsOrigins/0'"),
         # Gone with the CRDs' move to crds/: `helm install --skip-crds` does what it did.
@@ -534,7 +728,7 @@ def test_schema_rejects_bad_values_naming_the_field(helm: Helm, args: list[str],
 def test_disabled_redis_without_url_fails_clearly(helm: Helm):
     result = helm("template", "lt", str(CHART), "--set", "redis.enabled=false", check=False)
     assert result.returncode != 0
-    assert "set redis.url (or redis.existingSecret.name)" in result.stderr, result.stderr
+    assert "set redis.external.url (or redis.external.existingSecret.name)" in result.stderr, result.stderr
 
 
 def test_repeated_pool_name_fails(helm: Helm):
@@ -649,6 +843,20 @@ def test_helm_install_upgrade_uninstall(
     assert not _can(cluster, operator, "patch", "deployments.apps", "-n", "other"), "scale only"
     assert _can(cluster, operator, "patch", "pods", "-n", "other")
     assert not _can(cluster, operator, "delete", "pods", "-n", "other")
+    # Leader election: leases in the release's namespace only.
+    assert _can(cluster, operator, "update", "leases.coordination.k8s.io", "-n", namespace)
+    assert not _can(cluster, operator, "update", "leases.coordination.k8s.io", "-n", "other")
+    assert len(_names(cluster, "networkpolicies", namespace, release)) == 5
+    assert len(_names(cluster, "poddisruptionbudgets", namespace, release)) == 2
+
+    def password() -> str:
+        out = cluster.kubectl(
+            "get", "secret", f"{fullname}-redis", "-n", namespace, "-o", "jsonpath={.data.password}"
+        ).stdout  # fmt: skip
+        return base64.b64decode(out).decode()
+
+    before = password()
+    assert len(before) == 32
 
     # Selector labels never change, so an upgrade to a new image goes through.
     kube_helm(
@@ -660,6 +868,7 @@ def test_helm_install_upgrade_uninstall(
         "-o", "jsonpath={.spec.template.spec.containers[0].image}",
     ).stdout  # fmt: skip
     assert image == "ghcr.io/longtask/longtask:0.2.0"
+    assert password() == before, "an upgrade keeps the generated Redis password"
 
     kube_helm("uninstall", release, "--namespace", namespace, "--wait", "--timeout", "60s")
     roles = cluster.kubectl(
