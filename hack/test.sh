@@ -6,6 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash hack/setup.sh
+# checkov, pinned, for tests/integration/test_chart_checkov.py: uv fetches it into its cache
+# once (PyPI); every later run, this one's test included, starts it from the cache offline.
+uv tool run --from checkov==3.3.30 checkov --version >/dev/null
 uv run --frozen ruff check .
 uv run --frozen mypy
 uv run --frozen lint-imports --no-logo
