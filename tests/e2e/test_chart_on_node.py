@@ -1,10 +1,13 @@
 """The Helm chart, installed on an embedded cluster, runs for real on the local node.
 
 Covers: `helm install` on a cluster without the CRDs (Helm creates them from the chart's
-crds/ before the WorkerPool that needs them; `redis.enabled=false` with the cluster's
-Redis, ports picked free, the default pool autoscaled as by default) puts the operator,
-gateway and worker pods on the local node,
-Running and Ready (the gateway's readiness probe on /readyz); the chart's commands, env and
+crds/ before the WorkerPool that needs them; the built-in Redis without a volume claim (the
+node mounts none) on a free port, ports picked free, the default pool autoscaled as by
+default, a fixed pool with a metrics port) puts the Redis, two operators, gateway and worker
+pods on the local node, Running and Ready (the gateway's readiness probe on /readyz, the
+fixed pool's on the worker's /healthz); the built-in Redis asks for the generated password
+of the chart's Secret (a connection without it is refused) and every component reads it
+from REDIS_URL; the chart's commands, env and
 RBAC suffice: the operator logs in with its pod's projected service-account token (Kopf,
 in-cluster) and a LongTask applied with kubectl reaches Succeeded, run by the chart's
 worker; the autoscaled pool's WorkerPool makes the in-cluster operator scale the worker
@@ -21,6 +24,8 @@ has applied the CRDs to it.
 
 from __future__ import annotations
 
+import base64
+import json
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -28,6 +33,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from longtask_dev import binaries, procs
 from longtask_dev import cluster as cluster_mod
@@ -36,7 +42,7 @@ from tests import helpers, lt, pods
 pytestmark = pytest.mark.cluster
 
 CHART = binaries.REPO_ROOT / "charts" / "longtask"
-COMPONENTS = ("api", "operator", "worker")
+COMPONENTS = ("api", "operator", "operator", "redis", "worker", "worker")
 CRDS = ("longtasks.longtask.io", "longtaskschedules.longtask.io", "workerpools.longtask.io")
 
 
@@ -78,24 +84,37 @@ def release(
     """The chart installed in a fresh namespace; uninstalled (and checked gone) at the end."""
     helm = Helm(own_cluster, str(tmp_path_factory.mktemp("helm-home")))
     namespace, name = f"chart-{uuid.uuid4().hex[:6]}", "lt"
-    api_port, metrics_port = procs.free_port(), procs.free_port()
+    api_port, redis_port, probed_port = procs.free_port(), procs.free_port(), procs.free_port()
     for crd in CRDS:
         assert own_cluster.kubectl("get", "crd", crd, check=False).returncode != 0, "a cluster without CRDs"
     helm(
         "install", name, str(CHART), "--namespace", namespace, "--create-namespace",
-        "--set", "redis.enabled=false",
-        "--set", f"redis.url={own_cluster.redis_url}",
+        "--set", "redis.persistence.enabled=false",  # the node mounts no volume claims
+        "--set", f"redis.service.port={redis_port}",
         "--set", f"api.port={api_port}",
         "--set", f"api.service.port={api_port}",  # no kube-proxy: Service port = container port
-        "--set", f"operator.metrics.port={metrics_port}",
-        "--set", f"operator.health.port={procs.free_port()}",
+        "--set", "api.replicas=1",  # one node: one gateway port
+        # Two operators (the chart's default) on one node: no metrics or health ports,
+        # which both would want.
+        "--set", "operator.metrics.port=0",
+        "--set", "operator.health.port=0",
         "--set", "workers.poolDefaults.metrics.port=0",  # pods share the node's network
-        # Autoscaling is on by default; only its range and cooldown are narrowed here.
+        # Autoscaling is on by default; only its range and cooldown are narrowed here. The
+        # fixed pool `probed` has one pod with a metrics port: its probes ask its /healthz.
         "--set-json", 'workers.pools=[{"name": "default", "concurrency": 1, '
         '"taskModules": ["longtask_worker.tasks.demo"], "autoscaling": '
-        '{"maxReplicas": 2, "cooldownSeconds": 5}}]',
+        '{"maxReplicas": 2, "cooldownSeconds": 5}}, {"name": "probed", "concurrency": 1, '
+        f'"metrics": {{"port": {probed_port}}}, "autoscaling": {{"enabled": false}}}}]',
     )  # fmt: skip
-    info = {"helm": helm, "namespace": namespace, "name": name, "api_port": api_port, "installed": True}
+    info = {
+        "helm": helm,
+        "namespace": namespace,
+        "name": name,
+        "api_port": api_port,
+        "redis_port": redis_port,
+        "probed_port": probed_port,
+        "installed": True,
+    }
     yield info
     if info["installed"]:
         helm("uninstall", name, "--namespace", namespace, "--wait", "--timeout", "90s")
@@ -125,6 +144,21 @@ def test_chart_runs_a_task_end_to_end(own_cluster: cluster_mod.Cluster, release:
             print(f"--- {name}: {pod.get('status')}\n{log.read_text() if log.exists() else '(no log)'}")
         raise
     assert {p["spec"]["nodeName"] for p in running} == {cluster_mod.NODE_NAME}
+    operators = [p for p in running if p["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"]
+    assert len(operators) == 2 and all(p["status"]["phase"] == "Running" for p in operators)
+    probed = [p for p in running if p["metadata"]["labels"].get("longtask.io/pool") == "probed"]
+    assert probed and "readinessProbe" in probed[0]["spec"]["containers"][0], "Ready by its /healthz"
+    health = httpx.get(f"http://127.0.0.1:{release['probed_port']}/healthz", timeout=10)
+    assert health.status_code == 200 and health.json()["live"] is True
+
+    # The built-in Redis asks for the chart's generated password.
+    secret = json.loads(
+        own_cluster.kubectl("get", "secret", "lt-longtask-redis", "-n", namespace, "-o", "json").stdout
+    )
+    password = base64.b64decode(secret["data"]["password"]).decode()
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(port=release["redis_port"]).ping()
+    assert redis.Redis(port=release["redis_port"], password=password).ping()
 
     lt.create(
         own_cluster.kubectl, namespace, "sleep-demo", task="demo.sleep", params={"seconds": 1, "steps": 2}
