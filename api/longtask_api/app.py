@@ -36,7 +36,7 @@ from longtask_api import (
 from longtask_api.routes import deadletters, health, schedules, streams, tasks, tasktypes, web, workerpools
 from longtask_contracts import envvars, tracing
 from longtask_runtime import kube as runtimekube
-from longtask_runtime import kubeerrors, poolwatch, redisopts, sending
+from longtask_runtime import kubeerrors, poolwatch, redisconn, sending
 
 log = logging.getLogger(__name__)
 # How long shutdown waits for first sends still running (uvicorn already waited for requests).
@@ -127,7 +127,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     app.state.streams = streamlimit.OpenStreams(per_caller=cfg.streams_per_caller)
     app.state.create_buckets = ratelimit.Buckets(rate=cfg.create_rate_per_second, burst=cfg.create_burst)
-    app.state.redis = redisopts.async_client(cfg.redis_url, max_connections=cfg.redis_max_connections)
+    app.state.redis = redisconn.async_client(cfg.redis_target(), max_connections=cfg.redis_max_connections)
     app.state.pools = app.state.tasks  # the same client: LongTasks and WorkerPools alike
     # Who may use which pool: every WorkerPool and Namespace, followed (poolwatch); a create
     # its pool refuses is a 403, and the first sends below skip it.
@@ -144,8 +144,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     sends = None
     if cfg.gateway_dispatch:
         sends = firstsend.FirstSends.open(
-            redis=firstsend.redis_client(cfg.redis_url),
-            celery=sending.celery_sender(cfg.redis_url),
+            redis=firstsend.redis_client(cfg.redis_target()),
+            celery=sending.celery_sender(cfg.redis_target()),
             pools=app.state.pool_access.claims,
         )
     app.state.first_sends = sends
