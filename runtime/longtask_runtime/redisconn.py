@@ -104,6 +104,40 @@ def of(where: Target | str) -> Target:
     return where if isinstance(where, Target) else Target(url=where)
 
 
+# redis-py (8.1) asks the Sentinels where the master is in SentinelManagedConnection.connect()
+# only. A connection whose command failed reconnects elsewhere: send_packed_command calls
+# connect_check_health(), which opens a socket to the address the connection last had, the
+# dead master's, and every retry goes there again (seen: a write issued right after the
+# master was SIGKILLed failed after its minute of retries, with the new master elected
+# 8 s in). These classes ask in _connect(), which every way of connecting ends in.
+
+
+class _AsyncFollowing(aiosentinel.SentinelManagedConnection):
+    """An asyncio Sentinel-managed connection that asks for the master on every connect."""
+
+    async def _connect(self) -> None:
+        if self.connection_pool.is_master:
+            self.host, self.port = await self.connection_pool.get_master_address()
+        await super()._connect()  # type: ignore[no-untyped-call]
+
+
+class _AsyncFollowingTLS(_AsyncFollowing, aiosentinel.SentinelManagedSSLConnection):
+    """The same over TLS (rediss://)."""
+
+
+class _SyncFollowing(syncsentinel.SentinelManagedConnection):
+    """A blocking Sentinel-managed connection that asks for the master on every connect."""
+
+    def _connect(self) -> Any:
+        if self.connection_pool.is_master:
+            self.host, self.port = self.connection_pool.get_master_address()
+        return super()._connect()  # type: ignore[no-untyped-call]
+
+
+class _SyncFollowingTLS(_SyncFollowing, syncsentinel.SentinelManagedSSLConnection):
+    """The same over TLS (rediss://)."""
+
+
 class _BlockingSentinelPool(aiosentinel.SentinelConnectionPool, aioredis.BlockingConnectionPool):
     """A Sentinel-managed pool whose callers queue for a connection (redisopts.async_client)."""
 
@@ -121,7 +155,11 @@ def async_client(where: Target | str, *, max_connections: int = 64) -> aioredis.
         pool = aioredis.BlockingConnectionPool.from_url(t.url, **options)
         return aioredis.Redis(connection_pool=pool)
     client = _async_sentinel(t).master_for(
-        t.master, redis_class=aioredis.Redis, connection_pool_class=_BlockingSentinelPool, **options
+        t.master,
+        redis_class=aioredis.Redis,
+        connection_pool_class=_BlockingSentinelPool,
+        connection_class=_AsyncFollowingTLS if t.tls else _AsyncFollowing,
+        **options,
     )
     return cast(aioredis.Redis, client)
 
@@ -151,7 +189,12 @@ def sync_client(where: Target | str) -> redis.Redis:
     sentinel = syncsentinel.Sentinel(  # type: ignore[no-untyped-call]
         list(t.sentinels), sentinel_kwargs=t.sentinel_kwargs(), **t.node_kwargs()
     )
-    client = sentinel.master_for(t.master, redis_class=redis.Redis, **options)  # type: ignore[no-untyped-call]
+    client = sentinel.master_for(  # type: ignore[no-untyped-call]
+        t.master,
+        redis_class=redis.Redis,
+        connection_class=_SyncFollowingTLS if t.tls else _SyncFollowing,
+        **options,
+    )
     return cast(redis.Redis, client)
 
 
