@@ -142,14 +142,16 @@ class _BlockingSentinelPool(aiosentinel.SentinelConnectionPool, aioredis.Blockin
     """A Sentinel-managed pool whose callers queue for a connection (redisopts.async_client)."""
 
 
-def async_client(where: Target | str, *, max_connections: int = 64) -> aioredis.Redis:
+def async_client(
+    where: Target | str, *, max_connections: int = 64, retries: int = redisopts.RETRIES
+) -> aioredis.Redis:
     """A redis.asyncio.Redis whose callers queue for one of `max_connections` connections and
-    whose commands ride out a restart or failover (redisopts.client_kwargs)."""
+    whose commands ride out a restart or failover (redisopts.client_kwargs: `retries` tries)."""
     t = of(where)
     options: dict[str, Any] = {
         "max_connections": max_connections,
         "timeout": 60,
-        **redisopts.client_kwargs(asyncio=True),
+        **redisopts.client_kwargs(asyncio=True, retries=retries),
     }
     if not t.sentinels:
         pool = aioredis.BlockingConnectionPool.from_url(t.url, **options)

@@ -21,13 +21,19 @@ from redis.retry import Retry
 # Exponential backoff from 50 ms up to 2 s per try, 40 tries: about a minute of patience,
 # well beyond the 5-10 s a Sentinel failover takes (down-after plus the election).
 _BACKOFF = {"cap": 2.0, "base": 0.05}
-_RETRIES = 40
+RETRIES = 40
+# A connect that takes longer is a node that is gone (a partition, not a refusal): give up on
+# it and ask again (through Sentinels: ask them where the master is now).
+CONNECT_TIMEOUT_SECONDS = 5
 
 
-def client_kwargs(*, asyncio: bool) -> dict[str, Any]:
+def client_kwargs(*, asyncio: bool, retries: int = RETRIES) -> dict[str, Any]:
+    """Retry (exponential backoff, `retries` tries) on a lost connection, a timeout or a
+    READONLY answer; a connect timeout; a PING on connections idle for 10 s."""
     retry_cls = AsyncRetry if asyncio else Retry
     return {
-        "retry": retry_cls(ExponentialBackoff(**_BACKOFF), retries=_RETRIES),
+        "retry": retry_cls(ExponentialBackoff(**_BACKOFF), retries=retries),
+        "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
         # READONLY: a demoted master that a connection still reaches (behind a Service or a
         # virtual IP); the retry reconnects, which reaches the new master. Through Sentinels,
         # redis-py turns READONLY into a ConnectionError and asks them again.
