@@ -434,9 +434,8 @@ class Cluster:
         """os.environ plus this cluster's KUBECONFIG and Redis settings (redis_env), for child
         processes."""
         # Without redis_ha, no Sentinels, whatever the calling shell has.
-        return dict(
-            os.environ, KUBECONFIG=str(self.kubeconfig), LONGTASK_REDIS_SENTINELS="", **self.redis_env()
-        )
+        redis = {"LONGTASK_REDIS_SENTINELS": "", **self.redis_env()}
+        return dict(os.environ, KUBECONFIG=str(self.kubeconfig), **redis)
 
 
 def _redis_ping(port: int) -> bool:
