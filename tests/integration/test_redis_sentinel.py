@@ -5,7 +5,9 @@ longtask_dev.redisha, what `longtask dev up --redis-ha` runs): the asyncio clien
 component's), the blocking one (the worker's) and the Celery sender (kombu's sentinel
 transport, its priority lists) all write to the primary; after the primary is SIGKILLed
 the same client objects, with no error reaching the caller, write to the promoted replica
-(each waits for the Sentinels instead of failing); the Sentinels' own password is used
+(each waits for the Sentinels instead of failing); after a failover that leaves the old
+primary running as a replica (SENTINEL FAILOVER), a connection still open to it gets
+READONLY, and the write is retried on the new primary; the Sentinels' own password is used
 when set; the settings' LONGTASK_REDIS_SENTINELS / _MASTER reach the clients.
 """
 
@@ -102,6 +104,23 @@ def test_the_blocking_client_follows_the_failover(ha: Set):
         assert ha.node(new).get(key) == "after"
     finally:
         client.close()
+
+
+async def test_a_demoted_primary_answering_readonly_is_left_for_the_new_one(ha: Set):
+    client = redisconn.async_client(ha.target(), max_connections=1)  # one connection, reused
+    key = f"t-{uuid.uuid4().hex}"
+    try:
+        await client.set(key, "before")  # the connection is open, to the primary
+        old = ha.ha.primary_port()
+        ha.node(ha.ha.sentinel_ports[0]).execute_command("SENTINEL", "FAILOVER", redisha.MASTER)
+        new = ha.ha.wait_failover(old=old)
+        procs.wait_until(
+            lambda: ha.node(old).role()[0] == "slave", timeout=30, what="the old primary to be a replica"
+        )
+        await client.set(key, "after")
+        assert ha.node(new).get(key) == "after"
+    finally:
+        await client.aclose()
 
 
 def test_celery_sends_through_the_sentinels_before_and_after_a_failover(ha: Set):
