@@ -25,6 +25,9 @@ import redis.asyncio as aioredis
 import redis.asyncio.sentinel as aiosentinel
 import redis.sentinel as syncsentinel
 from redis import connection as syncconnection
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from longtask_runtime import redisopts
 
@@ -189,7 +192,9 @@ def sync_client(where: Target | str) -> redis.Redis:
     if not t.sentinels:
         return redis.Redis.from_url(t.url, **options)
     sentinel = syncsentinel.Sentinel(  # type: ignore[no-untyped-call]
-        list(t.sentinels), sentinel_kwargs=t.sentinel_kwargs(), **t.node_kwargs()
+        list(t.sentinels),
+        sentinel_kwargs={**t.sentinel_kwargs(), "retry": Retry(NoBackoff(), 0)},  # see _async_sentinel
+        **t.node_kwargs(),
     )
     client = sentinel.master_for(  # type: ignore[no-untyped-call]
         t.master,
@@ -201,8 +206,13 @@ def sync_client(where: Target | str) -> redis.Redis:
 
 
 def _async_sentinel(t: Target) -> aiosentinel.Sentinel:
+    """No retries when asking one Sentinel: the next one is asked instead, and the command's
+    own retry asks them all again (retries here multiplied the wait when none answers: a
+    gateway request took 100 s instead of 15 to answer 503)."""
     return aiosentinel.Sentinel(  # type: ignore[no-untyped-call]
-        list(t.sentinels), sentinel_kwargs=t.sentinel_kwargs(), **t.node_kwargs()
+        list(t.sentinels),
+        sentinel_kwargs={**t.sentinel_kwargs(), "retry": AsyncRetry(NoBackoff(), 0)},
+        **t.node_kwargs(),
     )
 
 
