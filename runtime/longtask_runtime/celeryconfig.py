@@ -17,7 +17,7 @@ Each setting chosen for tasks that run minutes to hours:
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from celery import Celery
 
@@ -79,7 +79,8 @@ def sentinel_broker_url(target: redisconn.Target) -> str:
     parts = urlsplit(target.url)
     auth = ""
     if parts.username or parts.password:
-        auth = f"{quote(parts.username or '', safe='')}:{quote(parts.password or '', safe='')}@"
+        user, password = (quote(unquote(part or ""), safe="") for part in (parts.username, parts.password))
+        auth = f"{user}:{password}@"  # as the URL had them (quoted once)
     db = parts.path.lstrip("/") or "0"
     return ";".join(f"sentinel://{auth}{_host(host)}:{port}/{db}" for host, port in target.sentinels)
 
