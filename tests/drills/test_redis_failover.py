@@ -74,12 +74,15 @@ class Submitter(threading.Thread):
         self.uids: dict[str, str] = {}
         self.failures: list[str] = []
         self.submitted = 0
+        self.spans: list[tuple[float, float]] = []  # (began, answered) of each submission, Unix time
 
     def run(self) -> None:
         with httpx.Client(base_url=self.api, timeout=120) as http:
             for i in range(TASKS):
+                began = time.time()
                 try:
                     self._submit(http, f"f{i:03d}")
+                    self.spans.append((began, time.time()))
                 except Exception as exc:  # recorded: the test fails on it
                     self.failures.append(f"f{i:03d}: {type(exc).__name__}: {exc}")
                 self.submitted += 1
@@ -157,15 +160,25 @@ def test_primary_killed_while_submitting_and_running(ha_cluster, ha_platform):
     old = ha.kill_primary()
     new = ha.wait_failover(old=old, timeout=60)
     promoted = time.monotonic() - began
+    promoted_at = time.time()
     submitter.join(timeout=600)
     assert not submitter.is_alive(), "the submissions did not end"
     first_start = _wait_first_start(redis, submitter, killed_at)
+    # Submissions in flight while no primary answered (until the promotion was seen).
+    during = [
+        answered - began_
+        for began_, answered in submitter.spans
+        if began_ <= promoted_at and answered >= killed_at
+    ]
     print(
         f"\nfailover: primary :{old} SIGKILLed; replica :{new} promoted after {promoted:.1f} s;"
         f" first task started {first_start - killed_at:.1f} s after the kill;"
-        f" answers {dict(submitter.statuses)}, Retry-After {Counter(submitter.retry_after)}"
+        f" answers {dict(submitter.statuses)}, Retry-After {Counter(submitter.retry_after)};"
+        f" {len(during)} submissions in flight during the failover, the longest answered in"
+        f" {max(during, default=0):.1f} s"
     )
     assert not submitter.failures, submitter.failures
+    assert during, "no submission was made while the primary was down: the drill proved nothing"
     assert submitter.statuses[500] == 0
     assert len(submitter.uids) == TASKS
     try:
