@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 from starlette import routing
 from starlette.exceptions import HTTPException
@@ -36,9 +37,13 @@ from longtask_api import (
 from longtask_api.routes import deadletters, health, schedules, streams, tasks, tasktypes, web, workerpools
 from longtask_contracts import envvars, tracing
 from longtask_runtime import kube as runtimekube
-from longtask_runtime import kubeerrors, poolwatch, redisopts, sending
+from longtask_runtime import kubeerrors, poolwatch, redisconn, sending
 
 log = logging.getLogger(__name__)
+# Tries of a request's Redis command before its answer is a 503 (redisopts backoff: about
+# 15 s), enough to ride out a Sentinel failover (5-10 s) without answering past a client's
+# timeout when Redis is down for longer.
+REDIS_RETRIES = 12
 # How long shutdown waits for first sends still running (uvicorn already waited for requests).
 SHUTDOWN_SEND_SECONDS = 5.0
 UNTRACED_PATHS = envvars.Variable(
@@ -102,10 +107,19 @@ def _allow(request: Request) -> str:
 
 
 async def _redis_down(_: Request, exc: Exception) -> JSONResponse:
-    return errors.response(errors.Unavailable(f"Redis is unreachable: {type(exc).__name__}"))
+    """Redis (or kombu publishing to it) failed: 503 with Retry-After (errors.from_backend)."""
+    answer = errors.from_backend(exc)
+    assert answer is not None
+    log.warning("answered 503: %s: %s", type(exc).__name__, exc)
+    return errors.response(answer)
 
 
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    """Anything else, also from a middleware (outside the handlers above): a Redis that is down
+    is still a 503 (errors.from_backend), never a 500; the rest a 500 without details."""
+    if (answer := errors.from_backend(exc)) is not None:
+        log.warning("answered 503: %s: %s", type(exc).__name__, exc)
+        return errors.response(answer)
     log.error("unexpected error", exc_info=exc)
     return errors.response(errors.ApiError("internal error; the gateway's log has the details"))
 
@@ -127,7 +141,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     app.state.streams = streamlimit.OpenStreams(per_caller=cfg.streams_per_caller)
     app.state.create_buckets = ratelimit.Buckets(rate=cfg.create_rate_per_second, burst=cfg.create_burst)
-    app.state.redis = redisopts.async_client(cfg.redis_url, max_connections=cfg.redis_max_connections)
+    app.state.redis = redisconn.async_client(
+        cfg.redis_target(), max_connections=cfg.redis_max_connections, retries=REDIS_RETRIES
+    )
     app.state.pools = app.state.tasks  # the same client: LongTasks and WorkerPools alike
     # Who may use which pool: every WorkerPool and Namespace, followed (poolwatch); a create
     # its pool refuses is a 403, and the first sends below skip it.
@@ -144,8 +160,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     sends = None
     if cfg.gateway_dispatch:
         sends = firstsend.FirstSends.open(
-            redis=firstsend.redis_client(cfg.redis_url),
-            celery=sending.celery_sender(cfg.redis_url),
+            redis=firstsend.redis_client(cfg.redis_target()),
+            celery=sending.celery_sender(cfg.redis_target()),
             pools=app.state.pool_access.claims,
         )
     app.state.first_sends = sends
@@ -205,6 +221,7 @@ def create_app() -> FastAPI:
     app.add_exception_handler(kubeerrors.KubeError, _kube_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RedisError, _redis_down)
+    app.add_exception_handler(OperationalError, _redis_down)
     app.add_exception_handler(Exception, _unexpected)
     # The last added runs first: CORS (preflights need no token), then authentication, then the body cap.
     app.add_middleware(middleware.BodyLimit, limit=cfg.max_body_bytes, create_limit=cfg.max_batch_body_bytes)

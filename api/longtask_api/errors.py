@@ -9,7 +9,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from fastapi.responses import JSONResponse
+from kombu import exceptions as kombuerrors
 from pydantic import BaseModel, Field
+from redis import exceptions as redisexceptions
 
 from longtask_runtime import kubeerrors
 
@@ -105,10 +107,19 @@ class TooManyRequests(ApiError):
         super().__init__(detail, headers={"Retry-After": str(retry_after)})
 
 
+# Retry-After of a 503: about what a Redis Sentinel failover or an apiserver restart takes.
+RETRY_AFTER_SECONDS = 2
+
+
 class Unavailable(ApiError):
-    """Kubernetes or Redis cannot be reached right now; the client may retry."""
+    """Kubernetes or Redis cannot be reached right now; the client may retry (Retry-After)."""
 
     status = 503
+
+    def __init__(
+        self, detail: str, errors: list[FieldError] | None = None, *, retry_after: int = RETRY_AFTER_SECONDS
+    ) -> None:
+        super().__init__(detail, errors, headers={"Retry-After": str(retry_after)})
 
 
 def response(exc: ApiError) -> JSONResponse:
@@ -126,7 +137,10 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     403: {"model": Problem, "description": "Kubernetes does not allow this caller this verb here."},
     404: {"model": Problem, "description": "No such task or namespace."},
     422: {"model": Problem, "description": "Invalid input; `errors` names each field."},
-    503: {"model": Problem, "description": "Kubernetes or Redis is unreachable; retry."},
+    503: {
+        "model": Problem,
+        "description": "Kubernetes or Redis is unreachable (e.g. failing over); retry after Retry-After.",
+    },
 }
 
 
@@ -151,6 +165,33 @@ def from_kube(exc: kubeerrors.KubeError) -> ApiError:
     if exc.status is None:
         return Unavailable(exc.message)  # no answer at all (connection refused, a timeout)
     return Unavailable(f"Kubernetes API answered {exc.status}: {exc.message}")
+
+
+# What a Redis that is down, failing over or still loading raises in a request: a lost or
+# refused connection (also MasterNotFoundError, when no Sentinel names a master, and
+# BusyLoadingError), a timeout, a READONLY answer from a demoted master; and Celery's
+# OperationalError when kombu cannot publish for the same reasons.
+BACKEND_DOWN: tuple[type[BaseException], ...] = (
+    redisexceptions.ConnectionError,
+    redisexceptions.TimeoutError,
+    redisexceptions.ReadOnlyError,
+    redisexceptions.TryAgainError,
+    kombuerrors.OperationalError,
+)
+
+
+def from_backend(exc: BaseException) -> ApiError | None:
+    """The 503 for an error that says Redis (or the broker on it) is unavailable right now;
+    None for anything else. Any other RedisError is a 503 too (the request did not finish
+    because of Redis, never because of the caller), worded as such."""
+    if isinstance(exc, BaseExceptionGroup):
+        found = [from_backend(inner) for inner in exc.exceptions]
+        return found[0] if found and all(found) else None
+    if isinstance(exc, BACKEND_DOWN):
+        return Unavailable(f"Redis is unavailable (restarting or failing over): {type(exc).__name__}")
+    if isinstance(exc, redisexceptions.RedisError):
+        return Unavailable(f"Redis could not complete the request: {type(exc).__name__}")
+    return None
 
 
 def of(exc: ApiError | kubeerrors.KubeError) -> ApiError:

@@ -59,7 +59,7 @@ def worker(args: argparse.Namespace) -> int:
     celery = app.create_app(cfg)
     liveness.install(celery, stale_seconds=cfg.health_stale_seconds)  # what /healthz reads
     exposition.serve(cfg)
-    signatures.publish(store.connect(cfg.redis_url), pool=cfg.pool)  # for the gateway's submit form
+    signatures.publish(store.connect(cfg.redis_target()), pool=cfg.pool)  # for the gateway's submit form
     node = args.name or f"{cfg.pool}@{cfg.pod_name}"
     celery.worker_main(
         [
@@ -134,9 +134,11 @@ def dev_up(args: argparse.Namespace) -> int:
     from longtask_dev import cluster, platform
 
     began = time.monotonic()
-    c = cluster.Cluster(state_dir=args.state_dir.resolve())
+    c = cluster.Cluster(state_dir=args.state_dir.resolve(), redis_ha=args.redis_ha)
     c.start()
     try:
+        if c.redis_ha is not None:
+            print(f"redis: a primary, a replica and 3 Sentinels ({c.redis_ha.sentinels})", flush=True)
         if args.auth:
             print(
                 f"gateway auth: on (LONGTASK_TOKEN in {c.env_file}: ServiceAccount {platform.DEV_ACCOUNT})",

@@ -296,6 +296,13 @@ def build_parser() -> argparse.ArgumentParser:
                 help="run the gateway with Kubernetes auth on, and write a token of ServiceAccount "
                 "longtask-dev to DIR/env as LONGTASK_TOKEN (default: auth off)",
             )
+            p.add_argument(
+                "--redis-ha",
+                action="store_true",
+                help="run Redis as a primary, one replica and three Sentinels (failover in a few "
+                "seconds) and point every component at the Sentinels: writes LONGTASK_REDIS_SENTINELS "
+                "and LONGTASK_REDIS_MASTER to DIR/env (default: one Redis)",
+            )
         p.set_defaults(func=func)
     return parser
 

@@ -24,7 +24,7 @@ from types import TracebackType
 import yaml
 
 from longtask_contracts import envvars
-from longtask_dev import binaries, pki, procs
+from longtask_dev import binaries, pki, procs, redisha
 
 NODE_NAME = "longtask-node-0"
 _SERVICE_CIDR = "10.96.0.0/12"
@@ -32,7 +32,17 @@ _SERVICE_CIDR = "10.96.0.0/12"
 # here and in platform.py, read by no longtask process (readers: none), documented all the same.
 ENV_FILE = (
     envvars.written("KUBECONFIG", "The embedded cluster's kubeconfig, for kubectl, helm and the components."),
-    envvars.written("REDIS_URL", "Its Redis."),
+    envvars.written(
+        "REDIS_URL",
+        "Its Redis (with `--redis-ha`: the first primary's URL; the Sentinels below say where it is now).",
+    ),
+    envvars.written(
+        "LONGTASK_REDIS_SENTINELS",
+        "With `--redis-ha` only: its three Sentinels (docs/high-availability.md).",
+    ),
+    envvars.written(
+        "LONGTASK_REDIS_MASTER", "With `--redis-ha` only: the master's name its Sentinels monitor."
+    ),
     envvars.written("LONGTASK_API", "The local gateway's URL."),
     envvars.written(
         "LONGTASK_TOKEN",
@@ -100,10 +110,11 @@ class Cluster:
 
     Use as a context manager, or call start() and stop(). With `state_dir` the files
     (kubeconfig, env, logs, data) stay there; without it a temporary folder is used and
-    removed on stop.
+    removed on stop. With `redis_ha` Redis is a primary, a replica and three Sentinels
+    (redisha.py; `self.redis_ha`), and every component is pointed at the Sentinels.
     """
 
-    def __init__(self, *, state_dir: Path | None = None) -> None:
+    def __init__(self, *, state_dir: Path | None = None, redis_ha: bool = False) -> None:
         self._owns_dir = state_dir is None
         self.state_dir = Path(state_dir or tempfile.mkdtemp(prefix="longtask-cluster-"))
         self.children: list[procs.Child] = []
@@ -111,6 +122,15 @@ class Cluster:
         self.api_port = 0
         self.redis_port = 0
         self.startup_seconds = 0.0
+        self.redis_ha: redisha.RedisHA | None = None
+        if redis_ha:
+            self.redis_ha = redisha.RedisHA(
+                state_dir=self.state_dir,
+                server=redis_server_path(),
+                add=self.add,
+                redis_child=redis_child,
+                wait_for_redis=wait_for_redis,
+            )
 
     # -- paths ----------------------------------------------------------------
     @property
@@ -172,7 +192,8 @@ class Cluster:
             shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def restart_redis(self) -> None:
-        """Restart Redis on the same port (SIGTERM: it writes its AOF before it exits)."""
+        """Restart Redis on the same port (SIGTERM: it writes its AOF before it exits); without
+        redis_ha (with it, redis_ha.kill_primary() is the drill)."""
         wait_for_redis(port=self.redis_port, child=self.child("redis").restart())
 
     def restart_apiserver(self) -> None:
@@ -324,6 +345,9 @@ class Cluster:
         )
 
     def _start_redis(self) -> None:
+        if self.redis_ha is not None:
+            self.redis_port = self.redis_ha.start()
+            return
         self.redis_port = procs.free_port()
         child = self.add(
             redis_child(port=self.redis_port, data=self.state_dir / "redis", log=self._log("redis"))
@@ -389,8 +413,16 @@ class Cluster:
             )
         return result
 
+    def redis_env(self) -> dict[str, str]:
+        """REDIS_URL, and with redis_ha the Sentinel settings: what every component reads."""
+        env = {"REDIS_URL": self.redis_url}
+        if self.redis_ha is not None:
+            env.update(LONGTASK_REDIS_SENTINELS=self.redis_ha.sentinels, LONGTASK_REDIS_MASTER=redisha.MASTER)
+        return env
+
     def _write_env(self) -> None:
-        self.env_file.write_text(f"KUBECONFIG={self.kubeconfig}\nREDIS_URL={self.redis_url}\n")
+        self.env_file.write_text(f"KUBECONFIG={self.kubeconfig}\n")
+        self.append_env(**self.redis_env())
 
     def append_env(self, **values: str) -> None:
         """Add shell-sourceable KEY=value lines to the env file (later commands extend it)."""
@@ -399,8 +431,11 @@ class Cluster:
                 env.write(f"{key}={value}\n")
 
     def environ(self) -> dict[str, str]:
-        """os.environ plus this cluster's KUBECONFIG and REDIS_URL, for child processes."""
-        return dict(os.environ, KUBECONFIG=str(self.kubeconfig), REDIS_URL=self.redis_url)
+        """os.environ plus this cluster's KUBECONFIG and Redis settings (redis_env), for child
+        processes."""
+        # Without redis_ha, no Sentinels, whatever the calling shell has.
+        redis = {"LONGTASK_REDIS_SENTINELS": "", **self.redis_env()}
+        return dict(os.environ, KUBECONFIG=str(self.kubeconfig), **redis)
 
 
 def _redis_ping(port: int) -> bool:

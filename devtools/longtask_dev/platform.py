@@ -18,7 +18,9 @@ from longtask_dev import binaries, cluster, procs
 
 CRD_DIR = binaries.REPO_ROOT / "charts" / "longtask" / "crds"
 WORKERPOOL_EXAMPLE = binaries.REPO_ROOT / "examples" / "workerpool.yaml"
-REDIS_SECRET = "longtask-redis"  # what examples/workerpool.yaml's workers read REDIS_URL from
+# What examples/workerpool.yaml's workers read REDIS_URL (key url) and, with `--redis-ha`,
+# LONGTASK_REDIS_SENTINELS and LONGTASK_REDIS_MASTER (keys sentinels, master) from.
+REDIS_SECRET = "longtask-redis"
 DEMO_TASKS = "longtask_worker.tasks.demo,longtask_worker.tasks.docs,longtask_worker.tasks.agent"
 DEV_ACCOUNT = "longtask-dev"  # the ServiceAccount whose token `dev up --auth` hands to the CLI
 
@@ -172,10 +174,21 @@ class Platform:
             "apiVersion": "v1",
             "kind": "Secret",
             "metadata": {"name": REDIS_SECRET},
-            "stringData": {"url": self.cluster.redis_url},
+            "stringData": {
+                "url": self.cluster.redis_url,
+                **{key: value for key, value in self.redis_secret_keys().items() if value},
+            },
         }
         docs = yaml.safe_dump_all([secret, *manifests])
         self.cluster.kubectl("apply", "-n", namespace, "-f", "-", input=docs)
+
+    def redis_secret_keys(self) -> dict[str, str]:
+        """The Secret's Sentinel keys (empty without `--redis-ha`)."""
+        env = self.cluster.redis_env()
+        return {
+            "sentinels": env.get("LONGTASK_REDIS_SENTINELS", ""),
+            "master": env.get("LONGTASK_REDIS_MASTER", ""),
+        }
 
     def wait_metrics(self, url: str, *, timeout: float = 60) -> None:
         """Wait until a metrics URL answers (a worker pod serves it shortly after it starts)."""

@@ -35,7 +35,7 @@ from longtask_operator import (
     workload,
 )
 from longtask_runtime import kube as runtimekube
-from longtask_runtime import redisopts, sending
+from longtask_runtime import redisconn, sending
 
 WORKER_POOLS = (names.GROUP, names.VERSION, names.POOL_PLURAL)  # what Kopf follows
 
@@ -50,8 +50,8 @@ async def login(**_: Any) -> kopf.ConnectionInfo:
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     cfg = configure(settings)
     tracing.setup("longtask-operator")  # only with OTEL_EXPORTER_OTLP_ENDPOINT (tracing.py)
-    memo.redis = redisopts.async_client(cfg.redis_url)
-    memo.celery = sending.celery_sender(cfg.redis_url)
+    memo.redis = redisconn.async_client(cfg.redis_target())
+    memo.celery = sending.celery_sender(cfg.redis_target())
     memo.kube = await kube.Kube.connect(request_timeout=cfg.kube_timeout_seconds)
     memo.autoscaler = autoscale.Autoscaler(
         kube=memo.kube,

@@ -49,7 +49,7 @@ from opentelemetry import trace
 from redis.exceptions import WatchError
 
 from longtask_contracts import batchledger, events, ledger, logs, models, names, poolaccess, tracing
-from longtask_runtime import celeryconfig
+from longtask_runtime import celeryconfig, redisconn
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,9 @@ SENDING_SECONDS = 30
 SENDING, SENT, REFUSED = "sending", "sent", "refused"
 
 
-def celery_sender(redis_url: str) -> Celery:
-    """A Celery app used only to send messages, with the workers' exact settings."""
+def celery_sender(redis_url: redisconn.Target | str) -> Celery:
+    """A Celery app used only to send messages, with the workers' exact settings (and broker:
+    a URL, or a redisconn.Target that may name Sentinels)."""
     app = Celery("longtask-sender")
     celeryconfig.configure(app, redis_url=redis_url)
     return app

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from longtask_contracts import envvars
+from longtask_runtime import redisconn
 
 PREFIX = "LONGTASK_"
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -46,7 +47,37 @@ class Base(BaseSettings):
 
     redis_url: str = Field(default=REDIS_URL, validation_alias="REDIS_URL")
     """The Redis holding the queues, leases, events and ledgers: a redis:// or rediss:// URL with
-    the database number (`longtask dev up` writes its own to .longtask/env)."""
+    the database number (`longtask dev up` writes its own to .longtask/env). With
+    LONGTASK_REDIS_SENTINELS its host and port are not used: it gives the data nodes' scheme
+    (rediss://: TLS, to the Sentinels too), user, password, database and ssl_* options."""
+
+    redis_sentinels: CommaList = Field(default_factory=list)
+    """Redis Sentinels to ask where the master is, as host:port,host:port,...; empty: connect to
+    REDIS_URL's host directly. Every component follows a failover through them (kombu's sentinel
+    transport for Celery, redis-py's Sentinel elsewhere); docs/high-availability.md."""
+
+    redis_master: str = redisconn.DEFAULT_MASTER
+    """The master's name the Sentinels monitor (`sentinel monitor <name> ...`); used only with
+    LONGTASK_REDIS_SENTINELS."""
+
+    redis_sentinel_password: str = ""
+    """The Sentinels' own password (their `requirepass`), if they have one; the data nodes'
+    password stays in REDIS_URL."""
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinels_are_host_port(cls, value: list[str]) -> list[str]:
+        redisconn.parse_sentinels(value)  # a ValueError here refuses the setting at start
+        return value
+
+    def redis_target(self) -> redisconn.Target:
+        """Where this component's Redis clients connect (redisconn): REDIS_URL, or the Sentinels."""
+        return redisconn.target(
+            url=self.redis_url,
+            sentinels=self.redis_sentinels,
+            master=self.redis_master,
+            sentinel_password=self.redis_sentinel_password,
+        )
 
 
 # Read by the Kubernetes client libraries when a component logs in, not by a settings class.

@@ -5,12 +5,15 @@ sourceable DIR/env (KUBECONFIG, REDIS_URL); `dev up` also writes LONGTASK_API an
 LONGTASK_METRICS_<COMPONENT> line per component, says its gateway runs with auth off, a
 task submitted to that API streams to Succeeded, every metrics URL answers; `dev up
 --auth` says auth is on and writes LONGTASK_TOKEN, which the CLI uses (without it the
-gateway answers 401); Ctrl-C (SIGINT) stops everything with exit 0 and leaves no
-listening port.
+gateway answers 401); `dev up --redis-ha` says so, writes LONGTASK_REDIS_SENTINELS (three
+Sentinels that name a master) and LONGTASK_REDIS_MASTER, gives the pool's pods them through
+the Secret longtask-redis, and runs a task; Ctrl-C (SIGINT) stops everything with exit 0
+and leaves no listening port (the Sentinels' included).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -20,8 +23,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
-from longtask_dev import procs
+from longtask_dev import binaries, procs
 from tests import helpers
 
 pytestmark = pytest.mark.cluster
@@ -141,3 +145,47 @@ def test_dev_up_with_auth_hands_the_cli_a_token(tmp_path):
     finally:
         code = _interrupt(proc)
     assert code == 0
+
+
+def test_dev_up_with_redis_ha_points_everything_at_the_sentinels(tmp_path):
+    proc = _start("up", "--state-dir", str(tmp_path), "--api-port", str(procs.free_port()), "--redis-ha")
+    try:
+        lines = _ready(proc)
+        assert any(line.startswith("redis: a primary, a replica and 3 Sentinels") for line in lines)
+        env = _env(tmp_path)
+        sentinels = env["LONGTASK_REDIS_SENTINELS"].split(",")
+        assert len(sentinels) == 3 and env["LONGTASK_REDIS_MASTER"] == "longtask"
+        for address in sentinels:
+            with redis.Redis(port=int(address.split(":")[1]), decode_responses=True) as sentinel:
+                assert sentinel.sentinel_get_master_addr_by_name("longtask")
+        secret = subprocess.run(
+            [
+                str(binaries.path("kubectl")),
+                f"--kubeconfig={env['KUBECONFIG']}",
+                "get",
+                "secret",
+                "longtask-redis",
+                "-n",
+                "default",
+                "-o",
+                "jsonpath={.data}",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert {"url", "sentinels", "master"} <= set(json.loads(secret)), secret
+        out = subprocess.run(
+            [sys.executable, "-m", "longtask_cli", "submit", "demo.noop", "--watch"],
+            env=dict(os.environ, **env),
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        assert out.returncode == 0, out.stderr
+        assert "Succeeded" in out.stdout.splitlines()[-1]
+    finally:
+        code = _interrupt(proc)
+    assert code == 0
+    assert not any(helpers.port_listening(int(address.split(":")[1])) for address in sentinels)

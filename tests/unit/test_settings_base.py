@@ -28,6 +28,9 @@ REDIS = "redis://127.0.0.1:6379/0"
 BEFORE = {
     api_settings.ApiSettings: {
         "redis_url": REDIS,
+        "redis_sentinels": [],  # new: Redis through Sentinels (off)
+        "redis_master": "longtask",
+        "redis_sentinel_password": "",
         "sse_ping_seconds": 15.0,
         "sse_block_ms": 5000,
         "max_body_bytes": 256 * 1024,
@@ -52,6 +55,9 @@ BEFORE = {
     },
     operator_settings.OperatorSettings: {
         "redis_url": REDIS,
+        "redis_sentinels": [],  # new: Redis through Sentinels (off)
+        "redis_master": "longtask",
+        "redis_sentinel_password": "",
         "status_interval_seconds": 1.0,
         "status_writers": 64,
         "consumer": socket.gethostname(),
@@ -71,6 +77,9 @@ BEFORE = {
     },
     worker_settings.WorkerSettings: {
         "redis_url": REDIS,
+        "redis_sentinels": [],  # new: Redis through Sentinels (off)
+        "redis_master": "longtask",
+        "redis_sentinel_password": "",
         "pool": "default",
         "task_modules": [],  # was the string "", whose module_list() was []
         "files_root": "",
@@ -118,6 +127,27 @@ def test_redis_url_comes_from_redis_url_only(monkeypatch: pytest.MonkeyPatch, cl
     assert cls().redis_url == REDIS
     monkeypatch.setenv("REDIS_URL", "redis://elsewhere:6380/2")
     assert cls().redis_url == "redis://elsewhere:6380/2"
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_redis_sentinels_are_read_by_every_component(
+    monkeypatch: pytest.MonkeyPatch, cls: type[settings.Base]
+):
+    monkeypatch.setenv("REDIS_URL", "rediss://:pw@ignored:1/2")
+    monkeypatch.setenv("LONGTASK_REDIS_SENTINELS", "s1:26379, [::1]:26380,")
+    monkeypatch.setenv("LONGTASK_REDIS_MASTER", "main")
+    monkeypatch.setenv("LONGTASK_REDIS_SENTINEL_PASSWORD", "spw")
+    target = cls().redis_target()
+    assert target.sentinels == (("s1", 26379), ("::1", 26380))
+    assert (target.master, target.sentinel_password, target.tls) == ("main", "spw", True)
+    assert target.node_kwargs()["password"] == "pw" and target.node_kwargs()["db"] == 2
+    assert target.sentinel_kwargs()["password"] == "spw"
+
+
+def test_a_sentinel_that_is_not_host_port_is_refused(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("LONGTASK_REDIS_SENTINELS", "s1:26379,s2")
+    with pytest.raises(pydantic.ValidationError, match="not host:port"):
+        worker_settings.WorkerSettings()
 
 
 def test_comma_lists_from_the_environment(monkeypatch: pytest.MonkeyPatch):

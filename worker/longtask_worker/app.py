@@ -30,7 +30,7 @@ def _store(cfg: settings.WorkerSettings) -> store.Store:
     """One Redis client per process (prefork children must not share the parent's sockets)."""
     pid = os.getpid()
     if pid not in _stores:
-        _stores[pid] = store.Store(store.connect(cfg.redis_url), pod=cfg.pod_name)
+        _stores[pid] = store.Store(store.connect(cfg.redis_target()), pod=cfg.pod_name)
     return _stores[pid]
 
 
@@ -47,7 +47,7 @@ def create_app(cfg: settings.WorkerSettings | None = None) -> Celery:
     app = Celery("longtask")
     celeryconfig.configure(
         app,
-        redis_url=cfg.redis_url,
+        redis_url=cfg.redis_target(),
         pool=cfg.pool,
         concurrency=cfg.concurrency,
         visibility_timeout_seconds=cfg.visibility_timeout_seconds,

@@ -12,7 +12,7 @@ import redis
 from redis.exceptions import WatchError
 
 from longtask_contracts import events, ledger, names, wire
-from longtask_runtime import redisopts
+from longtask_runtime import redisconn
 
 # Take the lease only if the task is not done, nobody holds it, no later (or the same)
 # attempt has started, and the task still has a current attempt and no tombstone: a
@@ -67,9 +67,9 @@ return 1
 )
 
 
-def connect(url: str) -> redis.Redis:
-    """A client that rides out a Redis restart (see longtask_runtime.redisopts)."""
-    return redis.Redis.from_url(url, **redisopts.client_kwargs(asyncio=False))
+def connect(where: redisconn.Target | str) -> redis.Redis:
+    """A client that rides out a Redis restart or Sentinel failover (longtask_runtime.redisconn)."""
+    return redisconn.sync_client(where)
 
 
 class Store:
