@@ -65,7 +65,8 @@ REDIS_RESENT = Counter(
     "longtask_operator_redis_resent_total",
     "What the operator sent again after a Redis reset, by kind: first (a first attempt), resend "
     "(an attempt whose message was lost), new (a new attempt: its record, or its lease and end, "
-    "were lost), cancel (a cancel whose state was lost).",
+    "were lost), cancel (a cancel whose state was lost), settled (a task Redis had unfinished whose "
+    "LongTask had ended: its end recorded again, so it does not run again).",
     ["kind"],
 )
 MAINTENANCE_FAILURES = Counter(

@@ -36,7 +36,7 @@ import redis.asyncio as aioredis
 from celery import Celery
 
 from longtask_contracts import events, ledger, logs, models, names, phases, redisloss, wire
-from longtask_operator import dispatch, kube, loopguard, metrics, taskwatch
+from longtask_operator import dispatch, kube, loopguard, metrics, scope, taskwatch
 from longtask_runtime import kubeerrors, sending
 
 log = logging.getLogger(__name__)
@@ -123,12 +123,14 @@ class RedisRepair:
         """One pass over the watch's unfinished LongTasks; how many of each action it took.
         Not `after_reset` (the pass at start), the lease set is trusted (redisloss.alive)."""
         trust = not after_reset
+        taken: dict[str, int] = {}
+        if after_reset and (settled := await self.settle_finished()):
+            taken["settled"] = settled
         tasks = dict(self.watch.unfinished)
         uids = list(tasks)
         facts: dict[str, tuple[redisloss.RedisFacts, ledger.Dispatch | None]] = {}
         for start in range(0, len(uids), _CHUNK):
             facts.update(await self.facts(uids[start : start + _CHUNK]))
-        taken: dict[str, int] = {}
         for uid, (found, current) in facts.items():
             if redisloss.alive(found, is_batch=bool(current and current.items), trust_leases=trust):
                 continue
@@ -147,6 +149,53 @@ class RedisRepair:
                 taken[action.value] = taken.get(action.value, 0) + 1
         log.info("Redis repair: %d unfinished LongTasks checked; sent again: %s", len(uids), taken or "none")
         return taken
+
+    async def settle_finished(self) -> int:
+        """Tasks Redis holds as running or retrying (an older copy of its data) whose LongTask
+        is already terminal in etcd: their end is recorded again (names.done, off the lease,
+        retry and deadline sets, their running entry and message dropped), so the lease scan
+        does not run a finished task again and a restored copy of its message is refused by
+        the worker's claim. Only this operator's namespaces; a task the watch follows, or
+        whose LongTask is gone (the sweep forgets it), is left alone. How many it settled."""
+        members: set[str] = set()
+        for zset in (names.LEASES, names.SCHEDULE):
+            members.update(wire.text(m) for m in await self.redis.zrange(zset, 0, -1))
+        candidates = sorted(uid for uid in members if uid not in self.watch.unfinished)
+        pipe = self.redis.pipeline(transaction=False)
+        for uid in candidates:
+            pipe.get(names.current(uid))
+            pipe.exists(names.done(uid))
+        replies = await pipe.execute()
+        settled = 0
+        for uid, raw, done in zip(candidates, replies[::2], replies[1::2], strict=True):
+            if raw is None or done:
+                continue
+            current = ledger.Dispatch.model_validate_json(raw)
+            if not scope.in_scope(self.watch.namespaces, current.namespace):
+                continue  # another operator's
+            try:
+                body = await self.kube.get(namespace=current.namespace, name=current.name)
+            except kubeerrors.NotFound:
+                continue
+            status = body.get("status") or {}
+            if body["metadata"]["uid"] != uid or not phases.is_terminal(phases.parse(status.get("phase"))):
+                continue
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.set(
+                names.done(uid), str(status.get("attempts") or current.attempt), ex=ledger.KEY_TTL_SECONDS
+            )
+            for zset in (names.LEASES, names.SCHEDULE, names.DEADLINES):
+                pipe.zrem(zset, uid)
+            ledger.queue_release(pipe, uid)
+            await pipe.execute()
+            with logs.task(**current.about()):
+                log.warning(
+                    "after a Redis reset: Redis had it unfinished, its LongTask is %s: its end is recorded again",
+                    status.get("phase"),
+                )
+            metrics.REDIS_RESENT.labels(kind="settled").inc()
+            settled += 1
+        return settled
 
     async def facts(self, uids: list[str]) -> dict[str, tuple[redisloss.RedisFacts, ledger.Dispatch | None]]:
         """What Redis holds of each of `uids` (and its current attempt); a task whose current
