@@ -190,7 +190,7 @@ class RedisRepair:
             await pipe.execute()
             with logs.task(**current.about()):
                 log.warning(
-                    "after a Redis reset: Redis had it unfinished, its LongTask is %s: its end is recorded again",
+                    "after a Redis reset: Redis had it unfinished, its LongTask is %s: end recorded again",
                     status.get("phase"),
                 )
             metrics.REDIS_RESENT.labels(kind="settled").inc()
