@@ -5,8 +5,8 @@ the Redis server, against the one the operator last wrote in names.REDIS_IDENTIT
 gone means Redis lost data (it restarted empty, or from a copy older than the key); another
 run_id means another server process (a restart, or a Sentinel failover to a replica, which
 may lack the last writes: replication is asynchronous). Either way it is counted
-(longtask_operator_redis_resets_total) and logged in one line, lease expiries are held
-(maintenance.py) and, after `grace` seconds, every unfinished LongTask the watch follows is
+(longtask_operator_redis_resets_total) and logged in one line, lease expiries are held if
+Redis holds any (maintenance.py) and, after `grace` seconds, every unfinished LongTask the watch follows is
 reconciled against what Redis now holds (reconcile()).
 
 The grace lets every running worker take its lease back on the new server: a worker's lease
@@ -93,12 +93,20 @@ class RedisRepair:
                 run_id[:12], (marked or self._identity or "none")[:12], self.grace,
             )  # fmt: skip
             self._due = time.monotonic() + self.grace
-            self._holding_until = self._due + _HOLD_AFTER_GRACE_SECONDS
+            if await self._leases():  # else nothing to hold: an empty Redis, or a new one
+                self._holding_until = self._due + _HOLD_AFTER_GRACE_SECONDS
         elif not self._checked.is_set():
             self._due = time.monotonic()  # the start's pass: nothing to wait for
         self._identity = run_id
         self._checked.set()
         return time.monotonic() < self._holding_until
+
+    async def _leases(self) -> int:
+        """How many leases Redis holds (tasks' and batch lanes')."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zcard(names.LEASES)
+        pipe.zcard(names.LANE_LEASES)
+        return sum(int(n) for n in await pipe.execute())
 
     # -- the loop ------------------------------------------------------------------------
     async def run(self) -> None:

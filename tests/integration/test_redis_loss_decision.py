@@ -166,9 +166,11 @@ def test_a_reset_is_found_and_holds_lease_expiries(own_redis):
         finally:
             await client.aclose()
 
+    with redis.Redis(port=port) as raw:
+        raw.zadd(names.LEASES, {"some-uid": time.time() + 30})  # an attempt runs
     repair = redisrepair.RedisRepair(redis=None, celery=None, kube=None, watch=None, grace=60)  # type: ignore[arg-type]
     lost, changed = _resets("lost"), _resets("changed")
-    assert asyncio.run(look(repair)), "no marker: a Redis met first, or one that lost it"
+    assert asyncio.run(look(repair)), "no marker: a Redis met first, or one that lost it; leases held"
     assert _resets("lost") == lost + 1
     again = redisrepair.RedisRepair(redis=None, celery=None, kube=None, watch=None, grace=60)  # type: ignore[arg-type]
     assert not asyncio.run(look(again)), "the same server, marker kept: an operator restart"
@@ -178,5 +180,8 @@ def test_a_reset_is_found_and_holds_lease_expiries(own_redis):
     assert _resets("changed") == changed + 1
     with redis.Redis(port=port) as raw:
         raw.flushall()
-    assert asyncio.run(look(again)), "the marker gone: data lost"
-    assert _resets("lost") == lost + 2
+    later = redisrepair.RedisRepair(redis=None, celery=None, kube=None, watch=None, grace=60)  # type: ignore[arg-type]
+    asyncio.run(look(later))
+    assert not asyncio.run(look(later)), "the marker written again"
+    assert _resets("lost") == lost + 2, "the marker gone: data lost"
+    assert later._due is not None, "a pass is due after the grace"
