@@ -163,8 +163,9 @@ class RedisRepair:
         is already terminal in etcd: their end is recorded again (names.done, off the lease,
         retry and deadline sets, their running entry and message dropped), so the lease scan
         does not run a finished task again and a restored copy of its message is refused by
-        the worker's claim. Only this operator's namespaces; a task the watch follows, or
-        whose LongTask is gone (the sweep forgets it), is left alone. How many it settled."""
+        the worker's claim. Only this operator's namespaces and attempts etcd knows of; a task
+        the watch follows, one replayed whose status is behind, or one whose LongTask is gone
+        (the sweep forgets it), is left alone. How many it settled."""
         members: set[str] = set()
         for zset in (names.LEASES, names.SCHEDULE):
             members.update(wire.text(m) for m in await self.redis.zrange(zset, 0, -1))
@@ -188,6 +189,8 @@ class RedisRepair:
             status = body.get("status") or {}
             if body["metadata"]["uid"] != uid or not phases.is_terminal(phases.parse(status.get("phase"))):
                 continue
+            if current.attempt > int(status.get("attempts") or 0):
+                continue  # an attempt etcd does not know of yet: a replay on its way
             pipe = self.redis.pipeline(transaction=True)
             pipe.set(
                 names.done(uid), str(status.get("attempts") or current.attempt), ex=ledger.KEY_TTL_SECONDS
