@@ -74,7 +74,9 @@ def alive(redis: RedisFacts, *, is_batch: bool, trust_leases: bool = False) -> b
         return redis.guard == SENDING
     if is_batch:
         return redis.batch
-    return redis.scheduled or redis.queued
+    # A message of an attempt that already started is the copy its worker took (or one the
+    # claim refuses): it says nothing of whether that attempt still runs.
+    return redis.scheduled or (redis.queued and redis.started < redis.current)
 
 
 def decide(redis: RedisFacts, task: TaskFacts, *, trust_leases: bool = False) -> Decision:

@@ -11,6 +11,8 @@ stopped and started again from the older copy, which lacks all that. Then:
   taken back, not expired) and are not started again;
 - the task that ended after the copy (Succeeded in etcd, running in the older Redis) is not
   run again, and one that ended before the copy (its done marker survived) neither;
+- a task whose worker died after the copy (its lease lost, no worker to take it back): its
+  attempt ends Retrying with RedisDataLost (not a crash) and a new attempt runs;
 - every LongTask ends Succeeded, and no task ran twice at once (the workers' own log lines,
   which the restore cannot lose, give each run's start and end).
 """
@@ -20,9 +22,10 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
+import time
 import urllib.request
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -35,7 +38,7 @@ from tests import helpers, lt
 
 pytestmark = pytest.mark.cluster
 
-RUN_POOL, LATER_POOL = "lossrun", "losslater"
+RUN_POOL, LATER_POOL, VICTIM_POOL = "lossrun", "losslater", "lossvictim"
 WORKER_ENV = {"LONGTASK_LEASE_SECONDS": "2", "LONGTASK_LOG_FORMAT": "json"}
 GRACE_SECONDS = "4"  # the operator's wait after a reset: a few renewals of a 2 s lease
 
@@ -88,10 +91,12 @@ def _metric(url: str, name: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
 
 
-def _restart_from(cluster: cluster_mod.Cluster, copy: Path) -> None:
-    """Stop Redis (SIGTERM: it writes its AOF), put the older AOF back, start it again."""
+def _restart_from(cluster: cluster_mod.Cluster, copy: Path, *, meanwhile: Callable[[], None]) -> None:
+    """Stop Redis (SIGTERM: it writes its AOF), do `meanwhile`, put the older AOF back, start
+    it again."""
     child = cluster.child("redis")
     child.stop()
+    meanwhile()
     aof = cluster.state_dir / "redis" / "appendonlydir"
     shutil.rmtree(aof)
     shutil.copytree(copy, aof)
@@ -112,8 +117,18 @@ def test_redis_back_with_older_data(
             for i in range(3)
         ]
         short = lt.create(kubectl, namespace, "short", **sleep, params={"seconds": 5, "steps": 5})
+        victim = _worker(platform, VICTIM_POOL)
+        workers.append(victim)
+        orphan = lt.create(
+            kubectl,
+            namespace,
+            "orphan",
+            task="demo.sleep",
+            pool=VICTIM_POOL,
+            params={"seconds": 24, "steps": 24},
+        )
         helpers.poll(
-            lambda: all("started" in lt.kinds(redis_client, uid) for uid in [*long, short]),
+            lambda: all("started" in lt.kinds(redis_client, uid) for uid in [*long, short, orphan]),
             timeout=60,
             what="the long tasks and the short one running",
         )
@@ -130,11 +145,18 @@ def test_redis_back_with_older_data(
         lt.wait_phase(kubectl, namespace, "short", "Succeeded")
         resets = _metric(platform.operator_metrics_url, "longtask_operator_redis_resets_total")
 
-        _restart_from(cluster, copy)
+        def kill_victim() -> None:
+            """Its worker dies while Redis is down: no one takes the orphan's lease back."""
+            victim.kill()
+            cluster.children.remove(victim)
+
+        _restart_from(cluster, copy, meanwhile=kill_victim)
+        restored = time.monotonic()
         assert all(not redis_client.exists(names.current(uid)) for uid in later), "lost with the restore"
         assert redis_client.exists(names.done(before)), "its end was in the older data"
 
         workers.append(_worker(platform, LATER_POOL))
+        workers.append(_worker(platform, VICTIM_POOL))
         kubectl(
             "wait",
             "-n",
@@ -144,20 +166,26 @@ def test_redis_back_with_older_data(
             "--for=jsonpath={.status.phase}=Succeeded",
             "--timeout=180s",
         )
+        print(f"\nall LongTasks Succeeded {time.monotonic() - restored:.1f} s after Redis came back")
         assert _metric(platform.operator_metrics_url, "longtask_operator_redis_resets_total") > resets
         runs = _runs(workers)
-        for uid in [before, short, *long, *later]:
-            assert len(runs[uid]) == 1, (uid, runs[uid])
+        for uid in [before, short, *long, *later, orphan]:
+            assert len(runs[uid]) == 1, (uid, runs[uid])  # the orphan's first run never ended
         for uid, spans in runs.items():
             assert not _overlapping(spans), (uid, spans)
         for i in range(3):
             status = lt.status(kubectl, namespace, f"long{i}")
             assert [h["attempt"] for h in status.get("attemptHistory", [])] == [1], status
+        history = lt.status(kubectl, namespace, "orphan")["attemptHistory"]
+        assert [(h["attempt"], h.get("outcome")) for h in history] == [(1, "Retrying"), (2, "Succeeded")], (
+            history
+        )
+        assert history[0]["error"]["type"] == "RedisDataLost", "not counted as a crash"
         events = kubectl(
             "get", "events", "-n", namespace, "--field-selector", "reason=Resent", "-o", "json"
         ).stdout
         resent = {e["involvedObject"]["name"] for e in json.loads(events)["items"]}
-        assert resent == {f"later{i}" for i in range(3)}, resent
+        assert resent == {"orphan", *(f"later{i}" for i in range(3))}, resent
         assert (
             _metric(platform.operator_metrics_url, 'longtask_operator_redis_resent_total{kind="first"}') >= 3
         )

@@ -49,6 +49,7 @@ def task(
         (facts(current=1, guard="sent"), task(), (A.RESEND, 1)),
         (facts(current=3, started=2), task("Retrying", 2), (A.RESEND, 3)),
         (facts(current=1, started=1), task("Running", 1), (A.NEW_ATTEMPT, 2)),
+        (facts(current=1, started=1, queued=True), task("Running", 1), (A.NEW_ATTEMPT, 2)),
         (facts(current=2), task("Running", 2), (A.NEW_ATTEMPT, 3)),
         (facts(current=1), task("Running", 1, batch=True), (A.NEW_ATTEMPT, 2)),
         (LOST, task(cancel=True), (A.CANCEL, 0)),
