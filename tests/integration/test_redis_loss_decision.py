@@ -6,7 +6,8 @@ a real send (the Celery message in its queue list) and a real worker claim
 - a queued attempt, a claimed one, one waiting for its retry, a done one: nothing to send;
 - the message lost (its queue list gone): the same attempt again;
 - the lease lost after the attempt started (no worker took it back): a new attempt, numbered
-  after what ran, also when etcd knows of more attempts than Redis;
+  after what ran, also when etcd knows of more attempts than Redis, and although the
+  worker's record of the delivered message is still there;
 - the attempt record lost: a new attempt; never sent by anyone: the first attempt;
 - a task whose terminal event survived (done) is not sent again, whatever else was lost;
 - at the operator's start (no reset seen), a task in the lease set is the maintenance
@@ -75,7 +76,7 @@ def test_what_is_lost_after_a_send_and_a_claim(redis_url, redis_client):
                 redis_client.delete(key)  # the message was written after the last replicated write
             seen.append(await _facts(client, uid))  # 1: message lost
             worker = store.Store(store.connect(redis_url), pod="pod-1")
-            assert worker.claim(d, worker="w1", lease_seconds=30)
+            assert worker.claim(d, worker="w1", lease_seconds=30, tag="tag-1")  # its delivery recorded
             seen.append(await _facts(client, uid))  # 2: claimed
             redis_client.delete(names.claim(uid))  # the lease lost, and no worker took it back
             seen.append(await _facts(client, uid))  # 3: started, no lease
@@ -109,6 +110,7 @@ def test_what_is_lost_after_a_send_and_a_claim(redis_url, redis_client):
     more = redisloss.TaskFacts(phase=phases.Phase.RUNNING, attempts=3, cancel=False, is_batch=False)
     assert redisloss.decide(unleased, more).attempt == 4, "numbered after what etcd says ran"
     assert unleased.leased, "the stale lease entry is still there"
+    assert unleased.queued, "the delivered copy is still recorded, yet the attempt is lost"
     assert redisloss.decide(unleased, RUNNING, trust_leases=True).action is redisloss.Action.NOTHING
     assert done.done and redisloss.decide(done, RUNNING).action is redisloss.Action.NOTHING
     assert unrecorded.current is None and unrecorded.guard == sending.SENT
