@@ -67,6 +67,7 @@ class RedisRepair:
         self._identity: str | None = None  # the run_id seen last
         self._due: float | None = None  # monotonic time of the next pass; None: none due
         self._holding_until = 0.0  # monotonic: a reset was seen and its pass has not finished
+        self._reset = False  # a reset was seen and its pass has not finished
         self._checked = asyncio.Event()  # the first check is done (the start's pass waits for it)
         self.guard = loopguard.Guard("redis-repair", first_delay=interval)
 
@@ -84,17 +85,18 @@ class RedisRepair:
             await self.redis.set(names.REDIS_IDENTITY, run_id)
             cause = "lost" if marked is None else "changed"
             metrics.REDIS_RESETS.labels(cause=cause).inc()
+            self._due = time.monotonic() + self.grace
+            self._reset = True
+            leases = await self._leases()
+            if leases:  # else nothing to hold: an empty Redis, or a new one
+                self._holding_until = self._due + _HOLD_AFTER_GRACE_SECONDS
             log.warning(
-                "Redis %s (server %s, last seen %s): holding lease expiries for %.0f s, then "
-                "sending again what it lost",
+                "Redis %s (server %s, last seen %s): %d leases held for %.0f s, then what it lost is sent",
                 "lost the operator's marker key: it restarted empty or from older data"
                 if marked is None
                 else "is another server process: it restarted or failed over, and may lack the last writes",
-                run_id[:12], (marked or self._identity or "none")[:12], self.grace,
+                run_id[:12], (marked or self._identity or "none")[:12], leases, self.grace,
             )  # fmt: skip
-            self._due = time.monotonic() + self.grace
-            if await self._leases():  # else nothing to hold: an empty Redis, or a new one
-                self._holding_until = self._due + _HOLD_AFTER_GRACE_SECONDS
         elif not self._checked.is_set():
             self._due = time.monotonic()  # the start's pass: nothing to wait for
         self._identity = run_id
@@ -117,9 +119,9 @@ class RedisRepair:
             try:
                 if self._due is not None and time.monotonic() >= self._due and self.watch.listed():
                     self._due = None
-                    await self.reconcile(after_reset=time.monotonic() < self._holding_until)
+                    await self.reconcile(after_reset=self._reset)
                     if self._due is None:  # no new reset meanwhile
-                        self._holding_until = 0.0
+                        self._holding_until, self._reset = 0.0, False
                 self.guard.succeeded()
                 pause = self.interval
             except Exception as exc:  # the whole pass again, later
