@@ -203,6 +203,11 @@ def busy(pool: str) -> str:
     return f"{KEY_PREFIX}busy:{pool}"
 
 
+# The run_id of the Redis server the operator last saw (redisrepair.py), never expiring: missing,
+# or naming another server, means Redis restarted, failed over or lost data since.
+REDIS_IDENTITY = f"{KEY_PREFIX}redis-identity"
+
+
 # -- batches (batch.py; the scripts that change these are in batchledger.py) --------------
 
 

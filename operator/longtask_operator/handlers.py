@@ -27,6 +27,7 @@ from longtask_operator import (
     maintenance,
     observe,
     poolclaims,
+    redisrepair,
     schedules,
     settings,
     statussync,
@@ -87,6 +88,14 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         on_queued=memo.autoscaler.wake,
         on_event=memo.observer.on_event,
     )
+    # Redis restarted, failed over or lost data: what it lost is sent again (redisrepair.py).
+    repair = redisrepair.RedisRepair(
+        redis=memo.redis,
+        celery=memo.celery,
+        kube=memo.kube,
+        watch=watch,
+        grace=cfg.redis_repair_grace_seconds,
+    )
     upkeep = maintenance.Maintenance(
         redis=memo.redis,
         celery=memo.celery,
@@ -95,6 +104,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         poison_crashes=cfg.poison_crashes,
         claim_timeout=cfg.claim_timeout_seconds,
         listed=watch.listed,
+        hold_leases=repair.check,
     )
     # Each loop's task is named as its guard (loopguard.py), which the liveness probe reads.
     loops = [
@@ -102,6 +112,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         (upkeep.run(), upkeep.guard),
         *((watch.follow(ns), guard) for ns, guard in watch.guards.items()),
         (sweep.run(), sweep.guard),
+        (repair.run(), repair.guard),
         (memo.autoscaler.run(), memo.autoscaler.guard),
         (memo.observer.run(memo.autoscaler.pool_names), memo.observer.guard),
         *memo.pool_claims.loops(),

@@ -42,6 +42,7 @@ class Maintenance:
         poison_crashes: int,
         claim_timeout: float = 15.0,
         listed: Callable[[], bool] = lambda: True,
+        hold_leases: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self.redis = redis
         self.celery = celery
@@ -50,6 +51,9 @@ class Maintenance:
         self.poison_crashes = poison_crashes
         self.claim_timeout = claim_timeout
         self.listed = listed  # the LongTask watch's LIST is done (taskwatch.TaskWatch.listed)
+        # Asked first every tick: True while Redis was just found reset and its workers are
+        # taking their leases back (redisrepair.RedisRepair.check): no lease expires meanwhile.
+        self.hold_leases = hold_leases
         self._fetched_scanned_until = 0.0  # kombu fetch times up to this one were looked at
         self._next_dlq_sweep = 0.0
         self._sweep: asyncio.Task[None] | None = None
@@ -69,6 +73,7 @@ class Maintenance:
             await asyncio.sleep(pause)
 
     async def once(self, now: float) -> None:
+        held = self.hold_leases is not None and await self.hold_leases()
         steps: list[tuple[str, Callable[[str], Awaitable[None]]]] = [
             (names.LEASES, lambda uid: self._lease_expired(uid, now)),
             (names.SCHEDULE, self._retry_due),
@@ -79,6 +84,8 @@ class Maintenance:
             (names.BATCH_WAKE, lambda uid: self.batches.wake(uid, now)),
         ]
         for zset, step in steps:
+            if held and zset in (names.LEASES, names.LANE_LEASES):
+                continue
             for uid in await self._due(zset, now):
                 await self._isolated(zset, uid, step)
         await self._fetched_never_claimed(now)

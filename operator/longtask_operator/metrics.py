@@ -54,6 +54,21 @@ SWEPT = Counter(
     "was deleted while the operator was away (orphan; found by a sweep or at a LIST).",
     ["kind"],
 )
+REDIS_RESETS = Counter(
+    "longtask_operator_redis_resets_total",
+    "Times the operator found Redis reset (redisrepair.py): cause=changed, another server process "
+    "(a restart or a failover); cause=lost, the operator's marker key gone (restarted empty or from "
+    "older data, or a Redis the operator meets for the first time).",
+    ["cause"],
+)
+REDIS_RESENT = Counter(
+    "longtask_operator_redis_resent_total",
+    "What the operator sent again after a Redis reset, by kind: first (a first attempt), resend "
+    "(an attempt whose message was lost), new (a new attempt: its record, or its lease and end, "
+    "were lost), cancel (a cancel whose state was lost), settled (a task Redis had unfinished whose "
+    "LongTask had ended: its end recorded again, so it does not run again).",
+    ["kind"],
+)
 MAINTENANCE_FAILURES = Counter(
     "longtask_operator_maintenance_failures_total",
     "Per-task maintenance steps that failed (retried next tick).",

@@ -76,6 +76,12 @@ class OperatorSettings(settings.Base):
     """Seconds a message a worker fetched may stay unclaimed before it is sent again: its worker
     died between the two (the claim makes a second copy harmless if it did not)."""
 
+    redis_repair_grace_seconds: float = Field(default=20.0, ge=0)
+    """Seconds the operator waits, once it found Redis restarted, failed over or emptied, before it
+    sends again what Redis lost: longer than the workers' lease renewal (a third of
+    LONGTASK_LEASE_SECONDS) plus a reconnect, so every running attempt has taken its lease back by
+    then. Lease expiries wait meanwhile (docs/guarantees.md)."""
+
     poison_crashes: int = 3
     """Attempts in a row whose worker died before the task is dead-lettered as poison."""
 

@@ -73,6 +73,7 @@ BEFORE = {
         "pool_status_interval_seconds": 15.0,  # new: count-only WorkerPool status writes
         "claim_timeout_seconds": 15.0,
         "poison_crashes": 3,
+        "redis_repair_grace_seconds": 20.0,  # new: the wait after a Redis reset
         "kube_timeout_seconds": 15.0,  # new: the operator's apiserver timeout, as the constant was
     },
     worker_settings.WorkerSettings: {
