@@ -12,6 +12,11 @@ from longtask_runtime import settings
 
 
 class ApiSettings(settings.Base):
+    gateway_processes: int = Field(default=1, ge=1, le=64)
+    """Gateway processes `longtask api` runs on its one port (uvicorn's workers), each a whole
+    gateway with its own shared stream reader; a child that dies is replaced. Rate limits,
+    stream limits and auth caches are each process' own (docs/security.md)."""
+
     sse_ping_seconds: float = 15.0
     """Seconds between the keep-alive comments of an SSE stream; proxies drop connections idle for
     longer than about 60 s."""

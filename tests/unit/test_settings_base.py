@@ -49,6 +49,7 @@ BEFORE = {
         "gateway_dispatch": True,
         "idempotency_seconds": 86_400,
         "cors_origins": [],
+        "gateway_processes": 1,
     },
     operator_settings.OperatorSettings: {
         "redis_url": REDIS,
