@@ -375,6 +375,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="SSE delivery measured this long")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (concurrency 10 each)")
     parser.add_argument("--state-dir", type=Path, default=None, help="keep kubeconfig and logs here")
+    parser.add_argument(
+        "--profile", type=Path, default=None, help="cProfile the 1-process gateway into this file"
+    )
     args = parser.parse_args(argv)
     from longtask_dev import cluster as cluster_mod
     from longtask_dev import platform as platform_mod
@@ -392,7 +395,10 @@ def main(argv: list[str]) -> int:
         ports: dict[int, int] = {}
         for n in sorted({1, args.processes}):
             ports[n] = procs.free_port()
-            p.start_api(port=ports[n], extra_env={**env, "LONGTASK_GATEWAY_PROCESSES": str(n)})
+            profile = (
+                {"LONGTASK_PROFILE_FILE": str(args.profile.resolve())} if args.profile and n == 1 else {}
+            )
+            p.start_api(port=ports[n], extra_env={**env, "LONGTASK_GATEWAY_PROCESSES": str(n), **profile})
         if args.rounds:
             lines += submit_arms(c, ports, args.rounds)
         if args.sse:

@@ -51,8 +51,9 @@ def child_app() -> FastAPI:
     return app.create_app()
 
 
-def run(*, host: str, port: int, processes: int) -> None:
-    """Serve until SIGTERM/SIGINT: `processes` 1 in this process, else that many children."""
+def run(*, host: str, port: int, processes: int, profile_file: str = "") -> None:
+    """Serve until SIGTERM/SIGINT: `processes` 1 in this process, else that many children.
+    With `profile_file` and one process, write a cProfile of the whole run there at the end."""
     import uvicorn
 
     options: dict[str, Any] = dict(
@@ -64,7 +65,21 @@ def run(*, host: str, port: int, processes: int) -> None:
         factory=True,
     )
     if processes <= 1:
-        uvicorn.run("longtask_api.app:create_app", **options)
+        if not profile_file:
+            uvicorn.run("longtask_api.app:create_app", **options)
+            return
+        import cProfile
+        import signal
+        import sys
+
+        # uvicorn raises the SIGTERM it caught again once it stopped: end by SystemExit, so the
+        # stats get written, instead of by the signal's default action.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        profile = cProfile.Profile()
+        try:
+            profile.runcall(uvicorn.run, "longtask_api.app:create_app", **options)
+        finally:
+            profile.dump_stats(profile_file)
         return
     path = promfiles.prepare(component="gateway")  # before any child starts
     try:

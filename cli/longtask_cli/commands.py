@@ -79,8 +79,9 @@ def worker(args: argparse.Namespace) -> int:
 def api(args: argparse.Namespace) -> int:
     from longtask_api import serve, settings
 
-    processes = args.processes or settings.get_settings().gateway_processes
-    serve.run(host=args.host, port=args.port, processes=processes)
+    cfg = settings.get_settings()
+    processes = args.processes or cfg.gateway_processes
+    serve.run(host=args.host, port=args.port, processes=processes, profile_file=cfg.profile_file)
     return 0
 
 
