@@ -28,6 +28,9 @@ from longtask_contracts import logs
 from longtask_runtime import promfiles
 
 SHUTDOWN_SECONDS = 5
+# Connections waiting to be accepted (uvicorn's default 2048; the kernel caps it at
+# net.core.somaxconn): a crowd of watchers connecting at once is queued, not sent to retry.
+BACKLOG = 8192
 TEXT_FORMAT = "%(levelname)s:     %(name)s: %(message)s"
 
 
@@ -62,6 +65,7 @@ def run(*, host: str, port: int, processes: int, profile_file: str = "") -> None
         port=port,
         log_level="info",
         timeout_graceful_shutdown=SHUTDOWN_SECONDS,
+        backlog=BACKLOG,
         factory=True,
     )
     if processes <= 1:
