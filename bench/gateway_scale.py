@@ -150,7 +150,8 @@ class SseRun:
         try:
             status = await reader.readline()
             if b" 200 " not in status:
-                self.errors.append(f"status: {status!r}")
+                body = await reader.read(600)
+                self.errors.append(f"status: {status!r} {body[-300:]!r}")
                 return
             await self._read(name, reader)
         except (OSError, ValueError) as exc:

@@ -7,7 +7,7 @@ stream reader (fanout.Hub), Redis pool, Kubernetes client and first-send Celery 
 The kernel gives each new connection to whichever child accepts first, so an idle child
 takes the next one. The parent answers SIGTERM/SIGINT by sending SIGTERM to every child and
 waiting for each (a child ends its streams after `SHUTDOWN_SECONDS`); it replaces a child
-that dies, or that stops answering its health pipe for 5 s (it is then SIGKILLed).
+that dies, or that stops answering its health pipe for `HEALTHCHECK_SECONDS` (it is then SIGKILLed).
 
 Metrics: with N > 1 the children write prometheus-client's multiprocess files
 (runtime promfiles.py) and every child's /metrics reads all of them, so one scrape sees the
@@ -31,6 +31,10 @@ SHUTDOWN_SECONDS = 5
 # Connections waiting to be accepted (uvicorn's default 2048; the kernel caps it at
 # net.core.somaxconn): a crowd of watchers connecting at once is queued, not sent to retry.
 BACKLOG = 8192
+# Seconds a child may leave the supervisor's health ping unanswered before it is SIGKILLed and
+# replaced (uvicorn's default 5 killed children that were only busy: thousands of streams
+# opening at once on a loaded machine).
+HEALTHCHECK_SECONDS = 30
 TEXT_FORMAT = "%(levelname)s:     %(name)s: %(message)s"
 
 
@@ -87,7 +91,12 @@ def run(*, host: str, port: int, processes: int, profile_file: str = "") -> None
         return
     path = promfiles.prepare(component="gateway")  # before any child starts
     try:
-        uvicorn.run("longtask_api.serve:child_app", workers=processes, **options)
+        uvicorn.run(
+            "longtask_api.serve:child_app",
+            workers=processes,
+            timeout_worker_healthcheck=HEALTHCHECK_SECONDS,
+            **options,
+        )
     finally:
         shutil.rmtree(path, ignore_errors=True)
 
