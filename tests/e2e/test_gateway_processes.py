@@ -10,6 +10,7 @@ the parent alone ends every child and the parent.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -70,6 +71,11 @@ def _paused(pid: int) -> Iterator[None]:
         os.kill(pid, signal.SIGCONT)
 
 
+def _answers_alone(port: int, *, paused: int) -> bool:
+    with _paused(paused):
+        return procs.http_ok(f"http://127.0.0.1:{port}/readyz")
+
+
 def _streams(port: int) -> float:
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
     for family in parser.text_string_to_metric_families(text):
@@ -102,6 +108,10 @@ def test_two_processes_serve_one_port_and_are_supervised(
                 what="two gateway processes",
             )
         )
+        for busy in (first, second):  # each has started and answers while the other is paused
+            helpers.poll(
+                functools.partial(_answers_alone, port, paused=busy), timeout=120, what="each to answer"
+            )
         with _paused(first):
             on_second = _open_stream(port, namespace)
         with _paused(second):
@@ -119,12 +129,10 @@ def test_two_processes_serve_one_port_and_are_supervised(
         helpers.poll(
             lambda: _streams(port) == 1, timeout=30, what="the killed child's stream to stop counting"
         )
+        # Short pauses (2 s at most each) until the newcomer answers alone: a child paused for
+        # longer than the supervisor's health ping allows would be replaced as hung.
+        helpers.poll(lambda: _answers_alone(port, paused=second), timeout=120, what="the new child to answer")
         with _paused(second):
-            helpers.poll(
-                lambda: procs.http_ok(f"http://127.0.0.1:{port}/readyz"),
-                timeout=60,
-                what="the new child to answer",
-            )
             on_newcomer = _open_stream(port, namespace)
         assert _streams(port) == 2
         assert child.alive() and _children(child.pid) == {second, newcomer}
