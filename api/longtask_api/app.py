@@ -32,6 +32,7 @@ from longtask_api import (
     ratelimit,
     requestmetrics,
     settings,
+    sharedgets,
     streamlimit,
 )
 from longtask_api.routes import deadletters, health, schedules, streams, tasks, tasktypes, web, workerpools
@@ -130,6 +131,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     api = await runtimekube.login()
     app.state.kube = api
     app.state.tasks = runtimekube.Kube(api, timeout=cfg.kube_timeout_seconds)
+    app.state.task_gets = sharedgets.SharedGets(app.state.tasks)
     reviews = kube.Reviews(api, timeout=cfg.kube_timeout_seconds) if cfg.auth else None
     app.state.guard = auth.Guard(
         reviews=reviews,

@@ -23,6 +23,7 @@ from longtask_api import (
     patterns,
     ratelimit,
     settings,
+    sharedgets,
     streamlimit,
 )
 from longtask_contracts import schedules
@@ -50,6 +51,8 @@ async def get_caller(request: Request) -> auth.Caller:
 Tasks = Annotated[kube.Kube, Depends(_app_state("tasks"))]
 Redis = Annotated[aioredis.Redis, Depends(_app_state("redis"))]
 Hub = Annotated[fanout.Hub, Depends(_app_state("hub"))]
+# LongTask GETs that concurrent callers share (sharedgets.py): the stream routes' opening read.
+TaskGets = Annotated[sharedgets.SharedGets, Depends(_app_state("task_gets"))]
 Pools = Annotated[kube.Kube, Depends(_app_state("pools"))]
 # Who may use which pool (kept current by longtask_runtime.poolwatch).
 PoolAccess = Annotated[poolwatch.PoolWatch, Depends(_app_state("pool_access"))]

@@ -8,7 +8,11 @@ coroutine, not a Redis connection, and an event costs one read however many watc
 A watcher joining a stream the reader already follows catches up with XRANGE up to the
 reader's cursor, in pages of `count` entries (each handed on before the next is read; with a
 namespace, only that namespace's entries are handed on), then takes live entries, skipping
-any id it has already passed: nothing is missed or repeated. A watcher that falls
+any id it has already passed: nothing is missed or repeated. A page is the XRANGE of ids
+after A up to B, where B is an id the reader has already passed: every entry of it exists
+already and it can never change, so watchers that ask for the same page at once (a crowd
+joining a task from its start) share one read and its decoded entries (and so their
+encodings, Entry.memo); a stream keeps its last `PAGES_KEPT` pages while it is followed. A watcher that falls
 `queue_size` entries behind is ended after what it has queued (contiguous), and resumes by
 reconnecting with its last id.
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import uuid
 from collections.abc import AsyncGenerator, Callable
@@ -32,6 +37,7 @@ from longtask_contracts import events, names, wire
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 WAKE_TTL_SECONDS = 3600  # a crashed gateway's wake stream goes away on its own
+PAGES_KEPT = 32  # catch-up pages a followed stream keeps for the next watchers (_Stream.pages)
 
 
 def id_key(stream_id: str) -> tuple[int, int]:
@@ -73,10 +79,22 @@ class _Watcher:
             self.lagged = True  # what is queued stays contiguous; the watcher ends after it
 
 
+class _Page:
+    """One catch-up XRANGE, decoded: its entries, and the id of its last raw entry (None: empty)."""
+
+    __slots__ = ("entries", "last")
+
+    def __init__(self, entries: list[Entry], last: str | None) -> None:
+        self.entries = entries
+        self.last = last
+
+
 class _Stream:
     def __init__(self, cursor: str) -> None:
         self.cursor = cursor  # the id of the last entry the reader handed out (or the start)
         self.watchers: set[_Watcher] = set()
+        # Catch-up pages by (after, upto), oldest first: being read, or read (never changes).
+        self.pages: dict[tuple[str, str], asyncio.Future[_Page]] = {}
 
 
 class Hub:
@@ -152,15 +170,13 @@ class Hub:
             while id_key(after) < id_key(upto):
                 # A page at a time, each handed on before the next is read: one XRANGE never
                 # holds Redis for the whole backlog, and a slow client slows only its reads.
-                async with self._reads:
-                    page: Any = await self.redis.xrange(key, min=f"({after}", max=upto, count=self.count)
-                if not page:
+                page = await self._page(stream, key, after=after, upto=upto)
+                if page.last is None:
                     break
-                for raw_id, fields in page:
-                    after = wire.text(raw_id)
-                    entry = _decode(after, fields)
-                    if entry is not None and (namespace is None or entry.event.namespace == namespace):
+                for entry in page.entries:
+                    if namespace is None or entry.event.namespace == namespace:
                         yield entry
+                after = page.last
             while not (watcher.lagged and watcher.queue.empty()):
                 try:
                     async with asyncio.timeout(idle_seconds):
@@ -175,6 +191,26 @@ class Hub:
             stream.watchers.discard(watcher)
             if not stream.watchers and self._streams.get(key) is stream:
                 del self._streams[key]
+
+    async def _page(self, stream: _Stream, key: str, *, after: str, upto: str) -> _Page:
+        """The entries after `after` up to `upto` (at most `count`), read once for every
+        watcher that asks while the stream keeps the page; a failed read is not kept."""
+        wanted = (after, upto)
+        pending = stream.pages.get(wanted)
+        if pending is None:
+            pending = asyncio.ensure_future(self._read_page(key, after=after, upto=upto))
+            stream.pages[wanted] = pending
+            pending.add_done_callback(functools.partial(_forget_failed, stream.pages, wanted))
+            while len(stream.pages) > PAGES_KEPT:
+                del stream.pages[next(iter(stream.pages))]
+        # shield: a watcher that goes away does not cancel the read the others wait for.
+        return await asyncio.shield(pending)
+
+    async def _read_page(self, key: str, *, after: str, upto: str) -> _Page:
+        async with self._reads:
+            raw: Any = await self.redis.xrange(key, min=f"({after}", max=upto, count=self.count)
+        entries = [e for e in (_decode(wire.text(i), f) for i, f in raw) if e is not None]
+        return _Page(entries, wire.text(raw[-1][0]) if raw else None)
 
     async def _wake(self) -> None:
         """Make the reader's blocking XREAD return so that it reads the new stream too."""
@@ -220,6 +256,14 @@ class Hub:
             if entry is not None:
                 for watcher in list(stream.watchers):
                     watcher.offer(entry)
+
+
+def _forget_failed(
+    pages: dict[tuple[str, str], asyncio.Future[_Page]], wanted: tuple[str, str], done: asyncio.Future[_Page]
+) -> None:
+    """A read that failed or was cancelled is dropped, so the next watcher reads again."""
+    if (done.cancelled() or done.exception() is not None) and pages.get(wanted) is done:
+        del pages[wanted]
 
 
 def _decode(entry_id: str, fields: dict[Any, Any]) -> Entry | None:

@@ -22,7 +22,10 @@ DISPATCH_LEFT = Counter(
     "longtask_api_dispatch_left_total",
     "First attempts the gateway left to the operator (it sent first, or the queue was full).",
 )
-SSE_STREAMS = Gauge("longtask_api_sse_streams", "Server-Sent Event streams open right now.")
+# livesum: with --processes N, the streams of the live processes summed (serve.py).
+SSE_STREAMS = Gauge(
+    "longtask_api_sse_streams", "Server-Sent Event streams open right now.", multiprocess_mode="livesum"
+)
 SSE_EVENTS = Counter("longtask_api_sse_events_total", "Events sent over Server-Sent Events.")
 REQUEST_DURATION = Histogram(
     "longtask_api_request_duration_seconds",

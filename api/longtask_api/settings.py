@@ -12,6 +12,16 @@ from longtask_runtime import settings
 
 
 class ApiSettings(settings.Base):
+    gateway_processes: int = Field(default=1, ge=1, le=64)
+    """Gateway processes `longtask api` runs on its one port (uvicorn's workers), each a whole
+    gateway with its own shared stream reader; a child that dies is replaced. Rate limits,
+    stream limits and auth caches are each process' own (docs/security.md)."""
+
+    profile_file: str = ""
+    """Profile the gateway (cProfile, its event loop's thread) from start to stop and write the
+    stats to this file when it stops (`python -m pstats FILE`); one process only (with
+    LONGTASK_GATEWAY_PROCESSES above 1 it is ignored). For benchmarks: it slows every request."""
+
     sse_ping_seconds: float = 15.0
     """Seconds between the keep-alive comments of an SSE stream; proxies drop connections idle for
     longer than about 60 s."""

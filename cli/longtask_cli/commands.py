@@ -10,7 +10,6 @@ import signal
 import sys
 import time
 from types import FrameType
-from typing import Any
 
 WORKER_LOG_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(name)s: %(message)s"
 
@@ -79,27 +78,11 @@ def worker(args: argparse.Namespace) -> int:
 
 
 def api(args: argparse.Namespace) -> int:
-    import uvicorn
+    from longtask_api import serve, settings
 
-    from longtask_contracts import logs
-
-    # The gateway's own messages (e.g. whether auth is on) next to uvicorn's.
-    json_logs = logs.configure(text_format="%(levelname)s:     %(name)s: %(message)s")
-    extra: dict[str, Any] = {}
-    if json_logs:
-        from longtask_api import accesslog
-
-        accesslog.install()  # a request's line names its task
-        extra["log_config"] = None  # uvicorn's lines go to the root's JSON handler
-    uvicorn.run(
-        "longtask_api.app:create_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        log_level="info",
-        timeout_graceful_shutdown=5,
-        **extra,
-    )
+    cfg = settings.get_settings()
+    processes = args.processes or cfg.gateway_processes
+    serve.run(host=args.host, port=args.port, processes=processes, profile_file=cfg.profile_file)
     return 0
 
 

@@ -257,9 +257,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.set_defaults(func=commands.worker)
 
-    api = sub.add_parser("api", help="run the HTTP gateway (FastAPI on uvicorn)")
+    api = sub.add_parser("api", aliases=["gateway"], help="run the HTTP gateway (FastAPI on uvicorn)")
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8080)
+    api.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="gateway processes on this one port, each with its own stream reader; a dead one is "
+        "replaced (env LONGTASK_GATEWAY_PROCESSES, default 1)",
+    )
     api.set_defaults(func=commands.api)
 
     _gateway_commands(sub)

@@ -10,6 +10,7 @@ release the stream.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from longtask_api import fanout
@@ -113,6 +114,55 @@ async def test_catch_up_reads_in_pages_and_hands_on_one_namespace(redis_url):
         assert all("COUNT" in [a.upper() for a in args] for args in ranges), ranges
         assert len(ranges) >= len(ids) // 100
         await follow.aclose()
+        await live.aclose()
+    finally:
+        await redis.config_set("slowlog-log-slower-than", threshold)
+        await redis.config_set("slowlog-max-len", length)
+        await hub.stop()
+        await redis.delete(key)
+        await redis.aclose()
+
+
+async def test_watchers_joining_at_once_share_the_catch_up_reads(redis_url):
+    """50 watchers joining a followed stream from 0 at once: each gets every entry exactly once,
+    in order, and the backlog is read once per page for all of them (XRANGEs counted in
+    Redis's SLOWLOG), not once per watcher."""
+    redis = redisopts.async_client(redis_url)
+    hub = fanout.Hub(redis, block_ms=1000, count=100)
+    await hub.start()
+    key = names.events_stream(uuid.uuid4().hex)
+    threshold = (await redis.config_get("slowlog-log-slower-than"))["slowlog-log-slower-than"]
+    length = (await redis.config_get("slowlog-max-len"))["slowlog-max-len"]
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            for i in range(300):
+                pipe.xadd(key, _event(i % 100))
+            ids = [i.decode() for i in await pipe.execute()]
+        live = hub.follow(key, after=None, idle_seconds=30)  # the reader follows the stream now
+        assert await anext(live) is None
+        await redis.config_set("slowlog-max-len", 10_000)
+        await redis.config_set("slowlog-log-slower-than", 0)
+        await redis.slowlog_reset()
+
+        async def watcher() -> list[str]:
+            follow = hub.follow(key, after="0", idle_seconds=30)
+            assert await anext(follow) is None
+            got = [(await anext(follow)) for _ in ids]
+            await follow.aclose()
+            return [e.id for e in got if e is not None]
+
+        seen = await asyncio.gather(*(watcher() for _ in range(50)))
+        await redis.config_set("slowlog-log-slower-than", threshold)
+        assert all(s == ids for s in seen)
+        commands = [
+            [
+                wire.text(a)
+                for a in (e["command"].split() if isinstance(e["command"], bytes | str) else e["command"])
+            ]
+            for e in await redis.slowlog_get(10_000)
+        ]
+        ranges = [c for c in commands if c[0].upper() == "XRANGE" and c[1] == key]
+        assert 3 <= len(ranges) <= 6, ranges  # 300 entries in pages of 100, not 50 x 3
         await live.aclose()
     finally:
         await redis.config_set("slowlog-log-slower-than", threshold)

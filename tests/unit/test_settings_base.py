@@ -52,6 +52,8 @@ BEFORE = {
         "gateway_dispatch": True,
         "idempotency_seconds": 86_400,
         "cors_origins": [],
+        "gateway_processes": 1,
+        "profile_file": "",
     },
     operator_settings.OperatorSettings: {
         "redis_url": REDIS,

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from redis.exceptions import RedisError
 
-from longtask_api import deps, errors, kube
+from longtask_api import deps, errors, kube, serve
 
 router = APIRouter(include_in_schema=False)
 
@@ -37,4 +37,6 @@ async def readyz(request: Request, redis: deps.Redis, cfg: deps.Settings) -> dic
 
 @router.get("/metrics")
 async def metrics() -> Response:
-    return Response(prometheus_client.generate_latest(), media_type=prometheus_client.CONTENT_TYPE_LATEST)
+    return Response(
+        prometheus_client.generate_latest(serve.registry()), media_type=prometheus_client.CONTENT_TYPE_LATEST
+    )

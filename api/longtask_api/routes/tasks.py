@@ -230,7 +230,7 @@ async def cancel_task(
 async def stream_task_events(
     namespace: deps.Namespace,
     name: deps.TaskName,
-    tasks: deps.Tasks,
+    gets: deps.TaskGets,
     hub: deps.Hub,
     cfg: deps.Settings,
     _caller: deps.MayGet,
@@ -247,7 +247,7 @@ async def stream_task_events(
 ) -> EventSourceResponse:
     """Live status and progress; reconnect with Last-Event-ID to resume exactly. Needs `get`."""
     start = sse.parse_last_event_id(last_event_id or after) or "0"
-    obj = await tasks.get(namespace=namespace, name=name)
+    obj = await gets.get(namespace=namespace, name=name)  # one GET for a crowd connecting at once
     return sse.response(
         sse.stream(hub=hub, obj=obj, after=start, idle_seconds=cfg.sse_ping_seconds),
         ping_seconds=cfg.sse_ping_seconds,
