@@ -1,18 +1,31 @@
 """Server-Sent Events from the gateway, read with httpx-sse, for `longtask watch` and the tests.
 
-It only reads one stream; following a task across dropped connections (Last-Event-ID) is
-follow()'s job, printing is display.py's.
+events() reads one stream; follow() follows a task to its end across dropped connections
+and restarting gateways (Last-Event-ID, with back-off). Printing is display.py's.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import httpx_sse
+
+# Events after which a task's stream ends: its terminal events, and `status` (sent instead
+# of the events once they have been cleaned up).
+FINAL_EVENTS = frozenset({"succeeded", "failed", "cancelled", "status"})
+# Answers worth another try: a proxy or Service with no ready gateway (502, 503, 504), a
+# gateway that cannot reach Kubernetes or Redis (503), or this caller's open streams at the
+# limit of the one replica left (429).
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+FIRST_DELAY = 0.25  # seconds before the first reconnect; doubled each time, up to MAX_DELAY
+MAX_DELAY = 5.0
+RETRY_AFTER_MAX = 30.0  # the longest Retry-After honoured
 
 
 @dataclass
@@ -40,22 +53,71 @@ def events(
 
 
 class StreamLost(Exception):
-    """The stream dropped more often than `attempts` allows."""
+    """The stream could not be resumed `attempts` times in a row."""
+
+
+class EndedEarly(Exception):
+    """The gateway ended the stream before the task's final event (it was shutting down, or
+    this client fell too far behind): resume with the last id."""
+
+
+def delay(failures: int, *, retry_after: float | None = None) -> float:
+    """Seconds to wait before reconnecting after `failures` failed tries in a row: exponential
+    from FIRST_DELAY up to MAX_DELAY, with jitter (so clients of a dead replica do not all come
+    back at once), or the server's Retry-After when it gave one."""
+    if retry_after is not None:
+        return min(max(retry_after, 0.0), RETRY_AFTER_MAX)
+    ceiling = min(MAX_DELAY, FIRST_DELAY * 2 ** max(failures - 1, 0))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return float(response.headers.get("retry-after", ""))
+    except ValueError:
+        return None
 
 
 def follow(
-    client: httpx.Client, url: str, *, attempts: int = 30, timeout: float = 120, on_drop: Any = None
+    client: httpx.Client,
+    url: str,
+    *,
+    attempts: int = 12,
+    timeout: float = 120,
+    on_drop: Callable[[Exception, str | None], Any] | None = None,
+    sleep: Callable[[float], Any] = time.sleep,
 ) -> Iterator[Event]:
-    """Yield a task's events to the end, reconnecting with Last-Event-ID after a drop: none
-    is missed or repeated. `on_drop(exc, last_id)` is told of each drop; StreamLost at the end."""
+    """Yield a task's events to its final one, resuming with Last-Event-ID after a drop: none
+    is missed or repeated.
+
+    A drop is a lost connection, a stream the gateway ended before the final event, or an
+    answer in RETRY_STATUSES; each is told to `on_drop(exc, last_id)`, then follow() waits
+    delay() and reconnects. `attempts` bounds the tries in a row that bring no event (about
+    40 s of back-off with the default); any event starts the count again. StreamLost when
+    they are used up; other error answers raise httpx.HTTPStatusError at once.
+    """
     last_id = None
-    for _ in range(attempts):
+    failures = 0
+    while True:
+        retry_after = None
         try:
             for event in events(client, url, last_event_id=last_id, timeout=timeout):
                 last_id = event.id or last_id
+                failures = 0
                 yield event
-            return
-        except httpx.TransportError as exc:
-            if on_drop is not None:
-                on_drop(exc, last_id)
-    raise StreamLost(f"the stream dropped {attempts} times; last event {last_id}")
+                if event.event in FINAL_EVENTS:
+                    return
+            raise EndedEarly(f"the gateway ended the stream after event {last_id}")
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code not in RETRY_STATUSES:
+                raise
+            retry_after = _retry_after(exc.response)
+            drop: Exception = exc
+        except (httpx.TransportError, EndedEarly) as exc:
+            drop = exc
+        failures += 1
+        if failures >= attempts:
+            raise StreamLost(f"no event in {attempts} tries in a row; last event {last_id}")
+        if on_drop is not None:
+            on_drop(drop, last_id)
+        sleep(delay(failures, retry_after=retry_after))
