@@ -37,6 +37,7 @@ from longtask_cli import sseclient
 from longtask_contracts import events, names
 from longtask_dev import platform as platform_mod
 from longtask_dev import procs
+from tests import gateways as gateways_mod
 from tests import lbproxy, lt, pools
 from tests.drills import batches
 
@@ -64,36 +65,9 @@ class Seen:
         self.data.append(data)
 
 
-class Gateways:
-    """Gateway processes on fixed ports that the test can SIGKILL and start again."""
-
-    def __init__(self, platform: platform_mod.Platform) -> None:
-        self.platform = platform
-        self.ports = [procs.free_port(), procs.free_port()]
-        self.children: dict[int, procs.Child] = {}
-
-    def start(self, port: int) -> None:
-        self.children[port] = self.platform.start_api(port=port, auth=False)
-
-    def kill(self, port: int) -> None:
-        child = self.children.pop(port)
-        child.kill()
-        self.platform.cluster.children.remove(child)
-
-    def stop_one(self, port: int) -> None:
-        """SIGTERM, as a rolling update stops a pod (the gateway ends its streams and exits)."""
-        self.platform.stop_child(self.children.pop(port))
-
-    def stop(self) -> None:
-        for port in list(self.children):
-            self.platform.stop_child(self.children.pop(port))
-
-
 @pytest.fixture
-def gateways(platform: platform_mod.Platform) -> Iterator[Gateways]:
-    gws = Gateways(platform)
-    for port in gws.ports:
-        gws.start(port)
+def gateways(platform: platform_mod.Platform) -> Iterator[gateways_mod.Gateways]:
+    gws = gateways_mod.Gateways(platform).start_all()
     yield gws
     gws.stop()
 
@@ -196,8 +170,8 @@ def test_two_gateways_killed_mid_stream_lose_no_event(platform, kubectl, namespa
     ws = {name: Seen() for name in names_[-WS_CLIENTS:]}  # the last to run: mid-stream at the kills
     spaced = Seen()
     done = threading.Event()
-    backends = [("127.0.0.1", port) for port in gateways.ports]
-    with lbproxy.Balancer(backends) as proxy, futures.ThreadPoolExecutor(len(sse) + len(ws) + 1) as pool_:
+    threads = len(sse) + len(ws) + 1
+    with lbproxy.Balancer(gateways.backends) as proxy, futures.ThreadPoolExecutor(threads) as pool_:
         runs = [pool_.submit(_follow_namespace, proxy.url, f"{base}/events", spaced, done=done)]
         runs += [pool_.submit(_follow_task, proxy.url, f"{base}/tasks/{n}/events", s) for n, s in sse.items()]
         runs += [pool_.submit(_follow_ws, proxy.url, f"{base}/tasks/{n}/ws", s) for n, s in ws.items()]
