@@ -26,6 +26,9 @@ RETRY_STATUSES = frozenset({429, 502, 503, 504})
 FIRST_DELAY = 0.25  # seconds before the first reconnect; doubled each time, up to MAX_DELAY
 MAX_DELAY = 5.0
 RETRY_AFTER_MAX = 30.0  # the longest Retry-After honoured
+# How long follow() keeps trying without getting an event through: a gateway replica that
+# restarts, or a Service that takes a few seconds to drop a dead endpoint, fits well within.
+PATIENCE_SECONDS = 60.0
 
 
 @dataclass
@@ -53,7 +56,7 @@ def events(
 
 
 class StreamLost(Exception):
-    """The stream could not be resumed `attempts` times in a row."""
+    """The stream could not be resumed within follow()'s patience."""
 
 
 class EndedEarly(Exception):
@@ -63,12 +66,13 @@ class EndedEarly(Exception):
 
 def delay(failures: int, *, retry_after: float | None = None) -> float:
     """Seconds to wait before reconnecting after `failures` failed tries in a row: exponential
-    from FIRST_DELAY up to MAX_DELAY, with jitter (so clients of a dead replica do not all come
-    back at once), or the server's Retry-After when it gave one."""
-    if retry_after is not None:
-        return min(max(retry_after, 0.0), RETRY_AFTER_MAX)
+    from FIRST_DELAY up to MAX_DELAY, with jitter (so the clients of a dead replica do not all
+    come back at once), and never less than the server's Retry-After."""
     ceiling = min(MAX_DELAY, FIRST_DELAY * 2 ** max(failures - 1, 0))
-    return random.uniform(ceiling / 2, ceiling)
+    backoff = random.uniform(ceiling / 2, ceiling)
+    if retry_after is None:
+        return backoff
+    return max(backoff, min(max(retry_after, 0.0), RETRY_AFTER_MAX))
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -82,28 +86,30 @@ def follow(
     client: httpx.Client,
     url: str,
     *,
-    attempts: int = 12,
+    patience: float = PATIENCE_SECONDS,
     timeout: float = 120,
     on_drop: Callable[[Exception, str | None], Any] | None = None,
     sleep: Callable[[float], Any] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Iterator[Event]:
     """Yield a task's events to its final one, resuming with Last-Event-ID after a drop: none
     is missed or repeated.
 
     A drop is a lost connection, a stream the gateway ended before the final event, or an
     answer in RETRY_STATUSES; each is told to `on_drop(exc, last_id)`, then follow() waits
-    delay() and reconnects. `attempts` bounds the tries in a row that bring no event (about
-    40 s of back-off with the default); any event starts the count again. StreamLost when
-    they are used up; other error answers raise httpx.HTTPStatusError at once.
+    delay() and reconnects. StreamLost once `patience` seconds have passed since the last
+    event (or the first try) and a try fails again; other error answers raise
+    httpx.HTTPStatusError at once.
     """
     last_id = None
     failures = 0
+    progress_at = clock()
     while True:
         retry_after = None
         try:
             for event in events(client, url, last_event_id=last_id, timeout=timeout):
                 last_id = event.id or last_id
-                failures = 0
+                failures, progress_at = 0, clock()
                 yield event
                 if event.event in FINAL_EVENTS:
                     return
@@ -116,8 +122,8 @@ def follow(
         except (httpx.TransportError, EndedEarly) as exc:
             drop = exc
         failures += 1
-        if failures >= attempts:
-            raise StreamLost(f"no event in {attempts} tries in a row; last event {last_id}")
+        if clock() - progress_at >= patience:
+            raise StreamLost(f"no event for {patience:g} s ({failures} tries); last event {last_id}")
         if on_drop is not None:
             on_drop(drop, last_id)
         sleep(delay(failures, retry_after=retry_after))

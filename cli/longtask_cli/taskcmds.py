@@ -20,7 +20,7 @@ from longtask_cli import display, sseclient
 EXIT_SUCCEEDED = 0
 EXIT_FAILED = 1  # the task Failed, or the gateway refused the request (its reason on stderr)
 EXIT_CANCELLED = 3
-EXIT_STREAM_LOST = 4  # the stream could not be resumed (sseclient.follow's attempts): the end is unknown
+EXIT_STREAM_LOST = 4  # no event got through within sseclient.follow's patience: the end is unknown
 _EXIT_OF_PHASE = {"Succeeded": EXIT_SUCCEEDED, "Cancelled": EXIT_CANCELLED}
 # `submit` sends its create again after a lost connection, a timeout or one of these answers
 # (a proxy's, or the gateway's 503 when Kubernetes or Redis is unreachable), with the same
