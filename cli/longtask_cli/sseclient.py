@@ -86,14 +86,15 @@ def follow(
     client: httpx.Client,
     url: str,
     *,
+    last_event_id: str | None = None,
     patience: float = PATIENCE_SECONDS,
     timeout: float = 120,
     on_drop: Callable[[Exception, str | None], Any] | None = None,
     sleep: Callable[[float], Any] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> Iterator[Event]:
-    """Yield a task's events to its final one, resuming with Last-Event-ID after a drop: none
-    is missed or repeated.
+    """Yield a task's events after `last_event_id` (None: all) to its final one, resuming with
+    Last-Event-ID after a drop: none is missed or repeated.
 
     A drop is a lost connection, a stream the gateway ended before the final event, or an
     answer in RETRY_STATUSES; each is told to `on_drop(exc, last_id)`, then follow() waits
@@ -101,7 +102,7 @@ def follow(
     event (or the first try) and a try fails again; other error answers raise
     httpx.HTTPStatusError at once.
     """
-    last_id = None
+    last_id = last_event_id
     failures = 0
     progress_at = clock()
     while True:

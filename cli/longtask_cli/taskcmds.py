@@ -235,12 +235,15 @@ def logs(args: argparse.Namespace) -> int:
         if not args.follow or terminal:
             return EXIT_SUCCEEDED
         url = _tasks(args, f"/{args.name}/events")
-        try:
-            for event in sseclient.events(client, url, last_event_id=last.id if last else None, timeout=120):
+        try:  # resumed after a drop, as `watch` is
+            for event in sseclient.follow(client, url, last_event_id=last.id if last else None):
                 print(display.event_line(event), flush=True)
         except httpx.HTTPStatusError as exc:
             answer(exc.response)
             return EXIT_FAILED
+        except sseclient.StreamLost as exc:
+            print(str(exc), file=sys.stderr)
+            return EXIT_STREAM_LOST
     return EXIT_SUCCEEDED
 
 

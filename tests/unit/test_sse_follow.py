@@ -4,7 +4,8 @@ Covers: the back-off doubles from 0.25 s up to 5 s with jitter, never below a Re
 (capped at 30 s); a 503 with Retry-After, a refused connection, a stream cut mid-event and a
 stream the gateway ended before the final event are each resumed with the last id sent as
 Last-Event-ID, every event yielded once; a 404 is raised at once; StreamLost only once the
-patience has passed without an event, and any event starts the patience again. The server
+patience has passed without an event, and any event starts the patience again; `last_event_id`
+is where the first request starts (`longtask logs --follow`). The server
 is a scripted httpx transport (the gateway's side is covered by tests/e2e and tests/drills).
 """
 
@@ -121,3 +122,9 @@ def test_stream_lost_only_after_the_patience_without_an_event() -> None:
         run()
     assert got == ["1-0"]
     assert 60 <= now[0] < 70 and 12 <= len(asked) <= 30, (now[0], len(asked))
+
+
+def test_following_from_an_id_sends_it_first() -> None:
+    client, asked = _server([lambda r: _stream(_frames(("7-0", "succeeded")))])
+    got = list(sseclient.follow(client, "/events", last_event_id="6-0", sleep=lambda s: None))
+    assert [e.id for e in got] == ["7-0"] and asked == ["6-0"]
