@@ -29,6 +29,9 @@ RETRY_AFTER_MAX = 30.0  # the longest Retry-After honoured
 # How long follow() keeps trying without getting an event through: a gateway replica that
 # restarts, or a Service that takes a few seconds to drop a dead endpoint, fits well within.
 PATIENCE_SECONDS = 60.0
+# A stream that stayed open this long before it dropped was not a failed try (a quiet task's
+# stream only carries keep-alives): the back-off and the patience start over.
+STEADY_SECONDS = 10.0
 
 
 @dataclass
@@ -39,17 +42,25 @@ class Event:
 
 
 def events(
-    client: httpx.Client, url: str, *, last_event_id: str | None = None, timeout: float = 60
+    client: httpx.Client,
+    url: str,
+    *,
+    last_event_id: str | None = None,
+    timeout: float = 60,
+    on_open: Callable[[], Any] | None = None,
 ) -> Iterator[Event]:
     """Yield events from `url` until the server ends the stream; comments (pings) are skipped.
 
-    Raises httpx.HTTPStatusError for a non-2xx answer, after reading its body.
+    Raises httpx.HTTPStatusError for a non-2xx answer, after reading its body; `on_open()` is
+    called once the answer is a 2xx.
     """
     headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
     with httpx_sse.connect_sse(client, "GET", url, headers=headers, timeout=timeout) as source:
         if source.response.is_error:
             source.response.read()
             source.response.raise_for_status()
+        if on_open is not None:
+            on_open()
         for sse in source.iter_sse():
             if sse.data:
                 yield Event(sse.id or None, sse.event, json.loads(sse.data))
@@ -98,19 +109,24 @@ def follow(
 
     A drop is a lost connection, a stream the gateway ended before the final event, or an
     answer in RETRY_STATUSES; each is told to `on_drop(exc, last_id)`, then follow() waits
-    delay() and reconnects. StreamLost once `patience` seconds have passed since the last
-    event (or the first try) and a try fails again; other error answers raise
-    httpx.HTTPStatusError at once.
+    delay() and reconnects. StreamLost once tries have kept failing for `patience` seconds
+    (tries that bring an event, or a stream that stays open STEADY_SECONDS, start the count
+    again); other error answers raise httpx.HTTPStatusError at once.
     """
     last_id = last_event_id
     failures = 0
-    progress_at = clock()
+    failing_since: float | None = None  # when the current run of failed tries began
+    opened: list[float] = []  # when the current try's answer came (if it was a 2xx)
     while True:
         retry_after = None
+        opened.clear()
         try:
-            for event in events(client, url, last_event_id=last_id, timeout=timeout):
+            stream = events(
+                client, url, last_event_id=last_id, timeout=timeout, on_open=lambda: opened.append(clock())
+            )
+            for event in stream:
                 last_id = event.id or last_id
-                failures, progress_at = 0, clock()
+                failures, failing_since = 0, None
                 yield event
                 if event.event in FINAL_EVENTS:
                     return
@@ -122,9 +138,16 @@ def follow(
             drop: Exception = exc
         except (httpx.TransportError, EndedEarly) as exc:
             drop = exc
+        now = clock()
+        if opened and now - opened[0] >= STEADY_SECONDS:
+            failures, failing_since = 0, None
         failures += 1
-        if clock() - progress_at >= patience:
-            raise StreamLost(f"no event for {patience:g} s ({failures} tries); last event {last_id}")
+        if failing_since is None:
+            failing_since = now
+        elif now - failing_since >= patience:
+            raise StreamLost(
+                f"no event for {patience:g} s of retries ({failures} tries); last event {last_id}"
+            )
         if on_drop is not None:
             on_drop(drop, last_id)
         sleep(delay(failures, retry_after=retry_after))

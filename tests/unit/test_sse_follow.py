@@ -4,7 +4,8 @@ Covers: the back-off doubles from 0.25 s up to 5 s with jitter, never below a Re
 (capped at 30 s); a 503 with Retry-After, a refused connection, a stream cut mid-event and a
 stream the gateway ended before the final event are each resumed with the last id sent as
 Last-Event-ID, every event yielded once; a 404 is raised at once; StreamLost only once the
-patience has passed without an event, and any event starts the patience again; `last_event_id`
+patience has passed without an event, and any event starts the patience again, as does a stream
+that stayed open a while (a quiet task's stream, then a drop, is retried); `last_event_id`
 is where the first request starts (`longtask logs --follow`). The server
 is a scripted httpx transport (the gateway's side is covered by tests/e2e and tests/drills).
 """
@@ -25,10 +26,12 @@ def _frames(*events: tuple[str, str]) -> bytes:
     return b"".join(f'id: {i}\nevent: {kind}\ndata: {{"n": "{i}"}}\n\n'.encode() for i, kind in events)
 
 
-def _stream(body: bytes, *, cut: bool = False) -> httpx.Response:
+def _stream(body: bytes, *, cut: bool = False, quiet: Callable[[], None] | None = None) -> httpx.Response:
     class Body(httpx.SyncByteStream):
         def __iter__(self) -> Iterator[bytes]:
             yield body
+            if quiet is not None:
+                quiet()  # the stream stays open a long while with nothing but keep-alives
             if cut:
                 raise httpx.RemoteProtocolError(
                     "peer closed connection without sending complete message body"
@@ -128,3 +131,24 @@ def test_following_from_an_id_sends_it_first() -> None:
     client, asked = _server([lambda r: _stream(_frames(("7-0", "succeeded")))])
     got = list(sseclient.follow(client, "/events", last_event_id="6-0", sleep=lambda s: None))
     assert [e.id for e in got] == ["7-0"] and asked == ["6-0"]
+
+
+def test_a_long_quiet_stream_that_drops_is_retried_not_lost() -> None:
+    now = [0.0]
+
+    def quiet() -> None:
+        now[0] += 600
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    client, asked = _server(
+        [
+            lambda r: _stream(_frames(("1-0", "queued")), cut=True, quiet=quiet),  # 10 min quiet, then a drop
+            _refused,
+            lambda r: _stream(b": ping\n\n", cut=True, quiet=quiet),  # again quiet, no event, then a drop
+            lambda r: _stream(_frames(("2-0", "succeeded"))),
+        ]
+    )
+    got = list(sseclient.follow(client, "/events", patience=60, sleep=sleep, clock=lambda: now[0]))
+    assert [e.id for e in got] == ["1-0", "2-0"] and asked == [None, "1-0", "1-0", "1-0"]
