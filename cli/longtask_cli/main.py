@@ -23,7 +23,7 @@ exit codes of submit --watch and watch:
   {taskcmds.EXIT_FAILED}  the task Failed, or the gateway refused the request (its reason on stderr)
   2  wrong arguments
   {taskcmds.EXIT_CANCELLED}  the task was Cancelled
-  {taskcmds.EXIT_STREAM_LOST}  the event stream kept dropping: the task's end is unknown
+  {taskcmds.EXIT_STREAM_LOST}  no event got through for 60 s of retries: the end is unknown
 
 On a terminal, progress is a live bar; piped, one line per event.
 """

@@ -20,7 +20,7 @@ from longtask_cli import display, sseclient
 EXIT_SUCCEEDED = 0
 EXIT_FAILED = 1  # the task Failed, or the gateway refused the request (its reason on stderr)
 EXIT_CANCELLED = 3
-EXIT_STREAM_LOST = 4  # the connection kept dropping: the task's end is unknown
+EXIT_STREAM_LOST = 4  # no event got through within sseclient.follow's patience: the end is unknown
 _EXIT_OF_PHASE = {"Succeeded": EXIT_SUCCEEDED, "Cancelled": EXIT_CANCELLED}
 # `submit` sends its create again after a lost connection, a timeout or one of these answers
 # (a proxy's, or the gateway's 503 when Kubernetes or Redis is unreachable), with the same
@@ -146,8 +146,9 @@ def watch(args: argparse.Namespace) -> int:
     with gateway(args) as client, display.Watch(f"{args.namespace}/{args.name}") as shown:
 
         def dropped(exc: Exception, last_id: str | None) -> None:
-            shown.note(f"connection lost ({exc!r}); resuming after event {last_id}")
-            time.sleep(1)
+            status = exc.response.status_code if isinstance(exc, httpx.HTTPStatusError) else None
+            why = repr(exc) if status is None else f"answer {status}"
+            shown.note(f"stream interrupted ({why}); resuming after event {last_id}")
 
         try:
             last = None
@@ -234,12 +235,15 @@ def logs(args: argparse.Namespace) -> int:
         if not args.follow or terminal:
             return EXIT_SUCCEEDED
         url = _tasks(args, f"/{args.name}/events")
-        try:
-            for event in sseclient.events(client, url, last_event_id=last.id if last else None, timeout=120):
+        try:  # resumed after a drop, as `watch` is
+            for event in sseclient.follow(client, url, last_event_id=last.id if last else None):
                 print(display.event_line(event), flush=True)
         except httpx.HTTPStatusError as exc:
             answer(exc.response)
             return EXIT_FAILED
+        except sseclient.StreamLost as exc:
+            print(str(exc), file=sys.stderr)
+            return EXIT_STREAM_LOST
     return EXIT_SUCCEEDED
 
 

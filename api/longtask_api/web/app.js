@@ -247,14 +247,22 @@
     return ev;
   }
 
+  // A dropped stream is resumed with Last-Event-ID (the last id it sent), so the events of
+  // the gap come first, once each, and the list stays as it is. The gateway keeps the last
+  // minute of the namespace's events (docs/high-availability.md): after a longer silence the
+  // page lists the tasks again instead, and follows from then on.
+  const RESUME_WITHIN_MS = 45000;
   async function follow() {
     if (state.stream) state.stream.abort();
     const ctrl = new AbortController();
     state.stream = ctrl;
-    let wait = 500;
+    let wait = 500, lastId = null, heard = 0;
     while (!ctrl.signal.aborted) {
       try {
-        const res = await fetch(nsPath("/events"), { headers: headers({ Accept: "text/event-stream" }), signal: ctrl.signal });
+        const resume = lastId !== null && Date.now() - heard < RESUME_WITHIN_MS;
+        const extra = { Accept: "text/event-stream" };
+        if (resume) extra["Last-Event-ID"] = lastId;
+        const res = await fetch(nsPath("/events"), { headers: headers(extra), signal: ctrl.signal });
         if (res.status === 401) { askToken("The gateway did not accept the token; paste another."); return; }
         if (!res.ok) {
           const body = await res.json().catch(() => ({}));
@@ -266,17 +274,20 @@
           const { value, done } = await reader.read();
           if (done) break;
           buf += value;
+          heard = Date.now();
           if (!listed) { // the first bytes mean the stream is registered: list now, miss nothing
             listed = true;
             setConn(`live: ${state.ns}`);
             wait = 500;
-            loadTasks().catch((e) => notice(`Could not list tasks: ${e.message}`));
+            if (!resume) loadTasks().catch((e) => notice(`Could not list tasks: ${e.message}`));
           }
           let i;
           while ((i = buf.indexOf("\n\n")) >= 0) {
             const ev = parseBlock(buf.slice(0, i));
             buf = buf.slice(i + 2);
-            if (ev) onEvent(ev);
+            if (!ev) continue;
+            if (ev.id) lastId = ev.id;
+            onEvent(ev);
           }
         }
       } catch (e) {
