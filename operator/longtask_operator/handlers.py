@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import kopf
@@ -23,6 +24,8 @@ from longtask_operator import (
     autoscale,
     dispatch,
     kube,
+    leader,
+    leadership,
     loopguard,
     maintenance,
     observe,
@@ -96,21 +99,53 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         claim_timeout=cfg.claim_timeout_seconds,
         listed=watch.listed,
     )
+
     # Each loop's task is named as its guard (loopguard.py), which the liveness probe reads.
-    loops = [
-        (sync.run(), sync.guard),
-        (upkeep.run(), upkeep.guard),
-        *((watch.follow(ns), guard) for ns, guard in watch.guards.items()),
-        (sweep.run(), sweep.guard),
-        (memo.autoscaler.run(), memo.autoscaler.guard),
-        (memo.observer.run(memo.autoscaler.pool_names), memo.observer.guard),
-        *memo.pool_claims.loops(),
-        *memo.schedules.loops(),
-    ]
-    memo.guards = [guard for _, guard in loops]
-    memo.loops = [asyncio.create_task(loop, name=guard.loop) for loop, guard in loops]
+    def singletons() -> list[tuple[Coroutine[Any, Any, None], loopguard.Guard]]:
+        """The loops that must run once in the cluster: on the leader only."""
+        return [
+            (sync.run(), sync.guard),
+            (upkeep.run(), upkeep.guard),
+            *((watch.follow(ns), guard) for ns, guard in watch.guards.items()),
+            (sweep.run(), sweep.guard),
+            (memo.autoscaler.run(), memo.autoscaler.guard),
+            (memo.observer.run(memo.autoscaler.pool_names), memo.observer.guard),
+            *memo.pool_claims.loops(),
+            *memo.schedules.loops(),
+        ]
+
+    memo.guards, memo.loops = [], []
+
+    def lead() -> None:
+        for loop, guard in singletons():
+            memo.guards.append(guard)
+            memo.loops.append(asyncio.create_task(loop, name=guard.loop))
+
+    memo.elector = None
+    if cfg.leader_election:
+        memo.elector = await elector(cfg, on_leading=lead)
+        memo.guards.append(memo.elector.guard)
+        memo.loops.append(asyncio.create_task(memo.elector.run(), name=memo.elector.guard.loop))
+    else:
+        lead()
     if cfg.metrics_port:
         prometheus_client.start_http_server(cfg.metrics_port, addr=cfg.metrics_host)
+
+
+async def elector(cfg: settings.OperatorSettings, *, on_leading: Callable[[], None]) -> leader.Elector:
+    """The leader elector, on a client of its own: renewals never queue behind the loops' calls."""
+    return leader.Elector(
+        kube=kube.Kube(await runtimekube.login(), timeout=cfg.kube_timeout_seconds),
+        namespace=leader.lease_namespace(cfg.leader_lease_namespace),
+        name=cfg.leader_lease_name or leadership.lease_name(names.MANAGER, namespaces=cfg.namespace_list()),
+        identity=cfg.leader_identity,
+        timing=leader.Timing(
+            lease_seconds=cfg.leader_lease_seconds,
+            renew_deadline=cfg.leader_renew_deadline_seconds,
+            retry=cfg.leader_retry_seconds,
+        ),
+        on_leading=on_leading,
+    )
 
 
 def configure(kopf_settings: kopf.OperatorSettings) -> settings.OperatorSettings:
@@ -129,7 +164,9 @@ def configure(kopf_settings: kopf.OperatorSettings) -> settings.OperatorSettings
     # Every other API request Kopf makes (patches, Events) gives up after this long.
     kopf_settings.networking.request_timeout = 30
     kopf_settings.networking.connect_timeout = 10
-    # One operator per cluster for now: no peering objects to install.
+    # No Kopf peering (no KopfPeering objects to install): several operators elect a leader
+    # on a Lease instead (leader.py). On a standby Kopf only follows WorkerPools into the
+    # autoscaler's memory (track_pool), which writes nothing.
     kopf_settings.peering.standalone = True
     kopf_settings.posting.level = logging.WARNING
     # Kopf logs every event handler's success at INFO: one line per watch event. Failures
@@ -151,9 +188,14 @@ def loops_alive(memo: kopf.Memo, **_: Any) -> list[str]:
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    """Stop every loop, then (a leader) release the Lease, so that a standby takes over at
+    its next look and never while a loop of ours still runs."""
     for loop in memo.loops:
         loop.cancel()
     await asyncio.gather(*memo.loops, return_exceptions=True)
+    if memo.elector is not None:
+        await memo.elector.release()
+        await memo.elector.kube.close()
     await memo.redis.aclose()
     await memo.kube.close()
     tracing.shutdown()
