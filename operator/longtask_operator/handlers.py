@@ -28,6 +28,7 @@ from longtask_operator import (
     leadership,
     loopguard,
     maintenance,
+    metrics,
     observe,
     poolclaims,
     schedules,
@@ -126,7 +127,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         memo.elector = await elector(cfg, on_leading=lead)
         memo.guards.append(memo.elector.guard)
         memo.loops.append(asyncio.create_task(memo.elector.run(), name=memo.elector.guard.loop))
-    else:
+    else:  # alone: it leads (the metric says so, or LongTaskOperatorNoLeader would fire)
+        metrics.LEADER.labels(identity=cfg.leader_identity, lease="").set(1)
         lead()
     if cfg.metrics_port:
         prometheus_client.start_http_server(cfg.metrics_port, addr=cfg.metrics_host)
