@@ -77,7 +77,7 @@ class Bench:
 
     def started(self, uid: str) -> bool:
         return any(
-            fields.get("kind") == events.Kind.STARTED.value
+            events.TaskEvent.decode(fields).kind == events.Kind.STARTED
             for _, fields in self.redis.xrange(names.events_stream(uid))
         )
 

@@ -307,3 +307,17 @@ class Kube(runtimekube.Kube):
                 _preload_content=False,
             )
             return await runtimekube.json_of(reply)
+
+    async def lease_changes(
+        self, *, namespace: str, name: str, resource_version: str
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """Watch events (type, Lease as a plain dict) of the Lease after `resource_version`,
+        bookmarks included (their object carries only the resourceVersion), until the server
+        ends the watch. Expired if the version is too old."""
+        async for event in runtimekube.watch_events(
+            functools.partial(self.coordination.list_namespaced_lease, namespace),
+            resource_version=resource_version,
+            what=f"the watch of lease {namespace}/{name}",
+            field_selector=f"metadata.name={name}",
+        ):
+            yield event

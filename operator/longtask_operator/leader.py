@@ -1,13 +1,15 @@
 """Leader election of the operator on a coordination.k8s.io/v1 Lease: the elector loop.
 
 Of several operators of one scope, the one holding the Lease runs every loop that must run
-once (handlers.py starts them when `run` says so); the others wait as standbys, looking at
-the Lease every retry period. The rules (who may take the Lease, when a leader must stop)
-are leadership.py's, client-go's; the calls are kube.py's. Why our own elector: Kopf's
-peering elects nothing on a Lease (it pauses operators through its own KopfPeering
-objects, by priority, and the chart would have to install them), and the official
-client's leaderelection is synchronous and runs in a thread of its own, while every call
-of the operator is on its asyncio loop; the rules fit in a page.
+once (handlers.py starts them when `run` says so); the others wait as standbys, watching
+the Lease (a renewal or a release is seen as it is written) and looking at it at the
+instant it would expire and at least every retry period. The rules (who may take the
+Lease, when a leader must stop) are leadership.py's, client-go's; the calls are
+kube.py's. Why our own elector: Kopf's peering elects nothing on a Lease (it pauses
+operators through its own KopfPeering objects, by priority, and the chart would have to
+install them), and the official client's leaderelection is synchronous and runs in a
+thread of its own, while every call of the operator is on its asyncio loop; the rules
+fit in a page.
 
 A leader that cannot renew within the renew deadline, or finds the Lease taken, exits the
 process at once (LOST_EXIT_CODE) rather than stopping its loops one by one: every loop
@@ -23,6 +25,7 @@ It must not start or stop the loops itself, nor talk to Redis.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import logging
 import os
@@ -100,6 +103,7 @@ class Elector:
         self._seen: leadership.Seen | None = None
         self._renewed_at = 0.0  # monotonic start of the last successful write of ourselves
         self._holder_logged: str | None = None
+        self._changed = asyncio.Event()  # the watch saw the Lease change (a standby's wake-up)
         self._metric = metrics.LEADER.labels(identity=identity, lease=f"{namespace}/{name}")
         self._metric.set(0)
 
@@ -141,19 +145,59 @@ class Elector:
 
     # -- standby -------------------------------------------------------------------------
     async def _acquire(self) -> None:
-        """Look at the Lease every retry period until we have written ourselves into it."""
-        while True:
-            try:
-                if await self._try():
+        """Look at the Lease until we have written ourselves into it: at once when the watch
+        shows a change (a release), at the instant it expires on our clock, and at least
+        every retry period (should the watch fail)."""
+        follower = asyncio.create_task(self._follow(), name=f"{LOOP} watch")
+        try:
+            while True:
+                self._changed.clear()
+                try:
+                    if await self._try():
+                        self.guard.succeeded()
+                        return
                     self.guard.succeeded()
-                    return
-                self.guard.succeeded()
-            except Exception as exc:
-                if not loopguard.is_transient(exc):
-                    await asyncio.sleep(self.guard.failed(exc))
-                    continue
-                self.guard.item_failed(exc, what=f"reading the Lease {self.lease} failed; next look soon")
-            await asyncio.sleep(self.timing.retry)
+                except Exception as exc:
+                    if not loopguard.is_transient(exc):
+                        await asyncio.sleep(self.guard.failed(exc))
+                        continue
+                    self.guard.item_failed(exc, what=f"reading the Lease {self.lease} failed; next look soon")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), timeout=self._next_look())
+        finally:
+            follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
+
+    def _next_look(self) -> float:
+        """Seconds until the next look: the retry period, or less if the Lease expires sooner."""
+        if self._seen is None or not self._seen.record.holder:
+            return self.timing.retry
+        expires = self._seen.since + self._seen.record.duration_seconds - time.monotonic()
+        return max(0.0, min(self.timing.retry, expires))
+
+    async def _follow(self) -> None:
+        """A standby's watch of the Lease: each change is seen the moment it is written, so
+        expiry counts from the holder's last renewal itself (not up to a retry period later)
+        and a release is taken at once. A failed watch only costs that precision: the looks
+        every retry period go on."""
+        while True:
+            version = self._seen.version if self._seen is not None else ""
+            if not version:
+                await asyncio.sleep(self.timing.retry)
+                continue
+            try:
+                async for kind, obj in self.kube.lease_changes(
+                    namespace=self.namespace, name=self.name, resource_version=version
+                ):
+                    if kind in ("ADDED", "MODIFIED"):
+                        self._saw(obj, now=time.monotonic())
+                    if kind != "BOOKMARK":
+                        self._changed.set()
+            except Exception as exc:  # Expired, the apiserver away: watch again from what a look saw
+                self.guard.item_failed(
+                    exc, what=f"the watch of the Lease {self.lease} failed; watching again"
+                )
+                await asyncio.sleep(self.timing.retry)
 
     async def _try(self) -> bool:
         """Read the Lease and take (or renew) it if leadership.may_take says we may; whether
