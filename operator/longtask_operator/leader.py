@@ -104,6 +104,7 @@ class Elector:
         self._renewed_at = 0.0  # monotonic start of the last successful write of ourselves
         self._holder_logged: str | None = None
         self._changed = asyncio.Event()  # the watch saw the Lease change (a standby's wake-up)
+        self._looked = asyncio.Event()  # the Lease has been read (or written) once
         self._metric = metrics.LEADER.labels(identity=identity, lease=f"{namespace}/{name}")
         self._metric.set(0)
 
@@ -181,10 +182,9 @@ class Elector:
         and a release is taken at once. A failed watch only costs that precision: the looks
         every retry period go on."""
         while True:
-            version = self._seen.version if self._seen is not None else ""
-            if not version:
-                await asyncio.sleep(self.timing.retry)
-                continue
+            await self._looked.wait()  # a version to watch from: the first look's
+            assert self._seen is not None
+            version = self._seen.version
             try:
                 async for kind, obj in self.kube.lease_changes(
                     namespace=self.namespace, name=self.name, resource_version=version
@@ -282,6 +282,7 @@ class Elector:
         )
 
     def _saw(self, lease: dict[str, Any], *, now: float) -> None:
+        self._looked.set()
         self._seen = leadership.seen(
             self._seen,
             record=leadership.Record.of(lease),
