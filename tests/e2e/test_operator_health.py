@@ -2,7 +2,8 @@
 
 Covers: GET /healthz answers 200 with the operator's background loops listed (leader
 election, status sync, maintenance, the LongTask watch and its sweep, autoscaler, the
-schedules' watches and timer); a stopped operator process does not answer it (what the kubelet's liveness probe then acts on).
+schedules' watches and timer); a stopped operator process does not answer it (what the
+kubelet's liveness probe then acts on).
 """
 
 from __future__ import annotations
