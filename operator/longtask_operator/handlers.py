@@ -42,6 +42,7 @@ from longtask_runtime import kube as runtimekube
 from longtask_runtime import redisopts, sending
 
 WORKER_POOLS = (names.GROUP, names.VERSION, names.POOL_PLURAL)  # what Kopf follows
+STOP_SECONDS = 5.0  # at a stop, how long the loops may take to end before the Lease is released
 
 
 @kopf.on.login()
@@ -194,9 +195,16 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     its next look and never while a loop of ours still runs."""
     for loop in memo.loops:
         loop.cancel()
-    await asyncio.gather(*memo.loops, return_exceptions=True)
+    pending = (await asyncio.wait(memo.loops, timeout=STOP_SECONDS))[1] if memo.loops else set()
     if memo.elector is not None:
-        await memo.elector.release()
+        if pending:  # a loop still runs: the Lease must expire instead (a standby waits it out)
+            logging.getLogger(__name__).warning(
+                "loops still running %.0f s after the stop, the Lease is not released: %s",
+                STOP_SECONDS,
+                ", ".join(sorted(loop.get_name() for loop in pending)),
+            )
+        else:
+            await memo.elector.release()
         await memo.elector.kube.close()
     await memo.redis.aclose()
     await memo.kube.close()
