@@ -133,16 +133,41 @@ class Elector:
             return
         self.leading = False
         self._metric.set(0)
-        spec = leadership.released(self._seen.record, wall=_wall())
         try:
             async with asyncio.timeout(self.timing.renew_deadline):
-                await self.kube.write_lease(
-                    namespace=self.namespace, name=self.name, resource_version=self._seen.version, spec=spec
-                )
+                await self._release()
         except Exception as exc:  # the Lease expires instead: a takeover is late, not unsafe
-            log.warning("leader election: could not release the Lease %s: %s", self.lease, exc)
+            log.warning(
+                "leader election: could not release the Lease %s (%s: %s)",
+                self.lease,
+                type(exc).__name__,
+                exc,
+            )
             return
         log.info("leader election: %r released the Lease %s", self.identity, self.lease)
+
+    async def _release(self) -> None:
+        """Write the release over the Lease as we last saw it; if it changed since (a renewal
+        of ours whose reply the stop cut off), read it, and release it if we still hold it."""
+        assert self._seen is not None
+        try:
+            await self.kube.write_lease(
+                namespace=self.namespace,
+                name=self.name,
+                resource_version=self._seen.version,
+                spec=leadership.released(self._seen.record, wall=_wall()),
+            )
+            return
+        except kubeerrors.Conflict:
+            lease = await self.kube.get_lease(namespace=self.namespace, name=self.name)
+        if lease is None or leadership.Record.of(lease).holder != self.identity:
+            raise kubeerrors.Conflict("the Lease is no longer ours", what=f"lease {self.lease}")
+        await self.kube.write_lease(
+            namespace=self.namespace,
+            name=self.name,
+            resource_version=str(lease["metadata"]["resourceVersion"]),
+            spec=leadership.released(leadership.Record.of(lease), wall=_wall()),
+        )
 
     # -- standby -------------------------------------------------------------------------
     async def _acquire(self) -> None:
