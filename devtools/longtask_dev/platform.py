@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import sys
+import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -102,6 +104,10 @@ def worker_pool_manifests(
     if tasks_per_replica is not None:
         workerpool["spec"]["tasksPerReplica"] = tasks_per_replica
     return [deployment, workerpool]
+
+
+# The operator's exit status when it stops leading (longtask_operator.leader.LOST_EXIT_CODE).
+LOST_LEASE_EXIT = 3
 
 
 def operator_leads(metrics_url: str) -> bool | None:
@@ -240,6 +246,7 @@ class Platform:
             **(extra_env or {}),
         )
         child = self.cluster.add(procs.Child(name, longtask_argv("operator"), self._log(name), env=env))
+        self._restart_when_it_loses_the_lease(child)
         procs.wait_until(
             lambda: operator_leads(url) is (not standby),
             timeout=60,
@@ -248,6 +255,20 @@ class Platform:
             interval=0.1,
         )
         return child
+
+    def _restart_when_it_loses_the_lease(self, child: procs.Child) -> None:
+        """Start the operator again whenever it exits with LOST_LEASE_EXIT (as the kubelet
+        restarts its container): e.g. after the apiserver was away for longer than the renew
+        deadline. It comes back as a candidate. A killed or stopped operator stays down."""
+
+        def watch() -> None:
+            while child in self.cluster.children:
+                popen = child.popen
+                if popen is not None and popen.poll() == LOST_LEASE_EXIT and child in self.cluster.children:
+                    child.start()
+                time.sleep(0.2)
+
+        threading.Thread(target=watch, name=f"restart {child.name}", daemon=True).start()
 
     def kill_operator(self, name: str = "operator") -> None:
         """SIGKILL the operator, as a crash or an evicted pod would end it."""
