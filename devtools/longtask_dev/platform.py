@@ -139,6 +139,7 @@ class Platform:
         self.operator_metrics_port = procs.free_port()
         self.operator_health_port = procs.free_port()
         self.operator_metrics_urls: dict[str, str] = {}  # by process name (start_operator)
+        self.operator_health_urls: dict[str, str] = {}
         self._workers = 0
         # /metrics of pool pods (worker_metrics_env) and of workers started by start_worker
         # (by process name), in start order; see worker_metrics_urls.
@@ -238,6 +239,7 @@ class Platform:
             metrics_port, health_port = procs.free_port(), procs.free_port()
         url = f"http://127.0.0.1:{metrics_port}/metrics"
         self.operator_metrics_urls[name] = url
+        self.operator_health_urls[name] = f"http://127.0.0.1:{health_port}/healthz"
         env = dict(
             self.cluster.environ(),
             LONGTASK_METRICS_PORT=str(metrics_port),

@@ -3,7 +3,8 @@ lost or run twice as leadership moves.
 
 Covers: with a second operator started beside the platform's, exactly one holds the Lease
 (`kubectl get lease -A`: a Lease named longtask-..., holderIdentity the leader; the
-metric longtask_operator_leader 1 on it, 0 on the standby); 20 tasks created while both
+metric longtask_operator_leader 1 on it, 0 on the standby, whose /healthz is healthy and
+lists only the elector); 20 tasks created while both
 run are each queued once and started once (one attempt each); the leader SIGKILLed: 20
 tasks created right after all succeed, each started once, and the Lease names the other
 operator; that leader stopped with SIGTERM releases the Lease, so the restarted first
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 
 from longtask_dev import platform as platform_mod
@@ -83,6 +85,9 @@ def test_one_leader_takeover_on_kill_and_release_on_stop(
         lease = holders(kubectl)
         assert list(lease.values()) == ["dev-operator"], lease
         assert leads(platform, SECOND) is False
+        # A standby is healthy (not restarted for waiting) and runs no loop but the elector.
+        health = httpx.get(platform.operator_health_urls[SECOND], timeout=10)
+        assert health.status_code == 200 and health.json()["loops"] == ["leader-election"], health.text
         run_twenty(kubectl, redis_client, namespace, "both")
         assert holders(kubectl) == lease and leads(platform, SECOND) is False
 
