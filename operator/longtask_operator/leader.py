@@ -127,8 +127,8 @@ class Elector:
 
     async def release(self) -> None:
         """Give the Lease up after the loops stopped (a clean stop), only if it is still ours
-        as we last wrote it; a failure is logged (the Lease then expires as after a crash).
-        The caller has stopped `run` first."""
+        (see _release); a failure is logged (the Lease then expires as after a crash). The
+        caller has stopped `run` first."""
         if not self.leading or self._seen is None:
             return
         self.leading = False
