@@ -212,7 +212,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    op = sub.add_parser("operator", help="run the operator (Kopf) against $KUBECONFIG / in-cluster")
+    op = sub.add_parser(
+        "operator",
+        help="run the operator (Kopf) against $KUBECONFIG / in-cluster",
+        description="Run the operator. With leader election (LONGTASK_LEADER_ELECTION, on by default) "
+        "any number of operators of one scope may run: the one holding the Lease "
+        "(`kubectl get lease -A`: longtask-operator, or longtask-operator-HASH when scoped with -n) "
+        "runs the loops, the others wait as standbys and take over within the lease (15 s) after "
+        "it dies, within a retry period (2 s) when it stops cleanly (it releases the Lease). "
+        "A second one started by hand "
+        "(LONGTASK_METRICS_PORT=0 LONGTASK_HEALTH_PORT=0) joins as a standby. "
+        "Settings: docs/settings.md; docs/high-availability.md.",
+    )
     op.add_argument(
         "--namespace",
         "-n",

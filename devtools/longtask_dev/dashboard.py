@@ -285,6 +285,13 @@ ROWS: tuple[tuple[str, tuple[Chart, ...]], ...] = (
                 "s",
                 (Query("max(longtask_operator_status_sync_lag_seconds)", "lag"),),
             ),
+            Chart(
+                "Operator leader",
+                "1 for the operator holding the leader Lease, 0 for each standby, by identity "
+                "(alert: LongTaskOperatorNoLeader when none is 1 for a minute).",
+                "short",
+                (Query("max by (identity) (longtask_operator_leader)", "{{identity}}"),),
+            ),
         ),
     ),
 )

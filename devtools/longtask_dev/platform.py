@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import copy
 import sys
+import threading
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +108,24 @@ def worker_pool_manifests(
     return [deployment, workerpool]
 
 
+# The operator's exit status when it stops leading (longtask_operator.leader.LOST_EXIT_CODE).
+LOST_LEASE_EXIT = 3
+
+
+def operator_leads(metrics_url: str) -> bool | None:
+    """Whether the operator serving `metrics_url` leads (its longtask_operator_leader is 1),
+    waits as a standby (0), or neither: not answering, or not yet a candidate (None)."""
+    try:
+        with urllib.request.urlopen(metrics_url, timeout=2) as response:
+            text = response.read().decode()
+    except (urllib.error.URLError, OSError):
+        return None
+    for line in text.splitlines():
+        if line.startswith("longtask_operator_leader{"):
+            return float(line.rsplit(" ", 1)[1]) == 1.0
+    return None
+
+
 def longtask_argv(*args: str) -> list[str]:
     """The `longtask` CLI as a child process of this interpreter."""
     return [sys.executable, "-m", "longtask_cli", *args]
@@ -118,6 +140,8 @@ class Platform:
         self.auth = auth
         self.operator_metrics_port = procs.free_port()
         self.operator_health_port = procs.free_port()
+        self.operator_metrics_urls: dict[str, str] = {}  # by process name (start_operator)
+        self.operator_health_urls: dict[str, str] = {}
         self._workers = 0
         # /metrics of pool pods (worker_metrics_env) and of workers started by start_worker
         # (by process name), in start order; see worker_metrics_urls.
@@ -211,27 +235,59 @@ class Platform:
     def _log(self, name: str) -> Path:
         return self.cluster.state_dir / "logs" / f"{name}.log"
 
-    def start_operator(self, *, extra_env: dict[str, str] | None = None) -> procs.Child:
+    def start_operator(
+        self,
+        *,
+        extra_env: dict[str, str] | None = None,
+        name: str = "operator",
+        standby: bool = False,
+    ) -> procs.Child:
+        """Start an operator and wait until it leads (or, `standby`, until it waits as a
+        standby). The first, "operator", has the platform's metrics and health ports and
+        the leader identity `dev-<name>` across restarts, so a restarted one takes its own
+        Lease back at once; another `name` gets ports of its own (operator_metrics_urls)."""
+        if name == "operator":
+            metrics_port, health_port = self.operator_metrics_port, self.operator_health_port
+        else:
+            metrics_port, health_port = procs.free_port(), procs.free_port()
+        url = f"http://127.0.0.1:{metrics_port}/metrics"
+        self.operator_metrics_urls[name] = url
+        self.operator_health_urls[name] = f"http://127.0.0.1:{health_port}/healthz"
         env = dict(
             self.cluster.environ(),
-            LONGTASK_METRICS_PORT=str(self.operator_metrics_port),
-            LONGTASK_HEALTH_PORT=str(self.operator_health_port),
+            LONGTASK_METRICS_PORT=str(metrics_port),
+            LONGTASK_HEALTH_PORT=str(health_port),
+            LONGTASK_LEADER_IDENTITY=f"dev-{name}",
             **(extra_env or {}),
         )
-        child = self.cluster.add(
-            procs.Child("operator", longtask_argv("operator"), self._log("operator"), env=env)
-        )
+        child = self.cluster.add(procs.Child(name, longtask_argv("operator"), self._log(name), env=env))
+        self._restart_when_it_loses_the_lease(child)
         procs.wait_until(
-            lambda: procs.http_ok(f"http://127.0.0.1:{self.operator_metrics_port}/metrics"),
+            lambda: operator_leads(url) is (not standby),
             timeout=60,
-            what="the operator's metrics endpoint",
+            what=f"{name} to {'wait as a standby' if standby else 'lead'}",
             child=child,
+            interval=0.1,
         )
         return child
 
-    def kill_operator(self) -> None:
+    def _restart_when_it_loses_the_lease(self, child: procs.Child) -> None:
+        """Start the operator again whenever it exits with LOST_LEASE_EXIT (as the kubelet
+        restarts its container): e.g. after the apiserver was away for longer than the renew
+        deadline. It comes back as a candidate. A killed or stopped operator stays down."""
+
+        def watch() -> None:
+            while child in self.cluster.children:
+                popen = child.popen
+                if popen is not None and popen.poll() == LOST_LEASE_EXIT and child in self.cluster.children:
+                    child.start()
+                time.sleep(0.2)
+
+        threading.Thread(target=watch, name=f"restart {child.name}", daemon=True).start()
+
+    def kill_operator(self, name: str = "operator") -> None:
         """SIGKILL the operator, as a crash or an evicted pod would end it."""
-        child = self.cluster.child("operator")
+        child = self.cluster.child(name)
         child.kill()
         self.cluster.children.remove(child)
 

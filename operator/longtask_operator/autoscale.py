@@ -85,6 +85,7 @@ class Autoscaler:
         self.pools: dict[tuple[str, str], _Pool] = {}
         self._wake = asyncio.Event()
         self._stopping: set[asyncio.Task[None]] = set()
+        self._running = False  # run() started: informers follow the pools' Deployments
         self.guard = loopguard.Guard("autoscaler", first_delay=interval)
 
     # -- inputs ------------------------------------------------------------------------
@@ -126,16 +127,21 @@ class Autoscaler:
                 last_reason=last_written.get("lastScaleReason"),
             )
         self._seen(known, body)
-        if known.deployment is None:
-            known.deployment = informer.Informer(
+        if self._running:
+            self._follow_deployment(known)
+        self.wake()
+
+    def _follow_deployment(self, p: _Pool) -> None:
+        """Follow the pool's Deployment (an informer), unless that is done already."""
+        if p.deployment is None:
+            p.deployment = informer.Informer(
                 kube=self.kube,
                 kind="deployments",
-                namespace=known.namespace,
-                field_selector=f"metadata.name={spec.deployment}",
+                namespace=p.namespace,
+                field_selector=f"metadata.name={p.spec.deployment}",
                 on_change=self.wake,
                 guard=self.guard,
             ).start()
-        self.wake()
 
     def pool_names(self) -> set[str]:
         """The pools of the WorkerPools followed (their queue figures are always exported)."""
@@ -164,6 +170,11 @@ class Autoscaler:
 
     # -- the loop ------------------------------------------------------------------------
     async def run(self) -> None:
+        """Decide for every pool at each wake. Only run() starts the informers: an operator
+        that tracks WorkerPools without running it (a standby) reads nothing but Kopf's watch."""
+        self._running = True
+        for p in self.pools.values():
+            self._follow_deployment(p)
         try:
             while True:
                 with contextlib.suppress(TimeoutError):

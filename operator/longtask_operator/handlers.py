@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import kopf
@@ -23,8 +24,11 @@ from longtask_operator import (
     autoscale,
     dispatch,
     kube,
+    leader,
+    leadership,
     loopguard,
     maintenance,
+    metrics,
     observe,
     poolclaims,
     redisrepair,
@@ -39,6 +43,7 @@ from longtask_runtime import kube as runtimekube
 from longtask_runtime import redisconn, sending
 
 WORKER_POOLS = (names.GROUP, names.VERSION, names.POOL_PLURAL)  # what Kopf follows
+STOP_SECONDS = 5.0  # at a stop, how long the loops may take to end before the Lease is released
 
 
 @kopf.on.login()
@@ -106,22 +111,55 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         listed=watch.listed,
         hold_leases=repair.check,
     )
+
     # Each loop's task is named as its guard (loopguard.py), which the liveness probe reads.
-    loops = [
-        (sync.run(), sync.guard),
-        (upkeep.run(), upkeep.guard),
-        *((watch.follow(ns), guard) for ns, guard in watch.guards.items()),
-        (sweep.run(), sweep.guard),
-        (repair.run(), repair.guard),
-        (memo.autoscaler.run(), memo.autoscaler.guard),
-        (memo.observer.run(memo.autoscaler.pool_names), memo.observer.guard),
-        *memo.pool_claims.loops(),
-        *memo.schedules.loops(),
-    ]
-    memo.guards = [guard for _, guard in loops]
-    memo.loops = [asyncio.create_task(loop, name=guard.loop) for loop, guard in loops]
+    def singletons() -> list[tuple[Coroutine[Any, Any, None], loopguard.Guard]]:
+        """The loops that must run once in the cluster: on the leader only."""
+        return [
+            (sync.run(), sync.guard),
+            (upkeep.run(), upkeep.guard),
+            *((watch.follow(ns), guard) for ns, guard in watch.guards.items()),
+            (sweep.run(), sweep.guard),
+            (repair.run(), repair.guard),
+            (memo.autoscaler.run(), memo.autoscaler.guard),
+            (memo.observer.run(memo.autoscaler.pool_names), memo.observer.guard),
+            *memo.pool_claims.loops(),
+            *memo.schedules.loops(),
+        ]
+
+    memo.guards, memo.loops = [], []
+
+    def lead() -> None:
+        for loop, guard in singletons():
+            memo.guards.append(guard)
+            memo.loops.append(asyncio.create_task(loop, name=guard.loop))
+
+    memo.elector = None
+    if cfg.leader_election:
+        memo.elector = await elector(cfg, on_leading=lead)
+        memo.guards.append(memo.elector.guard)
+        memo.loops.append(asyncio.create_task(memo.elector.run(), name=memo.elector.guard.loop))
+    else:  # alone: it leads (the metric says so, or LongTaskOperatorNoLeader would fire)
+        metrics.LEADER.labels(identity=cfg.leader_identity, lease="").set(1)
+        lead()
     if cfg.metrics_port:
         prometheus_client.start_http_server(cfg.metrics_port, addr=cfg.metrics_host)
+
+
+async def elector(cfg: settings.OperatorSettings, *, on_leading: Callable[[], None]) -> leader.Elector:
+    """The leader elector, on a client of its own: renewals never queue behind the loops' calls."""
+    return leader.Elector(
+        kube=kube.Kube(await runtimekube.login(), timeout=cfg.kube_timeout_seconds),
+        namespace=leader.lease_namespace(cfg.leader_lease_namespace),
+        name=cfg.leader_lease_name or leadership.lease_name(names.MANAGER, namespaces=cfg.namespace_list()),
+        identity=cfg.leader_identity,
+        timing=leader.Timing(
+            lease_seconds=cfg.leader_lease_seconds,
+            renew_deadline=cfg.leader_renew_deadline_seconds,
+            retry=cfg.leader_retry_seconds,
+        ),
+        on_leading=on_leading,
+    )
 
 
 def configure(kopf_settings: kopf.OperatorSettings) -> settings.OperatorSettings:
@@ -140,7 +178,9 @@ def configure(kopf_settings: kopf.OperatorSettings) -> settings.OperatorSettings
     # Every other API request Kopf makes (patches, Events) gives up after this long.
     kopf_settings.networking.request_timeout = 30
     kopf_settings.networking.connect_timeout = 10
-    # One operator per cluster for now: no peering objects to install.
+    # No Kopf peering (no KopfPeering objects to install): several operators elect a leader
+    # on a Lease instead (leader.py). On a standby Kopf only follows WorkerPools into the
+    # autoscaler's memory (track_pool), which writes nothing.
     kopf_settings.peering.standalone = True
     kopf_settings.posting.level = logging.WARNING
     # Kopf logs every event handler's success at INFO: one line per watch event. Failures
@@ -162,9 +202,21 @@ def loops_alive(memo: kopf.Memo, **_: Any) -> list[str]:
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    """Stop every loop, then (a leader) release the Lease, so that a standby takes over at
+    its next look and never while a loop of ours still runs."""
     for loop in memo.loops:
         loop.cancel()
-    await asyncio.gather(*memo.loops, return_exceptions=True)
+    pending = (await asyncio.wait(memo.loops, timeout=STOP_SECONDS))[1] if memo.loops else set()
+    if memo.elector is not None:
+        if pending:  # a loop still runs: the Lease must expire instead (a standby waits it out)
+            logging.getLogger(__name__).warning(
+                "loops still running %.0f s after the stop, the Lease is not released: %s",
+                STOP_SECONDS,
+                ", ".join(sorted(loop.get_name() for loop in pending)),
+            )
+        else:
+            await memo.elector.release()
+        await memo.elector.kube.close()
     await memo.redis.aclose()
     await memo.kube.close()
     tracing.shutdown()

@@ -1,6 +1,6 @@
 """The operator's own Kubernetes calls, on top of the shared layer (longtask_runtime.kube):
 Deployments and their scale, pods (listed and watched for the autoscaler's informers),
-WorkerPool status writes guarded by resourceVersion, and Events.
+WorkerPool status writes guarded by resourceVersion, Events, and the leader Lease.
 
 It must not decide anything; it translates plain data into API calls and raises only
 kubeerrors (a 404 on a LongTask is NotFound, which callers treat as "nothing to do").
@@ -34,6 +34,7 @@ class Kube(runtimekube.Kube):
         super().__init__(api, timeout=timeout)
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
+        self.coordination = client.CoordinationV1Api(api)
         # The informers' LISTs and WATCHes (see connect); `api` itself if none is given.
         self.watching = watching
         self._watch_core = client.CoreV1Api(watching or api)
@@ -261,3 +262,62 @@ class Kube(runtimekube.Kube):
                 reply.release()
                 return None
             return await runtimekube.json_of(reply)
+
+    # -- the leader Lease (leader.py) ----------------------------------------------------
+    async def get_lease(self, *, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Lease as a plain dict, or None if there is none."""
+        with runtimekube.calling(f"lease {namespace}/{name}"):
+            reply: Any = await self.coordination.read_namespaced_lease(
+                name, namespace, _request_timeout=self.timeout, _preload_content=False
+            )
+            if reply.status == 404:
+                reply.release()
+                return None
+            return await runtimekube.json_of(reply)
+
+    async def create_lease(self, *, namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """Create the Lease with `spec`; AlreadyExists if another candidate created it first."""
+        body: Any = {  # a dict is sent as it is (the client's type says V1Lease)
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": spec,
+        }
+        with runtimekube.calling(f"lease {namespace}/{name}"):
+            reply: Any = await self.coordination.create_namespaced_lease(
+                namespace, body, _request_timeout=self.timeout, _preload_content=False
+            )
+            return await runtimekube.json_of(reply)
+
+    async def write_lease(
+        self, *, namespace: str, name: str, resource_version: str, spec: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Merge `spec` into the Lease, only if it is still at `resource_version` (Conflict if
+        anyone wrote it since: then another candidate won, or the holder renewed); the written
+        Lease. A None in `spec` removes that field."""
+        body = {"metadata": {"resourceVersion": resource_version}, "spec": spec}
+        patch: Any = self.coordination.patch_namespaced_lease  # its type omits _content_type
+        with runtimekube.calling(f"lease {namespace}/{name}"):
+            reply: Any = await patch(
+                name,
+                namespace,
+                body,
+                _content_type=runtimekube.MERGE_PATCH,
+                _request_timeout=self.timeout,
+                _preload_content=False,
+            )
+            return await runtimekube.json_of(reply)
+
+    async def lease_changes(
+        self, *, namespace: str, name: str, resource_version: str
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """Watch events (type, Lease as a plain dict) of the Lease after `resource_version`,
+        bookmarks included (their object carries only the resourceVersion), until the server
+        ends the watch. Expired if the version is too old."""
+        async for event in runtimekube.watch_events(
+            functools.partial(self.coordination.list_namespaced_lease, namespace),
+            resource_version=resource_version,
+            what=f"the watch of lease {namespace}/{name}",
+            field_selector=f"metadata.name={name}",
+        ):
+            yield event

@@ -131,6 +131,12 @@ def forget_pool(pool: str) -> None:
             POOL_DECISIONS.remove(pool, direction)
 
 
+LEADER = Gauge(
+    "longtask_operator_leader",
+    "1 while this operator holds the leader Lease and runs the loops, 0 while it waits as a standby.",
+    ["identity", "lease"],
+)
+
 LOOP_ERRORS = Counter(
     "longtask_operator_loop_errors_total",
     "Failures in the operator's background loops: kind=transient (Redis or the apiserver "

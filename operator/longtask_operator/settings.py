@@ -5,9 +5,11 @@ Each field's docstring is its documentation (docs/settings.md is generated from 
 from __future__ import annotations
 
 import functools
+import os
 import socket
+from typing import Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from longtask_runtime import settings
 
@@ -88,6 +90,57 @@ class OperatorSettings(settings.Base):
     kube_timeout_seconds: float = 15.0
     """Seconds any one Kubernetes API request may take (a LIST page four times this), so a hung
     connection cannot wedge a loop."""
+
+    leader_election: bool = True
+    """Whether the operator runs its loops only while it holds the leader Lease
+    (coordination.k8s.io/v1), so that of several operators of one scope exactly one acts and the
+    others wait as standbys (docs/high-availability.md). false: it acts at once, alone; never run
+    two operators of one scope so."""
+
+    leader_lease_name: str = Field(
+        default="",
+        json_schema_extra=settings.shown("longtask-operator, plus -HASH of the namespaces if scoped"),
+    )
+    """The name of the leader Lease. By default `longtask-operator` for an operator of the whole
+    cluster and `longtask-operator-<hash of its namespaces>` for one scoped to namespaces, so that
+    operators of different scopes do not compete for one Lease."""
+
+    leader_lease_namespace: str = Field(
+        default="",
+        json_schema_extra=settings.shown("the pod's namespace in a cluster, else default"),
+    )
+    """The namespace of the leader Lease (the operator needs get, create and update on leases
+    there)."""
+
+    leader_identity: str = Field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
+        json_schema_extra=settings.shown("<host name>-<pid>"),
+    )
+    """The name this operator writes into the Lease as its holderIdentity (the chart sets the pod
+    name). Two operators must not share one; an operator restarted with its old identity takes its
+    own Lease back at once instead of waiting it out."""
+
+    leader_lease_seconds: int = Field(default=15, ge=1)
+    """Seconds a candidate waits, after it last saw the Lease change, before it takes the Lease
+    from a holder that stopped renewing it: the longest takeover after a leader dies."""
+
+    leader_renew_deadline_seconds: float = Field(default=10.0, gt=0)
+    """Seconds the leader may go without renewing the Lease before it stops leading (exits, to
+    come back as a standby); shorter than the lease, so it stops before anyone may take over."""
+
+    leader_retry_seconds: float = Field(default=2.0, gt=0)
+    """Seconds between the leader's renewals, and between a standby's looks at the Lease (so a
+    released Lease is taken within about this long)."""
+
+    @model_validator(mode="after")
+    def _leader_timing(self) -> Self:
+        if not self.leader_retry_seconds < self.leader_renew_deadline_seconds < self.leader_lease_seconds:
+            raise ValueError(
+                "leader election needs retry < renew deadline < lease seconds, got "
+                f"{self.leader_retry_seconds} / {self.leader_renew_deadline_seconds} / "
+                f"{self.leader_lease_seconds}"
+            )
+        return self
 
     def namespace_list(self) -> list[str]:
         return list(self.namespaces)

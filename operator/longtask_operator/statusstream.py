@@ -60,8 +60,9 @@ class StatusStream:
     async def adopt_orphans(self) -> None:
         """Take over entries a previous operator (another pod, another name) left unacked.
 
-        One operator runs per cluster (Kopf standalone), so whatever is pending under any
-        other consumer name belongs to an operator that is gone.
+        Only the leader runs the status sync (leader.py), and a former leader stops before
+        a new one may start, so whatever is pending under any other consumer name belongs
+        to an operator that no longer reads it.
         """
         cursor: Any = "0-0"
         while True:

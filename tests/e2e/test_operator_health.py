@@ -1,8 +1,9 @@
 """The operator's liveness endpoint is Kopf's own, answered by the operator's event loop.
 
-Covers: GET /healthz answers 200 with the operator's background loops listed (status sync,
-maintenance, the LongTask watch and its sweep, autoscaler, the schedules' watches and
-timer); a stopped operator process does not answer it (what the kubelet's liveness probe then acts on).
+Covers: GET /healthz answers 200 with the operator's background loops listed (leader
+election, status sync, maintenance, the LongTask watch and its sweep, autoscaler, the
+schedules' watches and timer); a stopped operator process does not answer it (what the
+kubelet's liveness probe then acts on).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ def test_healthz_lists_the_loops_and_fails_when_the_operator_is_stuck(platform):
     assert reply.status_code == 200
     assert sorted(reply.json()["loops"]) == [
         "autoscaler",
+        "leader-election",
         "longtask-watch-all",
         "maintenance",
         "metrics",

@@ -77,6 +77,14 @@ BEFORE = {
         "poison_crashes": 3,
         "redis_repair_grace_seconds": 20.0,  # new: the wait after a Redis reset
         "kube_timeout_seconds": 15.0,  # new: the operator's apiserver timeout, as the constant was
+        # new: leader election (leader.py)
+        "leader_election": True,
+        "leader_lease_name": "",
+        "leader_lease_namespace": "",
+        "leader_identity": f"{socket.gethostname()}-{os.getpid()}",
+        "leader_lease_seconds": 15,
+        "leader_renew_deadline_seconds": 10.0,
+        "leader_retry_seconds": 2.0,
     },
     worker_settings.WorkerSettings: {
         "redis_url": REDIS,
