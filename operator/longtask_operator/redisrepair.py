@@ -30,6 +30,7 @@ import datetime
 import json
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -139,8 +140,9 @@ class RedisRepair:
         tasks = dict(self.watch.unfinished)
         uids = list(tasks)
         facts: dict[str, tuple[redisloss.RedisFacts, ledger.Dispatch | None]] = {}
+        seen = _Messages()  # each pool's queues read once per pass, not once per chunk
         for start in range(0, len(uids), _CHUNK):
-            facts.update(await self.facts(uids[start : start + _CHUNK]))
+            facts.update(await self.facts(uids[start : start + _CHUNK], seen=seen))
         for uid, (found, current) in facts.items():
             if redisloss.alive(found, is_batch=bool(current and current.items), trust_leases=trust):
                 continue
@@ -210,7 +212,9 @@ class RedisRepair:
             settled += 1
         return settled
 
-    async def facts(self, uids: list[str]) -> dict[str, tuple[redisloss.RedisFacts, ledger.Dispatch | None]]:
+    async def facts(
+        self, uids: list[str], *, seen: _Messages | None = None
+    ) -> dict[str, tuple[redisloss.RedisFacts, ledger.Dispatch | None]]:
         """What Redis holds of each of `uids` (and its current attempt); a task whose current
         attempt Redis keeps gets its deadline watched again if Redis lost that (ZADD NX)."""
         pipe = self.redis.pipeline(transaction=False)
@@ -231,7 +235,7 @@ class RedisRepair:
             for uid, row in zip(uids, rows, strict=True)
         }
         pools = {c.spec.pool for c in currents.values() if c is not None and not c.items}
-        queued = await self.messages(pools)
+        queued = await self.messages(pools, seen=seen or _Messages())
         repair = self.redis.pipeline(transaction=False)
         out: dict[str, tuple[redisloss.RedisFacts, ledger.Dispatch | None]] = {}
         for uid, row in zip(uids, rows, strict=True):
@@ -258,27 +262,33 @@ class RedisRepair:
             await repair.execute()
         return out
 
-    async def messages(self, pools: set[str]) -> set[str]:
+    async def messages(self, pools: set[str], *, seen: _Messages) -> set[str]:
         """The Celery task ids of every message of `pools` in a queue, fetched by a worker
-        (kombu's unacked hash) or recorded as delivered (names.DELIVERIES). Queue lists are
-        read before the fetched ones: a message a worker takes meanwhile is in the latter."""
-        ids: set[str] = set()
+        (kombu's unacked hash) or recorded as delivered (names.DELIVERIES), added to what
+        `seen` holds of this pass (a pool's queues and the fetched ones are read once per
+        pass: a pass over a large backlog must not parse every queue once per chunk). Queue
+        lists are read before the fetched ones: a message a worker takes meanwhile is in the
+        latter. A message sent after its pool was read looks lost and is sent again: the
+        worker's claim takes one copy."""
+        fresh = sorted(pools - seen.pools)
         pipe = self.redis.pipeline(transaction=False)
-        for pool in sorted(pools):
+        for pool in fresh:
             for key in names.queue_lists(pool):
                 pipe.lrange(key, 0, -1)
-        for entries in await pipe.execute():
-            ids.update(_task_id(json.loads(raw)) for raw in entries)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hvals(names.KOMBU_UNACKED)
-        pipe.hvals(names.DELIVERIES)
-        unacked, deliveries = await pipe.execute()
-        ids.update(_task_id(json.loads(raw)[0]) for raw in unacked)
-        for raw in deliveries:
-            delivery = ledger.Delivery.decode(raw)
-            if delivery is not None:
-                ids.add(names.celery_task_id(delivery.uid, delivery.attempt))
-        return ids
+        for entries in await pipe.execute() if fresh else []:
+            seen.ids.update(_task_id(json.loads(raw)) for raw in entries)
+        seen.pools.update(fresh)
+        if fresh:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hvals(names.KOMBU_UNACKED)
+            pipe.hvals(names.DELIVERIES)
+            unacked, deliveries = await pipe.execute()
+            seen.ids.update(_task_id(json.loads(raw)[0]) for raw in unacked)
+            for raw in deliveries:
+                delivery = ledger.Delivery.decode(raw)
+                if delivery is not None:
+                    seen.ids.add(names.celery_task_id(delivery.uid, delivery.attempt))
+        return seen.ids
 
     # -- one task ----------------------------------------------------------------------
     async def _repair(
@@ -355,6 +365,14 @@ class RedisRepair:
         items = (body.get("spec") or {}).get("items")
         if await sending.send(redis=self.redis, celery=self.celery, dispatch=following, items=items):
             metrics.DISPATCHED.labels(pool=metrics.pool_label(following.spec.pool)).inc()
+
+
+@dataclass
+class _Messages:
+    """What one pass has read of the queues: the pools read, the task ids found."""
+
+    pools: set[str] = field(default_factory=set)
+    ids: set[str] = field(default_factory=set)
 
 
 def _run_id(info: Any) -> str:
