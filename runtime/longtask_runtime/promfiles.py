@@ -1,6 +1,6 @@
 """prometheus-client's multiprocess mode for a component that runs as several processes (the
-gateway's `--processes N`): one directory of value files per process tree, and a collector
-that reads them all.
+gateway's `--processes N`, the worker's prefork children): one directory of value files per
+process tree, and a collector that reads them all.
 
 Done the way prometheus-client's documentation asks:
 - the directory is emptied by the tree's parent before any child starts (a restarted tree
@@ -27,14 +27,15 @@ ENV = "PROMETHEUS_MULTIPROC_DIR"
 _LIVE_FILE = re.compile(r"^gauge_live\w+_(\d+)\.db$")
 
 
-def prepare(*, component: str) -> Path:
-    """Create an empty directory for this process tree (one per parent pid under the temp
-    directory, those of parents that are gone removed) and point PROMETHEUS_MULTIPROC_DIR at it,
-    for the children this process starts next."""
-    path = Path(tempfile.gettempdir()) / f"longtask-{component}-metrics" / str(os.getpid())
-    for sibling in path.parent.glob("*"):
-        if sibling.name.isdigit() and not alive(int(sibling.name)):
-            shutil.rmtree(sibling, ignore_errors=True)
+def prepare(*, component: str, path: Path | None = None) -> Path:
+    """Create an empty directory for this process tree and point PROMETHEUS_MULTIPROC_DIR at it,
+    for the children this process starts next: `path` when given, else one per parent pid under
+    the temp directory (then the directories of parents that are gone are removed)."""
+    if path is None:
+        path = Path(tempfile.gettempdir()) / f"longtask-{component}-metrics" / str(os.getpid())
+        for sibling in path.parent.glob("*"):
+            if sibling.name.isdigit() and not alive(int(sibling.name)):
+                shutil.rmtree(sibling, ignore_errors=True)
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     os.environ[ENV] = str(path)

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from longtask_runtime import promfiles
 from longtask_worker import exposition, settings
 
 CHILD = """
@@ -60,7 +61,7 @@ def test_dead_children_are_swept_and_their_counts_kept(tmp_path: Path) -> None:
     assert len(list(tmp_path.glob("gauge_livesum_*.db"))) == 3
 
     registry = CollectorRegistry()
-    registry.register(exposition._Collector(tmp_path))
+    registry.register(promfiles.Collector(tmp_path))
     text = generate_latest(registry).decode()
 
     assert not list(tmp_path.glob("gauge_live*_*.db")), "dead processes' live gauges are swept"

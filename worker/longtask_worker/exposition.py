@@ -21,11 +21,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
-import shutil
 import socketserver
 import sys
-import tempfile
 import threading
 import wsgiref.simple_server
 from collections.abc import Iterable
@@ -33,10 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from longtask_contracts import envvars
+from longtask_runtime import promfiles
 from longtask_worker import liveness, settings
 
 log = logging.getLogger(__name__)
-ENV = "PROMETHEUS_MULTIPROC_DIR"
+ENV = promfiles.ENV
 ENVIRONMENT = (
     envvars.Variable(
         name=ENV,
@@ -46,15 +44,12 @@ ENVIRONMENT = (
         readers=(envvars.WORKER,),
     ),
 )
-_LIVE_FILE = re.compile(r"^gauge_live\w+_(\d+)\.db$")
 _server: Any = None
 
 
-def metrics_dir(cfg: settings.WorkerSettings) -> Path:
-    """This process tree's directory: LONGTASK_METRICS_DIR, or one per main pid under /tmp."""
-    if cfg.metrics_dir:
-        return Path(cfg.metrics_dir)
-    return Path(tempfile.gettempdir()) / "longtask-worker-metrics" / str(os.getpid())
+def metrics_dir(cfg: settings.WorkerSettings) -> Path | None:
+    """This process tree's directory: LONGTASK_METRICS_DIR, or None for one per main pid."""
+    return Path(cfg.metrics_dir) if cfg.metrics_dir else None
 
 
 def prepare(cfg: settings.WorkerSettings) -> Path | None:
@@ -62,48 +57,12 @@ def prepare(cfg: settings.WorkerSettings) -> Path | None:
     it; None (and nothing done) when metrics are off. Call before importing metrics.py."""
     if not cfg.metrics_port:
         return None
-    path = metrics_dir(cfg)
-    if not cfg.metrics_dir:  # directories of worker trees that are gone
-        for sibling in path.parent.glob("*"):
-            if sibling.name.isdigit() and not _alive(int(sibling.name)):
-                shutil.rmtree(sibling, ignore_errors=True)
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
-    os.environ[ENV] = str(path)
+    path = promfiles.prepare(component="worker", path=metrics_dir(cfg))
     if "prometheus_client" in sys.modules:  # imported early by someone: switch its values over
         from prometheus_client import values
 
         values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
     return path
-
-
-class _Collector:
-    """MultiProcessCollector that first sweeps the live-gauge files of dead processes."""
-
-    def __init__(self, path: Path) -> None:
-        from prometheus_client import multiprocess
-
-        self.path = path
-        self._inner = multiprocess.MultiProcessCollector(None, path=str(path))  # type: ignore[no-untyped-call]
-
-    def collect(self) -> Iterable[Any]:
-        sweep(self.path)
-        samples: Iterable[Any] = self._inner.collect()  # type: ignore[no-untyped-call]
-        return samples
-
-
-def sweep(path: Path) -> list[int]:
-    """mark_process_dead for every process with live-gauge files that no longer runs."""
-    from prometheus_client import multiprocess
-
-    dead = set()
-    for file in path.glob("gauge_live*_*.db"):
-        match = _LIVE_FILE.match(file.name)
-        if match and not _alive(int(match.group(1))):
-            dead.add(int(match.group(1)))
-    for pid in dead:
-        multiprocess.mark_process_dead(pid, str(path))  # type: ignore[no-untyped-call]
-    return sorted(dead)
 
 
 def serve(cfg: settings.WorkerSettings) -> bool:
@@ -120,7 +79,7 @@ def serve(cfg: settings.WorkerSettings) -> bool:
     from longtask_worker import metrics
 
     registry = CollectorRegistry()
-    registry.register(_Collector(Path(path)))
+    registry.register(promfiles.Collector(Path(path)))
     try:
         _server = wsgiref.simple_server.make_server(
             cfg.metrics_host, cfg.metrics_port, _routes(make_wsgi_app(registry)), _Server, _QuietHandler
@@ -178,17 +137,3 @@ def _child_exiting(**_: Any) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(os.getpid(), os.environ[ENV])  # type: ignore[no-untyped-call]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split()[2] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False
