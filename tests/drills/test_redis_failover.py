@@ -7,8 +7,9 @@ Sentinels, the pods through the Secret longtask-redis): 150 tasks submitted thro
 gateway one after another (with an Idempotency-Key each; a 503 is retried after its
 Retry-After) while the earlier ones run on two worker pods; the primary is SIGKILLed once
 some have started; the replica is promoted; every submission is answered 202 in the end,
-none ever 500; all 150 LongTasks end Succeeded. Prints the failover figures: the Sentinels'
-promotion, and the first task started after the primary died.
+none ever 500; all 150 LongTasks end Succeeded; the operator counted the promoted replica
+as a Redis reset (redisrepair.py). Prints the failover figures: the Sentinels' promotion, the
+first task started after the primary died, and what the operator sent again.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -198,6 +200,20 @@ def test_primary_killed_while_submitting_and_running(ha_cluster, ha_platform):
     finally:
         redis.close()
     assert set(_phases(ha_cluster, namespace).values()) == {"Succeeded"}
+    # The operator saw the promoted replica as another server, and says what it sent again.
+    repair = _metrics(ha_platform.operator_metrics_url, "longtask_operator_redis_re")
+    print(f"operator after the failover: {repair}")
+    assert repair.get('longtask_operator_redis_resets_total{cause="changed"}', 0) >= 1, repair
+
+
+def _metrics(url: str, prefix: str) -> dict[str, float]:
+    """The samples of the operator's /metrics whose names start with `prefix`."""
+    text = urllib.request.urlopen(url, timeout=10).read().decode()
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(prefix) and not line.startswith("#")
+    }
 
 
 def _wait_first_start(redis: Any, submitter: Submitter, since: float) -> float:
