@@ -64,8 +64,9 @@ def ha_platform(ha_cluster: cluster_mod.Cluster) -> platform_mod.Platform:
 
 class Submitter(threading.Thread):
     """Creates the tasks through the gateway, one after another, each until it is answered
-    202 (created): a 503 is retried after its Retry-After (with the same Idempotency-Key, so a create
-    that happened before the 503 is not made twice); any other answer is recorded."""
+    202 (created): a 503 (Redis failing over) or a 429 (the gateway's create rate limit) is
+    retried after its Retry-After, with the same Idempotency-Key, so a create that happened
+    before the answer is not made twice; any other answer is recorded."""
 
     def __init__(self, api: str, namespace: str) -> None:
         super().__init__(name="submitter", daemon=True)
@@ -100,7 +101,7 @@ class Submitter(threading.Thread):
                 f"/v1/namespaces/{self.namespace}/tasks", json=body, headers={"Idempotency-Key": key}
             )
             self.statuses[answer.status_code] += 1
-            if answer.status_code == 503:
+            if answer.status_code in (429, 503):  # the create rate limit, or Redis failing over
                 self.retry_after.append(answer.headers.get("Retry-After", ""))
                 time.sleep(float(answer.headers.get("Retry-After") or 1))
                 continue
@@ -212,7 +213,7 @@ def _metrics(url: str, prefix: str) -> dict[str, float]:
     return {
         line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
-        if line.startswith(prefix) and not line.startswith("#")
+        if line.startswith(prefix) and "_created{" not in line
     }
 
 
