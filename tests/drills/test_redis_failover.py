@@ -6,7 +6,8 @@ three Sentinels; the operator, the gateway and the WorkerPool's pods all pointed
 Sentinels, the pods through the Secret longtask-redis): 150 tasks submitted through the
 gateway one after another (with an Idempotency-Key each; a 503 is retried after its
 Retry-After) while the earlier ones run on two worker pods; the primary is SIGKILLed once
-some have started; the replica is promoted; every submission is answered 202 in the end,
+a third are submitted and some have started, and the other two thirds are submitted from
+that instant on; the replica is promoted; every submission is answered 202 in the end,
 none ever 500; all 150 LongTasks end Succeeded; the operator counted the promoted replica
 as a Redis reset (redisrepair.py). Prints the failover figures: the Sentinels' promotion, the
 first task started after the primary died, and what the operator sent again.
@@ -78,10 +79,15 @@ class Submitter(threading.Thread):
         self.failures: list[str] = []
         self.submitted = 0
         self.spans: list[tuple[float, float]] = []  # (began, answered) of each submission, Unix time
+        # After the first third, the rest waits for this: the test sets it as it kills the
+        # primary, so submissions are in flight during the failover however fast they went.
+        self.go_on = threading.Event()
 
     def run(self) -> None:
         with httpx.Client(base_url=self.api, timeout=120) as http:
             for i in range(TASKS):
+                if i == TASKS // 3:
+                    self.go_on.wait(timeout=300)
                 began = time.time()
                 try:
                     self._submit(http, f"f{i:03d}")
@@ -160,6 +166,7 @@ def test_primary_killed_while_submitting_and_running(ha_cluster, ha_platform):
     )
     killed_at = time.time()
     began = time.monotonic()
+    submitter.go_on.set()
     old = ha.kill_primary()
     new = ha.wait_failover(old=old, timeout=60)
     promoted = time.monotonic() - began

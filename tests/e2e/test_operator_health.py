@@ -30,6 +30,7 @@ def test_healthz_lists_the_loops_and_fails_when_the_operator_is_stuck(platform):
         "pool-access-namespaces",
         "pool-access-workerpools",
         "pool-conflicts",
+        "redis-repair",
         "schedule-watch-runs",
         "schedule-watch-schedules",
         "schedules",
