@@ -241,16 +241,10 @@ class Elector:
                 if not leadership.may_take(self._seen, identity=self.identity, now=now):
                     self._log_holder(self._seen.record)
                     return False
-                written = await self.kube.write_lease(
-                    namespace=self.namespace,
-                    name=self.name,
-                    resource_version=self._seen.version,
-                    spec=self._held(self._seen.record),
-                )
+                written = await self._write_over_seen()
         except kubeerrors.Conflict:
             return False  # another candidate wrote it first: read it again next time
-        self._saw(written, now=time.monotonic())
-        self._renewed_at = started
+        self._holds(written, started=started)
         return True
 
     # -- leader --------------------------------------------------------------------------
@@ -282,20 +276,28 @@ class Elector:
     async def _renew(self) -> bool:
         """Write ourselves into the Lease as we last saw it (one request); if it changed
         meanwhile (409), read it and decide again (a label someone added is no loss)."""
-        assert self._seen is not None
         started = time.monotonic()
         try:
-            written = await self.kube.write_lease(
-                namespace=self.namespace,
-                name=self.name,
-                resource_version=self._seen.version,
-                spec=self._held(self._seen.record),
-            )
+            written = await self._write_over_seen()
         except kubeerrors.Conflict:
             return await self._try()
+        self._holds(written, started=started)
+        return True
+
+    async def _write_over_seen(self) -> Any:
+        """Write ourselves as holder over the Lease as last seen (409 if it changed since)."""
+        assert self._seen is not None
+        return await self.kube.write_lease(
+            namespace=self.namespace,
+            name=self.name,
+            resource_version=self._seen.version,
+            spec=self._held(self._seen.record),
+        )
+
+    def _holds(self, written: Any, *, started: float) -> None:
+        """Our write of the Lease, begun at `started` (monotonic), went through."""
         self._saw(written, now=time.monotonic())
         self._renewed_at = started
-        return True
 
     def _remaining(self) -> float:
         return self._renewed_at + self.timing.renew_deadline - time.monotonic()
